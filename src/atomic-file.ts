@@ -1,0 +1,16 @@
+import {chmod, mkdir, rename, rm, writeFile} from 'node:fs/promises'
+import path from 'node:path'
+
+/** Writes to a temporary file beside the target and renames it over, so a crash never leaves half a file behind. */
+export async function writeFileAtomic(file: string, content: string | Uint8Array, mode = 0o644): Promise<void> {
+  await mkdir(path.dirname(file), {recursive: true})
+  const temporary = `${file}.${process.pid}.${Date.now()}.tmp`
+  try {
+    await writeFile(temporary, content, {mode})
+    await chmod(temporary, mode)
+    await rename(temporary, file)
+  } catch (error) {
+    await rm(temporary, {force: true})
+    throw error
+  }
+}

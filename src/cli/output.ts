@@ -1,0 +1,95 @@
+import {Chalk, type ChalkInstance} from 'chalk'
+
+export interface Column<T> {
+  header: string
+  value: (row: T) => unknown
+}
+
+export interface OutputOptions {
+  json: boolean
+  color: boolean
+  stdout?: NodeJS.WriteStream
+  stderr?: NodeJS.WriteStream
+}
+
+function display(value: unknown): string {
+  if (value === null || value === undefined) return ''
+  if (Array.isArray(value)) return value.map(display).join(', ')
+  if (typeof value === 'object') return JSON.stringify(value)
+  return String(value)
+}
+
+/**
+ * The one output layer: results go to stdout (a table, a key/value block or JSON), everything else to stderr.
+ * Colour is decided once here, from `--no-color`, `NO_COLOR`, `--json` and whether stdout is a terminal.
+ */
+export class Output {
+  readonly json: boolean
+  readonly color: ChalkInstance
+  readonly stdout: NodeJS.WriteStream
+  readonly stderr: NodeJS.WriteStream
+
+  constructor(options: OutputOptions) {
+    this.json = options.json
+    this.stdout = options.stdout ?? process.stdout
+    this.stderr = options.stderr ?? process.stderr
+    this.color = new Chalk({level: options.color ? 1 : 0})
+  }
+
+  get isInteractive(): boolean {
+    return Boolean(this.stdout.isTTY) && !this.json
+  }
+
+  /** Prints data as JSON (`--json`), or hands over to the human rendering. */
+  result(data: unknown, human: () => void): void {
+    if (this.json) this.printJson(data)
+    else human()
+  }
+
+  printJson(data: unknown): void {
+    this.stdout.write(JSON.stringify(data, null, 2) + '\n')
+  }
+
+  /** One JSON object a line, for event streams read by scripts. */
+  printJsonLine(data: unknown): void {
+    this.stdout.write(JSON.stringify(data) + '\n')
+  }
+
+  line(text = ''): void {
+    this.stdout.write(text + '\n')
+  }
+
+  table<T>(rows: T[], columns: Column<T>[]): void {
+    const cells = rows.map((row) => columns.map((column) => display(column.value(row))))
+    const widths = columns.map((column, index) => Math.max(column.header.length, ...cells.map((row) => row[index].length)))
+    const format = (values: string[]) =>
+      values
+        .map((value, index) => (index === values.length - 1 ? value : value.padEnd(widths[index])))
+        .join('  ')
+        .trimEnd()
+    this.line(this.color.bold(format(columns.map((column) => column.header))))
+    for (const row of cells) this.line(format(row))
+  }
+
+  keyValue(pairs: Array<[string, unknown]>): void {
+    const width = Math.max(...pairs.map(([key]) => key.length))
+    for (const [key, value] of pairs) this.line(`${this.color.bold(key.padEnd(width))}  ${display(value)}`)
+  }
+
+  /** A message about what happened, for people: stderr, so stdout stays the result. */
+  info(text: string): void {
+    this.stderr.write(text + '\n')
+  }
+
+  success(text: string): void {
+    this.info(this.color.green(text))
+  }
+
+  warn(text: string): void {
+    this.stderr.write(this.color.yellow(`warning: ${text}`) + '\n')
+  }
+
+  error(text: string): void {
+    this.stderr.write(`${this.color.red('error:')} ${text}\n`)
+  }
+}
