@@ -1,3 +1,5 @@
+import type {Readable} from 'node:stream'
+
 import got, {type Got, HTTPError, type Method, RequestError} from 'got'
 
 import {ApiError, ConnectionError, ExpectedError, NotLoggedInError} from '../errors.js'
@@ -12,6 +14,14 @@ export interface ClientOptions {
   clientName?: string
   timeoutMs?: number
   retries?: number
+}
+
+export interface StreamOptions {
+  body?: Readable | string | Buffer
+  searchParams?: Record<string, string | number | boolean>
+  headers?: Record<string, string>
+  signal?: AbortSignal
+  onUploadProgress?: (bytes: number) => void
 }
 
 export interface RequestOptions {
@@ -107,18 +117,7 @@ export class FleetClient {
 
   translateError(error: unknown): unknown {
     if (error instanceof HTTPError) {
-      const status = error.response.statusCode
-      const detail = describeBody(error.response.body)
-      if (status === 401) {
-        return this.token
-          ? new ApiError(`the server rejected your credentials${detail ? ` (${detail})` : ''} — they may have expired or been revoked; run "flotilla login"`, status, detail)
-          : new NotLoggedInError()
-      }
-
-      if (status === 403) return new ApiError(`permission denied${detail ? `: ${detail}` : ''}`, status, detail)
-      if (status === 429) return new ApiError(`too many requests — try again in ${error.response.headers['retry-after'] ?? 'a few'} seconds`, status, detail)
-      if (status >= 500) return new ApiError(`the fleet server failed (${status}${detail ? `: ${detail}` : ''})`, status, detail)
-      return new ApiError(detail || `request failed with status ${status}`, status, detail)
+      return this.errorForStatus(error.response.statusCode, error.response.body, error.response.headers['retry-after'])
     }
 
     if (error instanceof RequestError && error.code && UNREACHABLE_ERRORS.has(error.code)) {
@@ -130,6 +129,54 @@ export class FleetClient {
     }
 
     return error
+  }
+
+  /** The error a person should see for an HTTP failure status and its body. */
+  errorForStatus(status: number, body: unknown, retryAfter?: string | string[]): ExpectedError {
+    const detail = describeBody(body)
+    if (status === 401) {
+      return this.token
+        ? new ApiError(`the server rejected your credentials${detail ? ` (${detail})` : ''} — they may have expired or been revoked; run "flotilla login"`, status, detail)
+        : new NotLoggedInError()
+    }
+
+    if (status === 403) return new ApiError(`permission denied${detail ? `: ${detail}` : ''}`, status, detail)
+    if (status === 429) return new ApiError(`too many requests — try again in ${retryAfter ?? 'a few'} seconds`, status, detail)
+    if (status >= 500) return new ApiError(`the fleet server failed (${status}${detail ? `: ${detail}` : ''})`, status, detail)
+    return new ApiError(detail || `request failed with status ${status}`, status, detail)
+  }
+
+  /**
+   * A long-lived streaming request (build uploads, log streams): the body may be a stream, the answer is
+   * returned as a stream once its status is known to be a success. Never retried, no overall timeout.
+   */
+  async openStream(method: Method, url: string, options: StreamOptions = {}): Promise<Readable> {
+    if (!this.token) throw new NotLoggedInError()
+    const stream = this.http.stream(url, {
+      prefixUrl: '',
+      method,
+      body: options.body,
+      searchParams: options.searchParams,
+      headers: {...this.authHeaders(), ...options.headers},
+      throwHttpErrors: false,
+      retry: {limit: 0},
+      timeout: {connect: 10_000},
+      signal: options.signal,
+    })
+    if (options.onUploadProgress) stream.on('uploadProgress', (progress: {transferred: number}) => options.onUploadProgress?.(progress.transferred))
+    return new Promise((resolve, reject) => {
+      stream.once('error', (error) => reject(this.translateError(error)))
+      stream.once('response', async (response: {statusCode: number; headers: Record<string, string | string[] | undefined>}) => {
+        if (response.statusCode < 400) {
+          resolve(stream)
+          return
+        }
+
+        const chunks: Buffer[] = []
+        for await (const chunk of stream) chunks.push(chunk as Buffer)
+        reject(this.errorForStatus(response.statusCode, Buffer.concat(chunks).toString('utf8'), response.headers['retry-after']))
+      })
+    })
   }
 
   /** The remote's builder, SSH gateway, tunnel and registry: asked of a flotilla server once, derived for balena-style remotes. */

@@ -38,7 +38,8 @@ function queryString(options: ODataOptions): string {
   return parts.length > 0 ? `?${parts.join('&')}` : ''
 }
 
-function isUniqueViolation(error: unknown): boolean {
+/** The server's answer to a clash on a unique key (balena answers 409 with "unique" in the body). */
+export function isUniqueViolation(error: unknown): boolean {
   return error instanceof ApiError && error.statusCode === 409
 }
 

@@ -1,0 +1,146 @@
+import {randomBytes} from 'node:crypto'
+
+import {NotFoundError, UsageError} from '../errors.js'
+import type {FleetClient} from './client.js'
+import {getFleet} from './fleets.js'
+import {resolveDeviceType} from './device-types.js'
+import {isUniqueViolation, odataValue} from './pine.js'
+import {parseDeviceReference} from './references.js'
+
+interface DeviceRow {
+  id: number
+  uuid: string
+  device_name: string
+  note: string | null
+  is_online: boolean
+  status: string | null
+  api_heartbeat_state: string | null
+  os_version: string | null
+  supervisor_version: string | null
+  ip_address: string | null
+  last_connectivity_event: string | null
+  created_at: string
+  is_pinned_on__release: {__id: number} | null
+  belongs_to__application: Array<{id: number; slug: string; app_name: string}>
+  is_of__device_type: Array<{slug: string}>
+  is_running__release: Array<{commit: string}>
+}
+
+/** A device as `--json` prints it: the API's field names plus the names of what it points to. */
+export interface Device {
+  id: number
+  uuid: string
+  device_name: string
+  device_type: string
+  fleet: string
+  app_name: string
+  is_online: boolean
+  status: string | null
+  api_heartbeat_state: string | null
+  os_version: string | null
+  supervisor_version: string | null
+  ip_address: string | null
+  last_connectivity_event: string | null
+  is_running__release: string | null
+  is_pinned_on__release: number | null
+  note: string | null
+  created_at: string
+}
+
+const DEVICE_QUERY = {
+  $select: [
+    'id', 'uuid', 'device_name', 'note', 'is_online', 'status', 'api_heartbeat_state', 'os_version', 'supervisor_version',
+    'ip_address', 'last_connectivity_event', 'created_at', 'is_pinned_on__release',
+  ],
+  $expand:
+    'belongs_to__application($select=id,slug,app_name),is_of__device_type($select=slug),is_running__release($select=commit)',
+}
+
+const DEVICE_HINT = 'run "flotilla device list" to see your devices'
+
+function toDevice(row: DeviceRow): Device {
+  const fleet = row.belongs_to__application[0]
+  return {
+    id: row.id,
+    uuid: row.uuid,
+    device_name: row.device_name,
+    device_type: row.is_of__device_type[0]?.slug ?? '',
+    fleet: fleet?.slug ?? '',
+    app_name: fleet?.app_name ?? '',
+    is_online: row.is_online,
+    status: row.status,
+    api_heartbeat_state: row.api_heartbeat_state,
+    os_version: row.os_version,
+    supervisor_version: row.supervisor_version,
+    ip_address: row.ip_address,
+    last_connectivity_event: row.last_connectivity_event,
+    is_running__release: row.is_running__release[0]?.commit ?? null,
+    is_pinned_on__release: row.is_pinned_on__release?.__id ?? null,
+    note: row.note,
+    created_at: row.created_at,
+  }
+}
+
+export async function listDevices(client: FleetClient, options: {fleet?: string} = {}): Promise<Device[]> {
+  const filter = options.fleet ? `belongs_to__application eq ${(await getFleet(client, options.fleet)).id}` : undefined
+  const rows = await client.pine.get<DeviceRow>('device', {...DEVICE_QUERY, $filter: filter, $orderby: 'device_name asc'})
+  return rows.map(toDevice)
+}
+
+/** Finds a device by full UUID or by a unique prefix of 7 or more characters. */
+export async function getDevice(client: FleetClient, reference: string): Promise<Device> {
+  const {uuid, exact} = parseDeviceReference(reference)
+  const filter = exact ? `uuid eq ${odataValue(uuid)}` : `startswith(uuid,${odataValue(uuid)})`
+  const rows = await client.pine.get<DeviceRow>('device', {...DEVICE_QUERY, $filter: filter, $top: 2})
+  if (rows.length === 0) throw new NotFoundError('device', reference, DEVICE_HINT)
+  if (rows.length > 1) throw new UsageError(`device "${reference}" is ambiguous — give more characters of its UUID`)
+  return toDevice(rows[0])
+}
+
+export function generateDeviceUuid(): string {
+  return randomBytes(16).toString('hex')
+}
+
+/** Registers a device the way balena's SDK does: a provisioning key for the fleet, then `POST /device/register`. */
+export async function registerDevice(
+  client: FleetClient,
+  options: {fleet: string; uuid?: string; deviceType?: string; name?: string},
+): Promise<Device> {
+  const fleet = await getFleet(client, options.fleet)
+  const uuid = options.uuid ? parseDeviceReference(options.uuid) : {uuid: generateDeviceUuid(), exact: true}
+  if (!uuid.exact) throw new UsageError(`--uuid must be a full UUID of 32 or 62 hex characters, not "${options.uuid}"`)
+  const deviceType = options.deviceType ? (await resolveDeviceType(client, options.deviceType)).slug : fleet.device_type
+  const provisioningKey = await client.request<string>('POST', `/api-key/application/${fleet.id}/provisioning`, {
+    json: {name: `register ${uuid.uuid.slice(0, 7)}`, description: 'created by flotilla device register', expiryDate: null},
+  })
+  try {
+    await client.request('POST', '/device/register', {
+      json: {application: fleet.id, device_type: deviceType, uuid: uuid.uuid},
+      headers: {authorization: `Bearer ${provisioningKey}`},
+      anonymous: true,
+    })
+  } catch (error) {
+    if (isUniqueViolation(error)) throw new UsageError(`a device with UUID ${uuid.uuid} is already registered`)
+    throw error
+  }
+
+  const device = await getDevice(client, uuid.uuid)
+  if (options.name) return renameDevice(client, device, options.name)
+  return device
+}
+
+export async function renameDevice(client: FleetClient, device: Device, newName: string): Promise<Device> {
+  if (newName.trim() === '') throw new UsageError('the new device name must not be empty')
+  await client.pine.patch('device', device.id, {device_name: newName})
+  return getDevice(client, device.uuid)
+}
+
+export async function moveDevice(client: FleetClient, device: Device, fleetReference: string): Promise<Device> {
+  const fleet = await getFleet(client, fleetReference)
+  await client.pine.patch('device', device.id, {belongs_to__application: fleet.id, is_pinned_on__release: null})
+  return getDevice(client, device.uuid)
+}
+
+export async function removeDevice(client: FleetClient, device: Device): Promise<void> {
+  await client.pine.delete('device', device.id)
+}
