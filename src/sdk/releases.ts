@@ -118,3 +118,39 @@ export async function tagRelease(client: FleetClient, releaseId: number, tags: A
 export async function setReleaseNote(client: FleetClient, releaseId: number, note: string): Promise<void> {
   await client.pine.patch('release', releaseId, {note})
 }
+
+export interface ReleaseImage {
+  service: string
+  image_size: number | null
+  build_seconds: number | null
+  status: string
+}
+
+interface ReleaseImageRow {
+  image: Array<{
+    image_size: number | null
+    status: string
+    start_timestamp: string | null
+    end_timestamp: string | null
+    is_a_build_of__service: Array<{service_name: string}>
+  }>
+}
+
+/** A release and each service's image, for the summary after a push. */
+export async function getReleaseImages(client: FleetClient, releaseId: number): Promise<{release: Release; images: ReleaseImage[]}> {
+  const release = await getRelease(client, String(releaseId))
+  const rows = await client.pine.get<ReleaseImageRow>('image__is_part_of__release', {
+    $filter: `is_part_of__release eq ${releaseId}`,
+    $expand: 'image($select=image_size,status,start_timestamp,end_timestamp;$expand=is_a_build_of__service($select=service_name))',
+  })
+  const images = rows.flatMap((row) =>
+    row.image.map((image) => ({
+      service: image.is_a_build_of__service[0]?.service_name ?? '',
+      image_size: image.image_size,
+      status: image.status,
+      build_seconds:
+        image.start_timestamp && image.end_timestamp ? (Date.parse(image.end_timestamp) - Date.parse(image.start_timestamp)) / 1000 : null,
+    })),
+  )
+  return {release, images: images.sort((a, b) => a.service.localeCompare(b.service))}
+}

@@ -1,0 +1,106 @@
+import type {Readable} from 'node:stream'
+
+import type Docker from 'dockerode'
+
+import {ExpectedError} from '../../errors.js'
+
+/** One line of a service's build output; `replace` lines (progress) overwrite the previous one on a terminal. */
+export interface BuildLine {
+  message: string
+  replace?: boolean
+}
+
+export interface ServiceImageBuild {
+  serviceName: string
+  /** A tar of the service's build context. */
+  context: Readable
+  /** The Dockerfile's path inside the context. */
+  dockerfile: string
+  /** The tag the built image gets (`<registry>/v2/<hash>:latest` or a local name). */
+  tag: string
+  buildArgs?: Record<string, string>
+  nocache?: boolean
+  signal?: AbortSignal
+  onLine: (line: BuildLine) => void
+}
+
+export interface BuiltImage {
+  imageId: string
+  size: number
+}
+
+export class BuildFailedError extends ExpectedError {}
+
+interface DockerMessage {
+  stream?: string
+  status?: string
+  progress?: string
+  id?: string
+  error?: string
+  errorDetail?: {message?: string}
+  aux?: {ID?: string; Digest?: string; Size?: number}
+}
+
+/** Reads the engine's JSON-lines progress stream, handing each message over as it arrives. */
+async function readDockerMessages(stream: NodeJS.ReadableStream, onMessage: (message: DockerMessage) => void): Promise<void> {
+  let buffer = ''
+  for await (const chunk of stream) {
+    buffer += chunk.toString()
+    let newline: number
+    while ((newline = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, newline).trim()
+      buffer = buffer.slice(newline + 1)
+      if (line) onMessage(JSON.parse(line) as DockerMessage)
+    }
+  }
+
+  if (buffer.trim()) onMessage(JSON.parse(buffer) as DockerMessage)
+}
+
+function forwardMessage(message: DockerMessage, onLine: (line: BuildLine) => void): void {
+  if (message.stream !== undefined) {
+    for (const text of message.stream.replace(/\n$/, '').split('\n')) onLine({message: text})
+  } else if (message.status !== undefined) {
+    const prefix = message.id ? `${message.id}: ` : ''
+    onLine({message: `${prefix}${message.status}${message.progress ? ` ${message.progress}` : ''}`, replace: Boolean(message.progress)})
+  }
+}
+
+/** Builds one service's image with the engine, streaming its output; fails with the engine's own error message. */
+export async function buildServiceImage(docker: Docker, build: ServiceImageBuild): Promise<BuiltImage> {
+  const stream = await docker.buildImage(build.context, {
+    t: build.tag,
+    dockerfile: build.dockerfile,
+    nocache: build.nocache ?? false,
+    buildargs: build.buildArgs ?? {},
+    rm: true,
+    forcerm: true,
+    networkmode: 'host',
+    abortSignal: build.signal,
+  } as Docker.ImageBuildOptions)
+  let failure: string | undefined
+  let imageId: string | undefined
+  await readDockerMessages(stream, (message) => {
+    if (message.error !== undefined) failure = message.errorDetail?.message ?? message.error
+    else if (message.aux?.ID) imageId = message.aux.ID
+    else forwardMessage(message, build.onLine)
+  })
+  if (failure !== undefined) throw new BuildFailedError(`service ${build.serviceName} failed to build: ${failure.trim()}`)
+  const image = await docker.getImage(build.tag).inspect()
+  return {imageId: imageId ?? image.Id, size: image.Size}
+}
+
+/** Pushes a built image to its registry (the tag names it); returns the digest the registry answered. */
+export async function pushImage(docker: Docker, tag: string, onLine: (line: BuildLine) => void, signal?: AbortSignal): Promise<string> {
+  const stream = await docker.getImage(tag).push({abortSignal: signal} as Record<string, unknown>)
+  let failure: string | undefined
+  let digest: string | undefined
+  await readDockerMessages(stream, (message) => {
+    if (message.error !== undefined) failure = message.errorDetail?.message ?? message.error
+    else if (message.aux?.Digest) digest = message.aux.Digest
+    else forwardMessage(message, onLine)
+  })
+  if (failure !== undefined) throw new BuildFailedError(`pushing ${tag} failed: ${failure.trim()}`)
+  if (!digest) throw new BuildFailedError(`pushing ${tag} gave no digest`)
+  return digest
+}
