@@ -1,0 +1,342 @@
+import {mkdir, readFile} from 'node:fs/promises'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+import Docker from 'dockerode'
+
+import {type ConfigJson, type RegisteredConfigJson} from '../protocol/config-json.js'
+import type {TargetDevice} from '../protocol/target-state.js'
+import {FleetClient} from '../sdk/client.js'
+import {loadConfig} from './config.js'
+import {DockerExecutor, type RegistryAuth} from './docker-executor.js'
+import {startLocalApi} from './local-api.js'
+import {LogShipper, logStreamSender} from './log-shipper.js'
+import {ensureRegistered} from './provisioning.js'
+import {converge, type CurrentState, desiredAppsOf, type Plan, type PlanOptions} from './reconciler.js'
+import {buildStateReport, type DeviceFacts, gatherDeviceFacts, StateReporter, stateReportSender} from './state-reporter.js'
+import {TargetPoller, fetchTargetState} from './target-poller.js'
+import {TargetStore} from './target-store.js'
+
+export interface AgentOptions {
+  configPath: string
+  dataDir: string
+  dockerOptions?: Docker.DockerOptions
+  /** Every service runs with the host's network, whatever its composition says. */
+  hostNetwork?: boolean
+  /** Overrides config.json's appUpdatePollInterval. */
+  pollIntervalMs?: number
+  /** 0 picks a free port (tests); default config.json's listenPort, else 48484. */
+  localApiPort?: number
+  /** How often the engine is checked against the target even when nothing happened. */
+  reconcileIntervalMs?: number
+  /** At most one state report this often (default 10 s), however often the state changes. */
+  reportIntervalMs?: number
+  agentVersion?: string
+  /** Registry credentials for an image; by default the device's own key for the config's registry. */
+  registryAuth?: (image: string) => RegistryAuth | undefined
+  /** The agent's own diagnostics (not device logs), for whoever runs it to print. */
+  logger?: (message: string) => void
+}
+
+export interface RunningAgent {
+  localApiPort: number
+  /** Resolves with the device's uuid once it is registered. */
+  registered: Promise<string>
+  /** Fetches the target now ("update now"). */
+  pollNow(): Promise<void>
+  stop(): Promise<void>
+}
+
+const DEFAULT_POLL_INTERVAL_MS = 15 * 60_000
+const FACTS_REFRESH_MS = 5 * 60_000
+
+async function packageVersion(): Promise<string> {
+  for (let directory = path.dirname(fileURLToPath(import.meta.url)); directory !== path.dirname(directory); directory = path.dirname(directory)) {
+    const text = await readFile(path.join(directory, 'package.json'), 'utf8').catch(() => undefined)
+    if (!text) continue
+    const manifest = JSON.parse(text) as {name?: string; version?: string}
+    if (manifest.name === 'flotilla' && manifest.version) return manifest.version
+  }
+
+  return '0.0.0'
+}
+
+/** A sleep that `wake()` cuts short; a wake while nobody sleeps cuts the next sleep, so no trigger is lost. */
+class Wakeup {
+  private resolve?: () => void
+  private woken = false
+
+  wait(ms: number): Promise<void> {
+    if (this.woken) {
+      this.woken = false
+      return Promise.resolve()
+    }
+
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.wake(), ms)
+      this.resolve = () => {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+  }
+
+  wake(): void {
+    const resolve = this.resolve
+    this.resolve = undefined
+    if (resolve) {
+      this.woken = false
+      resolve()
+    } else {
+      this.woken = true
+    }
+  }
+}
+
+interface Snapshot {
+  current?: CurrentState
+  plan?: Plan
+  target?: TargetDevice
+  commitOf: Map<number, string | undefined>
+}
+
+function defaultRegistryAuth(config: RegisteredConfigJson): (image: string) => RegistryAuth | undefined {
+  return (image) => {
+    const registry = config.registryEndpoint
+    if (!registry || !image.startsWith(`${registry}/`)) return undefined
+    return {username: `d_${config.uuid}`, password: config.deviceApiKey, serveraddress: registry}
+  }
+}
+
+/**
+ * Runs the device agent: registers with the provisioning key when needed, polls the target state, keeps
+ * the engine converged on the last target stored (also offline and across restarts), ships logs, reports
+ * state and serves the local API, until `stop()`.
+ */
+export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
+  const log = options.logger ?? (() => {})
+  const config: ConfigJson = await loadConfig(options.configPath)
+  const dataDir = path.resolve(options.dataDir)
+  await mkdir(dataDir, {recursive: true})
+  const agentVersion = options.agentVersion ?? (await packageVersion())
+  const startedAt = Date.now()
+  const docker = new Docker(options.dockerOptions)
+  const store = new TargetStore(dataDir)
+  const reconcileWakeup = new Wakeup()
+  const retryWakeup = new Wakeup()
+  const snapshot: Snapshot = {commitOf: new Map()}
+  let stopped = false
+  let forceNextUpdate = false
+  let client: FleetClient | undefined
+  let poller: TargetPoller | undefined
+  let reporter: StateReporter | undefined
+  let unwatchEvents: (() => void) | undefined
+  let deviceUuid: string | undefined
+
+  const shipper = new LogShipper({
+    send: async (lines) => {
+      if (!client || !deviceUuid) throw new Error('not registered yet')
+      await logStreamSender(client, deviceUuid)(lines)
+    },
+  })
+
+  const restartContainers = async (appId: number, serviceName?: string) => {
+    const containers = (snapshot.current?.containers ?? []).filter((container) => container.appId === appId && (!serviceName || container.serviceName === serviceName))
+    for (const container of containers) {
+      shipper.systemLine(`Restarting service '${container.serviceName} ${container.image}'`, container.serviceId)
+      await docker.getContainer(container.id).restart()
+    }
+  }
+
+  const localApi = await startLocalApi({
+    port: options.localApiPort ?? config.listenPort ?? 48484,
+    handlers: {
+      version: agentVersion,
+      device: () => {
+        const updating = !snapshot.plan || snapshot.plan.steps.length > 0 || snapshot.plan.waitingForLock.length > 0
+        return {
+          api_port: localApi.port,
+          supervisor_version: agentVersion,
+          uuid: deviceUuid,
+          commit: [...snapshot.commitOf.values()][0],
+          status: updating ? 'Updating' : 'Idle',
+          update_pending: updating,
+          update_downloaded: snapshot.plan ? !snapshot.plan.steps.some((step) => step.action === 'fetch') : false,
+          update_failed: false,
+          download_progress: null,
+        }
+      },
+      applicationsState: () => {
+        const result: Record<string, unknown> = {}
+        if (!snapshot.target || !deviceUuid) return result
+        for (const app of desiredAppsOf(snapshot.target, planOptions())) {
+          const services: Record<string, unknown> = {}
+          for (const service of app.services) {
+            const container = snapshot.current?.containers.find((candidate) => candidate.name === service.spec.name)
+            services[service.serviceName] = {status: container?.status ?? 'Downloading', releaseId: service.releaseId, downloadProgress: null}
+          }
+
+          result[app.name] = {appId: app.appId, commit: app.commit, services}
+        }
+
+        return result
+      },
+      stateStatus: () => ({
+        appState: snapshot.plan && snapshot.plan.steps.length === 0 && snapshot.plan.waitingForLock.length === 0 ? 'applied' : 'applying',
+        overallDownloadProgress: null,
+        containers: (snapshot.current?.containers ?? []).map((container) => ({
+          status: container.status,
+          serviceName: container.serviceName,
+          appId: container.appId,
+          imageId: container.imageId,
+          serviceId: container.serviceId,
+          containerId: container.id,
+          commit: container.commit,
+        })),
+        release: [...snapshot.commitOf.values()][0],
+      }),
+      subscribeLogs: (listener) => shipper.subscribe(listener),
+      update: (force) => {
+        forceNextUpdate ||= force
+        void poller?.pollNow()
+        reconcileWakeup.wake()
+      },
+      restartApp: (appId) => restartContainers(appId),
+      restartService: (appId, serviceName) => restartContainers(appId, serviceName),
+    },
+  })
+
+  let registered: RegisteredConfigJson | undefined
+  let executor: DockerExecutor | undefined
+  const planOptions = (): PlanOptions => ({
+    deviceUuid: registered?.uuid ?? '',
+    deviceType: registered?.deviceType,
+    hostNetwork: options.hostNetwork,
+    lockDirOf: (appId) => executor?.lockDirOf(appId) ?? '',
+    // A port picked at random (0) is not worth a new container at each start: the address stays the configured one.
+    supervisorAddress: `http://127.0.0.1:${options.localApiPort || config.listenPort || 48484}`,
+  })
+
+  async function register(): Promise<RegisteredConfigJson | undefined> {
+    for (let failures = 0; !stopped; failures++) {
+      try {
+        return await ensureRegistered(options.configPath, config, {supervisorVersion: agentVersion, clientName: `flotilla-agent/${agentVersion}`})
+      } catch (error) {
+        log(`registration failed: ${(error as Error).message}`)
+        await retryWakeup.wait(Math.min(5 * 60_000, 1000 * 2 ** failures))
+      }
+    }
+
+    return undefined
+  }
+
+  let facts: DeviceFacts = {}
+  let factsAt = 0
+  const downloadProgress = new Map<string, number>()
+  async function reconcileOnce(device: RegisteredConfigJson, runner: DockerExecutor): Promise<void> {
+    const stored = await store.load()
+    if (!stored) return
+    const force = forceNextUpdate
+    forceNextUpdate = false
+    const common = planOptions()
+    if (Date.now() - factsAt > FACTS_REFRESH_MS) {
+      facts = await gatherDeviceFacts({dataDir, agentVersion, apiPort: localApi.port})
+      factsAt = Date.now()
+    }
+
+    const report = (current: CurrentState, plan: Plan) => reporter?.update(buildStateReport({deviceUuid: device.uuid, target: stored.target, current, plan, planOptions: common, facts, downloadProgress}))
+    const result = await converge(runner, stored.target, {
+      ...common,
+      overrideLock: force || stored.target.config.BALENA_SUPERVISOR_OVERRIDE_LOCK === '1',
+      onPlan: report,
+      onStepFailed: (step, error) => {
+        log(`${step.action} failed: ${(error as Error).message}`)
+        if (step.action === 'fetch') shipper.systemLine(`Failed to download image '${step.image}' due to '${(error as Error).message}'`)
+      },
+    })
+    snapshot.current = result.current
+    snapshot.plan = result.plan
+    snapshot.target = stored.target
+    snapshot.commitOf = new Map(desiredAppsOf(stored.target, common).map((app) => [app.appId, app.commit]))
+    for (const container of result.current.containers) {
+      if (container.status === 'running') void shipper.followContainer(docker, {id: container.id, serviceId: container.serviceId, serviceName: container.serviceName}, startedAt)
+    }
+
+    downloadProgress.clear()
+    report(result.current, result.plan)
+  }
+
+  async function run(): Promise<void> {
+    registered = await register()
+    if (!registered) return
+    const device = registered
+    deviceUuid = device.uuid
+    resolveRegistered(device.uuid)
+    client = new FleetClient({remote: device.apiEndpoint, token: device.deviceApiKey, clientName: `flotilla-agent/${agentVersion}`})
+    const runner = new DockerExecutor({
+      docker,
+      deviceUuid: device.uuid,
+      dataDir,
+      registryAuth: options.registryAuth ?? defaultRegistryAuth(device),
+      onSystemLog: (message, serviceId) => shipper.systemLine(message, serviceId),
+      onDownloadProgress: (image, percent) => downloadProgress.set(image, percent),
+    })
+    executor = runner
+    reporter = new StateReporter({send: stateReportSender(client), minIntervalMs: options.reportIntervalMs, onError: (error) => log(`state report failed: ${(error as Error).message}`)})
+    const stored = await store.load()
+    const fleetClient = client
+    poller = new TargetPoller({
+      fetch: (etag) => fetchTargetState(fleetClient, device.uuid, etag),
+      onTarget: async (target, etag) => {
+        await store.save({target, etag, fetchedAt: new Date().toISOString()})
+        reconcileWakeup.wake()
+      },
+      onError: (error) => log(`target state poll failed: ${(error as Error).message}`),
+      intervalMs: options.pollIntervalMs ?? device.appUpdatePollInterval ?? DEFAULT_POLL_INTERVAL_MS,
+      initialEtag: stored?.etag,
+    })
+    poller.start()
+
+    while (!stopped) {
+      try {
+        unwatchEvents ??= await runner.watchContainerEvents((event) => {
+          if (event.action === 'start') void shipper.followContainer(docker, {id: event.containerId, serviceId: event.serviceId, serviceName: event.serviceName}, startedAt)
+          else shipper.systemLine(`Service exited '${event.serviceName}'${event.exitCode === undefined ? '' : ` with code ${event.exitCode}`}`, event.serviceId)
+          reconcileWakeup.wake()
+        }, () => {
+          // The engine restarted or dropped the stream: watch again on the next round.
+          unwatchEvents = undefined
+        })
+        await reconcileOnce(device, runner)
+      } catch (error) {
+        log(`reconcile failed: ${(error as Error).message}`)
+      }
+
+      if (!stopped) await reconcileWakeup.wait(options.reconcileIntervalMs ?? 10_000)
+    }
+  }
+
+  let resolveRegistered: (uuid: string) => void = () => {}
+  const registeredPromise = new Promise<string>((resolve) => {
+    resolveRegistered = resolve
+  })
+  const running = run().catch((error: unknown) => log(`agent stopped: ${(error as Error).message}`))
+
+  return {
+    localApiPort: localApi.port,
+    registered: registeredPromise,
+    pollNow: async () => poller?.pollNow(),
+    async stop() {
+      stopped = true
+      poller?.stop()
+      retryWakeup.wake()
+      reconcileWakeup.wake()
+      await running
+      unwatchEvents?.()
+      reporter?.stop()
+      await reporter?.flush()
+      await shipper.stop()
+      await localApi.close()
+    },
+  }
+}

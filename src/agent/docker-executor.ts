@@ -1,0 +1,256 @@
+import {access, mkdir, readdir, readFile} from 'node:fs/promises'
+import path from 'node:path'
+
+import type Docker from 'dockerode'
+
+import {writeFileAtomic} from '../atomic-file.js'
+import {
+  type ContainerStatus,
+  type CurrentContainer,
+  type CurrentState,
+  LABELS,
+  normalizeImageReference,
+  type Step,
+  type StepExecutor,
+} from './reconciler.js'
+
+export type RegistryAuth = Docker.AuthConfig
+
+export interface DockerExecutorOptions {
+  docker: Docker
+  deviceUuid: string
+  dataDir: string
+  /** Credentials for pulling an image; asked for at each fetch, since they come from the server and expire. */
+  registryAuth?: (image: string) => Promise<RegistryAuth | undefined> | RegistryAuth | undefined
+  /** The agent's own lines for the device logs ("Downloading image …"). */
+  onSystemLog?: (message: string, serviceId?: number) => void
+  onDownloadProgress?: (image: string, percent: number) => void
+}
+
+export interface ContainerEvent {
+  action: 'start' | 'die'
+  containerId: string
+  serviceName: string
+  serviceId: number
+  exitCode?: number
+}
+
+const STOP_TIMEOUT_SECONDS = 10
+
+/** Docker answers 304 for "already started/stopped" and 404 for "already gone": both mean the step is done. */
+function isAlreadyDone(error: unknown): boolean {
+  const status = (error as {statusCode?: number}).statusCode
+  return status === 304 || status === 404
+}
+
+function labelNumber(labels: Record<string, string>, key: string): number {
+  return Number(labels[key] ?? Number.NaN)
+}
+
+/** The thin side of the reconciler: reads what the engine holds and applies one step at a time. */
+export class DockerExecutor implements StepExecutor {
+  private readonly docker: Docker
+  private readonly fetchedImagesFile: string
+
+  constructor(private readonly options: DockerExecutorOptions) {
+    this.docker = options.docker
+    this.fetchedImagesFile = path.join(options.dataDir, 'fetched-images.json')
+  }
+
+  get ownerLabel(): string {
+    return `${LABELS.deviceUuid}=${this.options.deviceUuid}`
+  }
+
+  /** Host directory holding an app's update lock, mounted at /tmp/balena in each of its services. */
+  lockDirOf = (appId: number): string => path.join(path.resolve(this.options.dataDir), 'update-locks', String(appId))
+
+  async readCurrentState(): Promise<CurrentState> {
+    const [containers, images, volumes, fetched, lockedAppIds] = await Promise.all([
+      this.docker.listContainers({all: true, filters: {label: [`${LABELS.supervised}=true`, this.ownerLabel]}}),
+      this.docker.listImages(),
+      this.docker.listVolumes({filters: {label: [this.ownerLabel]}}),
+      this.fetchedImages(),
+      this.lockedAppIds(),
+    ])
+    const references = images.flatMap((image) => [...(image.RepoTags ?? []), ...(image.RepoDigests ?? [])]).filter((reference) => !reference.includes('<none>'))
+    return {
+      containers: containers.map((container): CurrentContainer => {
+        const labels = container.Labels ?? {}
+        return {
+          id: container.Id,
+          name: (container.Names[0] ?? '').replace(/^\//, ''),
+          appId: labelNumber(labels, LABELS.appId),
+          appUuid: labels[LABELS.appUuid] ?? '',
+          serviceName: labels[LABELS.serviceName] ?? '',
+          serviceId: labelNumber(labels, LABELS.serviceId),
+          imageId: labelNumber(labels, LABELS.imageId),
+          releaseId: labelNumber(labels, LABELS.releaseId),
+          commit: labels[LABELS.commit] ?? '',
+          image: container.Image,
+          configHash: labels[LABELS.configHash] ?? '',
+          status: container.State as ContainerStatus,
+        }
+      }),
+      images: references,
+      fetchedImages: references.filter((reference) => fetched.has(normalizeImageReference(reference))),
+      volumes: (volumes.Volumes ?? []).map((volume) => volume.Name),
+      lockedAppIds,
+    }
+  }
+
+  async apply(step: Step): Promise<void> {
+    const log = this.options.onSystemLog ?? (() => {})
+    switch (step.action) {
+      case 'fetch': {
+        log(`Downloading image '${step.image}'`)
+        await this.pull(step.image)
+        await this.recordFetched(step.image, true)
+        log(`Downloaded image '${step.image}'`)
+        return
+      }
+
+      case 'createVolume': {
+        log(`Creating volume '${step.name}'`)
+        await this.docker.createVolume({Name: step.name, Labels: {[LABELS.supervised]: 'true', [LABELS.appId]: String(step.appId), [LABELS.deviceUuid]: this.options.deviceUuid}})
+        return
+      }
+
+      case 'createAndStart': {
+        const {service} = step
+        const {spec} = service
+        await mkdir(this.lockDirOf(service.appId), {recursive: true})
+        log(`Installing service '${service.serviceName} ${service.image}'`, service.serviceId)
+        const container = await this.docker.createContainer({
+          name: spec.name,
+          Image: spec.image,
+          Cmd: spec.command,
+          Entrypoint: spec.entrypoint,
+          Env: Object.entries(spec.environment).map(([name, value]) => `${name}=${value}`),
+          Labels: {...spec.labels, [LABELS.configHash]: service.configHash},
+          WorkingDir: spec.workingDir,
+          User: spec.user,
+          Tty: spec.tty,
+          HostConfig: {
+            NetworkMode: spec.networkMode,
+            RestartPolicy: {Name: spec.restart === 'no' ? '' : spec.restart},
+            Binds: spec.binds,
+            Privileged: spec.privileged,
+          },
+        })
+        log(`Starting service '${service.serviceName} ${service.image}'`, service.serviceId)
+        await container.start()
+        return
+      }
+
+      case 'start': {
+        log(`Starting service '${step.container.serviceName} ${step.container.image}'`, step.container.serviceId)
+        await this.docker.getContainer(step.container.id).start().catch(this.unlessDone)
+        return
+      }
+
+      case 'kill': {
+        log(`Killing service '${step.container.serviceName} ${step.container.image}'`, step.container.serviceId)
+        await this.docker.getContainer(step.container.id).stop({t: STOP_TIMEOUT_SECONDS}).catch(this.unlessDone)
+        log(`Killed service '${step.container.serviceName} ${step.container.image}'`, step.container.serviceId)
+        return
+      }
+
+      case 'remove': {
+        await this.docker.getContainer(step.container.id).remove({v: true}).catch(this.unlessDone)
+        return
+      }
+
+      case 'removeImage': {
+        await this.docker.getImage(step.image).remove().catch(this.unlessDone)
+        await this.recordFetched(step.image, false)
+        log(`Deleted image '${step.image}'`)
+      }
+    }
+  }
+
+  /** Starts and deaths of the agent's containers, as they happen, until the returned function is called or the engine ends the stream. */
+  async watchContainerEvents(onEvent: (event: ContainerEvent) => void, onEnded: () => void): Promise<() => void> {
+    const stream = (await this.docker.getEvents({filters: {type: ['container'], event: ['start', 'die'], label: [this.ownerLabel]}})) as NodeJS.ReadableStream & {destroy(): void}
+    let pending = ''
+    stream.on('data', (chunk: Buffer) => {
+      pending += chunk.toString('utf8')
+      let newline: number
+      while ((newline = pending.indexOf('\n')) !== -1) {
+        const line = pending.slice(0, newline).trim()
+        pending = pending.slice(newline + 1)
+        if (!line) continue
+        const event = JSON.parse(line) as {Action: string; Actor: {ID: string; Attributes: Record<string, string>}}
+        const attributes = event.Actor.Attributes
+        onEvent({
+          action: event.Action as ContainerEvent['action'],
+          containerId: event.Actor.ID,
+          serviceName: attributes[LABELS.serviceName] ?? '',
+          serviceId: labelNumber(attributes, LABELS.serviceId),
+          exitCode: attributes.exitCode === undefined ? undefined : Number(attributes.exitCode),
+        })
+      }
+    })
+    stream.once('close', onEnded)
+    stream.once('end', onEnded)
+    stream.on('error', () => {})
+    return () => {
+      stream.removeListener('close', onEnded)
+      stream.removeListener('end', onEnded)
+      stream.destroy()
+    }
+  }
+
+  private readonly unlessDone = (error: unknown): void => {
+    if (!isAlreadyDone(error)) throw error
+  }
+
+  private async pull(image: string): Promise<void> {
+    const auth = await this.options.registryAuth?.(image)
+    const stream = await this.docker.pull(image, auth ? {authconfig: auth} : {})
+    const layers = new Map<string, {current: number; total: number}>()
+    await new Promise<void>((resolve, reject) => {
+      this.docker.modem.followProgress(
+        stream,
+        (error: Error | null) => (error ? reject(error) : resolve()),
+        (event: {id?: string; error?: string; progressDetail?: {current?: number; total?: number}}) => {
+          if (event.error) {
+            reject(new Error(event.error))
+            return
+          }
+
+          if (!event.id || !event.progressDetail?.total) return
+          layers.set(event.id, {current: event.progressDetail.current ?? 0, total: event.progressDetail.total})
+          const totals = [...layers.values()].reduce((sum, layer) => ({current: sum.current + layer.current, total: sum.total + layer.total}), {current: 0, total: 0})
+          this.options.onDownloadProgress?.(image, Math.floor((100 * totals.current) / totals.total))
+        },
+      )
+    })
+  }
+
+  private async fetchedImages(): Promise<Set<string>> {
+    try {
+      return new Set((JSON.parse(await readFile(this.fetchedImagesFile, 'utf8')) as string[]).map(normalizeImageReference))
+    } catch {
+      return new Set()
+    }
+  }
+
+  private async recordFetched(image: string, fetched: boolean): Promise<void> {
+    const images = await this.fetchedImages()
+    if (fetched) images.add(normalizeImageReference(image))
+    else images.delete(normalizeImageReference(image))
+    await writeFileAtomic(this.fetchedImagesFile, JSON.stringify([...images]))
+  }
+
+  private async lockedAppIds(): Promise<number[]> {
+    const root = path.join(path.resolve(this.options.dataDir), 'update-locks')
+    const appDirs = await readdir(root).catch(() => [] as string[])
+    const locked: number[] = []
+    for (const appDir of appDirs) {
+      const held = await Promise.any(['updates.lock', 'resin-updates.lock'].map((file) => access(path.join(root, appDir, file)))).then(() => true, () => false)
+      if (held) locked.push(Number(appDir))
+    }
+
+    return locked
+  }
+}

@@ -1,0 +1,155 @@
+import {createServer, type IncomingMessage, type ServerResponse} from 'node:http'
+import type {AddressInfo} from 'node:net'
+
+import type {LocalLogLine} from '../protocol/log-line.js'
+
+/** What the local API asks of the running agent; each answer is computed when asked. */
+export interface LocalApiHandlers {
+  version: string
+  device(): Record<string, unknown>
+  applicationsState(): Record<string, unknown>
+  stateStatus(): Record<string, unknown>
+  subscribeLogs(listener: (line: LocalLogLine) => void): () => void
+  /** An "update now": fetch the target at once (and ignore update locks when forced). */
+  update(force: boolean): void
+  restartApp(appId: number): Promise<void>
+  restartService(appId: number, serviceName: string): Promise<void>
+}
+
+export interface LocalApi {
+  port: number
+  close(): Promise<void>
+}
+
+class HttpProblem extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message)
+  }
+}
+
+const MAX_BODY_BYTES = 64 * 1024
+
+async function readJsonBody(request: IncomingMessage): Promise<Record<string, unknown>> {
+  let text = ''
+  for await (const chunk of request) {
+    text += (chunk as Buffer).toString('utf8')
+    if (text.length > MAX_BODY_BYTES) throw new HttpProblem(413, 'body too large')
+  }
+
+  if (!text.trim()) return {}
+  try {
+    const body: unknown = JSON.parse(text)
+    if (typeof body === 'object' && body !== null && !Array.isArray(body)) return body as Record<string, unknown>
+  } catch {
+    // Answered below, as for any body that is not an object.
+  }
+
+  throw new HttpProblem(400, 'the body is not a JSON object')
+}
+
+function sendJson(response: ServerResponse, status: number, body: unknown): void {
+  response.writeHead(status, {'content-type': 'application/json'}).end(JSON.stringify(body))
+}
+
+function appIdOf(value: unknown): number {
+  const appId = Number(value)
+  if (!Number.isInteger(appId) || appId <= 0) throw new HttpProblem(400, 'appId must be a positive integer')
+  return appId
+}
+
+/**
+ * The local supervisor API on loopback (port 48484 by default), the subset that balena's tools and the
+ * services themselves (through BALENA_SUPERVISOR_ADDRESS) use.
+ */
+export async function startLocalApi(options: {port?: number; host?: string; handlers: LocalApiHandlers}): Promise<LocalApi> {
+  const {handlers} = options
+  const server = createServer((request, response) => {
+    handle(request, response).catch((error: unknown) => {
+      if (response.headersSent) {
+        response.destroy()
+        return
+      }
+
+      if (error instanceof HttpProblem) sendJson(response, error.status, {status: 'failed', message: error.message})
+      else sendJson(response, 500, {status: 'failed', message: (error as Error).message})
+    })
+  })
+
+  async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const url = new URL(request.url ?? '/', 'http://localhost')
+    const route = `${request.method} ${url.pathname.replace(/\/+$/, '') || '/'}`
+    const restartService = /^POST \/v2\/applications\/(\d+)\/restart-service$/.exec(route)
+    switch (true) {
+      case route === 'GET /ping': {
+        response.writeHead(200, {'content-type': 'text/plain'}).end('OK')
+        return
+      }
+
+      case route === 'GET /v1/device': {
+        sendJson(response, 200, handlers.device())
+        return
+      }
+
+      case route === 'GET /v2/applications/state': {
+        sendJson(response, 200, handlers.applicationsState())
+        return
+      }
+
+      case route === 'GET /v2/state/status': {
+        sendJson(response, 200, {status: 'success', ...handlers.stateStatus()})
+        return
+      }
+
+      case route === 'GET /v2/version': {
+        sendJson(response, 200, {status: 'success', version: handlers.version})
+        return
+      }
+
+      case route === 'POST /v1/update': {
+        const body = await readJsonBody(request)
+        handlers.update(body.force === true || body.force === 'true')
+        response.writeHead(204).end()
+        return
+      }
+
+      case route === 'POST /v1/restart': {
+        await handlers.restartApp(appIdOf((await readJsonBody(request)).appId))
+        response.writeHead(200, {'content-type': 'text/plain'}).end('OK')
+        return
+      }
+
+      case restartService !== null: {
+        const body = await readJsonBody(request)
+        if (typeof body.serviceName !== 'string') throw new HttpProblem(400, 'serviceName is required')
+        await handlers.restartService(appIdOf(restartService?.[1]), body.serviceName)
+        response.writeHead(200, {'content-type': 'text/plain'}).end('OK')
+        return
+      }
+
+      case route === 'GET /v2/local/logs': {
+        response.writeHead(200, {'content-type': 'application/x-ndjson'})
+        response.write(`${JSON.stringify({message: 'Streaming logs', isSystem: true})}\n`)
+        const unsubscribe = handlers.subscribeLogs((line) => response.write(`${JSON.stringify(line)}\n`))
+        response.once('close', unsubscribe)
+        return
+      }
+
+      default: {
+        throw new HttpProblem(404, `no route ${route}`)
+      }
+    }
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(options.port ?? 48484, options.host ?? '127.0.0.1', () => resolve())
+  })
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
+  }
+}

@@ -1,0 +1,62 @@
+import path from 'node:path'
+
+import {Flags} from '@oclif/core'
+
+import {FlotillaCommand} from '../../cli/base.js'
+
+/** `unix:///var/run/docker.sock`, `/var/run/docker.sock` or `tcp://127.0.0.1:2375`, as DOCKER_HOST takes them. */
+function dockerOptionsOf(dockerHost: string | undefined): {socketPath: string} | {host: string; port: number; protocol: 'http'} | undefined {
+  if (!dockerHost) return undefined
+  if (dockerHost.startsWith('unix://')) return {socketPath: dockerHost.slice('unix://'.length)}
+  if (dockerHost.startsWith('/')) return {socketPath: dockerHost}
+  const url = new URL(dockerHost.replace(/^tcp:/, 'http:'))
+  return {host: url.hostname, port: Number(url.port || 2375), protocol: 'http'}
+}
+
+export default class AgentStart extends FlotillaCommand {
+  static override summary = 'Run the device agent: register, pull releases, run services, ship logs'
+  static override description =
+    'Runs until interrupted. With only a provisioning key in config.json, the agent registers the device first and rewrites config.json (atomically) with its identity. Services keep running when the agent stops or the server is unreachable.'
+
+  static override examples = [
+    '<%= config.bin %> agent start --config config.json',
+    '<%= config.bin %> agent start --config /boot/config.json --data-dir /var/lib/flotilla --docker-host unix:///var/run/docker.sock',
+    '<%= config.bin %> agent start --config config.json --host-network --poll-interval 5',
+  ]
+
+  static override flags = {
+    config: Flags.string({char: 'c', required: true, description: 'the device config.json (from "flotilla config generate")'}),
+    'data-dir': Flags.string({description: "where the agent keeps its state (default: the user's data dir)"}),
+    'docker-host': Flags.string({description: 'Docker engine to run services on (default: DOCKER_HOST, else the local socket)', env: 'DOCKER_HOST'}),
+    'host-network': Flags.boolean({description: 'run every service with the host network'}),
+    'poll-interval': Flags.integer({description: "seconds between target-state polls (default: config.json's appUpdatePollInterval)", min: 1}),
+    'local-api-port': Flags.integer({description: 'port of the local supervisor API on 127.0.0.1 (default: 48484)', min: 0}),
+  }
+
+  async run(): Promise<void> {
+    const {flags} = await this.parse(AgentStart)
+    const {startAgent} = await import('../../agent/agent.js')
+    const agent = await startAgent({
+      configPath: path.resolve(flags.config),
+      dataDir: path.resolve(flags['data-dir'] ?? path.join(this.config.dataDir, 'agent')),
+      dockerOptions: dockerOptionsOf(flags['docker-host']),
+      hostNetwork: flags['host-network'],
+      pollIntervalMs: flags['poll-interval'] === undefined ? undefined : flags['poll-interval'] * 1000,
+      localApiPort: flags['local-api-port'],
+      agentVersion: this.config.version,
+      logger: (line) => this.output.info(line),
+    })
+    this.output.info(`flotilla agent running; local API on 127.0.0.1:${agent.localApiPort}`)
+    agent.registered.then(
+      (uuid) => this.output.info(`device ${uuid} registered`),
+      () => {},
+    )
+    await new Promise<void>((resolve) => {
+      const stop = () => resolve()
+      process.once('SIGINT', stop)
+      process.once('SIGTERM', stop)
+    })
+    await agent.stop()
+    this.output.info('flotilla agent stopped; services keep running')
+  }
+}
