@@ -1,37 +1,22 @@
-import type {Readable} from 'node:stream'
-
 import {ApiError} from '../errors.js'
 import {type TargetDevice, targetDeviceOf} from '../protocol/target-state.js'
 import type {FleetClient} from '../sdk/client.js'
 
 export type TargetFetch = {changed: false} | {changed: true; target: TargetDevice; etag?: string}
 
-interface ResponseOfStream {
-  response?: {statusCode: number; headers: Record<string, string | string[] | undefined>}
-}
-
 const FETCH_TIMEOUT_MS = 30_000
 
 /** `GET /device/v3/<uuid>/state`, conditional on the last ETag: a `304` means the target has not changed. */
 export async function fetchTargetState(client: FleetClient, uuid: string, etag?: string): Promise<TargetFetch> {
-  const stream: Readable & ResponseOfStream = await client.openStream('GET', `${client.apiUrl}/device/v3/${uuid}/state`, {
+  const response = await client.requestWithResponse<unknown>('GET', `/device/v3/${uuid}/state`, {
     headers: etag ? {'if-none-match': etag} : {},
     signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
   })
-  const chunks: Buffer[] = []
-  for await (const chunk of stream) chunks.push(chunk as Buffer)
-  const status = stream.response?.statusCode ?? 200
-  if (status === 304) return {changed: false}
-  if (status !== 200) throw new ApiError(`unexpected status ${status} for the target state`, status)
-  let body: unknown
-  try {
-    body = JSON.parse(Buffer.concat(chunks).toString('utf8'))
-  } catch {
-    throw new ApiError('the target state is not JSON', status)
-  }
-
-  const newEtag = stream.response?.headers.etag
-  return {changed: true, target: targetDeviceOf(body, uuid), etag: typeof newEtag === 'string' ? newEtag : undefined}
+  if (response.statusCode === 304) return {changed: false}
+  if (response.statusCode !== 200) throw new ApiError(`unexpected status ${response.statusCode} for the target state`, response.statusCode)
+  if (typeof response.body !== 'object' || response.body === null) throw new ApiError('the target state is not JSON', response.statusCode)
+  const newEtag = response.headers.etag
+  return {changed: true, target: targetDeviceOf(response.body, uuid), etag: typeof newEtag === 'string' ? newEtag : undefined}
 }
 
 export interface TargetPollerOptions {

@@ -31,6 +31,13 @@ export interface RequestOptions {
   headers?: Record<string, string>
   /** Send the request without credentials (login, ping). */
   anonymous?: boolean
+  signal?: AbortSignal
+}
+
+export interface ApiResponse<T> {
+  statusCode: number
+  headers: Record<string, string | string[] | undefined>
+  body: T | undefined
 }
 
 /** Network failures worth another try; a refused connection is not: the server is simply not there. */
@@ -97,6 +104,11 @@ export class FleetClient {
 
   /** Sends a request and returns the parsed JSON body (or the text when it is not JSON; undefined when empty). */
   async request<T>(method: Method, path: string, options: RequestOptions = {}): Promise<T> {
+    return (await this.requestWithResponse<T>(method, path, options)).body as T
+  }
+
+  /** Like request, with the status and headers too: for conditional requests (`If-None-Match` → 304). */
+  async requestWithResponse<T>(method: Method, path: string, options: RequestOptions = {}): Promise<ApiResponse<T>> {
     if (!options.anonymous && !this.token) throw new NotLoggedInError()
     try {
       const response = await this.http(path.replace(/^\//, ''), {
@@ -105,11 +117,12 @@ export class FleetClient {
         body: options.body,
         searchParams: options.searchParams,
         headers: {...(options.anonymous ? {} : this.authHeaders()), ...options.headers},
+        signal: options.signal,
       })
       const text = response.body
-      if (text === '') return undefined as T
       const type = String(response.headers['content-type'] ?? '')
-      return (type.includes('json') ? JSON.parse(text) : text) as T
+      const body = text === '' ? undefined : ((type.includes('json') ? JSON.parse(text) : text) as T)
+      return {statusCode: response.statusCode, headers: response.headers, body}
     } catch (error) {
       throw this.translateError(error)
     }
