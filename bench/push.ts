@@ -1,0 +1,105 @@
+/** Push packing: packProject of a synthetic project beside `tar -cz` of the same tree with the same excludes, measured in the same run. */
+import {spawn} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
+import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import type {Readable} from 'node:stream'
+
+import {packProject} from '../src/project/pack.js'
+import {median} from './measure.js'
+
+const SMALL_FILES = 20_000
+const SMALL_FILES_PER_FOLDER = 100
+const LARGE_FILES = 50
+const LARGE_FILE_BYTES = 4 * 1024 * 1024
+const IGNORED_FOLDER = 'build-output'
+const ROUNDS = 5
+
+/** Half random, half repeated text: compresses a little, like real binaries and assets do. */
+function incompressibleIsh(bytes: number): Buffer {
+  const random = randomBytes(bytes / 2)
+  const text = Buffer.from('flotilla push benchmark '.repeat(Math.ceil(bytes / 2 / 24)).slice(0, bytes / 2))
+  return Buffer.concat([random, text])
+}
+
+async function makeProject(root: string): Promise<{bytes: number; files: number}> {
+  let bytes = 0
+  const write = async (relative: string, content: Buffer | string) => {
+    await mkdir(path.dirname(path.join(root, relative)), {recursive: true})
+    await writeFile(path.join(root, relative), content)
+    bytes += Buffer.byteLength(content)
+  }
+
+  await write('Dockerfile', 'FROM flotilla-test/busybox\nCOPY . /app\n')
+  await write('.dockerignore', `${IGNORED_FOLDER}\n`)
+  for (let folder = 0; folder < SMALL_FILES / SMALL_FILES_PER_FOLDER; folder++) {
+    await Promise.all(
+      Array.from({length: SMALL_FILES_PER_FOLDER}, (_, index) =>
+        write(`src/module-${folder}/file-${index}.js`, `export const value${index} = ${JSON.stringify(randomBytes(64 + (index % 32) * 32).toString('base64'))}\n`),
+      ),
+    )
+  }
+
+  for (let index = 0; index < LARGE_FILES; index++) await write(`assets/blob-${index}.bin`, incompressibleIsh(LARGE_FILE_BYTES))
+  for (let index = 0; index < 10; index++) await write(`${IGNORED_FOLDER}/artifact-${index}.bin`, randomBytes(LARGE_FILE_BYTES))
+  await write('.git/objects/pack/big.pack', randomBytes(LARGE_FILE_BYTES))
+  return {bytes, files: SMALL_FILES + LARGE_FILES + 2}
+}
+
+async function countBytes(stream: Readable): Promise<number> {
+  let total = 0
+  for await (const chunk of stream) total += (chunk as Buffer).length
+  return total
+}
+
+async function timePacker(root: string): Promise<{ms: number; bytes: number}> {
+  const start = process.hrtime.bigint()
+  const bytes = await countBytes(packProject(root))
+  return {ms: Number(process.hrtime.bigint() - start) / 1e6, bytes}
+}
+
+async function timeTar(root: string): Promise<{ms: number; bytes: number}> {
+  const start = process.hrtime.bigint()
+  const child = spawn('tar', ['-cz', '-f', '-', `--exclude=./${IGNORED_FOLDER}`, '--exclude=./.git', '-C', root, '.'], {stdio: ['ignore', 'pipe', 'inherit']})
+  const exited = new Promise<number | null>((resolve, reject) => {
+    child.on('error', reject)
+    child.on('close', resolve)
+  })
+  const bytes = await countBytes(child.stdout)
+  const code = await exited
+  if (code !== 0) throw new Error(`tar -cz exited with ${code}`)
+  return {ms: Number(process.hrtime.bigint() - start) / 1e6, bytes}
+}
+
+export async function run(): Promise<void> {
+  const root = await mkdtemp(path.join(tmpdir(), 'flotilla-bench-push-'))
+  try {
+    const project = await makeProject(root)
+    const packedMegabytes = (project.bytes - 11 * LARGE_FILE_BYTES) / 1e6
+    const samples: Record<'flotilla' | 'tar -cz', number[]> = {flotilla: [], 'tar -cz': []}
+    const output: Record<string, number> = {}
+    for (let round = 0; round < ROUNDS; round++) {
+      const ours = await timePacker(root)
+      const reference = await timeTar(root)
+      samples.flotilla.push(ours.ms)
+      samples['tar -cz'].push(reference.ms)
+      output.flotilla = ours.bytes
+      output['tar -cz'] = reference.bytes
+    }
+
+    const times = {flotilla: median(samples.flotilla), 'tar -cz': median(samples['tar -cz'])}
+    process.stdout.write(
+      `push packing: ${project.files} files, ${packedMegabytes.toFixed(0)} MB sent (plus ${(11 * LARGE_FILE_BYTES / 1e6).toFixed(0)} MB ignored), median of ${ROUNDS} runs\n`,
+    )
+    for (const name of ['tar -cz', 'flotilla'] as const) {
+      const speed = packedMegabytes / (times[name] / 1000)
+      process.stdout.write(`  ${name.padEnd(9)} ${times[name].toFixed(0).padStart(6)} ms  ${speed.toFixed(1).padStart(6)} MB/s  → ${(output[name] / 1e6).toFixed(1)} MB gzip'd\n`)
+    }
+
+    const ratio = times['tar -cz'] / times.flotilla
+    process.stdout.write(`  flotilla speed / tar -cz speed: ${ratio.toFixed(2)}× (target ≥ 1: ${ratio >= 1 ? 'ok' : 'UNDER TARGET'})\n`)
+  } finally {
+    await rm(root, {recursive: true, force: true})
+  }
+}

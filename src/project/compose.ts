@@ -1,0 +1,194 @@
+import {parse as parseYaml} from 'yaml'
+
+import {ExpectedError} from '../errors.js'
+
+/** The compose version balena normalises every composition to. */
+export const COMPOSITION_VERSION = '2.1'
+
+export interface ComposeBuild {
+  /** A folder inside the project, POSIX, relative to the project folder. */
+  context: string
+  /** Relative to the context, as the compose file gave it. */
+  dockerfile?: string
+  args?: Record<string, string>
+  labels?: Record<string, string>
+  target?: string
+  [key: string]: unknown
+}
+
+export interface ComposeService {
+  build?: ComposeBuild
+  image?: string
+  environment?: Record<string, string>
+  labels?: Record<string, string>
+  [key: string]: unknown
+}
+
+/** A compose file validated and normalised the way balena stores it in `release.composition`. */
+export interface Composition {
+  version: string
+  services: Record<string, ComposeService>
+  volumes: Record<string, Record<string, unknown>>
+  networks: Record<string, Record<string, unknown>>
+}
+
+const TOP_LEVEL_KEYS = new Set(['version', 'services', 'volumes', 'networks'])
+
+/** The service keys of the compose file format 2.4 that balena's builder accepts. */
+const SERVICE_KEYS = new Set([
+  'blkio_config', 'build', 'cap_add', 'cap_drop', 'cgroup_parent', 'command', 'container_name', 'cpu_period', 'cpu_quota',
+  'cpu_rt_period', 'cpu_rt_runtime', 'cpu_shares', 'cpus', 'cpuset', 'depends_on', 'device_cgroup_rules', 'devices', 'dns',
+  'dns_opt', 'dns_search', 'domainname', 'entrypoint', 'env_file', 'environment', 'expose', 'extends', 'external_links',
+  'extra_hosts', 'group_add', 'healthcheck', 'hostname', 'image', 'init', 'ipc', 'isolation', 'labels', 'links', 'logging',
+  'mac_address', 'mem_limit', 'mem_reservation', 'mem_swappiness', 'memswap_limit', 'network_mode', 'networks',
+  'oom_kill_disable', 'oom_score_adj', 'pid', 'pids_limit', 'platform', 'ports', 'privileged', 'profiles', 'read_only',
+  'restart', 'runtime', 'security_opt', 'shm_size', 'stdin_open', 'stop_grace_period', 'stop_signal', 'storage_opt',
+  'sysctls', 'tmpfs', 'tty', 'ulimits', 'user', 'userns_mode', 'volume_driver', 'volumes', 'volumes_from', 'working_dir',
+])
+
+const BUILD_KEYS = new Set(['args', 'cache_from', 'context', 'dockerfile', 'extra_hosts', 'labels', 'network', 'shm_size', 'target'])
+
+const NAME = /^[a-zA-Z0-9._-]+$/
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+function isExtension(key: string): boolean {
+  return key.startsWith('x-')
+}
+
+/** Compose accepts `KEY=value` lists and `{KEY: value}` maps alike; the rest of flotilla sees maps only. */
+function normaliseKeyValues(value: unknown, where: string): Record<string, string> {
+  if (Array.isArray(value)) {
+    return Object.fromEntries(
+      value.map((item) => {
+        if (typeof item !== 'string') throw new ExpectedError(`${where} must list KEY=value strings`)
+        const separator = item.indexOf('=')
+        return separator === -1 ? [item.trim(), ''] : [item.slice(0, separator).trim(), item.slice(separator + 1)]
+      }),
+    )
+  }
+
+  if (isMapping(value)) {
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, item === null || item === undefined ? '' : String(item)]))
+  }
+
+  throw new ExpectedError(`${where} must be a map or a list of KEY=value strings`)
+}
+
+function normaliseNamedMappings(value: unknown, key: string, fileName: string): Record<string, Record<string, unknown>> {
+  if (value === undefined || value === null) return {}
+  if (!isMapping(value)) throw new ExpectedError(`${fileName}: "${key}" must be a map of names`)
+  return Object.fromEntries(
+    Object.entries(value).map(([name, definition]) => {
+      if (definition !== null && !isMapping(definition)) throw new ExpectedError(`${fileName}: ${key} "${name}" must be a map or empty`)
+      return [name, definition ?? {}]
+    }),
+  )
+}
+
+function normaliseBuild(build: unknown, where: string): ComposeBuild {
+  if (typeof build === 'string') {
+    if (build === '') throw new ExpectedError(`${where} has an empty build context — give the service's folder, e.g. "build: ."`)
+    return {context: build}
+  }
+
+  if (!isMapping(build)) throw new ExpectedError(`${where} has a build that is neither a folder nor a map`)
+  for (const key of Object.keys(build)) {
+    if (!BUILD_KEYS.has(key)) {
+      throw new ExpectedError(`${where} has an unknown build key "${key}" — known keys: ${[...BUILD_KEYS].join(', ')}`)
+    }
+  }
+
+  if (typeof build.context !== 'string' || build.context === '') {
+    throw new ExpectedError(`${where} has no build context — add "context:" under "build:" (the service's folder, e.g. ".")`)
+  }
+
+  if (build.dockerfile !== undefined && typeof build.dockerfile !== 'string') throw new ExpectedError(`${where}: build.dockerfile must be a file name`)
+  const normalised: ComposeBuild = {...build, context: build.context}
+  if (build.args !== undefined) normalised.args = normaliseKeyValues(build.args, `${where}: build.args`)
+  if (build.labels !== undefined) normalised.labels = normaliseKeyValues(build.labels, `${where}: build.labels`)
+  return normalised
+}
+
+function normaliseService(name: string, service: unknown, fileName: string): ComposeService {
+  const where = `${fileName}: service "${name}"`
+  if (!NAME.test(name)) throw new ExpectedError(`${where} has an invalid name — use letters, digits, ".", "_" and "-"`)
+  if (!isMapping(service)) throw new ExpectedError(`${where} must be a map of settings`)
+  for (const key of Object.keys(service)) {
+    if (!SERVICE_KEYS.has(key) && !isExtension(key)) throw new ExpectedError(`${where} has an unknown key "${key}" — check its spelling`)
+  }
+
+  if (service.build === undefined && service.image === undefined) {
+    throw new ExpectedError(`${where} has neither "build" nor "image" — add one to say what to run`)
+  }
+
+  if (service.image !== undefined && (typeof service.image !== 'string' || service.image === '')) {
+    throw new ExpectedError(`${where}: "image" must be an image name`)
+  }
+
+  const normalised: ComposeService = {...service}
+  if (service.build !== undefined) normalised.build = normaliseBuild(service.build, where)
+  if (service.environment !== undefined) normalised.environment = normaliseKeyValues(service.environment, `${where}: environment`)
+  if (service.labels !== undefined) normalised.labels = normaliseKeyValues(service.labels, `${where}: labels`)
+  return normalised
+}
+
+/** Parses, validates and normalises the text of a compose file; `fileName` only names the file in errors. */
+export function parseComposition(text: string, fileName: string): Composition {
+  let document: unknown
+  try {
+    document = parseYaml(text)
+  } catch (error) {
+    throw new ExpectedError(`${fileName} is not valid YAML: ${(error as Error).message.split('\n')[0]}`, {cause: error})
+  }
+
+  if (!isMapping(document)) throw new ExpectedError(`${fileName} must be a map with a "services" key`)
+  for (const key of Object.keys(document)) {
+    if (!TOP_LEVEL_KEYS.has(key) && !isExtension(key)) {
+      throw new ExpectedError(`${fileName} has an unknown top-level key "${key}" — a compose file holds version, services, volumes and networks`)
+    }
+  }
+
+  if (document.version !== undefined && typeof document.version !== 'string' && typeof document.version !== 'number') {
+    throw new ExpectedError(`${fileName}: "version" must be a string such as "2.1"`)
+  }
+
+  if (!isMapping(document.services) || Object.keys(document.services).length === 0) {
+    throw new ExpectedError(`${fileName} defines no services — add a "services:" map`)
+  }
+
+  return {
+    version: COMPOSITION_VERSION,
+    services: Object.fromEntries(Object.entries(document.services).map(([name, service]) => [name, normaliseService(name, service, fileName)])),
+    volumes: normaliseNamedMappings(document.volumes, 'volumes', fileName),
+    networks: normaliseNamedMappings(document.networks, 'networks', fileName),
+  }
+}
+
+/** The composition balena gives a project with a single Dockerfile: one privileged service named `main`. */
+export function singleServiceComposition(dockerfile?: string): Composition {
+  return {
+    version: COMPOSITION_VERSION,
+    services: {
+      main: {
+        build: dockerfile === undefined ? {context: '.'} : {context: '.', dockerfile},
+        privileged: true,
+        tty: true,
+        restart: 'always',
+        network_mode: 'host',
+        volumes: ['resin-data:/data'],
+        labels: {
+          'io.resin.features.kernel-modules': '1',
+          'io.resin.features.firmware': '1',
+          'io.resin.features.dbus': '1',
+          'io.resin.features.supervisor-api': '1',
+          'io.resin.features.resin-api': '1',
+        },
+      },
+    },
+    volumes: {'resin-data': {}},
+    networks: {},
+  }
+}
