@@ -1,0 +1,77 @@
+import path from 'node:path'
+
+import {Flags} from '@oclif/core'
+
+import {FlotillaCommand} from '../../cli/base.js'
+import {UsageError} from '../../errors.js'
+
+const LOG_LEVELS = ['silent', 'fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const
+type LogLevel = (typeof LOG_LEVELS)[number]
+
+export default class ServerStart extends FlotillaCommand {
+  static override summary = 'Run the local fleet server'
+  static override description = `Serves the balena-compatible fleet API on one HTTP port, over a SQLite database in the data directory.
+On the first start with an empty database it creates the admin user from FLOTILLA_ADMIN_EMAIL, FLOTILLA_ADMIN_PASSWORD and FLOTILLA_ADMIN_USERNAME (default "admin"); without a password it generates one and prints it once.
+Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log every request to stderr.`
+
+  static override examples = [
+    '<%= config.bin %> server start',
+    '<%= config.bin %> server start --port 8080 --host 0.0.0.0',
+    '<%= config.bin %> server start --registry 127.0.0.1:5000',
+    'FLOTILLA_ADMIN_EMAIL=me@example.com FLOTILLA_ADMIN_PASSWORD=secret123 <%= config.bin %> server start --data-dir ./fleet-data',
+  ]
+
+  static override flags = {
+    port: Flags.integer({description: 'HTTP port of the API (0 picks a free one)', default: 7171, min: 0, max: 65_535}),
+    host: Flags.string({description: 'address to listen on', default: '127.0.0.1'}),
+    'data-dir': Flags.string({description: 'where the database and secrets live [default: <flotilla data dir>/server]'}),
+    'ssh-port': Flags.integer({description: 'SSH gateway port announced to clients (reserved)', default: 2222, min: 0, max: 65_535}),
+    registry: Flags.string({description: 'host:port of the Docker registry images are pushed to, announced to clients'}),
+  }
+
+  async run(): Promise<void> {
+    const {flags} = await this.parse(ServerStart)
+    const dataDir = path.resolve(flags['data-dir'] ?? path.join(this.config.dataDir, 'server'))
+    const {createServer} = await import('../../server/app.js')
+    const level = process.env.FLOTILLA_LOG_LEVEL || 'warn'
+    if (!LOG_LEVELS.includes(level as LogLevel)) throw new UsageError(`FLOTILLA_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, not "${level}"`)
+    const server = await createServer({
+      dataDir,
+      host: flags.host,
+      port: flags.port,
+      sshPort: flags['ssh-port'],
+      registry: flags.registry ?? null,
+      logger: {level: level as LogLevel},
+      version: this.config.version,
+      admin: {email: process.env.FLOTILLA_ADMIN_EMAIL, password: process.env.FLOTILLA_ADMIN_PASSWORD, username: process.env.FLOTILLA_ADMIN_USERNAME},
+    })
+    if (server.createdAdmin) {
+      const {username, generatedPassword} = server.createdAdmin
+      if (generatedPassword) this.output.line(`created admin user "${username}" with password: ${generatedPassword}`)
+      else this.output.info(`created admin user "${username}"`)
+    }
+
+    let url: string
+    try {
+      url = await server.listen()
+    } catch (error) {
+      await server.close()
+      const code = (error as NodeJS.ErrnoException).code
+      if (code === 'EADDRINUSE') this.error(`port ${flags.port} on ${flags.host} is already in use — choose another with --port`, {exit: 1})
+      throw error
+    }
+
+    this.output.line(`flotilla server listening on ${url}`)
+    await new Promise<void>((resolve) => {
+      const stop = () => {
+        process.off('SIGINT', stop)
+        process.off('SIGTERM', stop)
+        resolve()
+      }
+
+      process.on('SIGINT', stop)
+      process.on('SIGTERM', stop)
+    })
+    await server.close()
+  }
+}

@@ -1,0 +1,45 @@
+import path from 'node:path'
+import {text} from 'node:stream/consumers'
+
+import {Flags} from '@oclif/core'
+
+import {FlotillaCommand} from '../../../cli/base.js'
+import {UsageError} from '../../../errors.js'
+
+export default class ServerUserAdd extends FlotillaCommand {
+  static override summary = 'Add a user to the local fleet server'
+  static override description = `Writes straight into the database of the data directory (also while the server runs), creating the user and their personal organization.
+Without --password-stdin a password is generated and printed once.`
+
+  static override examples = [
+    '<%= config.bin %> server user add --email ada@example.com --username ada',
+    'printf "%s" "$PASSWORD" | <%= config.bin %> server user add --email ada@example.com --username ada --password-stdin --organization acme',
+  ]
+
+  static override flags = {
+    email: Flags.string({description: 'email address of the user', required: true}),
+    username: Flags.string({description: 'username (also the handle of their personal organization)', required: true}),
+    'password-stdin': Flags.boolean({description: 'read the password from stdin instead of generating one'}),
+    organization: Flags.string({description: 'handle of an existing organization to also make the user a member of'}),
+    'data-dir': Flags.string({description: 'data directory of the server [default: <flotilla data dir>/server]'}),
+  }
+
+  async run(): Promise<void> {
+    const {flags} = await this.parse(ServerUserAdd)
+    const dataDir = path.resolve(flags['data-dir'] ?? path.join(this.config.dataDir, 'server'))
+    let password: string | undefined
+    if (flags['password-stdin']) {
+      if (process.stdin.isTTY) throw new UsageError('--password-stdin reads the password from a pipe: printf "%s" "$PASSWORD" | flotilla server user add …')
+      password = (await text(process.stdin)).replace(/\r?\n$/, '')
+      if (password === '') throw new UsageError('no password arrived on stdin')
+    }
+
+    const {addServerUser} = await import('../../../server/user-admin.js')
+    const result = await addServerUser({dataDir, email: flags.email, username: flags.username, password, organization: flags.organization})
+    const summary = {username: result.username, email: result.email, organization: flags.organization ?? null}
+    this.output.result(result.generatedPassword ? {...summary, password: result.generatedPassword} : summary, () => {
+      if (result.generatedPassword) this.output.line(`created user "${result.username}" with password: ${result.generatedPassword}`)
+      else this.output.success(`created user "${result.username}"`)
+    })
+  }
+}

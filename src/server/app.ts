@@ -1,0 +1,119 @@
+import Fastify, {type FastifyError, type FastifyInstance, LogController} from 'fastify'
+
+import {LoginRateLimiter} from './auth/rate-limit.js'
+import {loadSigningSecret} from './auth/tokens.js'
+import {type AdminSettings, type CreatedAdmin, ensureAdmin} from './bootstrap.js'
+import type {ServerContext} from './context.js'
+import {type Db, openDatabase} from './db/database.js'
+import {HttpError} from './http-errors.js'
+import {registerApiKeyRoutes} from './routes/api-keys.js'
+import {registerAuthRoutes} from './routes/auth.js'
+import {registerDeviceRegistrationRoute} from './routes/device-register.js'
+import {registerDiscoveryRoutes} from './routes/discovery.js'
+import {registerPineRoutes} from './routes/pine.js'
+
+export interface ServerOptions {
+  /** Where the database and the session secret live; without one the server keeps everything in memory. */
+  dataDir?: string
+  host?: string
+  /** 0 picks a free port. */
+  port?: number
+  /** Announced in the well-known document (the SSH gateway will listen there). */
+  sshPort?: number
+  /** Pino log level; one debug line a request. Logs go to stderr so stdout stays for the command's output. */
+  logger?: {level: 'silent' | 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace'}
+  registry?: string | null
+  admin?: AdminSettings
+  version?: string
+}
+
+export interface FlotillaServer {
+  app: FastifyInstance
+  db: Db
+  /** The admin created on this first start, if any. */
+  createdAdmin?: CreatedAdmin
+  /** Starts listening; resolves to the base URL with the real port. */
+  listen(): Promise<string>
+  /** The bound address once listening. */
+  address(): {host: string; port: number}
+  close(): Promise<void>
+}
+
+/** Every route of the server, registered in one place. */
+function registerRoutes(app: FastifyInstance, context: ServerContext): void {
+  registerDiscoveryRoutes(app, context)
+  registerAuthRoutes(app, context)
+  registerApiKeyRoutes(app, context)
+  registerDeviceRegistrationRoute(app, context)
+  registerPineRoutes(app, context)
+}
+
+function sendErrors(app: FastifyInstance): void {
+  app.setNotFoundHandler(async (request, reply) => reply.code(404).type('application/json').send(JSON.stringify(`no such endpoint: ${request.method} ${request.url.split('?')[0]}`)))
+  app.setErrorHandler(async (error: FastifyError | HttpError, request, reply) => {
+    if (error instanceof HttpError) {
+      reply.code(error.statusCode).headers(error.headers)
+      if (error.headers['content-type']?.startsWith('text/plain')) return reply.send(error.message)
+      if (error.message === '') return reply.send('')
+      return reply.type('application/json').send(JSON.stringify(error.message))
+    }
+
+    const status = (error as FastifyError).statusCode
+    if (status && status >= 400 && status < 500) return reply.code(status).type('application/json').send(JSON.stringify(error.message))
+    request.log.error({err: error}, 'request failed')
+    return reply.code(500).type('application/json').send(JSON.stringify('Server error'))
+  })
+}
+
+/** Builds the fleet server over the database of its data dir: bootstrap, routes, error answers. Call listen() to serve. */
+export async function createServer(options: ServerOptions = {}): Promise<FlotillaServer> {
+  const db = await openDatabase(options.dataDir ? {dataDir: options.dataDir} : ':memory:')
+  try {
+    const createdAdmin = await ensureAdmin(db, options.admin ?? {})
+    const context: ServerContext = {
+      db,
+      secret: await loadSigningSecret(options.dataDir),
+      loginLimiter: new LoginRateLimiter(),
+      registry: options.registry ?? null,
+      sshPort: options.sshPort ?? 2222,
+      version: options.version ?? '0.0.0',
+    }
+    const app = Fastify({
+      logger: {level: options.logger?.level ?? 'warn', stream: process.stderr},
+      logController: new LogController({disableRequestLogging: true}),
+      routerOptions: {maxParamLength: 8192},
+      bodyLimit: 16 * 1024 * 1024,
+    })
+    app.addHook('onResponse', async (request, reply) => {
+      request.log.debug(`${request.method} ${request.url.split('?')[0]} ${reply.statusCode} ${reply.elapsedTime.toFixed(1)}ms`)
+    })
+    sendErrors(app)
+    registerRoutes(app, context)
+    let bound: {host: string; port: number} | undefined
+    return {
+      app,
+      db,
+      createdAdmin,
+      async listen() {
+        const host = options.host ?? '127.0.0.1'
+        await app.listen({host, port: options.port ?? 7171})
+        const address = app.server.address()
+        if (!address || typeof address === 'string') throw new Error('the server is not bound to a TCP port')
+        bound = {host, port: address.port}
+        const urlHost = host.includes(':') ? `[${host}]` : host
+        return `http://${urlHost}:${address.port}`
+      },
+      address() {
+        if (!bound) throw new Error('the server is not listening yet')
+        return bound
+      },
+      async close() {
+        await app.close()
+        await db.destroy()
+      },
+    }
+  } catch (error) {
+    await db.destroy()
+    throw error
+  }
+}

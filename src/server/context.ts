@@ -1,0 +1,52 @@
+import type {FastifyRequest} from 'fastify'
+
+import {type Actor, credentialOf, GUEST, resolveActor} from './auth/actor.js'
+import type {LoginRateLimiter} from './auth/rate-limit.js'
+import type {Db} from './db/database.js'
+import {unauthorized} from './http-errors.js'
+
+/** What every route of one server shares. */
+export interface ServerContext {
+  db: Db
+  /** Signs and verifies session JWTs. */
+  secret: Uint8Array
+  loginLimiter: LoginRateLimiter
+  registry: string | null
+  sshPort: number
+  version: string
+}
+
+const actors = new WeakMap<FastifyRequest, Promise<Actor>>()
+
+/**
+ * The actor of a request: its credential's owner, or the guest when it brings none. A credential that is
+ * unknown, expired or revoked is refused (401) rather than treated as a guest.
+ */
+export function actorOf(context: ServerContext, request: FastifyRequest): Promise<Actor> {
+  let actor = actors.get(request)
+  if (!actor) {
+    const credential = credentialOf(request.headers, request.query)
+    actor = credential
+      ? resolveActor(context.db, context.secret, credential).then((found) => {
+          if (!found) throw unauthorized()
+          return found
+        })
+      : Promise.resolve(GUEST)
+    actors.set(request, actor)
+  }
+
+  return actor
+}
+
+/** The actor of a request that must bring credentials. */
+export async function authenticatedActor(context: ServerContext, request: FastifyRequest): Promise<Exclude<Actor, {kind: 'guest'}>> {
+  const actor = await actorOf(context, request)
+  if (actor.kind === 'guest') throw unauthorized()
+  return actor
+}
+
+export async function userActor(context: ServerContext, request: FastifyRequest): Promise<Extract<Actor, {kind: 'user'}>> {
+  const actor = await authenticatedActor(context, request)
+  if (actor.kind !== 'user') throw unauthorized()
+  return actor
+}

@@ -1,0 +1,41 @@
+import {mkdirSync} from 'node:fs'
+import path from 'node:path'
+
+import SqliteDatabase from 'better-sqlite3'
+import {Kysely, type LogConfig, Migrator, SqliteDialect} from 'kysely'
+
+import {ExpectedError} from '../../errors.js'
+import {migrationProvider} from './migrations.js'
+import type {Database} from './schema.js'
+
+export type Db = Kysely<Database>
+
+export const DATABASE_FILE = 'flotilla.db'
+
+/**
+ * Opens the server's database (`<dataDir>/flotilla.db`, or an in-memory one for `:memory:`) and brings its schema
+ * up to date. WAL lets `server user add` write while a server has the file open.
+ */
+export async function openDatabase(location: {dataDir: string} | ':memory:', options: {log?: LogConfig} = {}): Promise<Db> {
+  let file = ':memory:'
+  if (location !== ':memory:') {
+    mkdirSync(location.dataDir, {recursive: true, mode: 0o700})
+    file = path.join(location.dataDir, DATABASE_FILE)
+  }
+
+  const connection = new SqliteDatabase(file)
+  connection.pragma('journal_mode = WAL')
+  connection.pragma('foreign_keys = ON')
+  connection.pragma('busy_timeout = 5000')
+  // OData's startswith/contains are case-sensitive; SQLite's LIKE is not unless asked.
+  connection.pragma('case_sensitive_like = ON')
+  const db = new Kysely<Database>({dialect: new SqliteDialect({database: connection}), log: options.log})
+  const {error, results} = await new Migrator({db, provider: migrationProvider}).migrateToLatest()
+  if (error) {
+    await db.destroy()
+    const failed = results?.find((result) => result.status === 'Error')?.migrationName
+    throw new ExpectedError(`cannot update the database schema of ${file}${failed ? ` (migration ${failed})` : ''}: ${String(error)}`, {cause: error})
+  }
+
+  return db
+}

@@ -1,0 +1,224 @@
+import type {CreateTableBuilder, Kysely, Migration, MigrationProvider} from 'kysely'
+
+import {CPU_ARCHITECTURES, DEVICE_TYPE_CATALOGUE} from './device-types.js'
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- migrations describe tables that the typed schema names later */
+type Table = CreateTableBuilder<string, any>
+
+/** Column types of the dialect in use: the one place that knows SQLite from PostgreSQL. */
+const TYPES = {date: 'text', json: 'text', boolean: 'boolean', bigint: 'integer'} as const
+
+function withId(table: Table): Table {
+  return table.addColumn('id', 'integer', (column) => column.primaryKey().autoIncrement())
+}
+
+function withCreatedAt(table: Table): Table {
+  return table.addColumn('created_at', TYPES.date, (column) => column.notNull())
+}
+
+function refersTo(target: string, onDelete: 'cascade' | 'set null' | 'restrict' = 'cascade') {
+  return (column: any) => column.references(`${target}.id`).onDelete(onDelete)
+}
+
+async function createKeyValueTable(db: Kysely<any>, name: string, parent: string, keyColumn: string): Promise<void> {
+  await withCreatedAt(withId(db.schema.createTable(name)))
+    .addColumn(parent, 'integer', (column) => refersTo(parent)(column).notNull())
+    .addColumn(keyColumn, 'text', (column) => column.notNull())
+    .addColumn('value', 'text', (column) => column.notNull())
+    .addUniqueConstraint(`${name}_${parent}_${keyColumn}_unique`, [parent, keyColumn])
+    .execute()
+}
+
+const initialSchema: Migration = {
+  async up(db: Kysely<any>) {
+    await withId(db.schema.createTable('actor')).addColumn('kind', 'text', (column) => column.notNull()).execute()
+    await withCreatedAt(withId(db.schema.createTable('organization')))
+      .addColumn('name', 'text', (column) => column.notNull())
+      .addColumn('handle', 'text', (column) => column.notNull().unique())
+      .execute()
+    await withCreatedAt(withId(db.schema.createTable('user')))
+      .addColumn('username', 'text', (column) => column.notNull().unique())
+      .addColumn('email', 'text', (column) => column.notNull().unique())
+      .addColumn('password_hash', 'text')
+      .addColumn('jwt_secret', 'text', (column) => column.notNull())
+      .addColumn('actor', 'integer', (column) => refersTo('actor', 'restrict')(column).notNull().unique())
+      .execute()
+    await withCreatedAt(withId(db.schema.createTable('organization_membership')))
+      .addColumn('user', 'integer', (column) => refersTo('user')(column).notNull())
+      .addColumn('is_member_of__organization', 'integer', (column) => refersTo('organization')(column).notNull())
+      .addUniqueConstraint('organization_membership_unique', ['user', 'is_member_of__organization'])
+      .execute()
+    await withCreatedAt(withId(db.schema.createTable('user__has__public_key')))
+      .addColumn('user', 'integer', (column) => refersTo('user')(column).notNull())
+      .addColumn('title', 'text', (column) => column.notNull())
+      .addColumn('public_key', 'text', (column) => column.notNull())
+      .execute()
+    await withCreatedAt(withId(db.schema.createTable('api_key')))
+      .addColumn('key_hash', 'text', (column) => column.notNull().unique())
+      .addColumn('kind', 'text', (column) => column.notNull())
+      .addColumn('name', 'text')
+      .addColumn('description', 'text')
+      .addColumn('expiry_date', TYPES.date)
+      .addColumn('is_of__actor', 'integer', (column) => refersTo('actor')(column).notNull())
+      .execute()
+    await withId(db.schema.createTable('cpu_architecture')).addColumn('slug', 'text', (column) => column.notNull().unique()).execute()
+    await withId(db.schema.createTable('device_type'))
+      .addColumn('slug', 'text', (column) => column.notNull().unique())
+      .addColumn('name', 'text', (column) => column.notNull())
+      .addColumn('is_of__cpu_architecture', 'integer', (column) => refersTo('cpu_architecture', 'restrict')(column).notNull())
+      .addColumn('contract', TYPES.json)
+      .execute()
+    await withId(db.schema.createTable('device_type_alias'))
+      .addColumn('device_type', 'integer', (column) => refersTo('device_type')(column).notNull())
+      .addColumn('is_referenced_by__alias', 'text', (column) => column.notNull().unique())
+      .execute()
+    await withCreatedAt(withId(db.schema.createTable('application')))
+      .addColumn('app_name', 'text', (column) => column.notNull())
+      .addColumn('slug', 'text', (column) => column.notNull().unique())
+      .addColumn('uuid', 'text', (column) => column.notNull().unique())
+      .addColumn('is_for__device_type', 'integer', (column) => refersTo('device_type', 'restrict')(column).notNull())
+      .addColumn('organization', 'integer', (column) => refersTo('organization')(column).notNull())
+      .addColumn('is_of__class', 'text', (column) => column.notNull())
+      .addColumn('should_track_latest_release', TYPES.boolean, (column) => column.notNull())
+      .addColumn('should_be_running__release', 'integer', refersTo('release', 'set null'))
+      .addColumn('is_host', TYPES.boolean, (column) => column.notNull())
+      .addColumn('is_archived', TYPES.boolean, (column) => column.notNull())
+      .addColumn('is_public', TYPES.boolean, (column) => column.notNull())
+      .addColumn('actor', 'integer', (column) => refersTo('actor', 'restrict')(column).notNull().unique())
+      .addUniqueConstraint('application_organization_app_name_unique', ['organization', 'app_name'])
+      .execute()
+    await withCreatedAt(withId(db.schema.createTable('release')))
+      .addColumn('belongs_to__application', 'integer', (column) => refersTo('application')(column).notNull())
+      .addColumn('commit', 'text', (column) => column.notNull())
+      .addColumn('composition', TYPES.json)
+      .addColumn('status', 'text', (column) => column.notNull())
+      .addColumn('source', 'text', (column) => column.notNull())
+      .addColumn('build_log', 'text')
+      .addColumn('start_timestamp', TYPES.date)
+      .addColumn('end_timestamp', TYPES.date)
+      .addColumn('is_final', TYPES.boolean, (column) => column.notNull())
+      .addColumn('semver', 'text', (column) => column.notNull())
+      .addColumn('revision', 'integer')
+      .addColumn('raw_version', 'text')
+      .addColumn('variant', 'text')
+      .addColumn('phase', 'text')
+      .addColumn('is_invalidated', TYPES.boolean, (column) => column.notNull())
+      .addColumn('note', 'text')
+      .addColumn('is_created_by__user', 'integer', refersTo('user', 'set null'))
+      .addUniqueConstraint('release_application_commit_unique', ['belongs_to__application', 'commit'])
+      .execute()
+    await withCreatedAt(withId(db.schema.createTable('device')))
+      .addColumn('uuid', 'text', (column) => column.notNull().unique())
+      .addColumn('device_name', 'text', (column) => column.notNull())
+      .addColumn('note', 'text')
+      .addColumn('is_of__device_type', 'integer', (column) => refersTo('device_type', 'restrict')(column).notNull())
+      .addColumn('belongs_to__application', 'integer', (column) => refersTo('application')(column).notNull())
+      .addColumn('belongs_to__user', 'integer', refersTo('user', 'set null'))
+      .addColumn('actor', 'integer', (column) => refersTo('actor', 'restrict')(column).notNull().unique())
+      .addColumn('is_online', TYPES.boolean, (column) => column.notNull())
+      .addColumn('last_connectivity_event', TYPES.date)
+      .addColumn('api_heartbeat_state', 'text', (column) => column.notNull())
+      .addColumn('status', 'text')
+      .addColumn('os_version', 'text')
+      .addColumn('os_variant', 'text')
+      .addColumn('supervisor_version', 'text')
+      .addColumn('ip_address', 'text')
+      .addColumn('public_address', 'text')
+      .addColumn('mac_address', 'text')
+      .addColumn('api_port', 'integer')
+      .addColumn('memory_usage', TYPES.bigint)
+      .addColumn('memory_total', TYPES.bigint)
+      .addColumn('storage_usage', TYPES.bigint)
+      .addColumn('storage_total', TYPES.bigint)
+      .addColumn('cpu_usage', 'integer')
+      .addColumn('cpu_temp', 'integer')
+      .addColumn('is_undervolted', TYPES.boolean, (column) => column.notNull())
+      .addColumn('download_progress', 'integer')
+      .addColumn('is_running__release', 'integer', refersTo('release', 'set null'))
+      .addColumn('is_pinned_on__release', 'integer', refersTo('release', 'set null'))
+      .addColumn('update_status', 'text')
+      .addColumn('overall_status', 'text')
+      .addColumn('is_web_accessible', TYPES.boolean, (column) => column.notNull())
+      .execute()
+    await withCreatedAt(withId(db.schema.createTable('service')))
+      .addColumn('application', 'integer', (column) => refersTo('application')(column).notNull())
+      .addColumn('service_name', 'text', (column) => column.notNull())
+      .addUniqueConstraint('service_application_name_unique', ['application', 'service_name'])
+      .execute()
+    await withCreatedAt(withId(db.schema.createTable('image')))
+      .addColumn('is_a_build_of__service', 'integer', (column) => refersTo('service')(column).notNull())
+      .addColumn('is_stored_at__image_location', 'text', (column) => column.notNull().unique())
+      .addColumn('content_hash', 'text')
+      .addColumn('image_size', TYPES.bigint)
+      .addColumn('status', 'text', (column) => column.notNull())
+      .addColumn('start_timestamp', TYPES.date)
+      .addColumn('end_timestamp', TYPES.date)
+      .addColumn('push_timestamp', TYPES.date)
+      .addColumn('dockerfile', 'text')
+      .addColumn('project_type', 'text')
+      .addColumn('error_message', 'text')
+      .addColumn('build_log', 'text')
+      .execute()
+    await withCreatedAt(withId(db.schema.createTable('image__is_part_of__release')))
+      .addColumn('image', 'integer', (column) => refersTo('image')(column).notNull())
+      .addColumn('is_part_of__release', 'integer', (column) => refersTo('release')(column).notNull())
+      .addUniqueConstraint('image__is_part_of__release_unique', ['image', 'is_part_of__release'])
+      .execute()
+    await withCreatedAt(withId(db.schema.createTable('image_install')))
+      .addColumn('device', 'integer', (column) => refersTo('device')(column).notNull())
+      .addColumn('installs__image', 'integer', (column) => refersTo('image')(column).notNull())
+      .addColumn('install_date', TYPES.date)
+      .addColumn('status', 'text', (column) => column.notNull())
+      .addColumn('download_progress', 'integer')
+      .addColumn('is_provided_by__release', 'integer', refersTo('release'))
+      .addUniqueConstraint('image_install_unique', ['device', 'installs__image'])
+      .execute()
+    await createKeyValueTable(db, 'application_environment_variable', 'application', 'name')
+    await createKeyValueTable(db, 'application_config_variable', 'application', 'name')
+    await createKeyValueTable(db, 'device_environment_variable', 'device', 'name')
+    await createKeyValueTable(db, 'device_config_variable', 'device', 'name')
+    await createKeyValueTable(db, 'application_tag', 'application', 'tag_key')
+    await createKeyValueTable(db, 'device_tag', 'device', 'tag_key')
+    await createKeyValueTable(db, 'release_tag', 'release', 'tag_key')
+    for (const [table, column] of [
+      ['device', 'belongs_to__application'],
+      ['release', 'belongs_to__application'],
+      ['application', 'organization'],
+      ['organization_membership', 'is_member_of__organization'],
+      ['api_key', 'is_of__actor'],
+      ['image', 'is_a_build_of__service'],
+      ['image__is_part_of__release', 'is_part_of__release'],
+      ['user__has__public_key', 'user'],
+    ]) {
+      await db.schema.createIndex(`${table}_${column}_index`).on(table).column(column).execute()
+    }
+  },
+}
+
+const deviceTypeCatalogue: Migration = {
+  async up(db: Kysely<any>) {
+    for (const slug of CPU_ARCHITECTURES) await db.insertInto('cpu_architecture').values({slug}).execute()
+    for (const entry of DEVICE_TYPE_CATALOGUE) {
+      const architecture = await db.selectFrom('cpu_architecture').select('id').where('slug', '=', entry.arch).executeTakeFirstOrThrow()
+      const contract = {slug: entry.slug, name: entry.name, type: 'hw.device-type', data: {arch: entry.arch, yocto: entry.yocto}}
+      const inserted = await db
+        .insertInto('device_type')
+        .values({slug: entry.slug, name: entry.name, is_of__cpu_architecture: architecture.id, contract: JSON.stringify(contract)})
+        .returning('id')
+        .executeTakeFirstOrThrow()
+      for (const alias of entry.aliases) await db.insertInto('device_type_alias').values({device_type: inserted.id, is_referenced_by__alias: alias}).execute()
+    }
+  },
+}
+
+/** Every schema change in order; a name once shipped is never edited, only followed by a new one. */
+export const MIGRATIONS: Record<string, Migration> = {
+  '0001_initial_schema': initialSchema,
+  '0002_device_type_catalogue': deviceTypeCatalogue,
+}
+
+export const migrationProvider: MigrationProvider = {
+  async getMigrations() {
+    return MIGRATIONS
+  },
+}

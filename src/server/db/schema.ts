@@ -1,0 +1,115 @@
+import type {Generated} from 'kysely'
+
+/**
+ * The tables the server's own code (auth, bootstrap, registration) queries with typed Kysely queries.
+ * Pine requests reach every table through the resource model in odata/model.ts instead.
+ * Dates are ISO strings, booleans 0/1 and JSON text in SQLite; values go through db/values.ts on the way in and out.
+ */
+export interface ActorTable {
+  id: Generated<number>
+  kind: 'user' | 'application' | 'device'
+}
+
+export interface OrganizationTable {
+  id: Generated<number>
+  created_at: string
+  name: string
+  handle: string
+}
+
+export interface UserTable {
+  id: Generated<number>
+  created_at: string
+  username: string
+  email: string
+  password_hash: string | null
+  jwt_secret: string
+  actor: number
+}
+
+export interface OrganizationMembershipTable {
+  id: Generated<number>
+  created_at: string
+  user: number
+  is_member_of__organization: number
+}
+
+export type ApiKeyKind = 'named-user-api-key' | 'provisioning-api-key' | 'device-api-key'
+
+export interface ApiKeyTable {
+  id: Generated<number>
+  created_at: string
+  key_hash: string
+  kind: ApiKeyKind
+  name: string | null
+  description: string | null
+  expiry_date: string | null
+  is_of__actor: number
+}
+
+export interface ApplicationTable {
+  id: Generated<number>
+  created_at: string
+  app_name: string
+  slug: string
+  uuid: string
+  is_for__device_type: number
+  organization: number
+  is_of__class: string
+  should_track_latest_release: number
+  should_be_running__release: number | null
+  is_host: number
+  is_archived: number
+  is_public: number
+  actor: number
+}
+
+export interface DeviceTable {
+  id: Generated<number>
+  created_at: string
+  uuid: string
+  device_name: string
+  is_of__device_type: number
+  belongs_to__application: number
+  actor: number
+  is_online: number
+  api_heartbeat_state: string
+  is_undervolted: number
+  is_web_accessible: number
+  os_version: string | null
+  os_variant: string | null
+  supervisor_version: string | null
+  mac_address: string | null
+}
+
+export interface DeviceTypeTable {
+  id: Generated<number>
+  slug: string
+  name: string
+  is_of__cpu_architecture: number
+  contract: string | null
+}
+
+export interface CpuArchitectureTable {
+  id: Generated<number>
+  slug: string
+}
+
+export interface DeviceTypeAliasTable {
+  id: Generated<number>
+  device_type: number
+  is_referenced_by__alias: string
+}
+
+export interface Database {
+  actor: ActorTable
+  organization: OrganizationTable
+  user: UserTable
+  organization_membership: OrganizationMembershipTable
+  api_key: ApiKeyTable
+  application: ApplicationTable
+  device: DeviceTable
+  device_type: DeviceTypeTable
+  cpu_architecture: CpuArchitectureTable
+  device_type_alias: DeviceTypeAliasTable
+}

@@ -1,0 +1,32 @@
+/**
+ * An answer other than success, as balena's API gives it: the status and a JSON string body saying what was wrong
+ * (401 answers carry none, or a short hint). Routes and the OData layer throw these; the app's error handler sends them.
+ */
+export class HttpError extends Error {
+  constructor(
+    readonly statusCode: number,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message)
+    this.name = 'HttpError'
+  }
+}
+
+export const badRequest = (message: string) => new HttpError(400, message)
+export const unauthorized = (message = '') => new HttpError(401, message)
+export const forbidden = (message = 'Forbidden') => new HttpError(403, message)
+export const notFound = (message = 'Not Found') => new HttpError(404, message)
+export const UNIQUE_VIOLATION_MESSAGE = 'Unique key constraint violated'
+export const uniqueViolation = (message = UNIQUE_VIOLATION_MESSAGE) => new HttpError(409, message)
+
+/** Whether a database error is a clash on a unique key (SQLite and PostgreSQL spell it differently). */
+export function isUniqueConstraintError(error: unknown): boolean {
+  const code = (error as {code?: string} | undefined)?.code
+  return code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === '23505'
+}
+
+export function isForeignKeyError(error: unknown): boolean {
+  const code = (error as {code?: string} | undefined)?.code
+  return code === 'SQLITE_CONSTRAINT_FOREIGNKEY' || code === '23503'
+}

@@ -1,0 +1,57 @@
+import type {FastifyInstance} from 'fastify'
+
+import {verifyPassword} from '../auth/passwords.js'
+import {signSession} from '../auth/tokens.js'
+import {authenticatedActor, type ServerContext, userActor} from '../context.js'
+import {findUserByLogin} from '../db/users.js'
+import {HttpError, unauthorized} from '../http-errors.js'
+
+/** Logging in, refreshing a session and asking who a credential belongs to. */
+export function registerAuthRoutes(app: FastifyInstance, context: ServerContext): void {
+  app.post('/login_', async (request, reply) => {
+    const body = (request.body ?? {}) as {username?: unknown; password?: unknown}
+    if (typeof body.username !== 'string' || typeof body.password !== 'string') throw unauthorized()
+    const limitKey = `${request.ip}\u0000${body.username.trim().toLowerCase()}`
+    const retryAfter = context.loginLimiter.retryAfterSeconds(limitKey)
+    if (retryAfter > 0) throw new HttpError(429, 'too many failed logins, try again later', {'retry-after': String(retryAfter)})
+    const user = await findUserByLogin(context.db, body.username)
+    if (!user || !(await verifyPassword(body.password, user.password_hash))) {
+      context.loginLimiter.recordFailure(limitKey)
+      throw unauthorized()
+    }
+
+    context.loginLimiter.reset(limitKey)
+    const token = await signSession(context.secret, {id: user.id, jwt_secret: user.jwt_secret, authTime: Date.now()})
+    return reply.type('text/plain').send(token)
+  })
+
+  app.get('/user/v1/whoami', async (request) => {
+    const user = await userActor(context, request)
+    return {id: user.userId, username: user.username, email: user.email}
+  })
+
+  app.get('/actor/v1/whoami', async (request) => {
+    const actor = await authenticatedActor(context, request)
+    switch (actor.kind) {
+      case 'user': {
+        return {id: actor.actorId, actorType: 'user', actorTypeId: actor.userId, username: actor.username, email: actor.email}
+      }
+
+      case 'application': {
+        return {id: actor.actorId, actorType: 'application', actorTypeId: actor.applicationId, slug: actor.slug}
+      }
+
+      case 'device': {
+        return {id: actor.actorId, actorType: 'device', actorTypeId: actor.deviceId, uuid: actor.uuid}
+      }
+    }
+  })
+
+  app.get('/user/v1/refresh-token', async (request, reply) => {
+    const user = await userActor(context, request)
+    const row = await context.db.selectFrom('user').select('jwt_secret').where('id', '=', user.userId).executeTakeFirstOrThrow()
+    // A refreshed session keeps the time of the login it descends from; an API key never counts as a fresh login.
+    const token = await signSession(context.secret, {id: user.userId, jwt_secret: row.jwt_secret, authTime: user.authTime ?? 0})
+    return reply.type('text/plain').send(token)
+  })
+}

@@ -1,0 +1,53 @@
+import type {FastifyInstance} from 'fastify'
+
+import type {ServerContext} from '../context.js'
+import {DEVICE_TYPE_CATALOGUE} from '../db/device-types.js'
+import {CONFIG_VAR_NAME_PATTERN, RESERVED_VAR_NAMES} from '../odata/resource-rules.js'
+
+/** Answers anyone may ask: liveness, where this server's services are, device types, variable rules. */
+export function registerDiscoveryRoutes(app: FastifyInstance, context: ServerContext): void {
+  app.get('/ping', async (_request, reply) => reply.type('text/plain').send('OK'))
+
+  app.get('/.well-known/flotilla.json', async (request) => {
+    const origin = `${request.protocol}://${request.host}`
+    return {
+      api: origin,
+      builder: origin,
+      ssh: {host: request.hostname, port: context.sshPort},
+      tunnel: origin,
+      registry: context.registry,
+      version: context.version,
+    }
+  })
+
+  app.get('/device-types/v1', async () => {
+    const rows = await context.db
+      .selectFrom('device_type')
+      .innerJoin('cpu_architecture', 'cpu_architecture.id', 'device_type.is_of__cpu_architecture')
+      .select(['device_type.id', 'device_type.slug', 'device_type.name', 'cpu_architecture.slug as arch'])
+      .orderBy('device_type.slug')
+      .execute()
+    const aliases = await context.db.selectFrom('device_type_alias').select(['device_type', 'is_referenced_by__alias']).execute()
+    return rows.map((row) => {
+      const catalogued = DEVICE_TYPE_CATALOGUE.find((entry) => entry.slug === row.slug)
+      return {
+        slug: row.slug,
+        name: row.name,
+        aliases: aliases.filter((alias) => alias.device_type === row.id).map((alias) => alias.is_referenced_by__alias),
+        arch: row.arch,
+        options: [],
+        yocto: {...(catalogued?.yocto ?? {machine: row.slug, deployArtifact: 'balena-image.img', fstype: 'balenaos-img'}), compressed: true, archive: false},
+      }
+    })
+  })
+
+  app.get('/config/vars', async () => ({
+    reservedNames: RESERVED_VAR_NAMES,
+    reservedNamespaces: ['RESIN_', 'BALENA_'],
+    invalidRegex: String.raw`/^\d|\W/`,
+    whiteListedNames: [],
+    whiteListedNamespaces: [],
+    blackListedNames: ['BALENA_SUPERVISOR_API_KEY', 'RESIN_SUPERVISOR_API_KEY', 'BALENA_API_KEY', 'RESIN_API_KEY'],
+    configVarSchema: {type: 'object', propertyNames: {pattern: CONFIG_VAR_NAME_PATTERN.source}, properties: {}},
+  }))
+}

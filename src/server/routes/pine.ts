@@ -1,0 +1,51 @@
+import type {FastifyInstance, FastifyRequest} from 'fastify'
+
+import {PUBLIC_RESOURCES} from '../authorization.js'
+import {actorOf, authenticatedActor, type ServerContext} from '../context.js'
+import {badRequest, unauthorized} from '../http-errors.js'
+import {parseODataUrl} from '../odata/parse.js'
+import {ODataReader} from '../odata/translate.js'
+import {ODataWriter} from '../odata/write.js'
+
+export const API_ROOT = '/v7'
+
+function parsedRequest(request: FastifyRequest) {
+  return parseODataUrl(request.url.slice(API_ROOT.length))
+}
+
+/** Pine (OData) over every resource of odata/model.ts: GET, POST, PATCH (and PUT), DELETE. */
+export function registerPineRoutes(app: FastifyInstance, context: ServerContext): void {
+  app.get(`${API_ROOT}/*`, async (request) => {
+    const parsed = parsedRequest(request)
+    const actor = await actorOf(context, request)
+    if (actor.kind === 'guest' && !PUBLIC_RESOURCES.has(parsed.resource.name)) throw unauthorized()
+    return {d: await new ODataReader(context.db, actor).read(parsed)}
+  })
+
+  app.post(`${API_ROOT}/*`, async (request, reply) => {
+    const parsed = parsedRequest(request)
+    if (parsed.key || parsed.count) throw badRequest(`POST creates a ${parsed.resource.name}: send it to ${API_ROOT}/${parsed.resource.name}`)
+    const actor = await authenticatedActor(context, request)
+    const created = await new ODataWriter(context.db, actor, context.registry).create(parsed.resource, request.body)
+    return reply.code(201).send(created)
+  })
+
+  const update = async (request: FastifyRequest) => {
+    const parsed = parsedRequest(request)
+    const actor = await authenticatedActor(context, request)
+    if (!parsed.key && parsed.options.$filter === undefined) throw badRequest('PATCH needs a key (resource(id)) or a $filter')
+    await new ODataWriter(context.db, actor, context.registry).update(parsed, request.body)
+    return ''
+  }
+
+  app.patch(`${API_ROOT}/*`, async (request, reply) => reply.code(200).send(await update(request)))
+  app.put(`${API_ROOT}/*`, async (request, reply) => reply.code(200).send(await update(request)))
+
+  app.delete(`${API_ROOT}/*`, async (request, reply) => {
+    const parsed = parsedRequest(request)
+    const actor = await authenticatedActor(context, request)
+    if (!parsed.key && parsed.options.$filter === undefined) throw badRequest('DELETE needs a key (resource(id)) or a $filter')
+    await new ODataWriter(context.db, actor).delete(parsed)
+    return reply.code(200).send('')
+  })
+}

@@ -1,0 +1,108 @@
+import {type ChildProcess, spawn} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
+import {mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+
+import {CLI_BIN, PROJECT_ROOT, runCli} from './cli.js'
+
+export interface TestServer {
+  url: string
+  port: number
+  dataDir: string
+  admin: {email: string; username: string; password: string}
+  addUser(user: {email: string; username: string; password: string; organization?: string}): Promise<void>
+  stop(): Promise<void>
+}
+
+const START_DEADLINE_MS = 30_000
+const STOP_DEADLINE_MS = 10_000
+const LISTENING = /^flotilla server listening on (http:\/\/\S+)$/m
+
+function waitForExit(child: ChildProcess, deadlineMs: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true)
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), deadlineMs)
+    child.once('exit', () => {
+      clearTimeout(timer)
+      resolve(true)
+    })
+  })
+}
+
+/**
+ * Starts the real `flotilla server start` on an ephemeral loopback port with a fresh data dir and a known admin,
+ * and resolves once it prints its listening line (or rejects with its output when it dies or takes too long).
+ * `args` are extra flags of `server start` (`['--registry', '127.0.0.1:5000']`).
+ */
+export async function startServer(options: {env?: NodeJS.ProcessEnv; args?: string[]} = {}): Promise<TestServer> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'flotilla-server-'))
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    NO_COLOR: '1',
+    FLOTILLA_ADMIN_EMAIL: 'admin@flotilla.test',
+    FLOTILLA_ADMIN_USERNAME: 'admin',
+    FLOTILLA_ADMIN_PASSWORD: `pw-${randomBytes(12).toString('hex')}`,
+    ...options.env,
+  }
+  const admin = {email: env.FLOTILLA_ADMIN_EMAIL as string, username: env.FLOTILLA_ADMIN_USERNAME as string, password: env.FLOTILLA_ADMIN_PASSWORD as string}
+  const child = spawn(process.execPath, [CLI_BIN, 'server', 'start', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, ...(options.args ?? [])], {
+    cwd: PROJECT_ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.setEncoding('utf8')
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
+
+  let url: string
+  try {
+    url = await new Promise<string>((resolve, reject) => {
+      const fail = (reason: string) => reject(new Error(`flotilla server start ${reason}\nstdout: ${stdout}\nstderr: ${stderr}`))
+      const timer = setTimeout(() => fail(`did not listen within ${START_DEADLINE_MS} ms`), START_DEADLINE_MS)
+      child.stdout.on('data', (chunk: string) => {
+        stdout += chunk
+        const match = LISTENING.exec(stdout)
+        if (match) {
+          clearTimeout(timer)
+          resolve(match[1])
+        }
+      })
+      child.once('error', (error) => {
+        clearTimeout(timer)
+        fail(`could not be spawned: ${error.message}`)
+      })
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer)
+        fail(`exited (${code ?? signal}) before listening`)
+      })
+    })
+  } catch (error) {
+    child.kill('SIGKILL')
+    rmSync(dataDir, {recursive: true, force: true})
+    throw error
+  }
+
+  return {
+    url,
+    port: Number(new URL(url).port),
+    dataDir,
+    admin,
+    async addUser(user) {
+      const args = ['server', 'user', 'add', '--email', user.email, '--username', user.username, '--password-stdin', '--data-dir', dataDir]
+      if (user.organization) args.push('--organization', user.organization)
+      const result = await runCli(args, {input: user.password})
+      if (result.exitCode !== 0) throw new Error(`flotilla server user add ${user.username} failed (${result.exitCode}): ${result.stderr}`)
+    },
+    async stop() {
+      child.kill('SIGTERM')
+      if (!(await waitForExit(child, STOP_DEADLINE_MS))) {
+        child.kill('SIGKILL')
+        await waitForExit(child, STOP_DEADLINE_MS)
+      }
+
+      rmSync(dataDir, {recursive: true, force: true})
+    },
+  }
+}
