@@ -1,4 +1,4 @@
-import {ApiError, ExpectedError} from '../errors.js'
+import {ApiError, ExpectedError, NotLoggedInError} from '../errors.js'
 import type {FleetClient} from './client.js'
 
 export interface Actor {
@@ -18,7 +18,7 @@ export async function loginWithCredentials(client: FleetClient, username: string
     if (typeof token !== 'string' || token === '') throw new ExpectedError('the server answered the login without a token')
     return token.trim()
   } catch (error) {
-    if (error instanceof ApiError && error.statusCode === 401) {
+    if (error instanceof NotLoggedInError || (error instanceof ApiError && error.statusCode === 401)) {
       throw new ExpectedError('wrong email/username or password — check them and try again')
     }
 

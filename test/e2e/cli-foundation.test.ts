@@ -24,8 +24,8 @@ class CliUser {
     return JSON.parse(await this.ok([...args, '--json'])) as T
   }
 
-  async fails(args: string[], pattern: RegExp, exitCode = 1): Promise<CliResult> {
-    const result = await this.run(args)
+  async fails(args: string[], pattern: RegExp, exitCode = 1, input?: string): Promise<CliResult> {
+    const result = await this.run(args, {input})
     assert.equal(result.exitCode, exitCode, `flotilla ${args.join(' ')} should exit ${exitCode}: ${result.stdout} ${result.stderr}`)
     assert.match(result.stderr, pattern)
     assert.equal(result.stderr.trim().split('\n').length, 1, `one line of error expected, got: ${result.stderr}`)
@@ -52,7 +52,7 @@ describe('foundation commands against the real server', function () {
 
   describe('login', () => {
     it('refuses a wrong password, stores nothing, and says so in one line', async () => {
-      await alice.fails(['login', '--credentials', '--email', server.admin.email, '--password', '-'], /wrong email\/username or password/)
+      await alice.fails(['login', '--credentials', '--email', server.admin.email, '--password', '-'], /wrong email\/username or password/, 1, 'not-the-password')
       const whoami = await alice.run(['whoami'])
       assert.equal(whoami.exitCode, 1)
       assert.match(whoami.stderr, /not logged in/)
