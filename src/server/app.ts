@@ -1,3 +1,4 @@
+import type Docker from 'dockerode'
 import Fastify, {type FastifyError, type FastifyInstance, LogController} from 'fastify'
 
 import {LoginRateLimiter} from './auth/rate-limit.js'
@@ -8,6 +9,7 @@ import {type Db, openDatabase} from './db/database.js'
 import {HttpError} from './http-errors.js'
 import {registerApiKeyRoutes} from './routes/api-keys.js'
 import {registerAuthRoutes} from './routes/auth.js'
+import {type BuilderSettings, registerBuildRoutes} from './routes/build.js'
 import {registerDeviceRegistrationRoute} from './routes/device-register.js'
 import {registerDiscoveryRoutes} from './routes/discovery.js'
 import {registerPineRoutes} from './routes/pine.js'
@@ -23,6 +25,8 @@ export interface ServerOptions {
   /** Pino log level; one debug line a request. Logs go to stderr so stdout stays for the command's output. */
   logger?: {level: 'silent' | 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace'}
   registry?: string | null
+  /** The Docker engine builds run on and the limits a build context must keep to. */
+  builder?: Partial<BuilderSettings>
   admin?: AdminSettings
   version?: string
 }
@@ -40,12 +44,22 @@ export interface FlotillaServer {
 }
 
 /** Every route of the server, registered in one place. */
-function registerRoutes(app: FastifyInstance, context: ServerContext): void {
+function registerRoutes(app: FastifyInstance, context: ServerContext, options: ServerOptions): void {
   registerDiscoveryRoutes(app, context)
   registerAuthRoutes(app, context)
   registerApiKeyRoutes(app, context)
   registerDeviceRegistrationRoute(app, context)
   registerPineRoutes(app, context)
+  registerBuildRoutes(app, context, {docker: options.builder?.docker ?? localDockerEngine(), contextLimits: options.builder?.contextLimits})
+}
+
+/** The local engine (DOCKER_HOST or its socket), connected on the first build: dockerode loads only then. */
+function localDockerEngine(): BuilderSettings['docker'] {
+  let engine: Promise<Docker> | undefined
+  return () => {
+    engine ??= import('dockerode').then(({default: Docker}) => new Docker())
+    return engine
+  }
 }
 
 function sendErrors(app: FastifyInstance): void {
@@ -88,7 +102,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
       request.log.debug(`${request.method} ${request.url.split('?')[0]} ${reply.statusCode} ${reply.elapsedTime.toFixed(1)}ms`)
     })
     sendErrors(app)
-    registerRoutes(app, context)
+    registerRoutes(app, context, options)
     let bound: {host: string; port: number} | undefined
     return {
       app,

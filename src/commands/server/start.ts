@@ -27,6 +27,7 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     'data-dir': Flags.string({description: 'where the database and secrets live [default: <flotilla data dir>/server]'}),
     'ssh-port': Flags.integer({description: 'SSH gateway port announced to clients (reserved)', default: 2222, min: 0, max: 65_535}),
     registry: Flags.string({description: 'host:port of the Docker registry images are pushed to, announced to clients'}),
+    'max-build-context': Flags.integer({description: 'largest build context accepted from a push, in MiB', default: 2048, min: 1}),
   }
 
   async run(): Promise<void> {
@@ -41,6 +42,7 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
       port: flags.port,
       sshPort: flags['ssh-port'],
       registry: flags.registry ?? null,
+      builder: {contextLimits: {maxBytes: flags['max-build-context'] * 1024 * 1024, maxEntries: 200_000}},
       logger: {level: level as LogLevel},
       version: this.config.version,
       admin: {email: process.env.FLOTILLA_ADMIN_EMAIL, password: process.env.FLOTILLA_ADMIN_PASSWORD, username: process.env.FLOTILLA_ADMIN_USERNAME},

@@ -157,5 +157,5 @@ function dockerfileKindLabel(service: BuildService): string {
 /** A repository name for a new image: balena names them by a hash, unique per image. */
 export function newImageRepository(registry: string | null): string {
   const hash = randomBytes(16).toString('hex')
-  return registry ? `${registry}/v2/${hash}` : `flotilla/v2/${hash}`
+  return `${registry ?? 'localhost'}/v2/${hash}`
 }

@@ -92,7 +92,8 @@ export async function buildServiceImage(docker: Docker, build: ServiceImageBuild
 
 /** Pushes a built image to its registry (the tag names it); returns the digest the registry answered. */
 export async function pushImage(docker: Docker, tag: string, onLine: (line: BuildLine) => void, signal?: AbortSignal): Promise<string> {
-  const stream = await docker.getImage(tag).push({abortSignal: signal} as Record<string, unknown>)
+  // The engine wants an X-Registry-Auth header even for a registry without auth: an empty one does.
+  const stream = await docker.getImage(tag).push({authconfig: {}, abortSignal: signal} as Record<string, unknown>)
   let failure: string | undefined
   let digest: string | undefined
   await readDockerMessages(stream, (message) => {

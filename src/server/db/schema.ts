@@ -101,6 +101,55 @@ export interface DeviceTypeAliasTable {
   is_referenced_by__alias: string
 }
 
+export interface ReleaseTable {
+  id: Generated<number>
+  created_at: string
+  belongs_to__application: number
+  commit: string
+  composition: string | null
+  status: string
+  source: string
+  build_log: string | null
+  start_timestamp: string | null
+  end_timestamp: string | null
+  is_final: number
+  semver: string
+  is_invalidated: number
+  note: string | null
+  is_created_by__user: number | null
+}
+
+export interface ServiceTable {
+  id: Generated<number>
+  created_at: string
+  application: number
+  service_name: string
+}
+
+export interface ImageTable {
+  id: Generated<number>
+  created_at: string
+  is_a_build_of__service: number
+  is_stored_at__image_location: string
+  content_hash: string | null
+  image_size: number | null
+  status: string
+  start_timestamp: string | null
+  end_timestamp: string | null
+  push_timestamp: string | null
+  dockerfile: string | null
+  project_type: string | null
+  error_message: string | null
+  build_log: string | null
+}
+
+export interface ImageIsPartOfReleaseTable {
+  id: Generated<number>
+  created_at: string
+  image: number
+  is_part_of__release: number
+}
+
 export interface Database {
   actor: ActorTable
   organization: OrganizationTable
@@ -112,4 +161,8 @@ export interface Database {
   device_type: DeviceTypeTable
   cpu_architecture: CpuArchitectureTable
   device_type_alias: DeviceTypeAliasTable
+  release: ReleaseTable
+  service: ServiceTable
+  image: ImageTable
+  image__is_part_of__release: ImageIsPartOfReleaseTable
 }
