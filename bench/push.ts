@@ -7,6 +7,9 @@ import path from 'node:path'
 import type {Readable} from 'node:stream'
 
 import {packProject} from '../src/project/pack.js'
+import {makeCliHome, runCli} from '../test/helpers/cli.js'
+import {ensureBaseImage, ensureDocker, startRegistry} from '../test/helpers/docker.js'
+import {startServer} from '../test/helpers/server.js'
 import {median} from './measure.js'
 
 const SMALL_FILES = 20_000
@@ -72,6 +75,32 @@ async function timeTar(root: string): Promise<{ms: number; bytes: number}> {
   return {ms: Number(process.hrtime.bigint() - start) / 1e6, bytes}
 }
 
+/** The same project pushed twice through the real server, engine and registry: the second push finds everything cached. */
+async function timeEndToEndPushes(root: string): Promise<void> {
+  await ensureDocker()
+  await ensureBaseImage()
+  const registry = await startRegistry()
+  const server = await startServer({args: ['--registry', registry.address]})
+  try {
+    const env = {HOME: makeCliHome(), FLOTILLA_URL: server.url}
+    const login = await runCli(['login', '--credentials', '--email', server.admin.email, '--password', '-'], {env, input: server.admin.password})
+    if (login.exitCode !== 0) throw new Error(`login failed: ${login.stderr}`)
+    await runCli(['fleet', 'create', 'bench', '--type', 'intel-nuc'], {env})
+    const seconds: number[] = []
+    for (const attempt of ['first', 'second']) {
+      const started = process.hrtime.bigint()
+      const push = await runCli(['push', 'bench', '--source', root], {env, timeoutMs: 600_000})
+      if (push.exitCode !== 0) throw new Error(`${attempt} push failed: ${push.stderr.slice(-2000)}`)
+      seconds.push(Number(process.hrtime.bigint() - started) / 1e9)
+    }
+
+    process.stdout.write(`push end to end (server, engine, registry on loopback): first ${seconds[0].toFixed(1)} s, second with nothing changed ${seconds[1].toFixed(1)} s (${(seconds[1] / seconds[0]).toFixed(2)}× the first)\n`)
+  } finally {
+    await server.stop()
+    await registry.stop()
+  }
+}
+
 export async function run(): Promise<void> {
   const root = await mkdtemp(path.join(tmpdir(), 'flotilla-bench-push-'))
   try {
@@ -99,6 +128,7 @@ export async function run(): Promise<void> {
 
     const ratio = times['tar -cz'] / times.flotilla
     process.stdout.write(`  flotilla speed / tar -cz speed: ${ratio.toFixed(2)}× (target ≥ 1: ${ratio >= 1 ? 'ok' : 'UNDER TARGET'})\n`)
+    await timeEndToEndPushes(root)
   } finally {
     await rm(root, {recursive: true, force: true})
   }

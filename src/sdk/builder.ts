@@ -39,7 +39,12 @@ async function openBuild(client: FleetClient, request: BuildRequest, headless: b
 /** Uploads the project and yields the builder's events as they arrive. */
 export async function* streamBuild(client: FleetClient, request: BuildRequest): AsyncGenerator<BuildEvent> {
   const response = await openBuild(client, request, false)
-  yield* parseJsonArrayStream<BuildEvent>(response)
+  try {
+    yield* parseJsonArrayStream<BuildEvent>(response)
+  } catch (error) {
+    if (request.signal?.aborted) throw error
+    throw new ExpectedError(`the connection to the builder was lost during the build (${(error as Error).message}) — see "flotilla release list" for how it ended`, {cause: error})
+  }
 }
 
 /** Uploads the project and returns as soon as the build started (`--detached`). */

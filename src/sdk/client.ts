@@ -70,12 +70,14 @@ export class FleetClient {
   readonly pine: Pine
   private token?: string
   private readonly http: Got
+  private readonly clientName: string
   private endpointsCache?: Promise<Endpoints>
 
   constructor(options: ClientOptions) {
     this.remote = options.remote
     this.apiUrl = apiUrlOf(options.remote)
     this.token = options.token
+    this.clientName = options.clientName ?? 'flotilla'
     this.http = got.extend({
       prefixUrl: this.apiUrl,
       timeout: {request: options.timeoutMs ?? 30_000},
@@ -85,7 +87,7 @@ export class FleetClient {
         errorCodes: RETRIED_NETWORK_ERRORS,
         backoffLimit: 2000,
       },
-      headers: {'x-balena-client': options.clientName ?? 'flotilla'},
+      headers: {'x-balena-client': this.clientName},
     })
     this.pine = new Pine(this)
   }
@@ -165,12 +167,12 @@ export class FleetClient {
    */
   async openStream(method: Method, url: string, options: StreamOptions = {}): Promise<Readable> {
     if (!this.token) throw new NotLoggedInError()
-    const stream = this.http.stream(url, {
-      prefixUrl: '',
+    // Not this.http: its whole-request timeout would cut a long build or log stream.
+    const stream = got.stream(url, {
       method,
       body: options.body,
       searchParams: options.searchParams,
-      headers: {...this.authHeaders(), ...options.headers},
+      headers: {'x-balena-client': this.clientName, ...this.authHeaders(), ...options.headers},
       throwHttpErrors: false,
       retry: {limit: 0},
       timeout: {connect: 10_000},

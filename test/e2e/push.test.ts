@@ -228,7 +228,11 @@ describe('flotilla push through the real builder, engine and registry', function
       const {pack} = await import('tar-stream')
       const {gzipSync} = await import('node:zlib')
       const archive = pack()
-      for (const entry of entries) archive.entry({name: entry.name, type: entry.type ?? 'file', linkname: entry.linkname}, entry.type === 'symlink' ? undefined : entry.content)
+      for (const entry of entries) {
+        if (entry.type === 'symlink') archive.entry({name: entry.name, type: 'symlink', linkname: entry.linkname})
+        else archive.entry({name: entry.name, type: 'file'}, entry.content)
+      }
+
       archive.finalize()
       const chunks: Buffer[] = []
       for await (const chunk of archive) chunks.push(chunk as Buffer)
