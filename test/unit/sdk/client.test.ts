@@ -1,0 +1,131 @@
+import {strict as assert} from 'node:assert'
+import {createServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
+import type {AddressInfo} from 'node:net'
+
+import {ApiError, ConnectionError, NotLoggedInError, UsageError} from '../../../src/errors.js'
+import {FleetClient} from '../../../src/sdk/client.js'
+import {odataValue} from '../../../src/sdk/pine.js'
+import {parseDeviceReference, parseFleetReference} from '../../../src/sdk/references.js'
+
+type Handler = (request: IncomingMessage, body: string, response: ServerResponse) => void
+
+/** A loopback HTTP server answering as the test says, recording what the client sent. */
+async function withServer(handler: Handler, run: (url: string, seen: Array<{method: string; url: string; headers: IncomingMessage['headers']; body: string}>) => Promise<void>): Promise<void> {
+  const seen: Array<{method: string; url: string; headers: IncomingMessage['headers']; body: string}> = []
+  const server: Server = createServer((request, response) => {
+    let body = ''
+    request.setEncoding('utf8').on('data', (chunk: string) => (body += chunk))
+    request.on('end', () => {
+      seen.push({method: request.method ?? '', url: request.url ?? '', headers: request.headers, body})
+      handler(request, body, response)
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  try {
+    await run(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen)
+  } finally {
+    await new Promise((resolve) => server.close(resolve))
+  }
+}
+
+function answer(status: number, body: unknown, type = 'application/json'): Handler {
+  return (_request, _body, response) => {
+    response.writeHead(status, {'content-type': type})
+    response.end(typeof body === 'string' && type !== 'application/json' ? body : JSON.stringify(body))
+  }
+}
+
+describe('FleetClient', () => {
+  it('sends the bearer token and the client name, and parses JSON', async () => {
+    await withServer(answer(200, {d: [{id: 1}]}), async (url, seen) => {
+      const client = new FleetClient({remote: url, token: 'secret-token', clientName: 'flotilla/test'})
+      assert.deepEqual(await client.pine.get('application', {$select: ['id', 'slug'], $filter: "slug eq 'a/b'"}), [{id: 1}])
+      assert.equal(seen[0].headers.authorization, 'Bearer secret-token')
+      assert.equal(seen[0].headers['x-balena-client'], 'flotilla/test')
+      assert.equal(decodeURIComponent(seen[0].url), "/v7/application?$select=id,slug&$filter=slug eq 'a/b'")
+    })
+  })
+
+  it('refuses to send an authenticated request without a token', async () => {
+    const client = new FleetClient({remote: 'http://127.0.0.1:9'})
+    await assert.rejects(client.pine.get('application'), NotLoggedInError)
+  })
+
+  it('maps 401 to a message about credentials, and the server JSON string bodies to their text', async () => {
+    await withServer(answer(401, ''), async (url) => {
+      await assert.rejects(new FleetClient({remote: url, token: 'revoked'}).pine.get('device'), /rejected your credentials.*flotilla login/)
+    })
+    await withServer(answer(400, 'Unique key constraint violated'), async (url) => {
+      await assert.rejects(new FleetClient({remote: url, token: 't'}).pine.post('device', {}), (error: ApiError) => error.statusCode === 400 && error.message === 'Unique key constraint violated')
+    })
+    await withServer(answer(500, 'Server error'), async (url) => {
+      await assert.rejects(new FleetClient({remote: url, token: 't', retries: 0}).pine.get('device'), /the fleet server failed \(500: Server error\)/)
+    })
+  })
+
+  it('retries an idempotent request after a 503, but never a POST', async () => {
+    let calls = 0
+    const flaky: Handler = (_request, _body, response) => {
+      calls++
+      if (calls === 1) answer(503, 'busy')(_request, _body, response)
+      else answer(200, {d: []})(_request, _body, response)
+    }
+
+    await withServer(flaky, async (url) => {
+      assert.deepEqual(await new FleetClient({remote: url, token: 't'}).pine.get('device'), [])
+      assert.equal(calls, 2)
+    })
+    calls = 0
+    await withServer(flaky, async (url) => {
+      await assert.rejects(new FleetClient({remote: url, token: 't'}).pine.post('device', {}), /503/)
+      assert.equal(calls, 1)
+    })
+  })
+
+  it('upserts: a 409 on create becomes a PATCH filtered by the natural key', async () => {
+    const handler: Handler = (request, _body, response) => (request.method === 'POST' ? answer(409, 'Unique key constraint violated') : answer(200, ''))(request, _body, response)
+    await withServer(handler, async (url, seen) => {
+      await new FleetClient({remote: url, token: 't'}).pine.upsert('device_tag', {device: 4, tag_key: "o'clock"}, {value: 'x'})
+      assert.deepEqual(seen.map((request) => request.method), ['POST', 'PATCH'])
+      assert.equal(decodeURIComponent(seen[1].url), "/v7/device_tag?$filter=device eq 4 and tag_key eq 'o''clock'")
+      assert.deepEqual(JSON.parse(seen[1].body), {value: 'x'})
+    })
+  })
+
+  it('says the server cannot be reached, at once, when nothing listens', async () => {
+    const started = Date.now()
+    await assert.rejects(new FleetClient({remote: 'http://127.0.0.1:9', token: 't'}).pine.get('device'), ConnectionError)
+    assert.ok(Date.now() - started < 2000, 'a refused connection is not retried')
+  })
+
+  it('learns a flotilla server’s endpoints from its well-known document, and derives balena ones', async () => {
+    const document = {api: 'x', builder: 'http://b', ssh: {host: '127.0.0.1', port: 2222}, tunnel: 'http://t', registry: null}
+    await withServer(answer(200, document), async (url) => {
+      assert.equal((await new FleetClient({remote: url}).endpoints()).builder, 'http://b')
+    })
+    const balena = await new FleetClient({remote: 'balena-cloud.com'}).endpoints()
+    assert.equal(balena.api, 'https://api.balena-cloud.com')
+    assert.deepEqual(balena.ssh, {host: 'ssh.balena-devices.com', port: 22})
+  })
+})
+
+describe('references and OData values', () => {
+  it('quotes OData strings by doubling quotes', () => {
+    assert.equal(odataValue("it's"), "'it''s'")
+    assert.equal(odataValue(5), '5')
+    assert.equal(odataValue(null), 'null')
+  })
+
+  it('takes full UUIDs and prefixes of 7 or more hex characters', () => {
+    assert.deepEqual(parseDeviceReference('ABCDEF0123456789abcdef0123456789'), {uuid: 'abcdef0123456789abcdef0123456789', exact: true})
+    assert.deepEqual(parseDeviceReference('abcdef0'), {uuid: 'abcdef0', exact: false})
+    assert.throws(() => parseDeviceReference('abc'), UsageError)
+    assert.throws(() => parseDeviceReference('not-hex-at-all'), UsageError)
+  })
+
+  it('tells fleet slugs from names', () => {
+    assert.deepEqual(parseFleetReference('Acme/Sensors'), {slug: 'acme/sensors'})
+    assert.deepEqual(parseFleetReference('sensors'), {name: 'sensors'})
+    assert.throws(() => parseFleetReference('  '), UsageError)
+  })
+})
