@@ -3,7 +3,7 @@ import {apiKeyColumns} from '../../cli/views.js'
 
 export default class ApiKeyList extends FlotillaCommand {
   static override summary = 'List your API keys (never the keys themselves)'
-  static override aliases = ['api-keys']
+  static override hiddenAliases = ['api-keys']
   static override examples = ['<%= config.bin %> api-key list', '<%= config.bin %> api-key list --json']
 
   async run(): Promise<void> {

@@ -2,7 +2,7 @@ import {FlotillaCommand} from '../../cli/base.js'
 
 export default class DeviceTypeList extends FlotillaCommand {
   static override summary = 'List the device types the server knows'
-  static override aliases = ['device-types', 'devices:supported']
+  static override hiddenAliases = ['device-types', 'devices:supported']
   static override examples = ['<%= config.bin %> device-type list', '<%= config.bin %> device-type list --json']
 
   async run(): Promise<void> {

@@ -5,7 +5,7 @@ import {showDevice} from '../../cli/views.js'
 
 export default class DeviceInfo extends FlotillaCommand {
   static override summary = 'Show a device'
-  static override aliases = ['device:info']
+  static override hiddenAliases = ['device:info']
   static override examples = ['<%= config.bin %> device 7cf02a6', '<%= config.bin %> device 7cf02a6 --json']
   static override args = {device: Args.string({required: true, description: 'device UUID (or a unique prefix of 7+ characters)'})}
 

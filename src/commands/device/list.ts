@@ -5,7 +5,7 @@ import {deviceColumns} from '../../cli/views.js'
 
 export default class DeviceList extends FlotillaCommand {
   static override summary = 'List your devices'
-  static override aliases = ['devices']
+  static override hiddenAliases = ['devices']
   static override examples = ['<%= config.bin %> device list', '<%= config.bin %> devices --fleet myorg/myfleet --json']
   static override flags = {fleet: Flags.string({char: 'f', description: 'only the devices of this fleet (slug or name)'})}
 

@@ -5,7 +5,7 @@ import {confirmDestructive} from '../../cli/prompts.js'
 
 export default class DeviceRm extends FlotillaCommand {
   static override summary = 'Remove devices from their fleet'
-  static override aliases = ['device:remove']
+  static override hiddenAliases = ['device:remove']
   static override strict = false
   static override examples = ['<%= config.bin %> device rm 7cf02a6 --yes', '<%= config.bin %> device rm 7cf02a6 b1e33c0 --yes']
   static override args = {device: Args.string({required: true, description: 'device UUIDs (or unique prefixes of 7+ characters)'})}

@@ -6,7 +6,7 @@ import {ownerFlags, resolveOwner} from '../../cli/owner-flags.js'
 export default class EnvList extends FlotillaCommand {
   static override summary = 'List the environment or config variables of a fleet or device'
   static override description = "A device's list includes the fleet variables it inherits (marked * in the FLEET column)."
-  static override aliases = ['envs']
+  static override hiddenAliases = ['envs']
   static override examples = [
     '<%= config.bin %> env list --fleet myorg/myfleet',
     '<%= config.bin %> env list --device 7cf02a6 --json',

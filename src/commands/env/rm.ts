@@ -7,7 +7,7 @@ import {NotFoundError} from '../../errors.js'
 
 export default class EnvRm extends FlotillaCommand {
   static override summary = 'Remove a variable from a fleet or device'
-  static override aliases = ['env:remove']
+  static override hiddenAliases = ['env:remove']
   static override examples = ['<%= config.bin %> env rm LOG_LEVEL --fleet myorg/myfleet --yes']
   static override args = {name: Args.string({required: true, description: 'variable name'})}
   static override flags = {...ownerFlags, yes: Flags.boolean({char: 'y', description: 'do not ask for confirmation'})}

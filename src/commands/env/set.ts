@@ -6,7 +6,7 @@ import {describeOwner, ownerFlags, resolveOwner} from '../../cli/owner-flags.js'
 export default class EnvSet extends FlotillaCommand {
   static override summary = 'Set an environment or config variable of a fleet or device'
   static override description = 'Names starting with BALENA_ or RESIN_ are stored as config variables. Setting an existing name replaces its value.'
-  static override aliases = ['env:add']
+  static override hiddenAliases = ['env:add']
   static override examples = [
     '<%= config.bin %> env set LOG_LEVEL debug --fleet myorg/myfleet',
     '<%= config.bin %> env set API_URL https://example.com --device 7cf02a6',

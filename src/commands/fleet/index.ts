@@ -5,7 +5,7 @@ import {showFleet} from '../../cli/views.js'
 
 export default class FleetInfo extends FlotillaCommand {
   static override summary = 'Show a fleet'
-  static override aliases = ['fleet:info']
+  static override hiddenAliases = ['fleet:info']
   static override examples = ['<%= config.bin %> fleet myorg/myfleet', '<%= config.bin %> fleet myfleet --json']
   static override args = {fleet: Args.string({required: true, description: 'fleet slug (org/name) or name'})}
 

@@ -5,7 +5,7 @@ import {fleetColumns} from '../../cli/views.js'
 
 export default class FleetList extends FlotillaCommand {
   static override summary = 'List your fleets'
-  static override aliases = ['fleets']
+  static override hiddenAliases = ['fleets']
   static override examples = ['<%= config.bin %> fleet list', '<%= config.bin %> fleets --organization acme --json']
   static override flags = {organization: Flags.string({char: 'o', description: 'only the fleets of this organization (handle)'})}
 

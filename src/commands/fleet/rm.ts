@@ -5,7 +5,7 @@ import {confirmDestructive} from '../../cli/prompts.js'
 
 export default class FleetRm extends FlotillaCommand {
   static override summary = 'Remove a fleet with its devices, releases and variables'
-  static override aliases = ['fleet:remove']
+  static override hiddenAliases = ['fleet:remove']
   static override examples = ['<%= config.bin %> fleet rm myorg/myfleet --yes']
   static override args = {fleet: Args.string({required: true, description: 'fleet slug (org/name) or name'})}
   static override flags = {yes: Flags.boolean({char: 'y', description: 'do not ask for confirmation'})}

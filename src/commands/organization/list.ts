@@ -2,7 +2,7 @@ import {FlotillaCommand} from '../../cli/base.js'
 
 export default class OrganizationList extends FlotillaCommand {
   static override summary = 'List the organizations you belong to'
-  static override aliases = ['organizations', 'orgs']
+  static override hiddenAliases = ['organizations', 'orgs']
   static override examples = ['<%= config.bin %> organization list', '<%= config.bin %> organization list --json']
 
   async run(): Promise<void> {

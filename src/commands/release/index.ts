@@ -5,7 +5,7 @@ import {showRelease} from '../../cli/release-view.js'
 
 export default class ReleaseInfo extends FlotillaCommand {
   static override summary = 'Show a release'
-  static override aliases = ['release:info']
+  static override hiddenAliases = ['release:info']
   static override examples = ['<%= config.bin %> release 1a2b3c4', '<%= config.bin %> release 42 --composition', '<%= config.bin %> release 1a2b3c4 --json']
   static override args = {release: Args.string({required: true, description: 'release id or commit (7+ characters)'})}
   static override flags = {composition: Flags.boolean({char: 'c', description: "show the release's composition (its docker-compose services)"})}

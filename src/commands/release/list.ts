@@ -5,7 +5,7 @@ import {releaseColumns} from '../../cli/release-view.js'
 
 export default class ReleaseList extends FlotillaCommand {
   static override summary = 'List the releases of a fleet, newest first'
-  static override aliases = ['releases']
+  static override hiddenAliases = ['releases']
   static override examples = ['<%= config.bin %> release list myorg/myfleet', '<%= config.bin %> releases myfleet --json']
   static override args = {fleet: Args.string({required: true, description: 'fleet slug (org/name) or name'})}
 

@@ -28,6 +28,8 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     'ssh-port': Flags.integer({description: 'SSH gateway port announced to clients (reserved)', default: 2222, min: 0, max: 65_535}),
     registry: Flags.string({description: 'host:port of the Docker registry images are pushed to, announced to clients'}),
     'max-build-context': Flags.integer({description: 'largest build context accepted from a push, in MiB', default: 2048, min: 1}),
+    'device-heartbeat-timeout': Flags.integer({description: 'seconds without a state report after which a device reads as offline', default: 1800, min: 1}),
+    'log-heartbeat': Flags.integer({description: 'seconds between the newlines an idle log stream sends', default: 58, min: 1}),
   }
 
   async run(): Promise<void> {
@@ -44,6 +46,8 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
       registry: flags.registry ?? null,
       builder: {contextLimits: {maxBytes: flags['max-build-context'] * 1024 * 1024, maxEntries: 200_000}},
       logger: {level: level as LogLevel},
+      deviceHeartbeatTimeoutMs: flags['device-heartbeat-timeout'] * 1000,
+      logStreamHeartbeatMs: flags['log-heartbeat'] * 1000,
       version: this.config.version,
       admin: {email: process.env.FLOTILLA_ADMIN_EMAIL, password: process.env.FLOTILLA_ADMIN_PASSWORD, username: process.env.FLOTILLA_ADMIN_USERNAME},
     })

@@ -2,7 +2,7 @@ import {FlotillaCommand} from '../../cli/base.js'
 
 export default class SshKeyList extends FlotillaCommand {
   static override summary = 'List your SSH public keys'
-  static override aliases = ['ssh-keys']
+  static override hiddenAliases = ['ssh-keys']
   static override examples = ['<%= config.bin %> ssh-key list', '<%= config.bin %> ssh-key list --json']
 
   async run(): Promise<void> {

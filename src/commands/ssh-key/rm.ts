@@ -6,7 +6,7 @@ import {NotFoundError, UsageError} from '../../errors.js'
 
 export default class SshKeyRm extends FlotillaCommand {
   static override summary = 'Remove an SSH public key'
-  static override aliases = ['ssh-key:remove']
+  static override hiddenAliases = ['ssh-key:remove']
   static override examples = ['<%= config.bin %> ssh-key rm 3 --yes']
   static override args = {id: Args.string({required: true, description: 'key id, as "flotilla ssh-key list" shows it'})}
   static override flags = {yes: Flags.boolean({char: 'y', description: 'do not ask for confirmation'})}

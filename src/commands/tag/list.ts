@@ -3,7 +3,7 @@ import {ownerFlags, resolveOwner} from '../../cli/owner-flags.js'
 
 export default class TagList extends FlotillaCommand {
   static override summary = 'List the tags of a fleet or device'
-  static override aliases = ['tags']
+  static override hiddenAliases = ['tags']
   static override examples = ['<%= config.bin %> tag list --fleet myorg/myfleet', '<%= config.bin %> tag list --device 7cf02a6 --json']
   static override flags = {...ownerFlags}
 

@@ -6,7 +6,7 @@ import {NotFoundError} from '../../errors.js'
 
 export default class TagRm extends FlotillaCommand {
   static override summary = 'Remove a tag from a fleet or device'
-  static override aliases = ['tag:remove']
+  static override hiddenAliases = ['tag:remove']
   static override examples = ['<%= config.bin %> tag rm location --device 7cf02a6']
   static override args = {key: Args.string({required: true, description: 'tag key'})}
   static override flags = {...ownerFlags}
