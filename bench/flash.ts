@@ -1,0 +1,65 @@
+/**
+ * Flashing: wall time of `flotilla os flash` (verify included) on a 2 GiB balenaOS-like image with about 12% of it
+ * mapped, written to a loop device, beside `dd` and `bmaptool copy` of the same image in the same run, raw and .gz.
+ * Needs root (losetup), bmaptool, and a built CLI (`npm run build`).
+ */
+import {execFileSync} from 'node:child_process'
+import {mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+
+import {CLI_BIN} from '../test/helpers/cli.js'
+import {LoopDevices, makeDiskFixture, sparseFile} from '../test/e2e/os-fixtures.js'
+import {medianTimes, timeCommand} from './measure.js'
+
+const IMAGE_MIB = 2048
+/** Random data per root and data partition: with the file systems' own metadata, about 12% of the image is mapped. */
+const DATA_MIB = 62
+const ROUNDS = 2
+const MB = 1_000_000
+
+export async function run(): Promise<void> {
+  const started = Date.now()
+  const fixture = makeDiskFixture(IMAGE_MIB, 'gz', DATA_MIB)
+  const scratch = mkdtempSync(path.join(tmpdir(), 'flotilla-bench-flash-'))
+  const loops = new LoopDevices()
+  try {
+    const device = loops.attach(sparseFile(path.join(scratch, 'target.bin'), (IMAGE_MIB + 64) * 1024 * 1024))
+    const image = fixture.image
+    const gz = `${image}.gz`
+    const env = {PATH: process.env.PATH, NO_COLOR: '1', HOME: scratch}
+    const flotilla = (source: string) => () => timeCommand(process.execPath, [CLI_BIN, 'os', 'flash', source, '--drive', device, '--yes', '--allow-system-drive'], env)
+    const shell = (script: string) => () => timeCommand('bash', ['-o', 'pipefail', '-c', script], env)
+    const dd = `dd of=${device} bs=4M oflag=direct conv=fsync status=none`
+    const times = medianTimes(
+      {
+        'flotilla raw': flotilla(image),
+        'dd raw': shell(`dd if=${image} ${dd.replace('dd ', '')}`),
+        'bmaptool copy raw': () => timeCommand('bmaptool', ['-q', 'copy', '--bmap', `${image}.bmap`, image, device], env),
+        'flotilla gz': flotilla(gz),
+        'zcat | dd gz': shell(`zcat ${gz} | ${dd} iflag=fullblock`),
+        'bmaptool copy gz': () => timeCommand('bmaptool', ['-q', 'copy', '--bmap', `${image}.bmap`, gz, device], env),
+      },
+      ROUNDS,
+    )
+    const mapped = fixture.blockMap.mappedBytes
+    const size = fixture.blockMap.imageSize
+    const line = (name: string, note = '') =>
+      process.stdout.write(`  ${name.padEnd(20)} ${(times[name] / 1000).toFixed(2).padStart(7)} s  ${note}\n`)
+    process.stdout.write(`flash: ${(size / MB).toFixed(0)} MB image, ${(mapped / MB).toFixed(0)} MB (${((100 * mapped) / size).toFixed(1)}%) mapped, to a loop device; median of ${ROUNDS} runs after a warm-up\n`)
+    const rawRatio = times['flotilla raw'] / times['bmaptool copy raw']
+    line('flotilla raw', '(writes the mapped ranges and the FAT boot partition whole, then reads them back and compares)')
+    line('dd raw', `(every byte, no verify)  flotilla ${(times['dd raw'] / times['flotilla raw']).toFixed(1)}× faster`)
+    line('bmaptool copy raw', `(mapped ranges, checks the source's checksums, no read-back)  flotilla/bmaptool = ${rawRatio.toFixed(2)} (target < 1: ${rawRatio < 1 ? 'ok' : 'MISSED'})`)
+    const gzRatio = times['flotilla gz'] / times['zcat | dd gz']
+    line('flotilla gz', '(decompresses everything, writes and verifies the mapped ranges)')
+    line('zcat | dd gz', `(decompresses and writes every byte)  flotilla/zcat|dd = ${gzRatio.toFixed(2)} (target ≤ 1.2: ${gzRatio <= 1.2 ? 'ok' : 'MISSED'})`)
+    line('bmaptool copy gz', `flotilla/bmaptool = ${(times['flotilla gz'] / times['bmaptool copy gz']).toFixed(2)}`)
+    process.stdout.write(`  (bench took ${((Date.now() - started) / 1000).toFixed(0)} s)\n`)
+  } finally {
+    loops.detachAll()
+    fixture.cleanup()
+    rmSync(scratch, {recursive: true, force: true})
+    execFileSync('sync')
+  }
+}

@@ -1,0 +1,53 @@
+import {realpath, stat} from 'node:fs/promises'
+import path from 'node:path'
+
+import {ExpectedError} from '../errors.js'
+import {deviceNumberOf, findDrive, listDrives, swapDevices, type Drive} from './drives.js'
+import {checkDrive, type DriveVerdict} from './safety.js'
+
+export type FlashDestination = {kind: 'drive'; drive: Drive; verdict: DriveVerdict} | {kind: 'file'; path: string; exists: boolean}
+
+export interface DestinationOptions {
+  imagePath: string
+  imageSize?: number
+  allowSystemDrive: boolean
+}
+
+async function safetyContext(options: DestinationOptions) {
+  return {
+    imageSize: options.imageSize,
+    imageDevice: await deviceNumberOf(options.imagePath),
+    imagePath: await realpath(options.imagePath),
+    swapDevices: await swapDevices(),
+    allowSystemDrive: options.allowSystemDrive,
+  }
+}
+
+/** The drives a picker may offer: those no rule refuses. */
+export async function eligibleDrives(options: DestinationOptions): Promise<Array<{drive: Drive; verdict: DriveVerdict}>> {
+  const context = await safetyContext(options)
+  return (await listDrives()).map((drive) => ({drive, verdict: checkDrive(drive, context)})).filter(({verdict}) => verdict.refusals.length === 0)
+}
+
+/** What `--drive` names: a whole drive (checked against every safety rule) or a regular file to write the image into. */
+export async function resolveDestination(target: string, options: DestinationOptions): Promise<FlashDestination> {
+  const resolved = path.resolve(target)
+  const info = await stat(resolved).catch(() => undefined)
+  if (!info || info.isFile()) {
+    if (!info) {
+      const parent = await stat(path.dirname(resolved)).catch(() => undefined)
+      if (!parent?.isDirectory()) throw new ExpectedError(`${target} does not exist and its folder does not either — give a drive such as /dev/sdb (see "flotilla util available-drives") or a file path`)
+    } else if ((await realpath(resolved)) === (await realpath(options.imagePath))) {
+      throw new ExpectedError(`${target} is the image itself — give another destination`)
+    }
+
+    return {kind: 'file', path: resolved, exists: Boolean(info)}
+  }
+
+  if (!info.isBlockDevice()) throw new ExpectedError(`${target} is neither a drive nor a regular file`)
+  const drives = await listDrives()
+  const drive = await findDrive(resolved, drives)
+  if (!drive) throw new ExpectedError(`${target} is not a drive lsblk knows — see "flotilla util available-drives"`)
+  if (drive.path !== (await realpath(resolved))) throw new ExpectedError(`${target} is a partition of ${drive.path} — give the whole drive`)
+  return {kind: 'drive', drive, verdict: checkDrive(drive, await safetyContext(options))}
+}
