@@ -5,8 +5,10 @@ import {fileURLToPath} from 'node:url'
 import Docker from 'dockerode'
 
 import {type ConfigJson, type RegisteredConfigJson} from '../protocol/config-json.js'
+import type {DeviceAction} from '../protocol/device-action.js'
 import type {TargetDevice} from '../protocol/target-state.js'
 import {FleetClient} from '../sdk/client.js'
+import {actionCollector, ActionListener} from './action-listener.js'
 import {loadConfig} from './config.js'
 import {DockerExecutor, type RegistryAuth} from './docker-executor.js'
 import {startLocalApi} from './local-api.js'
@@ -129,6 +131,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   let forceNextUpdate = false
   let client: FleetClient | undefined
   let poller: TargetPoller | undefined
+  let actionListener: ActionListener | undefined
   let reporter: StateReporter | undefined
   let unwatchEvents: (() => void) | undefined
   let deviceUuid: string | undefined
@@ -146,6 +149,18 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       shipper.systemLine(`Restarting service '${container.serviceName} ${container.image}'`, container.serviceId)
       await docker.getContainer(container.id).restart()
     }
+  }
+
+  const performAction = async (action: DeviceAction) => {
+    if (action.action === 'restart') return restartContainers(action.appId)
+    if (action.action === 'restart-service') {
+      const serviceName = action.serviceName ?? snapshot.current?.containers.find((container) => container.imageId === action.imageId)?.serviceName
+      if (serviceName) return restartContainers(action.appId, serviceName)
+      shipper.systemLine(`No running service to restart for image ${action.imageId}`)
+      return
+    }
+
+    shipper.systemLine(`This agent does not support the '${action.action}' action`)
   }
 
   const localApi = await startLocalApi({
@@ -296,6 +311,12 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       initialEtag: stored?.etag,
     })
     poller.start()
+    actionListener = new ActionListener({
+      collect: actionCollector(fleetClient, device.uuid),
+      onAction: performAction,
+      onError: (error) => log(`collecting device actions failed: ${(error as Error).message}`),
+    })
+    actionListener.start()
 
     while (!stopped) {
       try {
@@ -329,6 +350,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     async stop() {
       stopped = true
       poller?.stop()
+      await actionListener?.stop()
       retryWakeup.wake()
       reconcileWakeup.wake()
       await running

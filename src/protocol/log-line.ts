@@ -16,6 +16,8 @@ export interface LocalLogLine extends LogLine {
 /** A log line as `GET /device/v2/:uuid/logs` returns it. */
 export interface StoredLogLine extends LogLine {
   createdAt: number
+  /** [flotilla] increases with every line the server stores: `?since=<id>` resumes a stream after it. */
+  id?: number
 }
 
 /** The server keeps at most this many characters of a message. */

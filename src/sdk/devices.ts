@@ -1,6 +1,6 @@
 import {randomBytes} from 'node:crypto'
 
-import {NotFoundError, UsageError} from '../errors.js'
+import {ApiError, ExpectedError, NotFoundError, UsageError} from '../errors.js'
 import type {FleetClient} from './client.js'
 import {getFleet} from './fleets.js'
 import {resolveDeviceType} from './device-types.js'
@@ -143,4 +143,38 @@ export async function moveDevice(client: FleetClient, device: Device, fleetRefer
 
 export async function removeDevice(client: FleetClient, device: Device): Promise<void> {
   await client.pine.delete('device', device.id)
+}
+
+/** What a device can be asked to do through the server (balena's supervisor API paths). */
+export type DeviceActionName = 'restart' | 'reboot' | 'shutdown' | 'purge'
+
+const ACTION_PATHS: Record<DeviceActionName, string> = {restart: '/v1/restart', reboot: '/v1/reboot', shutdown: '/v1/shutdown', purge: '/v1/purge'}
+
+async function fleetIdOf(client: FleetClient, device: Device): Promise<number> {
+  const rows = await client.pine.get<{belongs_to__application: Array<{id: number}>}>('device', {
+    $select: ['id'],
+    $expand: 'belongs_to__application($select=id)',
+    $filter: `id eq ${device.id}`,
+  })
+  const fleetId = rows[0]?.belongs_to__application[0]?.id
+  if (fleetId === undefined) throw new NotFoundError('device', device.uuid, DEVICE_HINT)
+  return fleetId
+}
+
+/** Asks the device, through the server, to restart its app's services, reboot, shut down or purge its app's data. */
+export async function sendDeviceAction(client: FleetClient, device: Device, action: DeviceActionName, options: {force?: boolean} = {}): Promise<void> {
+  const data: Record<string, unknown> = action === 'restart' || action === 'purge' ? {appId: await fleetIdOf(client, device)} : {force: options.force ?? false}
+  try {
+    await client.request('POST', `/supervisor${ACTION_PATHS[action]}`, {json: {uuid: device.uuid, method: 'POST', data}})
+  } catch (error) {
+    if (error instanceof ApiError && error.statusCode === 404) throw new ExpectedError(`device ${device.uuid.slice(0, 7)} is not online — its agent must be running to ${action}`)
+    throw error
+  }
+}
+
+/** Pins a device to a release of its fleet, or (null) lets it follow its fleet's release again. */
+export async function pinDevice(client: FleetClient, device: Device, release: {id: number; fleet: string; commit: string} | null): Promise<Device> {
+  if (release && release.fleet !== device.fleet) throw new UsageError(`release ${release.commit.slice(0, 7)} belongs to fleet ${release.fleet}, not to the device's fleet ${device.fleet}`)
+  await client.pine.patch('device', device.id, {is_pinned_on__release: release?.id ?? null})
+  return getDevice(client, device.uuid)
 }

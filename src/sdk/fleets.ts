@@ -1,4 +1,4 @@
-import {ExpectedError, NotFoundError, UsageError} from '../errors.js'
+import {ApiError, ExpectedError, NotFoundError, UsageError} from '../errors.js'
 import type {FleetClient} from './client.js'
 import {resolveDeviceType} from './device-types.js'
 import {myOrganizations, type Organization} from './organizations.js'
@@ -134,4 +134,33 @@ export async function renameFleet(client: FleetClient, reference: string, newNam
 
 export async function removeFleet(client: FleetClient, fleet: Fleet): Promise<void> {
   await client.pine.delete('application', fleet.id)
+}
+
+/** Runs one release on the whole fleet (devices pinned elsewhere excepted) and stops following new releases. */
+export async function pinFleet(client: FleetClient, fleet: Fleet, release: {id: number; fleet: string; commit: string}): Promise<Fleet> {
+  if (release.fleet !== fleet.slug) throw new UsageError(`release ${release.commit.slice(0, 7)} belongs to fleet ${release.fleet}, not to ${fleet.slug}`)
+  await client.pine.patch('application', fleet.id, {should_be_running__release: release.id, should_track_latest_release: false})
+  return getFleet(client, fleet.slug)
+}
+
+/** Makes the fleet follow its newest final successful release again, and run it now. */
+export async function trackLatestRelease(client: FleetClient, fleet: Fleet): Promise<Fleet> {
+  const [latest] = await client.pine.get<{id: number}>('release', {
+    $select: ['id'],
+    $filter: `belongs_to__application eq ${fleet.id} and status eq 'success' and is_final eq true and is_invalidated eq false`,
+    $orderby: 'created_at desc',
+    $top: 1,
+  })
+  await client.pine.patch('application', fleet.id, {should_track_latest_release: true, ...(latest ? {should_be_running__release: latest.id} : {})})
+  return getFleet(client, fleet.slug)
+}
+
+/** Asks every online device of the fleet, through the server, to restart the fleet's services. */
+export async function restartFleet(client: FleetClient, fleet: Fleet): Promise<void> {
+  try {
+    await client.request('POST', '/supervisor/v1/restart', {json: {appId: fleet.id, method: 'POST', data: {appId: fleet.id}}})
+  } catch (error) {
+    if (error instanceof ApiError && error.statusCode === 404) throw new ExpectedError(`fleet ${fleet.slug} has no online device to restart`)
+    throw error
+  }
 }

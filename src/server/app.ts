@@ -9,10 +9,16 @@ import {type Db, openDatabase} from './db/database.js'
 import {HttpError} from './http-errors.js'
 import {registerApiKeyRoutes} from './routes/api-keys.js'
 import {registerAuthRoutes} from './routes/auth.js'
+import {DeviceActionQueue} from './device-actions.js'
+import {DeviceLogStore} from './device-logs.js'
 import {type BuilderSettings, registerBuildRoutes} from './routes/build.js'
+import {DEFAULT_LOG_HEARTBEAT_MS, registerDeviceLogRoutes} from './routes/device-logs.js'
 import {registerDeviceRegistrationRoute} from './routes/device-register.js'
+import {DEFAULT_HEARTBEAT_TIMEOUT_MS, registerDeviceStateRoutes} from './routes/device-state.js'
 import {registerDiscoveryRoutes} from './routes/discovery.js'
+import {registerDownloadConfigRoute} from './routes/download-config.js'
 import {registerPineRoutes} from './routes/pine.js'
+import {registerSupervisorRoute} from './routes/supervisor.js'
 
 export interface ServerOptions {
   /** Where the database and the session secret live; without one the server keeps everything in memory. */
@@ -29,6 +35,10 @@ export interface ServerOptions {
   builder?: Partial<BuilderSettings>
   admin?: AdminSettings
   version?: string
+  /** A device that has not reported its state for this long reads as offline. */
+  deviceHeartbeatTimeoutMs?: number
+  /** How often an idle log stream sends a bare newline. */
+  logStreamHeartbeatMs?: number
 }
 
 export interface FlotillaServer {
@@ -51,6 +61,13 @@ function registerRoutes(app: FastifyInstance, context: ServerContext, options: S
   registerDeviceRegistrationRoute(app, context)
   registerPineRoutes(app, context)
   registerBuildRoutes(app, context, {docker: options.builder?.docker ?? localDockerEngine(), contextLimits: options.builder?.contextLimits})
+  const deviceActions = new DeviceActionQueue()
+  registerDeviceStateRoutes(app, context, {actions: deviceActions, heartbeatTimeoutMs: options.deviceHeartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS})
+  const deviceLogs = new DeviceLogStore(context.db, {onWriteError: (error) => app.log.error({err: error}, 'storing device logs failed')})
+  app.addHook('onClose', async () => deviceLogs.flush())
+  registerDeviceLogRoutes(app, context, {store: deviceLogs, heartbeatMs: options.logStreamHeartbeatMs ?? DEFAULT_LOG_HEARTBEAT_MS})
+  registerDownloadConfigRoute(app, context)
+  registerSupervisorRoute(app, context, deviceActions)
 }
 
 /** The local engine (DOCKER_HOST or its socket), connected on the first build: dockerode loads only then. */

@@ -1,8 +1,9 @@
 import {type RawBuilder, sql} from 'kysely'
 
 import type {Actor} from './auth/actor.js'
+import type {Db} from './db/database.js'
 import {unauthorized} from './http-errors.js'
-import type {ResourceSpec} from './odata/model.js'
+import {RESOURCES, type ResourceSpec} from './odata/model.js'
 
 /**
  * Who may see and change what: the one place that decides. Every pine query (its rows, every $expand, every
@@ -228,4 +229,27 @@ export function assertMayWrite(actor: Actor, resource: ResourceSpec, method: Wri
   }
 
   throw unauthorized()
+}
+
+/**
+ * What can be done to a device through its own endpoints: what a device does (fetch its target, report its
+ * state, send its logs) and what its owners do (read its target and logs, send it actions).
+ */
+export type DeviceAccess = 'read-target' | 'report-state' | 'write-logs' | 'read-logs' | 'send-action'
+
+const DEVICE_KEY_ACCESS = new Set<DeviceAccess>(['read-target', 'report-state', 'write-logs'])
+const USER_ACCESS = new Set<DeviceAccess>(['read-target', 'read-logs', 'send-action'])
+
+/** Whether the actor may do this to the device: its own device key, or a user who sees the device. */
+export async function mayAccessDevice(db: Db, actor: Actor, deviceId: number, access: DeviceAccess): Promise<boolean> {
+  if (actor.kind === 'device') return actor.deviceId === deviceId && DEVICE_KEY_ACCESS.has(access)
+  if (actor.kind !== 'user' || !USER_ACCESS.has(access)) return false
+  const alias = 'checked_device'
+  const row = await db
+    .selectFrom(`device as ${alias}`)
+    .select(`${alias}.id`)
+    .where(`${alias}.id`, '=', deviceId)
+    .where(sql<boolean>`${visibleRows(actor, RESOURCES.device, alias)}`)
+    .executeTakeFirst()
+  return row !== undefined
 }

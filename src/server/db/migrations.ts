@@ -211,10 +211,29 @@ const deviceTypeCatalogue: Migration = {
   },
 }
 
+/** Device log lines, a bounded number a device: the ids are assigned by the server so live subscribers get them before the write. */
+const deviceLogs: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema
+      .createTable('device_log')
+      .addColumn('id', 'integer', (column) => column.primaryKey())
+      .addColumn('device', 'integer', (column) => refersTo('device')(column).notNull())
+      .addColumn('created_at', TYPES.bigint, (column) => column.notNull())
+      .addColumn('timestamp', TYPES.bigint, (column) => column.notNull())
+      .addColumn('message', 'text', (column) => column.notNull())
+      .addColumn('is_system', TYPES.boolean, (column) => column.notNull())
+      .addColumn('is_std_err', TYPES.boolean, (column) => column.notNull())
+      .addColumn('service_id', 'integer')
+      .execute()
+    await db.schema.createIndex('device_log_device_id_index').on('device_log').columns(['device', 'id']).execute()
+  },
+}
+
 /** Every schema change in order; a name once shipped is never edited, only followed by a new one. */
 export const MIGRATIONS: Record<string, Migration> = {
   '0001_initial_schema': initialSchema,
   '0002_device_type_catalogue': deviceTypeCatalogue,
+  '0003_device_logs': deviceLogs,
 }
 
 export const migrationProvider: MigrationProvider = {

@@ -80,6 +80,19 @@ export interface DeviceTable {
   os_variant: string | null
   supervisor_version: string | null
   mac_address: string | null
+  last_connectivity_event: string | null
+  status: string | null
+  ip_address: string | null
+  api_port: number | null
+  memory_usage: number | null
+  memory_total: number | null
+  storage_usage: number | null
+  storage_total: number | null
+  cpu_usage: number | null
+  cpu_temp: number | null
+  is_running__release: number | null
+  is_pinned_on__release: number | null
+  update_status: string | null
 }
 
 export interface DeviceTypeTable {
@@ -150,6 +163,37 @@ export interface ImageIsPartOfReleaseTable {
   is_part_of__release: number
 }
 
+export interface ImageInstallTable {
+  id: Generated<number>
+  created_at: string
+  device: number
+  installs__image: number
+  install_date: string | null
+  status: string
+  download_progress: number | null
+  is_provided_by__release: number | null
+}
+
+/** A `{<parent>, name, value}` variable row; the parent column is named after the table's owner. */
+interface VariableColumns {
+  id: Generated<number>
+  created_at: string
+  name: string
+  value: string
+}
+
+/** One stored device log line; `id` is the cursor clients resume from. */
+export interface DeviceLogTable {
+  id: number
+  device: number
+  created_at: number
+  timestamp: number
+  message: string
+  is_system: number
+  is_std_err: number
+  service_id: number | null
+}
+
 export interface Database {
   actor: ActorTable
   organization: OrganizationTable
@@ -165,4 +209,10 @@ export interface Database {
   service: ServiceTable
   image: ImageTable
   image__is_part_of__release: ImageIsPartOfReleaseTable
+  image_install: ImageInstallTable
+  application_environment_variable: VariableColumns & {application: number}
+  application_config_variable: VariableColumns & {application: number}
+  device_environment_variable: VariableColumns & {device: number}
+  device_config_variable: VariableColumns & {device: number}
+  device_log: DeviceLogTable
 }

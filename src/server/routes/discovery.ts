@@ -1,24 +1,27 @@
-import type {FastifyInstance} from 'fastify'
+import type {FastifyInstance, FastifyRequest} from 'fastify'
 
 import type {ServerContext} from '../context.js'
 import {DEVICE_TYPE_CATALOGUE} from '../db/device-types.js'
 import {CONFIG_VAR_NAME_PATTERN, RESERVED_VAR_NAMES} from '../odata/resource-rules.js'
 
+/** Where this server's services are, as a client reached it: the well-known document. */
+export function wellKnownDocument(context: ServerContext, request: FastifyRequest) {
+  const origin = `${request.protocol}://${request.host}`
+  return {
+    api: origin,
+    builder: origin,
+    ssh: {host: request.hostname, port: context.sshPort},
+    tunnel: origin,
+    registry: context.registry,
+    version: context.version,
+  }
+}
+
 /** Answers anyone may ask: liveness, where this server's services are, device types, variable rules. */
 export function registerDiscoveryRoutes(app: FastifyInstance, context: ServerContext): void {
   app.get('/ping', async (_request, reply) => reply.type('text/plain').send('OK'))
 
-  app.get('/.well-known/flotilla.json', async (request) => {
-    const origin = `${request.protocol}://${request.host}`
-    return {
-      api: origin,
-      builder: origin,
-      ssh: {host: request.hostname, port: context.sshPort},
-      tunnel: origin,
-      registry: context.registry,
-      version: context.version,
-    }
-  })
+  app.get('/.well-known/flotilla.json', async (request) => wellKnownDocument(context, request))
 
   app.get('/device-types/v1', async () => {
     const rows = await context.db

@@ -1,0 +1,155 @@
+import {sql} from 'kysely'
+
+import {type LogLine, type StoredLogLine, truncateLogMessage} from '../protocol/log-line.js'
+import type {Db} from './db/database.js'
+
+export const DEFAULT_LOG_RETENTION = 1000
+
+type Subscriber = (line: StoredLogLine) => void
+
+function storedLineOf(row: {id: number; created_at: number; timestamp: number; message: string; is_system: number; is_std_err: number; service_id: number | null}): StoredLogLine {
+  const line: StoredLogLine = {
+    id: Number(row.id),
+    message: row.message,
+    timestamp: Number(row.timestamp),
+    isSystem: Boolean(row.is_system),
+    isStdErr: Boolean(row.is_std_err),
+    createdAt: Number(row.created_at),
+  }
+  if (row.service_id !== null) line.serviceId = row.service_id
+  return line
+}
+
+/** A log line as a device sent it, checked and cut to size; undefined when it is not a log line at all. */
+export function logLineOf(value: unknown): LogLine | undefined {
+  if (typeof value !== 'object' || value === null) return undefined
+  const candidate = value as Record<string, unknown>
+  if (typeof candidate.message !== 'string') return undefined
+  const timestamp = Number(candidate.timestamp)
+  const line: LogLine = {
+    message: truncateLogMessage(candidate.message),
+    timestamp: Number.isFinite(timestamp) ? timestamp : Date.now(),
+    isSystem: candidate.isSystem === true,
+    isStdErr: candidate.isStdErr === true,
+  }
+  if (Number.isInteger(candidate.serviceId)) line.serviceId = candidate.serviceId as number
+  return line
+}
+
+/**
+ * The last lines of every device: each line gets its id and reaches live subscribers at once, and is written
+ * to the database afterwards in batches, each batch trimming its devices to the retention. Reads of history
+ * wait for the writes before them, so history and the live lines meet without a gap.
+ */
+export class DeviceLogStore {
+  private nextId?: number
+  private readonly subscribers = new Map<number, Set<Subscriber>>()
+  private pending: Array<{device: number; line: StoredLogLine}> = []
+  private writing: Promise<void> = Promise.resolve()
+  private flushScheduled = false
+
+  constructor(
+    private readonly db: Db,
+    private readonly options: {retention?: number; onWriteError?: (error: unknown) => void} = {},
+  ) {}
+
+  private async ids(): Promise<number> {
+    if (this.nextId === undefined) {
+      const row = await this.db.selectFrom('device_log').select(sql<number | null>`max(id)`.as('last')).executeTakeFirst()
+      this.nextId ??= Number(row?.last ?? 0) + 1
+    }
+
+    return this.nextId
+  }
+
+  /** Stores lines of a device and publishes them to its subscribers before any database write. */
+  async append(deviceId: number, lines: LogLine[]): Promise<void> {
+    if (lines.length === 0) return
+    await this.ids()
+    const createdAt = Date.now()
+    const listeners = this.subscribers.get(deviceId)
+    for (const line of lines) {
+      const stored: StoredLogLine = {...line, id: this.nextId!++, createdAt}
+      this.pending.push({device: deviceId, line: stored})
+      for (const listener of listeners ?? []) listener(stored)
+    }
+
+    this.scheduleFlush()
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return
+    this.flushScheduled = true
+    this.writing = this.writing.then(
+      () =>
+        new Promise<void>((resolve) => {
+          setImmediate(() => {
+            this.flushScheduled = false
+            const batch = this.pending
+            this.pending = []
+            this.write(batch).then(resolve, (error: unknown) => {
+              this.options.onWriteError?.(error)
+              resolve()
+            })
+          })
+        }),
+    )
+  }
+
+  private async write(batch: Array<{device: number; line: StoredLogLine}>): Promise<void> {
+    if (batch.length === 0) return
+    const devices = new Set(batch.map((entry) => entry.device))
+    await this.db.transaction().execute(async (trx) => {
+      for (let start = 0; start < batch.length; start += 100) {
+        const rows = batch.slice(start, start + 100).map(({device, line}) => ({
+          id: line.id!,
+          device,
+          created_at: line.createdAt,
+          timestamp: line.timestamp,
+          message: line.message,
+          is_system: line.isSystem ? 1 : 0,
+          is_std_err: line.isStdErr ? 1 : 0,
+          service_id: line.serviceId ?? null,
+        }))
+        await trx.insertInto('device_log').values(rows).execute()
+      }
+
+      for (const device of devices) {
+        const oldestKept = await trx.selectFrom('device_log').select('id').where('device', '=', device).orderBy('id', 'desc').offset((this.options.retention ?? DEFAULT_LOG_RETENTION) - 1).limit(1).executeTakeFirst()
+        if (oldestKept) await trx.deleteFrom('device_log').where('device', '=', device).where('id', '<', oldestKept.id).execute()
+      }
+    })
+  }
+
+  /** Waits until every line appended so far is in the database. */
+  async flush(): Promise<void> {
+    await this.writing
+  }
+
+  /** The last `count` lines of a device (all kept with `'all'`), oldest first, only those after `since` when given. */
+  async history(deviceId: number, options: {count: number | 'all'; since?: number}): Promise<StoredLogLine[]> {
+    await this.flush()
+    if (options.count === 0) return []
+    let query = this.db.selectFrom('device_log').selectAll().where('device', '=', deviceId)
+    if (options.since !== undefined) query = query.where('id', '>', options.since)
+    query = query.orderBy('id', 'desc')
+    if (options.count !== 'all') query = query.limit(options.count)
+    const rows = await query.execute()
+    return rows.reverse().map((row) => storedLineOf(row))
+  }
+
+  /** Calls `listener` with every new line of a device until the returned function is called. */
+  subscribe(deviceId: number, listener: Subscriber): () => void {
+    let listeners = this.subscribers.get(deviceId)
+    if (!listeners) {
+      listeners = new Set()
+      this.subscribers.set(deviceId, listeners)
+    }
+
+    listeners.add(listener)
+    return () => {
+      listeners.delete(listener)
+      if (listeners.size === 0) this.subscribers.delete(deviceId)
+    }
+  }
+}

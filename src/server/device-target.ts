@@ -1,0 +1,123 @@
+import {createHash} from 'node:crypto'
+
+import type {ServiceComposition, TargetApp, TargetDevice, TargetRelease, TargetService, TargetState, TargetVolume} from '../protocol/target-state.js'
+import type {Db} from './db/database.js'
+
+interface CompositionDocument {
+  services?: Record<string, ServiceComposition>
+  volumes?: Record<string, TargetVolume | null>
+  networks?: Record<string, unknown>
+}
+
+/** Compose lets labels be a mapping or a `KEY=value` list; the target state always carries a mapping. */
+function labelsOf(labels: ServiceComposition['labels']): Record<string, string> {
+  if (!labels) return {}
+  if (!Array.isArray(labels)) return Object.fromEntries(Object.entries(labels).map(([key, value]) => [key, String(value)]))
+  return Object.fromEntries(
+    labels.map((entry) => {
+      const separator = entry.indexOf('=')
+      return separator === -1 ? [entry, ''] : [entry.slice(0, separator), entry.slice(separator + 1)]
+    }),
+  )
+}
+
+function variablesOf(rows: Array<{name: string; value: string}>): Record<string, string> {
+  return Object.fromEntries(rows.map((row) => [row.name, row.value]))
+}
+
+/**
+ * Where a device pulls an image from: by digest from the registry it was pushed to, else the local tag the
+ * builder gave it (a one-machine setup without a registry keeps the image in the engine the agent shares).
+ */
+export function imageReferenceOf(image: {location: string; contentHash: string | null; pushedAt: string | null}): string {
+  if (image.pushedAt && image.contentHash) return `${image.location}@${image.contentHash}`
+  return `${image.location}:latest`
+}
+
+async function targetReleaseOf(db: Db, releaseId: number, fleetEnvironment: Record<string, string>, deviceEnvironment: Record<string, string>) {
+  const release = await db.selectFrom('release').select(['id', 'commit', 'composition']).where('id', '=', releaseId).executeTakeFirst()
+  if (!release) return undefined
+  const composition = (release.composition ? JSON.parse(release.composition) : {}) as CompositionDocument
+  const images = await db
+    .selectFrom('image__is_part_of__release as part')
+    .innerJoin('image', 'image.id', 'part.image')
+    .innerJoin('service', 'service.id', 'image.is_a_build_of__service')
+    .select(['image.id as imageId', 'image.is_stored_at__image_location as location', 'image.content_hash as contentHash', 'image.push_timestamp as pushedAt', 'service.id as serviceId', 'service.service_name as serviceName'])
+    .where('part.is_part_of__release', '=', releaseId)
+    .orderBy('service.service_name')
+    .execute()
+  const services: Record<string, TargetService> = {}
+  for (const image of images) {
+    const serviceComposition = composition.services?.[image.serviceName] ?? {}
+    services[image.serviceName] = {
+      id: image.serviceId,
+      image_id: image.imageId,
+      image: imageReferenceOf(image),
+      environment: {...fleetEnvironment, ...deviceEnvironment},
+      labels: labelsOf(serviceComposition.labels),
+      composition: serviceComposition,
+    }
+  }
+
+  const volumes = Object.fromEntries(Object.entries(composition.volumes ?? {}).map(([name, volume]) => [name, volume ?? {}]))
+  const target: TargetRelease = {id: release.id, services, volumes, networks: composition.networks ?? {}}
+  return {commit: release.commit, target}
+}
+
+/**
+ * The target state of one device, computed live from the database: its name, config variables (fleet's, then
+ * the device's over them) and its fleet's app with the release it should run (its pin, else the fleet's target),
+ * each service's environment merged lowest first: fleet, then device variables. Undefined when there is no such device.
+ */
+export async function computeTargetState(db: Db, deviceId: number): Promise<TargetState | undefined> {
+  const device = await db
+    .selectFrom('device')
+    .innerJoin('application', 'application.id', 'device.belongs_to__application')
+    .select([
+      'device.uuid',
+      'device.device_name',
+      'device.is_pinned_on__release as pinnedRelease',
+      'application.id as appId',
+      'application.uuid as appUuid',
+      'application.app_name as appName',
+      'application.is_host as isHost',
+      'application.is_of__class as appClass',
+      'application.should_be_running__release as fleetRelease',
+    ])
+    .where('device.id', '=', deviceId)
+    .executeTakeFirst()
+  if (!device) return undefined
+  const [fleetConfig, deviceConfig, fleetEnvironment, deviceEnvironment] = await Promise.all([
+    db.selectFrom('application_config_variable').select(['name', 'value']).where('application', '=', device.appId).orderBy('name').execute(),
+    db.selectFrom('device_config_variable').select(['name', 'value']).where('device', '=', deviceId).orderBy('name').execute(),
+    db.selectFrom('application_environment_variable').select(['name', 'value']).where('application', '=', device.appId).orderBy('name').execute(),
+    db.selectFrom('device_environment_variable').select(['name', 'value']).where('device', '=', deviceId).orderBy('name').execute(),
+  ])
+  const app: TargetApp = {id: device.appId, name: device.appName, is_host: Boolean(device.isHost), class: device.appClass as TargetApp['class']}
+  const releaseId = device.pinnedRelease ?? device.fleetRelease
+  if (releaseId !== null) {
+    const release = await targetReleaseOf(db, releaseId, variablesOf(fleetEnvironment), variablesOf(deviceEnvironment))
+    if (release) app.releases = {[release.commit]: release.target}
+  }
+
+  const target: TargetDevice = {
+    name: device.device_name,
+    config: {...variablesOf(fleetConfig), ...variablesOf(deviceConfig)},
+    apps: {[device.appUuid]: app},
+  }
+  return {[device.uuid]: target}
+}
+
+/** A strong validator of a target state body: equal bodies, equal tags. */
+export function entityTagOf(body: string): string {
+  return `"${createHash('sha256').update(body).digest('base64url')}"`
+}
+
+/** Whether an `If-None-Match` header names this tag (`*`, a list, or weak forms included). */
+export function matchesEntityTag(ifNoneMatch: string | undefined, tag: string): boolean {
+  if (!ifNoneMatch) return false
+  return ifNoneMatch.split(',').some((candidate) => {
+    const trimmed = candidate.trim()
+    return trimmed === '*' || trimmed.replace(/^W\//, '') === tag
+  })
+}

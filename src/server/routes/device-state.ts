@@ -1,0 +1,149 @@
+import type {FastifyInstance, FastifyRequest} from 'fastify'
+
+import type {DeviceAction} from '../../protocol/device-action.js'
+import type {DeviceStateReport} from '../../protocol/state-report.js'
+import {type DeviceAccess, mayAccessDevice} from '../authorization.js'
+import {authenticatedActor, type ServerContext} from '../context.js'
+import type {DeviceActionQueue} from '../device-actions.js'
+import {computeTargetState, entityTagOf, matchesEntityTag} from '../device-target.js'
+import {deviceIdOfUuid, markSilentDevicesOffline} from '../db/devices.js'
+import {now} from '../db/values.js'
+import {badRequest, unauthorized} from '../http-errors.js'
+
+export interface DeviceStateSettings {
+  actions: DeviceActionQueue
+  /** A device that has not reported for this long reads as offline. */
+  heartbeatTimeoutMs: number
+}
+
+/** Default offline timeout: twice the agent's default poll interval of 15 minutes (it reports every 5 minutes too). */
+export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 30 * 60_000
+
+/** The longest an agent's collect of actions is held open. */
+const MAX_ACTION_WAIT_MS = 55_000
+
+const TEXT_FIELDS = ['status', 'os_version', 'os_variant', 'supervisor_version', 'ip_address', 'mac_address'] as const
+const NUMBER_FIELDS = ['api_port', 'memory_usage', 'memory_total', 'storage_usage', 'storage_total', 'cpu_usage', 'cpu_temp'] as const
+
+/** The device a request names in its URL, once the actor is known to be allowed this access; 401 otherwise. */
+export async function deviceForRequest(context: ServerContext, request: FastifyRequest, uuid: string, access: DeviceAccess): Promise<number> {
+  const actor = await authenticatedActor(context, request)
+  const deviceId = await deviceIdOfUuid(context.db, uuid)
+  if (deviceId === undefined || !(await mayAccessDevice(context.db, actor, deviceId, access))) throw unauthorized()
+  return deviceId
+}
+
+function deviceFieldsOf(report: DeviceStateReport): Record<string, string | number | null> {
+  const fields: Record<string, string | number | null> = {}
+  for (const name of TEXT_FIELDS) if (typeof report[name] === 'string') fields[name] = report[name]
+  for (const name of NUMBER_FIELDS) {
+    const value = report[name]
+    if (typeof value === 'number' && Number.isFinite(value)) fields[name] = Math.round(value)
+  }
+
+  return fields
+}
+
+async function markOnline(context: ServerContext, deviceId: number): Promise<void> {
+  await context.db.updateTable('device').set({is_online: 1, api_heartbeat_state: 'online', last_connectivity_event: now()}).where('id', '=', deviceId).execute()
+}
+
+async function applyStateReport(context: ServerContext, deviceId: number, report: DeviceStateReport): Promise<void> {
+  const {db} = context
+  const device = await db.selectFrom('device').select('belongs_to__application').where('id', '=', deviceId).executeTakeFirstOrThrow()
+  const stamp = now()
+  const update: Record<string, string | number | null> = {...deviceFieldsOf(report), is_online: 1, api_heartbeat_state: 'online', last_connectivity_event: stamp}
+  const installs: Array<{imageId: number; releaseId: number; status: string; progress: number | null}> = []
+  for (const app of Object.values(report.apps ?? {})) {
+    const commits = new Set([...(app.release_uuid ? [app.release_uuid] : []), ...Object.keys(app.releases ?? {})])
+    for (const commit of commits) {
+      const release = await db.selectFrom('release').select('id').where('belongs_to__application', '=', device.belongs_to__application).where('commit', '=', commit).executeTakeFirst()
+      if (!release) continue
+      if (commit === app.release_uuid) update.is_running__release = release.id
+      const releaseReport = app.releases?.[commit]
+      if (!releaseReport) continue
+      if (typeof releaseReport.update_status === 'string') update.update_status = releaseReport.update_status
+      const images = await db
+        .selectFrom('image__is_part_of__release as part')
+        .innerJoin('image', 'image.id', 'part.image')
+        .innerJoin('service', 'service.id', 'image.is_a_build_of__service')
+        .select(['image.id', 'service.service_name'])
+        .where('part.is_part_of__release', '=', release.id)
+        .execute()
+      for (const [serviceName, service] of Object.entries(releaseReport.services ?? {})) {
+        const image = images.find((candidate) => candidate.service_name === serviceName)
+        if (!image || typeof service.status !== 'string') continue
+        installs.push({imageId: image.id, releaseId: release.id, status: service.status, progress: typeof service.download_progress === 'number' ? service.download_progress : null})
+      }
+    }
+  }
+
+  await db.transaction().execute(async (trx) => {
+    await trx.updateTable('device').set(update).where('id', '=', deviceId).execute()
+    for (const install of installs) {
+      await trx
+        .insertInto('image_install')
+        .values({created_at: stamp, device: deviceId, installs__image: install.imageId, install_date: stamp, status: install.status, download_progress: install.progress, is_provided_by__release: install.releaseId})
+        .onConflict((conflict) =>
+          conflict.columns(['device', 'installs__image']).doUpdateSet({status: install.status, download_progress: install.progress, is_provided_by__release: install.releaseId}),
+        )
+        .execute()
+    }
+  })
+}
+
+/**
+ * The device's side of the API: its target state (computed live, with a strong ETag), its state report
+ * (which is also its heartbeat), and [flotilla] the actions waiting for it. Devices silent for longer than the
+ * heartbeat timeout are marked offline by a periodic sweep, so every reader (pine included) sees one truth.
+ */
+export function registerDeviceStateRoutes(app: FastifyInstance, context: ServerContext, settings: DeviceStateSettings): void {
+  const sweepEveryMs = Math.max(250, Math.min(30_000, Math.floor(settings.heartbeatTimeoutMs / 4)))
+  const sweeper = setInterval(() => {
+    markSilentDevicesOffline(context.db, settings.heartbeatTimeoutMs).catch((error: unknown) => app.log.error({err: error}, 'marking silent devices offline failed'))
+  }, sweepEveryMs)
+  sweeper.unref()
+  const closing = new AbortController()
+  app.addHook('preClose', async () => {
+    clearInterval(sweeper)
+    closing.abort()
+  })
+
+  app.get<{Params: {uuid: string}}>('/device/v3/:uuid/state', async (request, reply) => {
+    const deviceId = await deviceForRequest(context, request, request.params.uuid, 'read-target')
+    // A device asking for its target is alive: its poll is a heartbeat as much as its report.
+    if ((await authenticatedActor(context, request)).kind === 'device') await markOnline(context, deviceId)
+    const target = await computeTargetState(context.db, deviceId)
+    if (!target) throw unauthorized()
+    const body = JSON.stringify(target)
+    const tag = entityTagOf(body)
+    reply.header('etag', tag).header('cache-control', 'no-cache')
+    if (matchesEntityTag(request.headers['if-none-match'], tag)) return reply.code(304).send()
+    return reply.type('application/json').send(body)
+  })
+
+  app.patch('/device/v3/state', async (request, reply) => {
+    const actor = await authenticatedActor(context, request)
+    if (actor.kind !== 'device') throw unauthorized()
+    const body = request.body
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('the state report must be an object keyed by the device uuid')
+    const entries = Object.entries(body as Record<string, DeviceStateReport>)
+    if (entries.some(([uuid]) => uuid.toLowerCase() !== actor.uuid)) throw unauthorized()
+    for (const [, report] of entries) {
+      if (typeof report !== 'object' || report === null) throw badRequest('the state of a device must be an object')
+      await applyStateReport(context, actor.deviceId, report)
+    }
+
+    return reply.code(200).send()
+  })
+
+  app.get<{Params: {uuid: string}; Querystring: {wait?: string}}>('/device/v3/:uuid/actions', async (request, reply) => {
+    const deviceId = await deviceForRequest(context, request, request.params.uuid, 'report-state')
+    const waitMs = Math.min(MAX_ACTION_WAIT_MS, Math.max(0, Number(request.query.wait ?? 0) * 1000 || 0))
+    const gone = new AbortController()
+    // The response closes when the agent goes away; the request's own close only says its body was read.
+    reply.raw.once('close', () => gone.abort())
+    const actions: DeviceAction[] = await settings.actions.collect(deviceId, waitMs, AbortSignal.any([gone.signal, closing.signal]))
+    return reply.type('application/json').send(JSON.stringify(actions))
+  })
+}

@@ -1,0 +1,150 @@
+import {strict as assert} from 'node:assert'
+
+import type {Kysely} from 'kysely'
+
+import type {Actor} from '../../../src/server/auth/actor.js'
+import {type Db, openDatabase} from '../../../src/server/db/database.js'
+import {markSilentDevicesOffline} from '../../../src/server/db/devices.js'
+import {createUser} from '../../../src/server/db/users.js'
+import {now} from '../../../src/server/db/values.js'
+import {computeTargetState, entityTagOf, imageReferenceOf, matchesEntityTag} from '../../../src/server/device-target.js'
+import {parseODataUrl} from '../../../src/server/odata/parse.js'
+import {ODataWriter} from '../../../src/server/odata/write.js'
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- rows are JSON */
+describe('device target state', () => {
+  let db: Db
+  let writer: ODataWriter
+  let fleetId: number
+  let fleetUuid: string
+  let deviceId: number
+  let deviceUuid: string
+
+  const create = (resource: string, values: Record<string, unknown>) => writer.create(parseODataUrl(`/${resource}`).resource, values)
+
+  async function addRelease(commit: string, services: Record<string, {pushed: boolean}>, composition: unknown): Promise<number> {
+    const release = await db
+      .insertInto('release')
+      .values({
+        created_at: now(),
+        belongs_to__application: fleetId,
+        commit,
+        composition: JSON.stringify(composition),
+        status: 'success',
+        source: 'cloud',
+        build_log: null,
+        start_timestamp: null,
+        end_timestamp: null,
+        is_final: 1,
+        semver: '0.0.0',
+        is_invalidated: 0,
+        note: null,
+        is_created_by__user: null,
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow()
+    for (const [name, {pushed}] of Object.entries(services)) {
+      const service = await db.selectFrom('service').select('id').where('application', '=', fleetId).where('service_name', '=', name).executeTakeFirst()
+      const serviceId = service?.id ?? (await db.insertInto('service').values({created_at: now(), application: fleetId, service_name: name}).returning('id').executeTakeFirstOrThrow()).id
+      const image = await db
+        .insertInto('image')
+        .values({
+          created_at: now(),
+          is_a_build_of__service: serviceId,
+          is_stored_at__image_location: `registry.test/v2/${commit}${name}`,
+          content_hash: 'sha256:abc',
+          status: 'success',
+          push_timestamp: pushed ? now() : null,
+          image_size: null,
+          start_timestamp: null,
+          end_timestamp: null,
+          dockerfile: null,
+          project_type: null,
+          error_message: null,
+          build_log: null,
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow()
+      await db.insertInto('image__is_part_of__release').values({created_at: now(), image: image.id, is_part_of__release: release.id}).execute()
+    }
+
+    return release.id
+  }
+
+  before(async () => {
+    db = await openDatabase(':memory:')
+    const user = await createUser(db, {email: 'ada@example.com', username: 'ada', password: 'password1'})
+    const owner: Actor = {kind: 'user', actorId: user.actorId, userId: user.id, username: 'ada', email: 'ada@example.com', via: 'session', authTime: Date.now()}
+    writer = new ODataWriter(db as unknown as Kysely<any>, owner)
+    const fleet = await create('application', {app_name: 'sensors', organization: user.organizationId, is_for__device_type: 1})
+    fleetId = fleet.id as number
+    fleetUuid = fleet.uuid as string
+    const device = await create('device', {belongs_to__application: fleetId, is_of__device_type: 1, device_name: 'kitchen'})
+    deviceId = device.id as number
+    deviceUuid = device.uuid as string
+  })
+
+  after(async () => {
+    await db.destroy()
+  })
+
+  it('has no releases while the fleet has no target, and carries config variables, the device over the fleet', async () => {
+    await create('application_config_variable', {application: fleetId, name: 'BALENA_SUPERVISOR_POLL_INTERVAL', value: '60000'})
+    await create('application_config_variable', {application: fleetId, name: 'BALENA_HOST_CONFIG_gpu_mem', value: '16'})
+    await create('device_config_variable', {device: deviceId, name: 'BALENA_HOST_CONFIG_gpu_mem', value: '64'})
+    const target = (await computeTargetState(db, deviceId))!
+    const device = target[deviceUuid]
+    assert.equal(device.name, 'kitchen')
+    assert.deepEqual(device.config, {BALENA_HOST_CONFIG_gpu_mem: '64', BALENA_SUPERVISOR_POLL_INTERVAL: '60000'})
+    assert.deepEqual(device.apps[fleetUuid], {id: fleetId, name: 'sensors', is_host: false, class: 'fleet'})
+    assert.equal(await computeTargetState(db, 9999), undefined)
+  })
+
+  it("targets the fleet's release, with merged environment, labels, composition and volumes", async () => {
+    const composition = {
+      version: '2.4',
+      services: {main: {image: 'main', labels: ['io.example=1'], environment: {FROM_COMPOSE: 'c'}}, side: {labels: {'io.other': 'x'}}},
+      volumes: {data: {}, cache: null},
+    }
+    const releaseId = await addRelease('a'.repeat(32), {main: {pushed: true}, side: {pushed: false}}, composition)
+    await db.updateTable('application').set({should_be_running__release: releaseId}).where('id', '=', fleetId).execute()
+    await create('application_environment_variable', {application: fleetId, name: 'LEVEL', value: 'fleet'})
+    await create('application_environment_variable', {application: fleetId, name: 'FLEET_ONLY', value: 'f'})
+    await create('device_environment_variable', {device: deviceId, name: 'LEVEL', value: 'device'})
+    const release = (await computeTargetState(db, deviceId))![deviceUuid].apps[fleetUuid].releases!['a'.repeat(32)]
+    assert.equal(release.id, releaseId)
+    assert.deepEqual(Object.keys(release.services), ['main', 'side'])
+    assert.equal(release.services.main.image, `registry.test/v2/${'a'.repeat(32)}main@sha256:abc`)
+    assert.equal(release.services.side.image, `registry.test/v2/${'a'.repeat(32)}side:latest`)
+    assert.deepEqual(release.services.main.environment, {FLEET_ONLY: 'f', LEVEL: 'device'})
+    assert.deepEqual(release.services.main.labels, {'io.example': '1'})
+    assert.deepEqual(release.services.side.labels, {'io.other': 'x'})
+    assert.deepEqual(release.services.main.composition, composition.services.main)
+    assert.deepEqual(release.volumes, {data: {}, cache: {}})
+  })
+
+  it("runs the device's pin over the fleet's target", async () => {
+    const pinned = await addRelease('b'.repeat(32), {main: {pushed: true}}, {services: {main: {}}})
+    await db.updateTable('device').set({is_pinned_on__release: pinned}).where('id', '=', deviceId).execute()
+    const releases = (await computeTargetState(db, deviceId))![deviceUuid].apps[fleetUuid].releases!
+    assert.deepEqual(Object.keys(releases), ['b'.repeat(32)])
+    await db.updateTable('device').set({is_pinned_on__release: null}).where('id', '=', deviceId).execute()
+  })
+
+  it('tags bodies strongly and matches If-None-Match lists and weak forms', () => {
+    const tag = entityTagOf('{"a":1}')
+    assert.notEqual(tag, entityTagOf('{"a":2}'))
+    assert.ok(matchesEntityTag(`"x", W/${tag}`, tag))
+    assert.ok(!matchesEntityTag('"x"', tag))
+    assert.ok(!matchesEntityTag(undefined, tag))
+    assert.equal(imageReferenceOf({location: 'local/v2/h', contentHash: 'sha256:1', pushedAt: null}), 'local/v2/h:latest')
+  })
+
+  it('marks devices offline once they are silent past the timeout', async () => {
+    await db.updateTable('device').set({is_online: 1, api_heartbeat_state: 'online', last_connectivity_event: new Date(Date.now() - 10_000).toISOString()}).execute()
+    assert.equal(await markSilentDevicesOffline(db, 60_000), 0)
+    assert.equal(await markSilentDevicesOffline(db, 5000), 1)
+    const device = await db.selectFrom('device').select(['is_online', 'api_heartbeat_state']).where('id', '=', deviceId).executeTakeFirstOrThrow()
+    assert.deepEqual({...device, is_online: Number(device.is_online)}, {is_online: 0, api_heartbeat_state: 'offline'})
+  })
+})
