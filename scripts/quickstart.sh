@@ -9,7 +9,7 @@ flotilla() { node bin/run.js "$@"; }
 work=$(mktemp -d)
 export HOME="$work/home" FLOTILLA_ADMIN_EMAIL=admin@example.com FLOTILLA_ADMIN_PASSWORD=quickstart-password
 port=${FLOTILLA_PORT:-7171}
-flotilla server start --port "$port" --data-dir "$work/server" >"$work/server.log" 2>&1 &
+node bin/run.js server start --port "$port" --data-dir "$work/server" >"$work/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 100); do grep -q listening "$work/server.log" && break; sleep 0.1; done

@@ -14,7 +14,7 @@ import {DockerExecutor, type RegistryAuth} from './docker-executor.js'
 import {startLocalApi} from './local-api.js'
 import {LogShipper, logStreamSender} from './log-shipper.js'
 import {ensureRegistered} from './provisioning.js'
-import {converge, type CurrentState, desiredAppsOf, type Plan, type PlanOptions} from './reconciler.js'
+import {converge, type CurrentState, desiredAppsOf, type Plan, type PlanOptions, describeStep} from './reconciler.js'
 import {buildStateReport, type DeviceFacts, gatherDeviceFacts, StateReporter, stateReportSender} from './state-reporter.js'
 import {TargetPoller, fetchTargetState} from './target-poller.js'
 import {TargetStore} from './target-store.js'
@@ -267,6 +267,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       onStepFailed: (step, error) => {
         log(`${step.action} failed: ${(error as Error).message}`)
         if (step.action === 'fetch') shipper.systemLine(`Failed to download image '${step.image}' due to '${(error as Error).message}'`)
+        else shipper.systemLine(`Failed to ${step.action} ${describeStep(step)}: ${(error as Error).message}`)
       },
     })
     snapshot.current = result.current

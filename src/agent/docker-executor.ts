@@ -68,7 +68,8 @@ export class DockerExecutor implements StepExecutor {
     const [containers, images, volumes, fetched, lockedAppIds] = await Promise.all([
       this.docker.listContainers({all: true, filters: {label: [`${LABELS.supervised}=true`, this.ownerLabel]}}),
       this.docker.listImages(),
-      this.docker.listVolumes({filters: {label: [this.ownerLabel]}}),
+      // Every volume by name, whoever made it: a named volume that exists is kept and reused, never created again.
+      this.docker.listVolumes(),
       this.fetchedImages(),
       this.lockedAppIds(),
     ])

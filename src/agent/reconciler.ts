@@ -399,6 +399,28 @@ export function planSteps(current: CurrentState, target: TargetDevice, options: 
 }
 
 /** What the reconciler needs of an engine: read what it holds, apply one step. */
+/** What a step acts on, in words for the device's log. */
+export function describeStep(step: Step): string {
+  switch (step.action) {
+    case 'fetch':
+    case 'removeImage': {
+      return `image '${step.image}'`
+    }
+
+    case 'createVolume': {
+      return `volume '${step.name}'`
+    }
+
+    case 'createAndStart': {
+      return `service '${step.service.serviceName}'`
+    }
+
+    default: {
+      return `service '${step.container.serviceName}'`
+    }
+  }
+}
+
 export interface StepExecutor {
   readCurrentState(): Promise<CurrentState>
   apply(step: Step): Promise<void>

@@ -31,6 +31,11 @@ export abstract class FlotillaCommand extends Command {
 
   override async init(): Promise<void> {
     await super.init()
+    // A reader that went away (`flotilla logs --tail | head`) ends the command quietly, as it does for other tools.
+    process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EPIPE') process.exit(0)
+      throw error
+    })
     const {flags} = await this.parse({
       flags: (this.ctor as typeof FlotillaCommand).flags,
       baseFlags: FlotillaCommand.baseFlags,
