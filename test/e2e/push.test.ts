@@ -152,6 +152,33 @@ describe('flotilla push through the real builder, engine and registry', function
     assert.equal(await fleetTarget('pi'), before)
   })
 
+  it('finalizes a draft so the fleet follows it, and invalidates a release so it can no longer be pinned', async () => {
+    const [draft] = await releases('pi')
+    assert.equal(draft.status, 'success')
+    await ok(['release', 'finalize', draft.commit.slice(0, 7)])
+    const finalized = JSON.parse(await ok(['release', String(draft.id), '--json'])) as {is_final: boolean}
+    assert.equal(finalized.is_final, true)
+    assert.equal(await fleetTarget('pi'), draft.id)
+    await ok(['release', 'invalidate', String(draft.id)])
+    assert.equal(JSON.parse(await ok(['release', String(draft.id), '--json'])).is_invalidated, true)
+    const failed = (await releases('pi')).find((release) => release.status === 'failed')
+    assert.ok(failed)
+    const refused = await cli(['release', 'finalize', String(failed.id)])
+    assert.equal(refused.exitCode, 1)
+    assert.match(refused.stderr, /only successful releases can be finalized/)
+  })
+
+  it('ends two concurrent pushes to one fleet both successful, with the newer release as the target', async () => {
+    const first = project('concurrent-a', {Dockerfile: 'FROM flotilla-test/busybox:latest\nRUN echo a > /a\n'})
+    const second = project('concurrent-b', {Dockerfile: 'FROM flotilla-test/busybox:latest\nRUN echo b > /b\n'})
+    const results = await Promise.all([cli(['push', 'nuc', '--source', first]), cli(['push', 'nuc', '--source', second])])
+    for (const result of results) assert.equal(result.exitCode, 0, result.stderr)
+    const [newest, older] = await releases('nuc')
+    assert.equal(newest.status, 'success')
+    assert.equal(older.status, 'success')
+    assert.equal(await fleetTarget('nuc'), Math.max(newest.id, older.id))
+  })
+
   it('returns at once with --detached, printing the release id as JSON', async () => {
     const folder = project('detached', {Dockerfile: 'FROM flotilla-test/busybox:latest\nRUN echo detached\n'})
     const answer = JSON.parse(await ok(['push', 'nuc', '--source', folder, '--detached'])) as {releaseId: number; started: boolean}

@@ -12,7 +12,7 @@ export default class ReleaseFinalize extends FlotillaCommand {
     const client = await this.sdk()
     const {finalizeRelease, getRelease} = await import('../../sdk/releases.js')
     const release = await getRelease(client, args.release)
-    if (release.is_final) {
+    if (release.is_final && release.status === 'success') {
       this.output.result({id: release.id, is_final: true}, () => this.output.info(`release ${release.commit.slice(0, 7)} is already final`))
       return
     }
