@@ -233,6 +233,40 @@ describe('flotilla push through the real builder, engine and registry', function
     assert.match(foreign.stderr, /not found/)
   })
 
+  it('ends a push cleanly when the server dies mid-build, and the restarted server marks the release interrupted', async () => {
+    const doomed = await startServer()
+    const env = {HOME: makeCliHome(), FLOTILLA_URL: doomed.url, NO_COLOR: '1', PATH: process.env.PATH}
+    await runCli(['login', '--credentials', '--email', doomed.admin.email, '--password', '-'], {env, input: doomed.admin.password})
+    assert.equal((await runCli(['fleet', 'create', 'fragile', '--type', 'intel-nuc'], {env})).exitCode, 0)
+    const folder = project('doomed', {Dockerfile: 'FROM flotilla-test/busybox:latest\nRUN echo sleeping && sleep 60\n'})
+    const child = spawn(process.execPath, [CLI_BIN, 'push', 'fragile', '--source', folder], {env})
+    let stderr = ''
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the build never started:\n${stderr}`)), 60_000)
+      child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+        stderr += chunk
+        if (stderr.includes('sleeping')) {
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+    })
+    await doomed.crash()
+    assert.equal(await exited, 1)
+    assert.match(stderr.trim().split('\n').at(-1) ?? '', /^error: the connection to the builder was lost during the build/)
+    const restarted = await startServer({dataDir: doomed.dataDir})
+    try {
+      const again = {...env, FLOTILLA_URL: restarted.url}
+      await runCli(['login', '--credentials', '--email', doomed.admin.email, '--password', '-'], {env: again, input: doomed.admin.password})
+      const list = await runCli(['release', 'list', 'fragile', '--json'], {env: again})
+      assert.equal(list.exitCode, 0, list.stderr)
+      assert.deepEqual((JSON.parse(list.stdout) as ReleaseJson[]).map((release) => release.status), ['interrupted'])
+    } finally {
+      await restarted.stop()
+    }
+  })
+
   describe('the build service refuses unsafe or oversized contexts', () => {
     let limited: TestServer
     let token: string

@@ -13,6 +13,8 @@ export interface TestServer {
   admin: {email: string; username: string; password: string}
   addUser(user: {email: string; username: string; password: string; organization?: string}): Promise<void>
   stop(): Promise<void>
+  /** Kills the server at once (SIGKILL), as a crash or power loss would, keeping its data dir. */
+  crash(): Promise<void>
 }
 
 const START_DEADLINE_MS = 30_000
@@ -35,8 +37,8 @@ function waitForExit(child: ChildProcess, deadlineMs: number): Promise<boolean> 
  * and resolves once it prints its listening line (or rejects with its output when it dies or takes too long).
  * `args` are extra flags of `server start` (`['--registry', '127.0.0.1:5000']`).
  */
-export async function startServer(options: {env?: NodeJS.ProcessEnv; args?: string[]} = {}): Promise<TestServer> {
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'flotilla-server-'))
+export async function startServer(options: {env?: NodeJS.ProcessEnv; dataDir?: string; args?: string[]} = {}): Promise<TestServer> {
+  const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'flotilla-server-'))
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
     NO_COLOR: '1',
@@ -103,6 +105,10 @@ export async function startServer(options: {env?: NodeJS.ProcessEnv; args?: stri
       }
 
       rmSync(dataDir, {recursive: true, force: true})
+    },
+    async crash() {
+      child.kill('SIGKILL')
+      await waitForExit(child, STOP_DEADLINE_MS)
     },
   }
 }
