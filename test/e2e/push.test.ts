@@ -1,5 +1,5 @@
 import {strict as assert} from 'node:assert'
-import {spawn} from 'node:child_process'
+import {type ChildProcess, spawn} from 'node:child_process'
 import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -16,6 +16,24 @@ interface ReleaseJson {
   status: string
   tags: Record<string, string>
   note: string | null
+}
+
+/** Starts a push of a project whose build sleeps, and resolves once the build has visibly started. */
+async function pushUntilBuilding(args: string[], env: NodeJS.ProcessEnv): Promise<{child: ChildProcess; exited: Promise<number | null>; stderr: () => string}> {
+  const child = spawn(process.execPath, [CLI_BIN, ...args], {env})
+  let stderr = ''
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the build never started:\n${stderr}`)), 60_000)
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk
+      if (stderr.includes('sleeping')) {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+  })
+  return {child, exited, stderr: () => stderr}
 }
 
 describe('flotilla push through the real builder, engine and registry', function () {
@@ -194,21 +212,9 @@ describe('flotilla push through the real builder, engine and registry', function
 
   it('cancels the build on Ctrl-C: exit 130 and a cancelled release', async () => {
     const folder = project('slow', {Dockerfile: 'FROM flotilla-test/busybox:latest\nRUN echo sleeping && sleep 60\n'})
-    const child = spawn(process.execPath, [CLI_BIN, 'push', 'nuc', '--source', folder], {env: {PATH: process.env.PATH, HOME: home, FLOTILLA_URL: server.url, NO_COLOR: '1'}})
-    let stderr = ''
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`the build never started:\n${stderr}`)), 60_000)
-      child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-        stderr += chunk
-        if (stderr.includes('sleeping')) {
-          clearTimeout(timer)
-          resolve()
-        }
-      })
-    })
-    child.kill('SIGINT')
-    assert.equal(await exited, 130, stderr)
+    const push = await pushUntilBuilding(['push', 'nuc', '--source', folder], {PATH: process.env.PATH, HOME: home, FLOTILLA_URL: server.url, NO_COLOR: '1'})
+    push.child.kill('SIGINT')
+    assert.equal(await push.exited, 130, push.stderr())
     const [release] = await releases('nuc')
     assert.equal(release.status, 'cancelled')
   })
@@ -239,22 +245,10 @@ describe('flotilla push through the real builder, engine and registry', function
     await runCli(['login', '--credentials', '--email', doomed.admin.email, '--password', '-'], {env, input: doomed.admin.password})
     assert.equal((await runCli(['fleet', 'create', 'fragile', '--type', 'intel-nuc'], {env})).exitCode, 0)
     const folder = project('doomed', {Dockerfile: 'FROM flotilla-test/busybox:latest\nRUN echo sleeping && sleep 60\n'})
-    const child = spawn(process.execPath, [CLI_BIN, 'push', 'fragile', '--source', folder], {env})
-    let stderr = ''
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`the build never started:\n${stderr}`)), 60_000)
-      child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-        stderr += chunk
-        if (stderr.includes('sleeping')) {
-          clearTimeout(timer)
-          resolve()
-        }
-      })
-    })
+    const push = await pushUntilBuilding(['push', 'fragile', '--source', folder], env)
     await doomed.crash()
-    assert.equal(await exited, 1)
-    assert.match(stderr.trim().split('\n').at(-1) ?? '', /^error: the connection to the builder was lost during the build/)
+    assert.equal(await push.exited, 1)
+    assert.match(push.stderr().trim().split('\n').at(-1) ?? '', /^error: the connection to the builder was lost during the build/)
     const restarted = await startServer({dataDir: doomed.dataDir})
     try {
       const again = {...env, FLOTILLA_URL: restarted.url}
