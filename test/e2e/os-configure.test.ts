@@ -4,7 +4,8 @@ import {copyFileSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
-import {runCli} from '../helpers/cli.js'
+import {makeCliHome, runCli} from '../helpers/cli.js'
+import {startServer} from '../helpers/server.js'
 import {makeDiskFixture, sha256Of, type DiskFixture} from './os-fixtures.js'
 
 /** mtools addresses the boot partition of an image by its byte offset: the fixture's starts at sector 8192. */
@@ -117,5 +118,26 @@ describe('os configure and config read|write|inject (image files)', function () 
     const result = await runCli(['config', 'read', '--drive', notAnImage])
     assert.equal(result.exitCode, 1)
     assert.match(result.stderr, /error: /)
+  })
+
+  it('generates config.json through the fleet server with --fleet: a provisioning key for that fleet, the options applied', async function () {
+    const server = await startServer()
+    try {
+      const env = {HOME: makeCliHome(), FLOTILLA_URL: server.url}
+      await runCli(['login', '--credentials', '--email', server.admin.email, '--password', '-'], {env, input: server.admin.password})
+      assert.equal((await runCli(['fleet', 'create', 'field', '--type', 'raspberrypi4-64'], {env})).exitCode, 0)
+      const result = await runCli(['os', 'configure', image, '--fleet', 'field', '--config-network', 'wifi', '--config-wifi-ssid', 'barn', '--config-wifi-key', 'hay-bales-42', '--config-app-update-poll-interval', '5'], {env})
+      assert.equal(result.exitCode, 0, result.stderr)
+      const config = JSON.parse(mtype(image, 'config.json'))
+      assert.equal(config.apiEndpoint, server.url)
+      assert.equal(config.deviceType, 'raspberrypi4-64')
+      assert.equal(config.appUpdatePollInterval, 300_000)
+      assert.equal(config.wifiSsid, 'barn')
+      assert.match(config.apiKey, /^\w{32}$/)
+      assert.match(mtype(image, 'system-connections/resin-wifi'), /ssid=barn[\s\S]*psk=hay-bales-42/)
+      fsckBootPartition(image, scratch)
+    } finally {
+      await server.stop()
+    }
   })
 })
