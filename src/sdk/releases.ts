@@ -79,8 +79,10 @@ export async function listReleases(client: FleetClient, fleetReference: string):
 /** Finds a release by numeric id, full commit, or a unique commit prefix of 7+ characters. */
 export async function getRelease(client: FleetClient, reference: string, options: {composition?: boolean} = {}): Promise<Release> {
   let filter: string
-  if (/^\d+$/.test(reference)) filter = `id eq ${Number(reference)}`
+  // A commit prefix may be all digits: 7 to 15 of them could name either an id or a commit, so both are asked for.
+  if (/^\d{1,6}$/.test(reference)) filter = `id eq ${Number(reference)}`
   else if (/^[\da-f]{32}$/i.test(reference)) filter = `commit eq ${odataValue(reference.toLowerCase())}`
+  else if (/^\d{7,15}$/.test(reference)) filter = `id eq ${Number(reference)} or startswith(commit,${odataValue(reference)})`
   else if (/^[\da-f]{7,31}$/i.test(reference)) filter = `startswith(commit,${odataValue(reference.toLowerCase())})`
   else throw new UsageError(`"${reference}" is neither a release id nor a commit (7 or more hex characters)`)
   const rows = await client.pine.get<ReleaseRow>('release', {

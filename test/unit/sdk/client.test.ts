@@ -5,6 +5,7 @@ import type {AddressInfo} from 'node:net'
 import {ApiError, ConnectionError, NotLoggedInError, UsageError} from '../../../src/errors.js'
 import {FleetClient} from '../../../src/sdk/client.js'
 import {odataValue} from '../../../src/sdk/pine.js'
+import {getRelease} from '../../../src/sdk/releases.js'
 import {parseDeviceReference, parseFleetReference} from '../../../src/sdk/references.js'
 
 type Handler = (request: IncomingMessage, body: string, response: ServerResponse) => void
@@ -106,6 +107,17 @@ describe('FleetClient', () => {
     const balena = await new FleetClient({remote: 'balena-cloud.com'}).endpoints()
     assert.equal(balena.api, 'https://api.balena-cloud.com')
     assert.deepEqual(balena.ssh, {host: 'ssh.balena-devices.com', port: 22})
+  })
+
+  it('finds a release by a commit prefix made only of digits as well as by id', async () => {
+    const row = {id: 3, commit: '1234567'.padEnd(32, 'a'), status: 'success', belongs_to__application: [{slug: 'a/b'}], release_tag: []}
+    await withServer(answer(200, {d: [row]}), async (url, seen) => {
+      const client = new FleetClient({remote: url, token: 't'})
+      assert.equal((await getRelease(client, '1234567')).id, 3)
+      assert.match(decodeURIComponent(seen[0].url), /\$filter=id eq 1234567 or startswith\(commit,'1234567'\)/)
+      await getRelease(client, '42')
+      assert.match(decodeURIComponent(seen[1].url), /\$filter=id eq 42&/)
+    })
   })
 })
 
