@@ -1,11 +1,9 @@
-import {Command, Errors, Flags, type Interfaces} from '@oclif/core'
+import {Command, Errors, Flags} from '@oclif/core'
 
-import {ExpectedError, InterruptedError, UsageError} from '../errors.js'
+import {ExpectedError, InterruptedError} from '../errors.js'
 import type {FleetClient} from '../sdk/client.js'
 import {Output} from './output.js'
 import {SettingsStore} from './settings.js'
-
-export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof FlotillaCommand)['baseFlags'] & T['flags']>
 
 function colorWanted(flags: {json?: boolean; 'no-color'?: boolean}): boolean {
   if (flags.json || flags['no-color']) return false
@@ -81,9 +79,5 @@ export abstract class FlotillaCommand extends Command {
 
     if (debug && error.stack) output.info(error.stack)
     this.exit(exitCode)
-  }
-
-  protected usageError(message: string): never {
-    throw new UsageError(message)
   }
 }

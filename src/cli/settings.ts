@@ -5,10 +5,6 @@ import {writeFileAtomic} from '../atomic-file.js'
 
 export const DEFAULT_URL = 'http://127.0.0.1:7171'
 
-export interface StoredSettings {
-  url?: string
-}
-
 export interface StoredCredentials {
   url: string
   token: string

@@ -6,7 +6,3 @@ export type BuildEvent =
 
 /** The answer of a headless (`--detached`) build request. */
 export type HeadlessBuildAnswer = {started: true; releaseId: number} | {started: false; error: string; message: string}
-
-export function isLogEvent(event: BuildEvent): event is Extract<BuildEvent, {message: string}> {
-  return 'message' in event
-}

@@ -1,7 +1,7 @@
 import {UsageError} from '../errors.js'
 import type {FleetClient} from './client.js'
 import type {Device} from './devices.js'
-import type {Fleet} from './fleets.js'
+import {type Fleet, getFleet} from './fleets.js'
 import {odataValue} from './pine.js'
 
 /** Where a variable lives: on a fleet, or on one device (which also inherits its fleet's). */
@@ -58,7 +58,6 @@ async function ownVariables(client: FleetClient, owner: VariableOwner, config: b
 export async function listVariables(client: FleetClient, owner: VariableOwner, options: {config: boolean}): Promise<Variable[]> {
   const own = await ownVariables(client, owner, options.config)
   if ('fleet' in owner) return own
-  const {getFleet} = await import('./fleets.js')
   const fleet = await getFleet(client, owner.device.fleet)
   const inherited = (await ownVariables(client, {fleet}, options.config)).filter(
     (variable) => !own.some((mine) => mine.name === variable.name),

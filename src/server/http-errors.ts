@@ -15,7 +15,6 @@ export class HttpError extends Error {
 
 export const badRequest = (message: string) => new HttpError(400, message)
 export const unauthorized = (message = '') => new HttpError(401, message)
-export const forbidden = (message = 'Forbidden') => new HttpError(403, message)
 export const notFound = (message = 'Not Found') => new HttpError(404, message)
 export const UNIQUE_VIOLATION_MESSAGE = 'Unique key constraint violated'
 export const uniqueViolation = (message = UNIQUE_VIOLATION_MESSAGE) => new HttpError(409, message)

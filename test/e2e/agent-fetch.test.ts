@@ -10,6 +10,7 @@ import {DockerExecutor} from '../../src/agent/docker-executor.js'
 import {converge, type ConvergeOptions, LABELS, type Step} from '../../src/agent/reconciler.js'
 import type {TargetDevice} from '../../src/protocol/target-state.js'
 import {BASE_IMAGE, ensureBaseImage, ensureDocker, type RunningRegistry, startRegistry} from '../helpers/docker.js'
+import {deviceTarget} from '../helpers/target-state.js'
 
 async function drain(stream: NodeJS.ReadableStream): Promise<string> {
   let text = ''
@@ -35,11 +36,7 @@ describe('agent fetching release images from a registry', function () {
 
   function target(commit: string, releaseId: number, image: string): TargetDevice {
     const service = {id: 1, image_id: releaseId, image, environment: {}, labels: {}, composition: {command: ['sh', '-c', 'trap "exit 0" TERM; sleep 3600 & wait']}}
-    return {
-      name: 'test-device',
-      config: {},
-      apps: {[appUuid]: {id: appId, name: 'testfleet', is_host: false, class: 'fleet', releases: {[commit]: {id: releaseId, services: {main: service}, volumes: {}, networks: {}}}}},
-    }
+    return deviceTarget({uuid: appUuid, id: appId}, {commit, id: releaseId, services: {main: service}})
   }
 
   const hasReference = async (reference: string) => (await docker.listImages()).some((image) => [...(image.RepoTags ?? []), ...(image.RepoDigests ?? [])].includes(reference))

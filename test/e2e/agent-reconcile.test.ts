@@ -10,6 +10,7 @@ import {DockerExecutor} from '../../src/agent/docker-executor.js'
 import {converge, type ConvergeOptions, LABELS} from '../../src/agent/reconciler.js'
 import type {TargetDevice} from '../../src/protocol/target-state.js'
 import {BASE_IMAGE, ensureBaseImage, ensureDocker} from '../helpers/docker.js'
+import {deviceTarget} from '../helpers/target-state.js'
 
 /** Prints what the previous container left in the volume, then leaves its own greeting there; exits at once on SIGTERM. */
 const SCRIPT = 'trap "exit 0" TERM; echo hello; cat /data/note 2>/dev/null; echo "$GREETING" > /data/note; sleep 3600 & wait'
@@ -36,35 +37,21 @@ describe('agent reconciler against the Docker engine', function () {
   let options: ConvergeOptions
 
   function target(commit: string, releaseId: number, greeting: string): TargetDevice {
-    return {
-      name: 'test-device',
-      config: {},
-      apps: {
-        [appUuid]: {
-          id: appId,
-          name: 'testfleet',
-          is_host: false,
-          class: 'fleet',
-          releases: {
-            [commit]: {
-              id: releaseId,
-              services: {
-                main: {
-                  id: 1,
-                  image_id: releaseId,
-                  image: BASE_IMAGE,
-                  environment: {GREETING: greeting},
-                  labels: {},
-                  composition: {command: ['sh', '-c', SCRIPT], network_mode: 'host', volumes: ['data:/data']},
-                },
-              },
-              volumes: {data: {}},
-              networks: {},
-            },
-          },
+    return deviceTarget({uuid: appUuid, id: appId}, {
+      commit,
+      id: releaseId,
+      services: {
+        main: {
+          id: 1,
+          image_id: releaseId,
+          image: BASE_IMAGE,
+          environment: {GREETING: greeting},
+          labels: {},
+          composition: {command: ['sh', '-c', SCRIPT], network_mode: 'host', volumes: ['data:/data']},
         },
       },
-    }
+      volumes: {data: {}},
+    })
   }
 
   const ownContainers = () => docker.listContainers({all: true, filters: {label: [ownerLabel]}})

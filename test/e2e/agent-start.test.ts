@@ -14,6 +14,7 @@ import type {LogLine} from '../../src/protocol/log-line.js'
 import type {StateReport} from '../../src/protocol/state-report.js'
 import type {TargetState} from '../../src/protocol/target-state.js'
 import {BASE_IMAGE, ensureBaseImage, ensureDocker} from '../helpers/docker.js'
+import {deviceTarget} from '../helpers/target-state.js'
 
 const PROVISIONING_KEY = 'provisioningkeyprovisioningkey12'
 
@@ -145,29 +146,14 @@ describe('agent against a fake fleet server and the Docker engine', function () 
 
   it('runs the target, ships its output and reports the running release, whatever a crashing service does', async () => {
     server.target = {
-      [uuid]: {
-        name: 'test-device',
-        config: {},
-        apps: {
-          [appUuid]: {
-            id: appId,
-            name: 'testfleet',
-            is_host: false,
-            class: 'fleet',
-            releases: {
-              [commit]: {
-                id: 5,
-                services: {
-                  main: {id: 9, image_id: 7, image: BASE_IMAGE, environment: {}, labels: {}, composition: {command: ['sh', '-c', 'trap "exit 0" TERM; echo hello; sleep 3600 & wait']}},
-                  crasher: {id: 10, image_id: 8, image: BASE_IMAGE, environment: {}, labels: {}, composition: {command: ['sh', '-c', 'echo boom >&2; exit 3']}},
-                },
-                volumes: {},
-                networks: {},
-              },
-            },
-          },
+      [uuid]: deviceTarget({uuid: appUuid, id: appId}, {
+        commit,
+        id: 5,
+        services: {
+          main: {id: 9, image_id: 7, image: BASE_IMAGE, environment: {}, labels: {}, composition: {command: ['sh', '-c', 'trap "exit 0" TERM; echo hello; sleep 3600 & wait']}},
+          crasher: {id: 10, image_id: 8, image: BASE_IMAGE, environment: {}, labels: {}, composition: {command: ['sh', '-c', 'echo boom >&2; exit 3']}},
         },
-      },
+      }),
     }
     await agent?.pollNow()
     const hello = await waitFor('the hello line at the log stream', () => server.lines.find((line) => line.message === 'hello'))
