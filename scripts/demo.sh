@@ -39,7 +39,7 @@ wait_for() { # wait_for <seconds> <description> <command…>
 node bin/run.js server start --port "${FLOTILLA_DEMO_PORT:-7171}" --data-dir "$work/server" >"$work/server.log" 2>&1 &
 server=$!
 wait_for 30 "the server" grep -q listening "$work/server.log"
-export FLOTILLA_URL=$(sed -n 's/^flotilla server listening on //p' "$work/server.log")
+export FLOTILLA_URL=$(sed -n 's/^flotilla server listening on \([^,]*\),.*/\1/p' "$work/server.log")
 echo "demo: fleet server at $FLOTILLA_URL"
 
 printf '%s' "$FLOTILLA_ADMIN_PASSWORD" | flotilla login --credentials --email "$FLOTILLA_ADMIN_EMAIL" --password - >/dev/null

@@ -6,15 +6,18 @@ import Docker from 'dockerode'
 
 import {type ConfigJson, type RegisteredConfigJson} from '../protocol/config-json.js'
 import type {DeviceAction} from '../protocol/device-action.js'
+import {DEVICE_SSH_PORT} from '../protocol/device-link.js'
 import type {TargetDevice} from '../protocol/target-state.js'
 import {FleetClient} from '../sdk/client.js'
 import {actionCollector, ActionListener} from './action-listener.js'
 import {loadConfig} from './config.js'
+import {DeviceLink, discoverLinkEndpoint} from './device-link.js'
 import {DockerExecutor, type RegistryAuth} from './docker-executor.js'
 import {startLocalApi} from './local-api.js'
 import {LogShipper, logStreamSender} from './log-shipper.js'
 import {ensureRegistered} from './provisioning.js'
 import {converge, type CurrentState, desiredAppsOf, type Plan, type PlanOptions, describeStep} from './reconciler.js'
+import {directAccessOf, startShellService} from './shell-service.js'
 import {buildStateReport, type DeviceFacts, gatherDeviceFacts, StateReporter, stateReportSender} from './state-reporter.js'
 import {TargetPoller, fetchTargetState} from './target-poller.js'
 import {TargetStore} from './target-store.js'
@@ -38,10 +41,20 @@ export interface AgentOptions {
   registryAuth?: (image: string) => RegistryAuth | undefined
   /** The agent's own diagnostics (not device logs), for whoever runs it to print. */
   logger?: (message: string) => void
+  /**
+   * Where the shell service takes direct SSH logins (`ssh -p 22222 root@<device>`, keys from config.json's
+   * os.sshKeys); port 0 picks a free one. Default: 0.0.0.0:22222 on a development device (config.json's
+   * developmentMode), else none; `false`: none.
+   */
+  sshListen?: {host: string; port: number} | false
 }
 
 export interface RunningAgent {
   localApiPort: number
+  /** The shell service's direct port, when it listens. */
+  sshPort?: number
+  /** The link to the server, which ssh and tunnels come through; it never comes up with a server that takes none. */
+  link: {linked(): Promise<void>; readonly isLinked: boolean}
   /** Resolves with the device's uuid once it is registered. */
   registered: Promise<string>
   /** Fetches the target now ("update now"). */
@@ -135,6 +148,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   let reporter: StateReporter | undefined
   let unwatchEvents: (() => void) | undefined
   let deviceUuid: string | undefined
+  let link: DeviceLink | undefined
 
   const shipper = new LogShipper({
     send: async (lines) => {
@@ -163,6 +177,13 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     shipper.systemLine(`This agent does not support the '${action.action}' action`)
   }
 
+  // Holds nothing open until it listens, so a failure of what follows leaves nothing behind.
+  const shell = await startShellService({
+    dataDir,
+    docker,
+    deviceUuid: () => deviceUuid,
+    directAccess: async () => directAccessOf(await loadConfig(options.configPath)),
+  })
   const localApi = await startLocalApi({
     port: options.localApiPort ?? config.listenPort ?? 48484,
     handlers: {
@@ -220,6 +241,16 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       restartService: (appId, serviceName) => restartContainers(appId, serviceName),
     },
   })
+
+  const sshListen = options.sshListen ?? (config.developmentMode ? {host: '0.0.0.0', port: DEVICE_SSH_PORT} : false)
+  let sshPort: number | undefined
+  try {
+    if (sshListen) sshPort = await shell.listen(sshListen.port, sshListen.host)
+  } catch (error) {
+    await shell.close()
+    await localApi.close()
+    throw error
+  }
 
   let registered: RegisteredConfigJson | undefined
   let executor: DockerExecutor | undefined
@@ -318,6 +349,18 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       onError: (error) => log(`collecting device actions failed: ${(error as Error).message}`),
     })
     actionListener.start()
+    link = new DeviceLink({
+      uuid: device.uuid,
+      deviceApiKey: device.deviceApiKey,
+      dataDir,
+      endpoint: () => discoverLinkEndpoint(device),
+      shell,
+      onUpdate: () => void poller?.pollNow(),
+      onAction: (action) => void performAction(action).catch((error: unknown) => log(`device action ${action.action} failed: ${(error as Error).message}`)),
+      logger: log,
+    })
+    if (!stopped) link.start()
+    linkReady()
 
     while (!stopped) {
       try {
@@ -342,10 +385,24 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const registeredPromise = new Promise<string>((resolve) => {
     resolveRegistered = resolve
   })
+  let linkReady: () => void = () => {}
+  const linkCreated = new Promise<void>((resolve) => {
+    linkReady = resolve
+  })
   const running = run().catch((error: unknown) => log(`agent stopped: ${(error as Error).message}`))
 
   return {
     localApiPort: localApi.port,
+    sshPort,
+    link: {
+      linked: async () => {
+        await linkCreated
+        await link?.linked()
+      },
+      get isLinked() {
+        return link?.isLinked ?? false
+      },
+    },
     registered: registeredPromise,
     pollNow: async () => poller?.pollNow(),
     async stop() {
@@ -355,6 +412,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       retryWakeup.wake()
       reconcileWakeup.wake()
       await running
+      await link?.stop()
+      await shell.close()
       unwatchEvents?.()
       reporter?.stop()
       await reporter?.flush()

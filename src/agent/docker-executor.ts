@@ -47,6 +47,11 @@ function labelNumber(labels: Record<string, string>, key: string): number {
   return Number(labels[key] ?? Number.NaN)
 }
 
+/** The label filter that picks the containers of one device's agent. */
+export function ownerLabel(deviceUuid: string): string {
+  return `${LABELS.deviceUuid}=${deviceUuid}`
+}
+
 /** The thin side of the reconciler: reads what the engine holds and applies one step at a time. */
 export class DockerExecutor implements StepExecutor {
   private readonly docker: Docker
@@ -58,7 +63,7 @@ export class DockerExecutor implements StepExecutor {
   }
 
   get ownerLabel(): string {
-    return `${LABELS.deviceUuid}=${this.options.deviceUuid}`
+    return ownerLabel(this.options.deviceUuid)
   }
 
   /** Host directory holding an app's update lock, mounted at /tmp/balena in each of its services. */

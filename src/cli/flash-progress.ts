@@ -1,8 +1,10 @@
 import type {FlashProgress} from '../image/flash.js'
 import {formatBytes} from '../image/format.js'
+import type {DownloadProgress} from '../sdk/os-images.js'
 import type {Output} from './output.js'
 
 const BAR_WIDTH = 30
+const LABELS = {write: 'Flashing ', verify: 'Verifying', download: 'Downloading'} as const
 
 function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) return '--:--'
@@ -10,7 +12,7 @@ function formatDuration(seconds: number): string {
   return `${minutes}:${String(Math.floor(seconds % 60)).padStart(2, '0')}`
 }
 
-/** Flashing progress as people and scripts want it: a redrawn bar on a terminal (stderr), JSON lines with --json. */
+/** Flashing (and OS download) progress as people and scripts want it: a redrawn bar on a terminal (stderr), JSON lines with --json. */
 export class FlashProgressView {
   private drawnPhase?: string
 
@@ -24,7 +26,7 @@ export class FlashProgressView {
     return new FlashProgressView(output, output.stderr.isTTY ? 'bar' : 'none')
   }
 
-  update(progress: FlashProgress): void {
+  update(progress: FlashProgress | DownloadProgress): void {
     if (this.mode === 'json') {
       this.output.printJsonLine({type: 'progress', ...progress})
       return
@@ -35,7 +37,7 @@ export class FlashProgressView {
     this.drawnPhase = progress.phase
     const fraction = Math.min(progress.fraction ?? 0, 1)
     const filled = Math.round(fraction * BAR_WIDTH)
-    const label = progress.phase === 'write' ? 'Flashing ' : 'Verifying'
+    const label = LABELS[progress.phase]
     const remaining = progress.bytesPerSecond > 0 && progress.total ? (progress.total - progress.bytes) / progress.bytesPerSecond : Number.NaN
     const eta = progress.fraction && progress.fraction > 0 && !progress.total ? ((1 - fraction) / fraction) * (progress.bytes / Math.max(progress.bytesPerSecond, 1)) : remaining
     const line = `${label} [${'#'.repeat(filled)}${'-'.repeat(BAR_WIDTH - filled)}] ${String(Math.round(fraction * 100)).padStart(3)}%  ${formatBytes(progress.bytes)}${progress.total ? ` / ${formatBytes(progress.total)}` : ''}  ${formatBytes(progress.bytesPerSecond)}/s  ETA ${formatDuration(eta)}`

@@ -28,6 +28,7 @@ export class Output {
   readonly color: ChalkInstance
   readonly stdout: NodeJS.WriteStream
   readonly stderr: NodeJS.WriteStream
+  private progressShown = false
 
   constructor(options: OutputOptions) {
     this.json = options.json
@@ -74,6 +75,23 @@ export class Output {
   keyValue(pairs: Array<[string, unknown]>): void {
     const width = Math.max(...pairs.map(([key]) => key.length))
     for (const [key, value] of pairs) this.line(`${this.color.bold(key.padEnd(width))}  ${display(value)}`)
+  }
+
+  /**
+   * A status line redrawn in place on stderr (upload progress): only on a terminal and without --json. Call
+   * `endProgress()` before writing anything else to stderr.
+   */
+  progress(text: string): void {
+    if (this.json || !this.stderr.isTTY) return
+    this.stderr.write(`\r\u001B[2K${text}`)
+    this.progressShown = true
+  }
+
+  /** Clears the status line of `progress()`, if one is shown. */
+  endProgress(): void {
+    if (!this.progressShown) return
+    this.stderr.write('\r\u001B[2K')
+    this.progressShown = false
   }
 
   /** A message about what happened, for people: stderr, so stdout stays the result. */

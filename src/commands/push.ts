@@ -9,9 +9,18 @@ function formatBytes(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`
 }
 
+/** The upload progress line: bytes sent so far and the mean rate since the upload began. */
+export function formatUploadProgress(bytes: number, elapsedMs: number): string {
+  const rate = elapsedMs > 0 ? bytes / 1024 / 1024 / (elapsedMs / 1000) : 0
+  return `uploading ${formatBytes(bytes)} (${rate.toFixed(1)} MiB/s)`
+}
+
+/** Time between two redraws of the upload progress line. */
+const UPLOAD_LINE_INTERVAL_MS = 200
+
 export default class Push extends FlotillaCommand {
   static override summary = "Build a project folder on the fleet's builder and release it"
-  static override description = `Packs the folder (honouring .dockerignore), uploads it to the builder, streams the build, and makes the release the fleet's target when it succeeds (unless --draft or the fleet is pinned). Recognises a Dockerfile, a Dockerfile.template, Dockerfile.<device-type> / Dockerfile.<arch> variants, and docker-compose.yml with several services. Ctrl-C cancels the build.`
+  static override description = `Packs the folder (honouring .dockerignore), uploads it to the builder, streams the build, and makes the release the fleet's target when it succeeds (unless --draft or the fleet is pinned). Recognises a Dockerfile, a Dockerfile.template, Dockerfile.<device-type> / Dockerfile.<arch> variants, and docker-compose.yml with several services. In docker-compose.yml, \${VAR} is substituted from this shell and the project's .env (the shell wins), each service's env_file is merged into its environment, and a service whose build context has its own .dockerignore follows it for that folder. Ctrl-C cancels the build.`
 
   static override examples = [
     '<%= config.bin %> push myfleet',
@@ -43,10 +52,12 @@ export default class Push extends FlotillaCommand {
       draft: flags.draft,
       releaseTags,
       note: flags.note,
+      environment: process.env,
     }
     if (flags.detached) {
       const {pushDetached} = await import('../sdk/push.js')
-      const {releaseId, fleet} = await pushDetached(client, options)
+      const {releaseId, fleet, warnings} = await pushDetached(client, options)
+      for (const warning of warnings) this.output.warn(warning)
       if (this.output.json || !this.output.stdout.isTTY) this.output.printJson({releaseId, fleet: fleet.slug, started: true})
       else this.output.line(String(releaseId))
       return
@@ -54,6 +65,7 @@ export default class Push extends FlotillaCommand {
 
     const cancel = new AbortController()
     const onInterrupt = () => {
+      this.output.endProgress()
       this.output.info('cancelling the build…')
       cancel.abort()
     }
@@ -74,24 +86,28 @@ export default class Push extends FlotillaCommand {
     let lastUploadLine = 0
     const pushing = pushProject(client, options)
     let step = await pushing.next()
-    while (!step.done) {
-      const event = step.value
-      if (this.output.json) this.output.printJsonLine(event.kind === 'build' ? event.event : event)
-      else if (event.kind === 'project') this.output.info(`pushing ${event.fleet.slug}: ${event.services.join(', ')}`)
-      else if (event.kind === 'upload' && this.output.stderr.isTTY && Date.now() - lastUploadLine > 200) {
-        lastUploadLine = Date.now()
-        this.output.stderr.write(`\r\u001B[2Kuploading ${formatBytes(event.bytes)}`)
-      } else if (event.kind === 'build') {
-        if (lastUploadLine > 0) {
-          this.output.stderr.write('\r\u001B[2K')
-          lastUploadLine = -1
+    try {
+      while (!step.done) {
+        const event = step.value
+        if (this.output.json) {
+          // Scripts get the project and the build events, not a line per upload chunk.
+          if (event.kind !== 'upload') this.output.printJsonLine(event.kind === 'build' ? event.event : event)
+        } else if (event.kind === 'project') {
+          for (const warning of event.warnings) this.output.warn(warning)
+          this.output.info(`pushing ${event.fleet.slug}: ${event.services.join(', ')}`)
+        } else if (event.kind === 'upload' && Date.now() - lastUploadLine > UPLOAD_LINE_INTERVAL_MS) {
+          lastUploadLine = Date.now()
+          this.output.progress(formatUploadProgress(event.bytes, event.elapsedMs))
+        } else if (event.kind === 'build') {
+          this.output.endProgress()
+          view.show(event.event)
+          if ('isError' in event.event && event.event.isError) lastError = event.event.message
         }
 
-        view.show(event.event)
-        if ('isError' in event.event && event.event.isError) lastError = event.event.message
+        step = await pushing.next()
       }
-
-      step = await pushing.next()
+    } finally {
+      this.output.endProgress()
     }
 
     const {releaseId, failed} = step.value

@@ -1,6 +1,11 @@
-import {parse as parseYaml} from 'yaml'
+import {readFile} from 'node:fs/promises'
+import path from 'node:path'
+
+import {parse as parseYaml, stringify as stringifyYaml} from 'yaml'
 
 import {ExpectedError} from '../errors.js'
+import {readEnvFile} from './env-file.js'
+import {escapeDollars, interpolateDocument} from './interpolation.js'
 
 /** The compose version balena normalises every composition to. */
 export const COMPOSITION_VERSION = '2.1'
@@ -135,15 +140,15 @@ function normaliseService(name: string, service: unknown, fileName: string): Com
   return normalised
 }
 
-/** Parses, validates and normalises the text of a compose file; `fileName` only names the file in errors. */
-export function parseComposition(text: string, fileName: string): Composition {
-  let document: unknown
+function parseYamlDocument(text: string, fileName: string): unknown {
   try {
-    document = parseYaml(text)
+    return parseYaml(text)
   } catch (error) {
     throw new ExpectedError(`${fileName} is not valid YAML: ${(error as Error).message.split('\n')[0]}`, {cause: error})
   }
+}
 
+function normaliseDocument(document: unknown, fileName: string): Composition {
   if (!isMapping(document)) throw new ExpectedError(`${fileName} must be a map with a "services" key`)
   for (const key of Object.keys(document)) {
     if (!TOP_LEVEL_KEYS.has(key) && !isExtension(key)) {
@@ -165,6 +170,89 @@ export function parseComposition(text: string, fileName: string): Composition {
     volumes: normaliseNamedMappings(document.volumes, 'volumes', fileName),
     networks: normaliseNamedMappings(document.networks, 'networks', fileName),
   }
+}
+
+/** Parses, validates and normalises the text of a compose file as it is, without substitution; `fileName` only names the file in errors. */
+export function parseComposition(text: string, fileName: string): Composition {
+  return normaliseDocument(parseYamlDocument(text, fileName), fileName)
+}
+
+export interface ComposeEnvironmentOptions {
+  /**
+   * The environment of the pushing shell, which wins over the project's `.env` in `${VAR}` substitution. The
+   * builder passes none: it must never put its own environment into a user's release.
+   */
+  environment?: Record<string, string | undefined>
+  /** Whether `env_file:` may name a file outside the project folder: yes on the user's machine, never on the builder. */
+  allowPathsOutsideProject?: boolean
+}
+
+export interface ResolvedComposition {
+  composition: Composition
+  /** One line per variable that was unset and had no default (substituted by an empty string), as compose warns. */
+  warnings: string[]
+  /** Whether substitution or `env_file:` changed anything: then the resolved file must be sent instead of the original. */
+  changed: boolean
+}
+
+function envFileReferences(value: unknown, where: string): Array<{path: string; required: boolean}> {
+  const items = Array.isArray(value) ? value : [value]
+  return items.map((item) => {
+    if (typeof item === 'string' && item !== '') return {path: item, required: true}
+    if (isMapping(item) && typeof item.path === 'string' && item.path !== '' && (item.required === undefined || typeof item.required === 'boolean')) {
+      return {path: item.path, required: item.required ?? true}
+    }
+
+    throw new ExpectedError(`${where}: env_file must be a file name, a list of them, or {path, required}`)
+  })
+}
+
+/** The variables of a service's `env_file:` files, later files winning, read relative to the project folder. */
+async function readServiceEnvFiles(folder: string, value: unknown, where: string, options: ComposeEnvironmentOptions, lookup: (name: string) => string | undefined) {
+  let variables: Record<string, string> = {}
+  for (const reference of envFileReferences(value, where)) {
+    const file = path.resolve(folder, reference.path)
+    const relative = path.relative(folder, file)
+    if (!options.allowPathsOutsideProject && (relative === '..' || relative.startsWith(`..${path.sep}`) || path.isAbsolute(relative))) {
+      throw new ExpectedError(`${where}: env_file "${reference.path}" is outside the project folder — the builder reads only the project`)
+    }
+
+    variables = {...variables, ...(await readEnvFile(file, {fileName: `env_file "${reference.path}" of ${where.replace(/^.*?: /, '')}`, required: reference.required, lookup}))}
+  }
+
+  return variables
+}
+
+/**
+ * Reads a compose file as `docker compose` does before it talks to an engine: variables substituted from the
+ * given environment over the project's `.env`, then each service's `env_file:` merged under its `environment`
+ * (`environment` wins) and the `env_file` key dropped, then validated and normalised as balena stores it.
+ */
+export async function resolveComposeFile(folder: string, fileName: string, options: ComposeEnvironmentOptions = {}): Promise<ResolvedComposition> {
+  const text = await readFile(path.join(folder, fileName), 'utf8')
+  const environment = options.environment ?? {}
+  const shellLookup = (name: string) => environment[name]
+  const dotEnv = await readEnvFile(path.join(folder, '.env'), {fileName: '.env', required: false, lookup: shellLookup})
+  const lookup = (name: string) => environment[name] ?? dotEnv[name]
+  const unset = new Set<string>()
+  const document = interpolateDocument(parseYamlDocument(text, fileName), fileName, lookup, (name) => unset.add(name))
+  const composition = normaliseDocument(document, fileName)
+  let changed = text.includes('$')
+  for (const [name, service] of Object.entries(composition.services)) {
+    if (service.env_file === undefined) continue
+    const fromFiles = await readServiceEnvFiles(folder, service.env_file, `${fileName}: service "${name}"`, options, lookup)
+    const {env_file: _envFile, ...rest} = service
+    composition.services[name] = {...rest, environment: {...fromFiles, ...service.environment}}
+    changed = true
+  }
+
+  const warnings = [...unset].map((name) => `The "${name}" variable is not set. Defaulting to a blank string.`)
+  return {composition, warnings, changed}
+}
+
+/** A composition as compose file text, `$` written as `$$` so reading it again substitutes nothing. */
+export function compositionText(composition: Composition): string {
+  return stringifyYaml(escapeDollars(composition))
 }
 
 /** The composition balena gives a project with a single Dockerfile: one privileged service named `main`. */

@@ -1,8 +1,8 @@
-import {readFile, stat} from 'node:fs/promises'
+import {stat} from 'node:fs/promises'
 import path from 'node:path'
 
 import {ExpectedError} from '../errors.js'
-import {type ComposeBuild, type Composition, parseComposition, singleServiceComposition} from './compose.js'
+import {type ComposeBuild, type ComposeEnvironmentOptions, type Composition, compositionText, resolveComposeFile, singleServiceComposition} from './compose.js'
 import type {TemplateTarget} from './template.js'
 
 /** Which file a service is built from: balena picks the most specific one present. */
@@ -34,9 +34,16 @@ export interface ProjectDescription {
   composeFile?: string
   services: ProjectService[]
   composition: Composition
+  /** What the user should know about the compose file, e.g. a variable that was not set (one line each). */
+  warnings: string[]
+  /**
+   * The compose file with its variables substituted and its `env_file:`s merged, to send in place of the
+   * original; undefined when the original needs nothing of that.
+   */
+  resolvedComposeText?: string
 }
 
-export interface DescribeOptions extends TemplateTarget {
+export interface DescribeOptions extends TemplateTarget, ComposeEnvironmentOptions {
   /** A Dockerfile other than the usual ones for a single-Dockerfile project, relative to the project folder. */
   dockerfile?: string
 }
@@ -124,14 +131,14 @@ async function describeComposeProject(folder: string, composeFile: string, optio
     throw new ExpectedError(`a Dockerfile name cannot be given for a project with ${composeFile} — set build.dockerfile of its services instead`)
   }
 
-  const composition = parseComposition(await readFile(path.join(folder, composeFile), 'utf8'), composeFile)
+  const {composition, warnings, changed} = await resolveComposeFile(folder, composeFile, options)
   const services: ProjectService[] = []
   for (const [serviceName, service] of Object.entries(composition.services)) {
     if (service.build) services.push(await describeBuildService(folder, composeFile, serviceName, service.build, options))
     else if (service.image) services.push({type: 'image', serviceName, image: service.image})
   }
 
-  return {composeFile, services, composition}
+  return {composeFile, services, composition, warnings, ...(changed ? {resolvedComposeText: compositionText(composition)} : {})}
 }
 
 async function describeSingleDockerfileProject(folder: string, options: DescribeOptions): Promise<ProjectDescription> {
@@ -142,6 +149,7 @@ async function describeSingleDockerfileProject(folder: string, options: Describe
     return {
       services: [{type: 'build', serviceName: 'main', context: '.', dockerfilePath, dockerfileKind: kindOfNamedDockerfile(dockerfilePath), args: {}}],
       composition: singleServiceComposition(dockerfilePath),
+      warnings: [],
     }
   }
 
@@ -152,7 +160,7 @@ async function describeSingleDockerfileProject(folder: string, options: Describe
     )
   }
 
-  return {services: [{type: 'build', serviceName: 'main', context: '.', args: {}, ...found}], composition: singleServiceComposition()}
+  return {services: [{type: 'build', serviceName: 'main', context: '.', args: {}, ...found}], composition: singleServiceComposition(), warnings: []}
 }
 
 /**

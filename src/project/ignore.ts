@@ -35,17 +35,57 @@ export function createProjectIgnore(dockerignoreText: string): ProjectIgnore {
   }
 }
 
-/** Reads `<folder>/.dockerignore` (a missing one ignores nothing but `.git`). */
-export async function readProjectIgnore(folder: string): Promise<ProjectIgnore> {
+/** The text of `<folder>/.dockerignore`, or undefined when there is none. */
+async function readDockerignoreText(folder: string): Promise<string | undefined> {
   const file = path.join(folder, '.dockerignore')
-  let text = ''
   try {
-    text = await readFile(file, 'utf8')
+    return await readFile(file, 'utf8')
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new ExpectedError(`cannot read ${file}: ${(error as Error).message}`, {cause: error})
-    }
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw new ExpectedError(`cannot read ${file}: ${(error as Error).message}`, {cause: error})
+  }
+}
+
+/** The rules of one service's build context, for the paths under it (`context` is POSIX, relative to the project). */
+export interface ContextIgnore {
+  context: string
+  ignore: ProjectIgnore
+}
+
+/**
+ * One set of rules for a project whose services build from several contexts: a path under a context that has
+ * its own `.dockerignore` follows that file, matched relative to the context, as Docker matches it when it builds
+ * that context (the deepest such context wins; the root's rules are not consulted, as balena-cli's
+ * `--multi-dockerignore` has it). Every other path follows the root's rules. A context folder itself is always
+ * kept, so the service still has something to build from; `.git` is always out.
+ */
+export function combineContextIgnores(root: ProjectIgnore, contexts: ContextIgnore[]): ProjectIgnore {
+  const deepestFirst = contexts.filter(({context}) => context !== '.' && context !== '').sort((left, right) => right.context.length - left.context.length)
+  return {
+    ignores(relativePath) {
+      if (isInsideGitFolder(relativePath)) return true
+      for (const {context, ignore} of deepestFirst) {
+        if (relativePath === context) return false
+        if (relativePath.startsWith(`${context}/`)) return ignore.ignores(relativePath.slice(context.length + 1))
+      }
+
+      return root.ignores(relativePath)
+    },
+  }
+}
+
+/**
+ * Reads `<folder>/.dockerignore` (a missing one ignores nothing but `.git`) and, for each build context in
+ * `contexts` (POSIX, relative to the folder) that has a `.dockerignore` of its own, that one for the paths under it.
+ */
+export async function readProjectIgnore(folder: string, contexts: string[] = []): Promise<ProjectIgnore> {
+  const root = createProjectIgnore((await readDockerignoreText(folder)) ?? '')
+  const own: ContextIgnore[] = []
+  for (const context of new Set(contexts)) {
+    if (context === '.' || context === '') continue
+    const text = await readDockerignoreText(path.join(folder, context))
+    if (text !== undefined) own.push({context, ignore: createProjectIgnore(text)})
   }
 
-  return createProjectIgnore(text)
+  return own.length === 0 ? root : combineContextIgnores(root, own)
 }

@@ -30,8 +30,12 @@ export interface PackProgress {
 }
 
 export interface PackOptions {
-  /** The ignore rules; read from the folder's `.dockerignore` when not given. */
+  /** The ignore rules; read from the folder's `.dockerignore` (and those of `contexts`) when not given. */
   ignore?: ProjectIgnore
+  /** The services' build contexts (POSIX, relative to the folder): one with its own `.dockerignore` follows it for its files. */
+  contexts?: string[]
+  /** Files to send with other contents than on disk (mode and mtime kept), by entry name: the resolved compose file. */
+  replacements?: Record<string, string>
   /** Called as file contents are read, with the total known from the listing. */
   onProgress?: (progress: PackProgress) => void
 }
@@ -115,8 +119,8 @@ async function walkFolder(folder: string, relativeFolder: string, ignore: Projec
 }
 
 /** What the archive of a project folder holds, in archive order: sorted, depth first, `.dockerignore` applied. Sockets, pipes and devices are left out. */
-export async function listProjectEntries(folder: string, ignore?: ProjectIgnore): Promise<ProjectEntry[]> {
-  const rules = ignore ?? (await readProjectIgnore(folder))
+export async function listProjectEntries(folder: string, ignore?: ProjectIgnore, contexts?: string[]): Promise<ProjectEntry[]> {
+  const rules = ignore ?? (await readProjectIgnore(folder, contexts))
   const entries: ProjectEntry[] = []
   await walkFolder(path.resolve(folder), '', rules, entries, new EventLoopPacer())
   return entries
@@ -241,7 +245,11 @@ async function* coalesce(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> 
 }
 
 async function fillArchive(tar: Pack, folder: string, options: PackOptions): Promise<void> {
-  const entries = await listProjectEntries(folder, options.ignore)
+  const replacements = new Map(Object.entries(options.replacements ?? {}).map(([name, text]) => [name, Buffer.from(text)]))
+  const entries = (await listProjectEntries(folder, options.ignore, options.contexts)).map((entry) => {
+    const replacement = entry.type === 'file' ? replacements.get(entry.name) : undefined
+    return replacement === undefined ? entry : {...entry, size: replacement.length}
+  })
   const totalBytes = entries.reduce((sum, entry) => sum + entry.size, 0)
   let bytesRead = 0
   const countBytes = (bytes: number) => {
@@ -252,10 +260,11 @@ async function fillArchive(tar: Pack, folder: string, options: PackOptions): Pro
   options.onProgress?.({bytesRead, totalBytes})
   const pacer = new EventLoopPacer()
   for (const entry of entries) {
-    if (entry.type === 'file' && entry.size > SMALL_FILE_BYTES) {
+    const replacement = entry.type === 'file' ? replacements.get(entry.name) : undefined
+    if (replacement === undefined && entry.type === 'file' && entry.size > SMALL_FILE_BYTES) {
       await addStreamedFile(tar, entry, countBytes)
     } else {
-      const content = entry.type === 'file' && entry.size > 0 ? readSmallFile(entry) : undefined
+      const content = replacement ?? (entry.type === 'file' && entry.size > 0 ? readSmallFile(entry) : undefined)
       await addBufferedEntry(tar, headerOf(entry), content)
       if (content) {
         countBytes(content.length)

@@ -32,7 +32,7 @@ export interface ConfigJson {
   flotillaEndpoints?: {
     api: string
     builder: string
-    ssh: {host: string; port: number}
+    ssh: {host: string; port: number; hostKey?: string}
     tunnel: string
     registry: string | null
     version?: string

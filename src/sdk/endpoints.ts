@@ -2,7 +2,8 @@
 export interface Endpoints {
   api: string
   builder: string
-  ssh: {host: string; port: number}
+  /** [flotilla] `hostKey`: the gateway's public host key (`ssh-ed25519 AAAA…`), so clients can pin it. */
+  ssh: {host: string; port: number; hostKey?: string}
   tunnel: string
   registry: string | null
   version?: string

@@ -17,12 +17,14 @@ export interface PushOptions {
   releaseTags?: Array<[string, string]>
   note?: string
   signal?: AbortSignal
+  /** The pushing shell's environment, for `${VAR}` in docker-compose.yml (it wins over the project's `.env`). */
+  environment?: Record<string, string | undefined>
 }
 
 /** What a push reports while it runs, for the command to render. */
 export type PushEvent =
-  | {kind: 'project'; fleet: Fleet; services: string[]}
-  | {kind: 'upload'; bytes: number}
+  | {kind: 'project'; fleet: Fleet; services: string[]; warnings: string[]}
+  | {kind: 'upload'; bytes: number; elapsedMs: number}
   | {kind: 'build'; event: BuildEvent}
   | {kind: 'release'; releaseId: number}
 
@@ -36,9 +38,70 @@ async function prepare(client: FleetClient, options: PushOptions) {
   const deviceType = await resolveDeviceType(client, fleet.device_type)
   const {describeProject} = await import('../project/detect.js')
   const folder = path.resolve(options.source)
-  const project = await describeProject(folder, {deviceType: deviceType.slug, arch: deviceType.arch, dockerfile: options.dockerfile})
+  const project = await describeProject(folder, {
+    deviceType: deviceType.slug,
+    arch: deviceType.arch,
+    dockerfile: options.dockerfile,
+    environment: options.environment,
+    allowPathsOutsideProject: true,
+  })
   const {packProject} = await import('../project/pack.js')
-  return {fleet, folder, project, tarball: packProject(folder)}
+  const tarball = packProject(folder, {
+    contexts: project.services.flatMap((service) => (service.type === 'build' ? [service.context] : [])),
+    // The builder reads the compose file as sent: it gets the variables of this shell and the env_files resolved.
+    ...(project.composeFile && project.resolvedComposeText !== undefined ? {replacements: {[project.composeFile]: project.resolvedComposeText}} : {}),
+  })
+  return {fleet, folder, project, tarball}
+}
+
+/** The upload's progress as got reports it: the latest count not yet handed on, and a wake-up for whoever waits. */
+class UploadProgress {
+  private readonly started = Date.now()
+  private latest: number | undefined
+  private wake: (() => void) | undefined
+
+  report(bytes: number): void {
+    this.latest = bytes
+    this.wake?.()
+  }
+
+  /** Resolves at the next report. */
+  changed(): Promise<void> {
+    return new Promise((resolve) => (this.wake = resolve))
+  }
+
+  /** The progress not yet handed on, once. */
+  take(): {kind: 'upload'; bytes: number; elapsedMs: number} | undefined {
+    if (this.latest === undefined) return undefined
+    const event = {kind: 'upload' as const, bytes: this.latest, elapsedMs: Date.now() - this.started}
+    this.latest = undefined
+    return event
+  }
+}
+
+/**
+ * The builder's events with the upload's progress between them, as it happens: a builder may say nothing until the
+ * whole upload is in, so progress is not held back until its next event.
+ */
+async function* withUploadProgress(
+  events: AsyncGenerator<BuildEvent>,
+  upload: UploadProgress,
+): AsyncGenerator<{kind: 'upload'; bytes: number; elapsedMs: number} | {kind: 'build'; event: BuildEvent}> {
+  let next = events.next()
+  try {
+    while (true) {
+      const step = await Promise.race([next, upload.changed().then(() => undefined)])
+      const progress = upload.take()
+      if (progress) yield progress
+      if (step === undefined) continue
+      if (step.done) return
+      next = events.next()
+      yield {kind: 'build', event: step.value}
+    }
+  } finally {
+    // Left early: let the build stream close once its pending read settles.
+    events.return(undefined).catch(() => undefined)
+  }
 }
 
 async function finishRelease(client: FleetClient, releaseId: number, options: PushOptions): Promise<void> {
@@ -52,12 +115,12 @@ async function finishRelease(client: FleetClient, releaseId: number, options: Pu
  */
 export async function* pushProject(client: FleetClient, options: PushOptions): AsyncGenerator<PushEvent, PushResult> {
   const {fleet, project, tarball} = await prepare(client, options)
-  yield {kind: 'project', fleet, services: project.services.map((service) => service.serviceName)}
-  const uploaded: number[] = []
+  yield {kind: 'project', fleet, services: project.services.map((service) => service.serviceName), warnings: project.warnings}
+  const upload = new UploadProgress()
   let releaseId: number | undefined
   let failed = false
-  const upload = new AbortController()
-  const abort = () => upload.abort()
+  const stop = new AbortController()
+  const abort = () => stop.abort()
   options.signal?.addEventListener('abort', abort, {once: true})
   try {
     const events = streamBuild(client, {
@@ -66,11 +129,16 @@ export async function* pushProject(client: FleetClient, options: PushOptions): A
       dockerfilePath: options.dockerfile,
       nocache: options.nocache,
       draft: options.draft,
-      signal: upload.signal,
-      onUploadProgress: (bytes) => uploaded.push(bytes),
+      signal: stop.signal,
+      onUploadProgress: (bytes) => upload.report(bytes),
     })
-    for await (const event of events) {
-      while (uploaded.length > 0) yield {kind: 'upload', bytes: uploaded.splice(0).at(-1) ?? 0}
+    for await (const item of withUploadProgress(events, upload)) {
+      if (item.kind === 'upload') {
+        yield item
+        continue
+      }
+
+      const {event} = item
       if (event.type === 'metadata' && event.resource === 'buildLogId') {
         releaseId = event.value
         yield {kind: 'release', releaseId}
@@ -96,8 +164,8 @@ export async function* pushProject(client: FleetClient, options: PushOptions): A
 }
 
 /** Uploads the project and returns as soon as the build has started (`--detached`). */
-export async function pushDetached(client: FleetClient, options: PushOptions): Promise<{releaseId: number; fleet: Fleet}> {
-  const {fleet, tarball} = await prepare(client, options)
+export async function pushDetached(client: FleetClient, options: PushOptions): Promise<{releaseId: number; fleet: Fleet; warnings: string[]}> {
+  const {fleet, project, tarball} = await prepare(client, options)
   const {releaseId} = await startDetachedBuild(client, {
     slug: fleet.slug,
     tarball,
@@ -107,5 +175,5 @@ export async function pushDetached(client: FleetClient, options: PushOptions): P
     signal: options.signal,
   })
   await finishRelease(client, releaseId, options)
-  return {releaseId, fleet}
+  return {releaseId, fleet, warnings: project.warnings}
 }

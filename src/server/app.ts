@@ -1,6 +1,7 @@
 import type Docker from 'dockerode'
 import Fastify, {type FastifyError, type FastifyInstance, LogController} from 'fastify'
 
+import {ExpectedError} from '../errors.js'
 import {LoginRateLimiter} from './auth/rate-limit.js'
 import {loadSigningSecret} from './auth/tokens.js'
 import {type AdminSettings, type CreatedAdmin, ensureAdmin} from './bootstrap.js'
@@ -17,8 +18,12 @@ import {registerDeviceRegistrationRoute} from './routes/device-register.js'
 import {DEFAULT_HEARTBEAT_TIMEOUT_MS, registerDeviceStateRoutes} from './routes/device-state.js'
 import {registerDiscoveryRoutes} from './routes/discovery.js'
 import {registerDownloadConfigRoute} from './routes/download-config.js'
+import {registerOsDownloadRoute} from './routes/os-download.js'
 import {registerPineRoutes} from './routes/pine.js'
 import {registerSupervisorRoute} from './routes/supervisor.js'
+import {DeviceLinks} from './gateway/device-links.js'
+import {createSshGateway, loadHostKey, publicHostKeyOf} from './gateway/ssh-server.js'
+import {serveTunnels} from './gateway/tunnel-proxy.js'
 
 export interface ServerOptions {
   /** Where the database and the session secret live; without one the server keeps everything in memory. */
@@ -26,7 +31,7 @@ export interface ServerOptions {
   host?: string
   /** 0 picks a free port. */
   port?: number
-  /** Announced in the well-known document (the SSH gateway will listen there). */
+  /** The SSH gateway's port (devices' links and users' shells); 0 picks a free one. */
   sshPort?: number
   /** Pino log level; one debug line a request. Logs go to stderr so stdout stays for the command's output. */
   logger?: {level: 'silent' | 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace'}
@@ -39,6 +44,8 @@ export interface ServerOptions {
   deviceHeartbeatTimeoutMs?: number
   /** How often an idle log stream sends a bare newline. */
   logStreamHeartbeatMs?: number
+  /** OS images to publish as hostApp releases and serve at /download: `<dir>/<device-type>/<version>/<image>`. */
+  imagesDir?: string
 }
 
 export interface FlotillaServer {
@@ -49,12 +56,12 @@ export interface FlotillaServer {
   /** Starts listening; resolves to the base URL with the real port. */
   listen(): Promise<string>
   /** The bound address once listening. */
-  address(): {host: string; port: number}
+  address(): {host: string; port: number; sshPort: number}
   close(): Promise<void>
 }
 
 /** Every route of the server, registered in one place. */
-function registerRoutes(app: FastifyInstance, context: ServerContext, options: ServerOptions): void {
+function registerRoutes(app: FastifyInstance, context: ServerContext, options: ServerOptions, links: DeviceLinks): void {
   registerDiscoveryRoutes(app, context)
   registerAuthRoutes(app, context)
   registerApiKeyRoutes(app, context)
@@ -62,12 +69,19 @@ function registerRoutes(app: FastifyInstance, context: ServerContext, options: S
   registerPineRoutes(app, context)
   registerBuildRoutes(app, context, {docker: options.builder?.docker ?? localDockerEngine(), contextLimits: options.builder?.contextLimits})
   const deviceActions = new DeviceActionQueue()
-  registerDeviceStateRoutes(app, context, {actions: deviceActions, heartbeatTimeoutMs: options.deviceHeartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS})
+  registerDeviceStateRoutes(app, context, {
+    actions: deviceActions,
+    heartbeatTimeoutMs: options.deviceHeartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS,
+    linkedDeviceIds: () => links.linkedDeviceIds(),
+  })
   const deviceLogs = new DeviceLogStore(context.db, {onWriteError: (error) => app.log.error({err: error}, 'storing device logs failed')})
   app.addHook('onClose', async () => deviceLogs.flush())
   registerDeviceLogRoutes(app, context, {store: deviceLogs, heartbeatMs: options.logStreamHeartbeatMs ?? DEFAULT_LOG_HEARTBEAT_MS})
   registerDownloadConfigRoute(app, context)
-  registerSupervisorRoute(app, context, deviceActions)
+  registerOsDownloadRoute(app, context, options.imagesDir)
+  registerSupervisorRoute(app, context, async (deviceId, action) => {
+    if (!(await links.deliverAction(deviceId, action))) deviceActions.enqueue(deviceId, action)
+  })
 }
 
 /** The local engine (DOCKER_HOST or its socket), connected on the first build: dockerode loads only then. */
@@ -101,13 +115,18 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
   const db = await openDatabase(options.dataDir ? {dataDir: options.dataDir} : ':memory:')
   try {
     const createdAdmin = await ensureAdmin(db, options.admin ?? {})
+    const hostKey = await loadHostKey(options.dataDir)
+    // The links' diagnostics go to the server's log, which exists by the time a device links.
+    const links = new DeviceLinks(db, (error, message) => app.log.warn({err: error}, message))
     const context: ServerContext = {
       db,
       secret: await loadSigningSecret(options.dataDir),
       loginLimiter: new LoginRateLimiter(),
       registry: options.registry ?? null,
       sshPort: options.sshPort ?? 2222,
+      sshHostKey: publicHostKeyOf(hostKey),
       version: options.version ?? '0.0.0',
+      targetsMaybeChanged: () => links.targetsMaybeChanged(),
     }
     const app = Fastify({
       logger: {level: options.logger?.level ?? 'warn', stream: process.stderr},
@@ -119,8 +138,11 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
       request.log.debug(`${request.method} ${request.url.split('?')[0]} ${reply.statusCode} ${reply.elapsedTime.toFixed(1)}ms`)
     })
     sendErrors(app)
-    registerRoutes(app, context, options)
-    let bound: {host: string; port: number} | undefined
+    const logError = (error: unknown, message: string) => app.log.error({err: error}, message)
+    registerRoutes(app, context, options, links)
+    serveTunnels(app.server, context, links, logError)
+    const gateway = createSshGateway(context, links, hostKey, logError)
+    let bound: {host: string; port: number; sshPort: number} | undefined
     return {
       app,
       db,
@@ -130,7 +152,14 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
         await app.listen({host, port: options.port ?? 7171})
         const address = app.server.address()
         if (!address || typeof address === 'string') throw new Error('the server is not bound to a TCP port')
-        bound = {host, port: address.port}
+        try {
+          context.sshPort = await gateway.listen(context.sshPort, host)
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new ExpectedError(`SSH port ${context.sshPort} on ${host} is already in use — choose another with --ssh-port`)
+          throw error
+        }
+
+        bound = {host, port: address.port, sshPort: context.sshPort}
         const urlHost = host.includes(':') ? `[${host}]` : host
         return `http://${urlHost}:${address.port}`
       },
@@ -139,6 +168,8 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
         return bound
       },
       async close() {
+        links.close()
+        await gateway.close()
         await app.close()
         await db.destroy()
       },

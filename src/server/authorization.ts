@@ -2,6 +2,7 @@ import {type RawBuilder, sql} from 'kysely'
 
 import type {Actor} from './auth/actor.js'
 import type {Db} from './db/database.js'
+import {toDatabaseParameter} from './db/values.js'
 import {unauthorized} from './http-errors.js'
 import {RESOURCES, type ResourceSpec} from './odata/model.js'
 
@@ -42,6 +43,25 @@ function fleetSets(applicationId: number) {
 }
 
 export const PUBLIC_RESOURCES = new Set(['cpu_architecture', 'device_type', 'device_type_alias'])
+
+/**
+ * What a row is looked at for: `read` is a pine GET, which also shows the public rows every actor (guests too)
+ * may read — the hostApp fleets of the OS images and their releases; `manage` is anything else (writes, and
+ * routes acting on a fleet or device), which only reaches the actor's own rows.
+ */
+export type RowAccess = 'read' | 'manage'
+
+/** Resources with public rows that guests may ask pine for (rows filtered by `publicRows`). */
+export const GUEST_READABLE_RESOURCES = new Set([...PUBLIC_RESOURCES, 'application', 'release'])
+
+const publicHostApps = sql`select public_app.id from application as public_app where public_app.is_host = ${toDatabaseParameter(true)} and public_app.is_public = ${toDatabaseParameter(true)}`
+
+/** Rows anyone may read: OS images published as public hostApp fleets, and their releases. */
+function publicRows(resource: string, alias: string): Condition | undefined {
+  if (resource === 'application') return inSet(alias, 'id', publicHostApps)
+  if (resource === 'release') return inSet(alias, 'belongs_to__application', publicHostApps)
+  return undefined
+}
 
 function userScope(actor: Extract<Actor, {kind: 'user'}>, resource: string, alias: string): Condition {
   const sets = userSets(actor.userId)
@@ -165,9 +185,15 @@ function deviceScope(actor: Extract<Actor, {kind: 'device'}>, resource: string, 
   }
 }
 
-/** The SQL condition a row of `resource` (under `alias`) must meet for the actor to see it. */
-export function visibleRows(actor: Actor, resource: ResourceSpec, alias: string): Condition {
+/** The SQL condition a row of `resource` (under `alias`) must meet for the actor to see it (`read`) or act on it (`manage`). */
+export function visibleRows(actor: Actor, resource: ResourceSpec, alias: string, access: RowAccess = 'manage'): Condition {
   if (PUBLIC_RESOURCES.has(resource.name)) return ALWAYS
+  const own = ownRows(actor, resource, alias)
+  const open = access === 'read' ? publicRows(resource.name, alias) : undefined
+  return open ? sql`(${own} or ${open})` : own
+}
+
+function ownRows(actor: Actor, resource: ResourceSpec, alias: string): Condition {
   switch (actor.kind) {
     case 'user': {
       return userScope(actor, resource.name, alias)
@@ -218,6 +244,8 @@ const OWNER_ONLY_DEVICE_FIELDS = new Set(['belongs_to__application', 'is_pinned_
  */
 export function assertMayWrite(actor: Actor, resource: ResourceSpec, method: WriteMethod, body: Record<string, unknown> = {}): void {
   if (actor.kind === 'user') {
+    // Only the server publishes hostApp and public fleets (the OS images); a user's fleet never becomes one.
+    if (resource.name === 'application' && (body.is_host === true || body.is_public === true)) throw unauthorized()
     if (USER_WRITABLE.has(resource.name)) return
     if (resource.name === 'api_key' && method !== 'POST') return
     throw unauthorized()
@@ -233,12 +261,13 @@ export function assertMayWrite(actor: Actor, resource: ResourceSpec, method: Wri
 
 /**
  * What can be done to a device through its own endpoints: what a device does (fetch its target, report its
- * state, send its logs) and what its owners do (read its target and logs, send it actions).
+ * state, send its logs) and what its owners do (read its target and logs, send it actions, open a shell or a
+ * tunnel to it).
  */
-export type DeviceAccess = 'read-target' | 'report-state' | 'write-logs' | 'read-logs' | 'send-action'
+export type DeviceAccess = 'read-target' | 'report-state' | 'write-logs' | 'read-logs' | 'send-action' | 'connect'
 
 const DEVICE_KEY_ACCESS = new Set<DeviceAccess>(['read-target', 'report-state', 'write-logs'])
-const USER_ACCESS = new Set<DeviceAccess>(['read-target', 'read-logs', 'send-action'])
+const USER_ACCESS = new Set<DeviceAccess>(['read-target', 'read-logs', 'send-action', 'connect'])
 
 /** Whether the actor may do this to the device: its own device key, or a user who sees the device. */
 export async function mayAccessDevice(db: Db, actor: Actor, deviceId: number, access: DeviceAccess): Promise<boolean> {

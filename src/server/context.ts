@@ -12,8 +12,13 @@ export interface ServerContext {
   secret: Uint8Array
   loginLimiter: LoginRateLimiter
   registry: string | null
+  /** The SSH gateway's port: as configured, then as bound. */
   sshPort: number
+  /** The gateway's public host key (`ssh-ed25519 AAAA…`), announced so clients can pin it. */
+  sshHostKey: string
   version: string
+  /** Called after any write that may change devices' target states: linked devices are told at once. */
+  targetsMaybeChanged(): void
 }
 
 const actors = new WeakMap<FastifyRequest, Promise<Actor>>()

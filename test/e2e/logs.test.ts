@@ -1,7 +1,6 @@
 import {strict as assert} from 'node:assert'
 import {type ChildProcess, spawn} from 'node:child_process'
 import {rmSync} from 'node:fs'
-import net from 'node:net'
 import {gzipSync} from 'node:zlib'
 
 import got from 'got'
@@ -11,6 +10,7 @@ import {FleetClient} from '../../src/sdk/client.js'
 import {type DeviceLogLine, streamLogs} from '../../src/sdk/logs.js'
 import {CLI_BIN, makeCliHome, PROJECT_ROOT} from '../helpers/cli.js'
 import {FleetApi} from '../helpers/fleet-api.js'
+import {startCuttableProxy} from '../helpers/net.js'
 import {startServer, type TestServer} from '../helpers/server.js'
 
 const DEVICE_UUID = 'c3'.repeat(16)
@@ -34,34 +34,6 @@ function waitForText(text: () => string, pattern: RegExp, onChange: (listener: (
     const stop = onChange(check)
     check()
   })
-}
-
-/** A loopback TCP proxy to the server whose connections the test can cut, as a flaky network would. */
-async function startCuttableProxy(port: number): Promise<{url: string; cut: () => void; close: () => Promise<void>}> {
-  const sockets = new Set<net.Socket>()
-  const proxy = net.createServer((client) => {
-    const upstream = net.connect(port, '127.0.0.1')
-    for (const socket of [client, upstream]) {
-      sockets.add(socket)
-      socket.on('close', () => sockets.delete(socket))
-      socket.on('error', () => socket.destroy())
-    }
-
-    client.pipe(upstream).pipe(client)
-  })
-  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
-  const {port: proxyPort} = proxy.address() as net.AddressInfo
-  return {
-    url: `http://127.0.0.1:${proxyPort}`,
-    cut: () => {
-      for (const socket of sockets) socket.destroy()
-    },
-    close: () =>
-      new Promise((resolve) => {
-        for (const socket of sockets) socket.destroy()
-        proxy.close(() => resolve())
-      }),
-  }
 }
 
 describe('device logs (real server and CLI)', function () {

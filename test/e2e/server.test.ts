@@ -74,7 +74,8 @@ describe('flotilla server (real binary, over HTTP)', function () {
     assert.equal(ping.status, 200)
     assert.equal(ping.body, 'OK')
     const wellKnown = (await call('GET', '/.well-known/flotilla.json')).json()
-    assert.deepEqual(wellKnown, {api: server.url, builder: server.url, ssh: {host: '127.0.0.1', port: 2222}, tunnel: server.url, registry: null, version: wellKnown.version})
+    assert.deepEqual(wellKnown, {api: server.url, builder: server.url, ssh: {host: '127.0.0.1', port: server.sshPort, hostKey: wellKnown.ssh.hostKey}, tunnel: server.url, registry: null, version: wellKnown.version})
+    assert.match(wellKnown.ssh.hostKey, /^ssh-ed25519 [\w+/]+=*$/)
     assert.match(wellKnown.version, /^\d+\.\d+\.\d+/)
   })
 
@@ -322,7 +323,7 @@ describe('flotilla server commands', function () {
   afterEach(() => rmSync(dataDir, {recursive: true, force: true}))
 
   it('server start prints one line, generates an admin password once, and exits 0 on SIGINT', async () => {
-    const child = spawn(process.execPath, [CLI_BIN, 'server', 'start', '--port', '0', '--data-dir', dataDir], {cwd: PROJECT_ROOT, env: {PATH: process.env.PATH, NO_COLOR: '1'}})
+    const child = spawn(process.execPath, [CLI_BIN, 'server', 'start', '--port', '0', '--ssh-port', '0', '--data-dir', dataDir], {cwd: PROJECT_ROOT, env: {PATH: process.env.PATH, NO_COLOR: '1'}})
     let stdout = ''
     child.stdout.setEncoding('utf8')
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
@@ -338,9 +339,9 @@ describe('flotilla server commands', function () {
     })
     const lines = stdout.trim().split('\n')
     assert.match(lines[0], /^created admin user "admin" with password: \S{20}$/)
-    assert.match(lines[1], /^flotilla server listening on http:\/\/127\.0\.0\.1:\d+$/)
+    assert.match(lines[1], /^flotilla server listening on http:\/\/127\.0\.0\.1:\d+, SSH on port \d+$/)
     const password = lines[0].split(': ')[1]
-    const url = lines[1].split(' on ')[1]
+    const url = lines[1].split(' on ')[1].split(',')[0]
     const login = await got.post(`${url}/login_`, {json: {username: 'admin', password}, throwHttpErrors: false})
     assert.equal(login.statusCode, 200)
     child.kill('SIGINT')

@@ -9,6 +9,8 @@ import {CLI_BIN, PROJECT_ROOT, runCli} from './cli.js'
 export interface TestServer {
   url: string
   port: number
+  /** The SSH port: devices' links and the users' gateway. */
+  sshPort: number
   dataDir: string
   admin: {email: string; username: string; password: string}
   addUser(user: {email: string; username: string; password: string; organization?: string}): Promise<void>
@@ -19,7 +21,7 @@ export interface TestServer {
 
 const START_DEADLINE_MS = 30_000
 const STOP_DEADLINE_MS = 10_000
-const LISTENING = /^flotilla server listening on (http:\/\/\S+)$/m
+const LISTENING = /^flotilla server listening on (http:\/\/[^\s,]+), SSH on port (\d+)$/m
 
 function waitForExit(child: ChildProcess, deadlineMs: number): Promise<boolean> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true)
@@ -48,7 +50,7 @@ export async function startServer(options: {env?: NodeJS.ProcessEnv; dataDir?: s
     ...options.env,
   }
   const admin = {email: env.FLOTILLA_ADMIN_EMAIL as string, username: env.FLOTILLA_ADMIN_USERNAME as string, password: env.FLOTILLA_ADMIN_PASSWORD as string}
-  const child = spawn(process.execPath, [CLI_BIN, 'server', 'start', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, ...(options.args ?? [])], {
+  const child = spawn(process.execPath, [CLI_BIN, 'server', 'start', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--ssh-port', '0', ...(options.args ?? [])], {
     cwd: PROJECT_ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -59,8 +61,9 @@ export async function startServer(options: {env?: NodeJS.ProcessEnv; dataDir?: s
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
 
   let url: string
+  let sshPort: number
   try {
-    url = await new Promise<string>((resolve, reject) => {
+    ;[url, sshPort] = await new Promise<[string, number]>((resolve, reject) => {
       const fail = (reason: string) => reject(new Error(`flotilla server start ${reason}\nstdout: ${stdout}\nstderr: ${stderr}`))
       const timer = setTimeout(() => fail(`did not listen within ${START_DEADLINE_MS} ms`), START_DEADLINE_MS)
       child.stdout.on('data', (chunk: string) => {
@@ -68,7 +71,7 @@ export async function startServer(options: {env?: NodeJS.ProcessEnv; dataDir?: s
         const match = LISTENING.exec(stdout)
         if (match) {
           clearTimeout(timer)
-          resolve(match[1])
+          resolve([match[1], Number(match[2])])
         }
       })
       child.once('error', (error) => {
@@ -89,6 +92,7 @@ export async function startServer(options: {env?: NodeJS.ProcessEnv; dataDir?: s
   return {
     url,
     port: Number(new URL(url).port),
+    sshPort,
     dataDir,
     admin,
     async addUser(user) {

@@ -22,6 +22,7 @@ export default class AgentStart extends FlotillaCommand {
     '<%= config.bin %> agent start --config config.json',
     '<%= config.bin %> agent start --config /boot/config.json --data-dir /var/lib/flotilla --docker-host unix:///var/run/docker.sock',
     '<%= config.bin %> agent start --config config.json --host-network --poll-interval 5',
+    '<%= config.bin %> agent start --config config.json --ssh-port 22222 --ssh-host 127.0.0.1',
   ]
 
   static override flags = {
@@ -31,6 +32,12 @@ export default class AgentStart extends FlotillaCommand {
     'host-network': Flags.boolean({description: 'run every service with the host network'}),
     'poll-interval': Flags.integer({description: "seconds between target-state polls (default: config.json's appUpdatePollInterval)", min: 1}),
     'local-api-port': Flags.integer({description: 'port of the local supervisor API on 127.0.0.1 (default: 48484)', min: 0}),
+    'ssh-port': Flags.integer({
+      description: "port for direct SSH logins to the device, by config.json's os.sshKeys; 0 picks a free one (default: 22222 when config.json has developmentMode, else none)",
+      min: 0,
+      max: 65_535,
+    }),
+    'ssh-host': Flags.string({description: 'address the --ssh-port listens on', default: '0.0.0.0'}),
   }
 
   async run(): Promise<void> {
@@ -43,10 +50,11 @@ export default class AgentStart extends FlotillaCommand {
       hostNetwork: flags['host-network'],
       pollIntervalMs: flags['poll-interval'] === undefined ? undefined : flags['poll-interval'] * 1000,
       localApiPort: flags['local-api-port'],
+      sshListen: flags['ssh-port'] === undefined ? undefined : {host: flags['ssh-host'], port: flags['ssh-port']},
       agentVersion: this.config.version,
       logger: (line) => this.output.info(line),
     })
-    this.output.info(`flotilla agent running; local API on 127.0.0.1:${agent.localApiPort}`)
+    this.output.info(`flotilla agent running; local API on 127.0.0.1:${agent.localApiPort}${agent.sshPort === undefined ? '' : `; SSH on port ${agent.sshPort}`}`)
     agent.registered.then(
       (uuid) => this.output.info(`device ${uuid} registered`),
       () => {},

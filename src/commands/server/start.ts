@@ -1,3 +1,4 @@
+import {stat} from 'node:fs/promises'
 import path from 'node:path'
 
 import {Flags} from '@oclif/core'
@@ -10,7 +11,7 @@ type LogLevel = (typeof LOG_LEVELS)[number]
 
 export default class ServerStart extends FlotillaCommand {
   static override summary = 'Run the local fleet server'
-  static override description = `Serves the balena-compatible fleet API on one HTTP port, over a SQLite database in the data directory.
+  static override description = `Serves the balena-compatible fleet API on one HTTP port (also the tunnel proxy of flotilla tunnel), over a SQLite database in the data directory, and an SSH port for devices' links and flotilla ssh.
 On the first start with an empty database it creates the admin user from FLOTILLA_ADMIN_EMAIL, FLOTILLA_ADMIN_PASSWORD and FLOTILLA_ADMIN_USERNAME (default "admin"); without a password it generates one and prints it once.
 Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log every request to stderr.`
 
@@ -18,6 +19,7 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     '<%= config.bin %> server start',
     '<%= config.bin %> server start --port 8080 --host 0.0.0.0',
     '<%= config.bin %> server start --registry 127.0.0.1:5000',
+    '<%= config.bin %> server start --images-dir ./os-images',
     'FLOTILLA_ADMIN_EMAIL=me@example.com FLOTILLA_ADMIN_PASSWORD=secret123 <%= config.bin %> server start --data-dir ./fleet-data',
   ]
 
@@ -25,16 +27,19 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     port: Flags.integer({description: 'HTTP port of the API (0 picks a free one)', default: 7171, min: 0, max: 65_535}),
     host: Flags.string({description: 'address to listen on', default: '127.0.0.1'}),
     'data-dir': Flags.string({description: 'where the database and secrets live [default: <flotilla data dir>/server]'}),
-    'ssh-port': Flags.integer({description: 'SSH gateway port announced to clients (reserved)', default: 2222, min: 0, max: 65_535}),
+    'ssh-port': Flags.integer({description: 'SSH port: devices\' links, and the gateway of flotilla ssh (0 picks a free one)', default: 2222, min: 0, max: 65_535}),
     registry: Flags.string({description: 'host:port of the Docker registry images are pushed to, announced to clients'}),
     'max-build-context': Flags.integer({description: 'largest build context accepted from a push, in MiB', default: 2048, min: 1}),
     'device-heartbeat-timeout': Flags.integer({description: 'seconds without a state report after which a device reads as offline', default: 1800, min: 1}),
     'log-heartbeat': Flags.integer({description: 'seconds between the newlines an idle log stream sends', default: 58, min: 1}),
+    'images-dir': Flags.string({description: 'folder of OS images to publish for "os versions" and "os download": <dir>/<device-type>/<version>/<image>.img[.gz] (+ .bmap)'}),
   }
 
   async run(): Promise<void> {
     const {flags} = await this.parse(ServerStart)
     const dataDir = path.resolve(flags['data-dir'] ?? path.join(this.config.dataDir, 'server'))
+    const imagesDir = flags['images-dir'] ? path.resolve(flags['images-dir']) : undefined
+    if (imagesDir && !(await stat(imagesDir).catch(() => undefined))?.isDirectory()) throw new UsageError(`--images-dir ${flags['images-dir']} is not a folder`)
     const {createServer} = await import('../../server/app.js')
     const level = process.env.FLOTILLA_LOG_LEVEL || 'warn'
     if (!LOG_LEVELS.includes(level as LogLevel)) throw new UsageError(`FLOTILLA_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, not "${level}"`)
@@ -48,6 +53,7 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
       logger: {level: level as LogLevel},
       deviceHeartbeatTimeoutMs: flags['device-heartbeat-timeout'] * 1000,
       logStreamHeartbeatMs: flags['log-heartbeat'] * 1000,
+      imagesDir,
       version: this.config.version,
       admin: {email: process.env.FLOTILLA_ADMIN_EMAIL, password: process.env.FLOTILLA_ADMIN_PASSWORD, username: process.env.FLOTILLA_ADMIN_USERNAME},
     })
@@ -67,7 +73,7 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
       throw error
     }
 
-    this.output.line(`flotilla server listening on ${url}`)
+    this.output.line(`flotilla server listening on ${url}, SSH on port ${server.address().sshPort}`)
     await new Promise<void>((resolve) => {
       const stop = () => {
         process.off('SIGINT', stop)

@@ -68,6 +68,8 @@ export async function buildRelease(request: ReleaseBuildRequest): Promise<Releas
 
   let project
   try {
+    // No environment: `${VAR}` takes values from the project's .env only (flotilla's CLI sends the compose file
+    // already resolved from the user's shell); the server's own environment never reaches a release.
     project = await describeProject(request.contextDir, {deviceType: request.deviceType, arch: request.arch, dockerfile: request.dockerfilePath})
   } catch (error) {
     const message = error instanceof ExpectedError ? error.message : String(error)
@@ -75,6 +77,7 @@ export async function buildRelease(request: ReleaseBuildRequest): Promise<Releas
     return {status: 'failed', composition: null, buildLog: log.join('\n'), error: message}
   }
 
+  for (const warning of project.warnings) say(`[Warn] ${warning}`)
   const builds = project.services.filter((service): service is BuildService => service.type === 'build')
   say(`[Info] Building ${builds.map((service) => service.serviceName).join(', ')} for ${request.deviceType} (${request.arch})`)
   const tags: string[] = []

@@ -127,6 +127,10 @@ export interface ReleaseTable {
   end_timestamp: string | null
   is_final: number
   semver: string
+  revision: number | null
+  raw_version: string | null
+  variant: string | null
+  phase: string | null
   is_invalidated: number
   note: string | null
   is_created_by__user: number | null
@@ -174,6 +178,15 @@ export interface ImageInstallTable {
   is_provided_by__release: number | null
 }
 
+export interface UserHasPublicKeyTable {
+  id: Generated<number>
+  created_at: string
+  user: number
+  title: string
+  /** An OpenSSH public key line. */
+  public_key: string
+}
+
 /** A `{<parent>, name, value}` variable row; the parent column is named after the table's owner. */
 interface VariableColumns {
   id: Generated<number>
@@ -199,6 +212,7 @@ export interface Database {
   organization: OrganizationTable
   user: UserTable
   organization_membership: OrganizationMembershipTable
+  user__has__public_key: UserHasPublicKeyTable
   api_key: ApiKeyTable
   application: ApplicationTable
   device: DeviceTable

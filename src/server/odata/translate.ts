@@ -2,7 +2,7 @@ import type {ExpandPropertyPath, ODataBinds, ODataOptions} from '@balena/odata-p
 import {type Kysely, type RawBuilder, sql} from 'kysely'
 
 import type {Actor} from '../auth/actor.js'
-import {visibleRows} from '../authorization.js'
+import {type RowAccess, visibleRows} from '../authorization.js'
 import {fromDatabaseValue, toDatabaseParameter} from '../db/values.js'
 import {badRequest} from '../http-errors.js'
 import {fieldOf, fieldSql, navigationOf, type NavigationSpec, RESOURCES, type ResourceSpec} from './model.js'
@@ -21,6 +21,7 @@ type Row = Record<string, unknown>
 
 interface Context {
   actor: Actor
+  access: RowAccess
   binds: ODataBinds
   counter: {next: number}
   /** Lambda variables in scope: `d` of `owns__device/any(d: d/is_online eq true)`. */
@@ -87,7 +88,7 @@ function navigationFrom(resource: ResourceSpec, name: string): NavigationSpec {
 function related(context: Context, parent: Base, navigation: NavigationSpec, build: (child: Base) => {select: Sql; where?: Sql}): Sql {
   const child = {resource: targetOf(navigation), alias: newAlias(context)}
   const {select, where} = build(child)
-  return sql`select ${select} from ${sql.table(child.resource.table)} as ${sql.id(child.alias)} where ${correlate(context, parent, navigation, child.alias)} and ${visibleRows(context.actor, child.resource, child.alias)}${where ? sql` and (${where})` : sql``}`
+  return sql`select ${select} from ${sql.table(child.resource.table)} as ${sql.id(child.alias)} where ${correlate(context, parent, navigation, child.alias)} and ${visibleRows(context.actor, child.resource, child.alias, context.access)}${where ? sql` and (${where})` : sql``}`
 }
 
 /**
@@ -197,8 +198,8 @@ function compileComparison(context: Context, operator: string, left: Node, right
 }
 
 function compileLambda(context: Context, parent: Base, node: Node): Sql {
+  // On a to-one navigation (balena's `is_for__device_type/any(dt: dt/slug in (...))`) it tests the one row, if any.
   const navigation = navigationFrom(parent.resource, node.name)
-  if (!navigation.many) throw badRequest(`${node.lambda.method}() needs a to-many navigation, and "${node.name}" is not one`)
   const {identifier, method, expression} = node.lambda
   if (method !== 'any' && method !== 'all') throw badRequest(`unsupported lambda ${method}()`)
   const subquery = related(context, parent, navigation, (child) => {
@@ -292,13 +293,15 @@ export interface Fetched {
 }
 
 export class ODataReader {
+  /** `access`: `read` for pine GETs (public rows included), `manage` for writes and routes acting on rows. */
   constructor(
     private readonly db: Kysely<any>,
     private readonly actor: Actor,
+    private readonly access: RowAccess = 'manage',
   ) {}
 
   private context(binds: ODataBinds): Context {
-    return {actor: this.actor, binds, counter: {next: 0}, lambdas: new Map()}
+    return {actor: this.actor, access: this.access, binds, counter: {next: 0}, lambdas: new Map()}
   }
 
   /** The rows a request names (collection, or key), shaped as pine answers them; a number for $count. */
@@ -319,7 +322,7 @@ export class ODataReader {
   async readById(resource: ResourceSpec, id: number): Promise<Row | undefined> {
     const context = this.context([] as unknown as ODataBinds)
     const base = {resource, alias: newAlias(context)}
-    const conditions = [visibleRows(this.actor, resource, base.alias), sql`${sql.ref(`${base.alias}.id`)} = ${id}`]
+    const conditions = [visibleRows(this.actor, resource, base.alias, this.access), sql`${sql.ref(`${base.alias}.id`)} = ${id}`]
     const rows = await this.fetch(context, base, {}, conditions, false)
     return rows[0] && shapeRow(resource, rows[0], {})
   }
@@ -337,12 +340,12 @@ export class ODataReader {
   async allVisible(resource: ResourceSpec, ids: number[]): Promise<boolean> {
     if (ids.length === 0) return true
     const alias = 't0'
-    const result = await sql<{count: number}>`select count(*) as ${sql.id('count')} from ${sql.table(resource.table)} as ${sql.id(alias)} where ${sql.ref(`${alias}.id`)} in (${sql.join(ids)}) and ${visibleRows(this.actor, resource, alias)}`.execute(this.db)
+    const result = await sql<{count: number}>`select count(*) as ${sql.id('count')} from ${sql.table(resource.table)} as ${sql.id(alias)} where ${sql.ref(`${alias}.id`)} in (${sql.join(ids)}) and ${visibleRows(this.actor, resource, alias, this.access)}`.execute(this.db)
     return Number(result.rows[0].count) === new Set(ids).size
   }
 
   private conditions(context: Context, request: ParsedRequest, base: Base): Sql[] {
-    const conditions = [visibleRows(this.actor, base.resource, base.alias)]
+    const conditions = [visibleRows(this.actor, base.resource, base.alias, this.access)]
     for (const [name, reference] of Object.entries(request.key ?? {})) {
       if (!fieldOf(base.resource, name)) throw unknownField(base.resource, name)
       conditions.push(sql`${fieldSql(base.resource, base.alias, name)} = ${bindValue(context, reference)}`)
@@ -375,7 +378,7 @@ export class ODataReader {
     const child = {resource: targetOf(navigation), alias: newAlias(context)}
     const options = property.options ?? {}
     const parentValues = [...new Set(rows.map((row) => row.values[navigation.parentField]).filter((value) => value !== null && value !== undefined))]
-    const conditions = [visibleRows(context.actor, child.resource, child.alias)]
+    const conditions = [visibleRows(context.actor, child.resource, child.alias, context.access)]
     if (options.$filter !== undefined) conditions.push(compileCondition(context, options.$filter, child))
     let link: Sql
     if (navigation.via) {

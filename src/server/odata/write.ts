@@ -104,6 +104,7 @@ export class ODataWriter {
   async create(resource: ResourceSpec, body: unknown): Promise<Values> {
     assertMayWrite(this.actor, resource, 'POST')
     const values = bodyValues(resource, body, 'POST')
+    assertMayWrite(this.actor, resource, 'POST', values)
     for (const [name, field] of Object.entries(resource.fields)) {
       if (field.required && (values[name] === undefined || values[name] === null)) throw badRequest(`${resource.name}.${name} is required`)
     }

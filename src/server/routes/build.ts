@@ -159,6 +159,7 @@ export function registerBuildRoutes(app: FastifyInstance, context: ServerContext
             .where('should_track_latest_release', '=', 1)
             .where((eb) => eb.or([eb('should_be_running__release', 'is', null), eb('should_be_running__release', '<', release.id)]))
             .execute()
+          context.targetsMaybeChanged()
         }
       }
 

@@ -14,6 +14,8 @@ export interface DeviceStateSettings {
   actions: DeviceActionQueue
   /** A device that has not reported for this long reads as offline. */
   heartbeatTimeoutMs: number
+  /** Devices with a link open are online whatever their last report says. */
+  linkedDeviceIds: () => number[]
 }
 
 /** Default offline timeout: twice the agent's default poll interval of 15 minutes (it reports every 5 minutes too). */
@@ -100,7 +102,7 @@ async function applyStateReport(context: ServerContext, deviceId: number, report
 export function registerDeviceStateRoutes(app: FastifyInstance, context: ServerContext, settings: DeviceStateSettings): void {
   const sweepEveryMs = Math.max(250, Math.min(30_000, Math.floor(settings.heartbeatTimeoutMs / 4)))
   const sweeper = setInterval(() => {
-    markSilentDevicesOffline(context.db, settings.heartbeatTimeoutMs).catch((error: unknown) => app.log.error({err: error}, 'marking silent devices offline failed'))
+    markSilentDevicesOffline(context.db, settings.heartbeatTimeoutMs, {exceptIds: settings.linkedDeviceIds()}).catch((error: unknown) => app.log.error({err: error}, 'marking silent devices offline failed'))
   }, sweepEveryMs)
   sweeper.unref()
   const closing = new AbortController()

@@ -10,7 +10,7 @@ export function wellKnownDocument(context: ServerContext, request: FastifyReques
   return {
     api: origin,
     builder: origin,
-    ssh: {host: request.hostname, port: context.sshPort},
+    ssh: {host: request.hostname, port: context.sshPort, hostKey: context.sshHostKey},
     tunnel: origin,
     registry: context.registry,
     version: context.version,

@@ -1,6 +1,6 @@
 import type {FastifyInstance, FastifyRequest} from 'fastify'
 
-import {PUBLIC_RESOURCES} from '../authorization.js'
+import {GUEST_READABLE_RESOURCES} from '../authorization.js'
 import {actorOf, authenticatedActor, type ServerContext} from '../context.js'
 import {badRequest, unauthorized} from '../http-errors.js'
 import {parseODataUrl} from '../odata/parse.js'
@@ -18,8 +18,8 @@ export function registerPineRoutes(app: FastifyInstance, context: ServerContext)
   app.get(`${API_ROOT}/*`, async (request) => {
     const parsed = parsedRequest(request)
     const actor = await actorOf(context, request)
-    if (actor.kind === 'guest' && !PUBLIC_RESOURCES.has(parsed.resource.name)) throw unauthorized()
-    return {d: await new ODataReader(context.db, actor).read(parsed)}
+    if (actor.kind === 'guest' && !GUEST_READABLE_RESOURCES.has(parsed.resource.name)) throw unauthorized()
+    return {d: await new ODataReader(context.db, actor, 'read').read(parsed)}
   })
 
   app.post(`${API_ROOT}/*`, async (request, reply) => {
@@ -27,6 +27,7 @@ export function registerPineRoutes(app: FastifyInstance, context: ServerContext)
     if (parsed.key || parsed.count) throw badRequest(`POST creates a ${parsed.resource.name}: send it to ${API_ROOT}/${parsed.resource.name}`)
     const actor = await authenticatedActor(context, request)
     const created = await new ODataWriter(context.db, actor, context.registry).create(parsed.resource, request.body)
+    context.targetsMaybeChanged()
     return reply.code(201).send(created)
   })
 
@@ -35,6 +36,7 @@ export function registerPineRoutes(app: FastifyInstance, context: ServerContext)
     const actor = await authenticatedActor(context, request)
     if (!parsed.key && parsed.options.$filter === undefined) throw badRequest('PATCH needs a key (resource(id)) or a $filter')
     await new ODataWriter(context.db, actor, context.registry).update(parsed, request.body)
+    context.targetsMaybeChanged()
     return ''
   }
 
@@ -46,6 +48,7 @@ export function registerPineRoutes(app: FastifyInstance, context: ServerContext)
     const actor = await authenticatedActor(context, request)
     if (!parsed.key && parsed.options.$filter === undefined) throw badRequest('DELETE needs a key (resource(id)) or a $filter')
     await new ODataWriter(context.db, actor).delete(parsed)
+    context.targetsMaybeChanged()
     return reply.code(200).send('')
   })
 }

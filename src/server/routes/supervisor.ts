@@ -3,7 +3,6 @@ import type {FastifyInstance} from 'fastify'
 import type {DeviceAction} from '../../protocol/device-action.js'
 import {mayAccessDevice} from '../authorization.js'
 import {type ServerContext, userActor} from '../context.js'
-import type {DeviceActionQueue} from '../device-actions.js'
 import {badRequest, notFound} from '../http-errors.js'
 
 interface SupervisorBody {
@@ -53,10 +52,10 @@ function actionOf(path: string, data: Record<string, unknown>, appId: number): D
 
 /**
  * `POST /supervisor/<path>`: a supervisor API call for the online devices the body names (one by uuid or id, or
- * every device of a fleet by appId). [flotilla] the call is queued as an action each device collects from
- * `GET /device/v3/:uuid/actions`; the answer says it was queued, not what the device made of it.
+ * every device of a fleet by appId). [flotilla] the call goes to each device as an action, through its link or else
+ * queued for `GET /device/v3/:uuid/actions`; the answer says it was sent, not what the device made of it.
  */
-export function registerSupervisorRoute(app: FastifyInstance, context: ServerContext, actions: DeviceActionQueue): void {
+export function registerSupervisorRoute(app: FastifyInstance, context: ServerContext, deliver: (deviceId: number, action: DeviceAction) => Promise<void>): void {
   app.post<{Params: {'*': string}}>('/supervisor/*', async (request, reply) => {
     const actor = await userActor(context, request)
     const body = (request.body ?? {}) as SupervisorBody
@@ -79,7 +78,7 @@ export function registerSupervisorRoute(app: FastifyInstance, context: ServerCon
     if (devices.length === 0) throw notFound('No online device(s) found')
     const data = typeof body.data === 'object' && body.data !== null ? (body.data as Record<string, unknown>) : {}
     const queued = devices.map((device) => ({device, action: actionOf(path, data, positiveInteger(data.appId) ?? appId ?? device.belongs_to__application)}))
-    for (const {device, action} of queued) actions.enqueue(device.id, action)
+    for (const {device, action} of queued) await deliver(device.id, action)
     if (queued.length === 1) return reply.type('text/plain').send('OK')
     return reply.code(207).send(queued.map(() => ({statusCode: 200, body: 'OK'})))
   })

@@ -1,10 +1,10 @@
 import {strict as assert} from 'node:assert'
-import {mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
 import {ExpectedError} from '../../../src/errors.js'
-import {createProjectIgnore, readProjectIgnore} from '../../../src/project/ignore.js'
+import {combineContextIgnores, createProjectIgnore, readProjectIgnore} from '../../../src/project/ignore.js'
 
 describe('project ignore rules', () => {
   it('ignores what .dockerignore lists, with Docker pattern syntax', () => {
@@ -61,6 +61,43 @@ describe('project ignore rules', () => {
     assert.equal(rules.ignores('README.md'), true)
   })
 
+  describe('per build context', () => {
+    const root = createProjectIgnore('**/*.tmp\nfrontend/cache\n')
+    const rules = combineContextIgnores(root, [
+      {context: 'frontend', ignore: createProjectIgnore('node_modules\n*.log\nDockerfile\n.balena\n!keep.log\n')},
+      {context: 'frontend/widgets', ignore: createProjectIgnore('dist\n')},
+      {context: '.', ignore: createProjectIgnore('*\n')},
+    ])
+
+    it("matches a context's own patterns relative to the context, for the paths under it", () => {
+      assert.equal(rules.ignores('frontend/node_modules/react/index.js'), true)
+      assert.equal(rules.ignores('frontend/debug.log'), true)
+      assert.equal(rules.ignores('frontend/keep.log'), false)
+      assert.equal(rules.ignores('frontend/src/app.js'), false)
+      assert.equal(rules.ignores('node_modules/x.js'), false, "the root's rules do not know the context's patterns")
+    })
+
+    it("does not apply the root's rules under a context with its own .dockerignore, as Docker builds that context", () => {
+      assert.equal(rules.ignores('frontend/cache/blob'), false)
+      assert.equal(rules.ignores('frontend/a.tmp'), false)
+      assert.equal(rules.ignores('backend/a.tmp'), true)
+    })
+
+    it('lets the deepest context decide, and keeps every context folder', () => {
+      assert.equal(rules.ignores('frontend/widgets/dist/w.js'), true)
+      assert.equal(rules.ignores('frontend/widgets/debug.log'), false, 'frontend/widgets follows its own file only')
+      assert.equal(rules.ignores('frontend'), false)
+      assert.equal(rules.ignores('frontend/widgets'), false)
+    })
+
+    it('keeps balena\'s fixed rules inside a context: Dockerfiles and .balena in, .git out', () => {
+      assert.equal(rules.ignores('frontend/Dockerfile'), false)
+      assert.equal(rules.ignores('frontend/.balena/balena.yml'), false)
+      assert.equal(rules.ignores('frontend/.git/HEAD'), true)
+      assert.equal(rules.ignores('frontend/widgets/.git'), true)
+    })
+  })
+
   describe('readProjectIgnore', () => {
     let folder: string
     beforeEach(async () => {
@@ -81,6 +118,19 @@ describe('project ignore rules', () => {
       const rules = await readProjectIgnore(folder)
       assert.equal(rules.ignores('anything/at/all'), false)
       assert.equal(rules.ignores('.git/HEAD'), true)
+    })
+
+    it("reads the .dockerignore of each build context that has one; a context without one follows the root's", async () => {
+      await writeFile(path.join(folder, '.dockerignore'), '**/*.bin\n')
+      await mkdir(path.join(folder, 'api'))
+      await mkdir(path.join(folder, 'web'))
+      await writeFile(path.join(folder, 'api/.dockerignore'), 'secrets\n')
+      const rules = await readProjectIgnore(folder, ['.', 'api', 'web', 'api'])
+      assert.equal(rules.ignores('api/secrets/key'), true)
+      assert.equal(rules.ignores('api/model.bin'), false, "api's own file replaces the root's for api/")
+      assert.equal(rules.ignores('web/model.bin'), true)
+      assert.equal(rules.ignores('model.bin'), true)
+      assert.equal(rules.ignores('secrets/key'), false)
     })
 
     it('says which file it could not read', async () => {

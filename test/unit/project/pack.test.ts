@@ -187,3 +187,50 @@ async function readAll(stream: Readable): Promise<Buffer> {
   for await (const chunk of stream) chunks.push(chunk as Buffer)
   return Buffer.concat(chunks)
 }
+
+describe('packProject for a compose project', () => {
+  let folder: string
+
+  before(async () => {
+    folder = await mkdtemp(path.join(tmpdir(), 'flotilla-pack-compose-'))
+    const project: Record<string, string | Buffer> = {
+      '.dockerignore': '**/*.tmp\n',
+      'docker-compose.yml': 'services:\n  api:\n    build: api\n    image: "${IMAGE}"\n',
+      'root.tmp': 'ignored by the root\n',
+      'api/.dockerignore': 'node_modules\nDockerfile\n',
+      'api/Dockerfile': 'FROM busybox\n',
+      'api/node_modules/big.bin': Buffer.alloc(2 * 1024 * 1024, 1),
+      'api/notes.tmp': 'api has its own rules: kept\n',
+      'api/src/index.js': 'console.log(1)\n',
+      'web/Dockerfile': 'FROM busybox\n',
+      'web/notes.tmp': 'web follows the root: ignored\n',
+    }
+    for (const [name, content] of Object.entries(project)) {
+      await mkdir(path.dirname(path.join(folder, name)), {recursive: true})
+      await writeFile(path.join(folder, name), content)
+    }
+
+    await utimes(path.join(folder, 'docker-compose.yml'), MTIME, MTIME)
+  })
+
+  after(async () => {
+    await rm(folder, {recursive: true, force: true})
+  })
+
+  it("applies each build context's own .dockerignore to the files under it", async () => {
+    const names = (await unpack(gunzip(packProject(folder, {contexts: ['api', 'web']})))).filter((entry) => entry.type === 'file').map((entry) => entry.name)
+    assert.deepEqual(names, ['.dockerignore', 'api/.dockerignore', 'api/Dockerfile', 'api/notes.tmp', 'api/src/index.js', 'docker-compose.yml', 'web/Dockerfile'])
+    const rootOnly = (await unpack(gunzip(packProject(folder)))).map((entry) => entry.name)
+    assert.ok(rootOnly.includes('api/node_modules/big.bin'), 'without the contexts, only the root rules apply')
+  })
+
+  it('sends a replaced file with the new contents, keeping its mode and mtime', async () => {
+    const resolved = 'services:\n  api:\n    build: api\n    image: resolved\n'
+    const reports: PackProgress[] = []
+    const entries = await unpack(packProjectTar(folder, {contexts: ['api'], replacements: {'docker-compose.yml': resolved}, onProgress: (report) => reports.push(report)}))
+    const compose = entries.find((entry) => entry.name === 'docker-compose.yml')
+    assert.equal(compose?.content?.toString(), resolved)
+    assert.equal(compose?.mtimeSeconds, MTIME.getTime() / 1000)
+    assert.equal(reports.at(-1)?.bytesRead, reports.at(-1)?.totalBytes)
+  })
+})

@@ -143,6 +143,7 @@ describe('device target state', () => {
   it('marks devices offline once they are silent past the timeout', async () => {
     await db.updateTable('device').set({is_online: 1, api_heartbeat_state: 'online', last_connectivity_event: new Date(Date.now() - 10_000).toISOString()}).execute()
     assert.equal(await markSilentDevicesOffline(db, 60_000), 0)
+    assert.equal(await markSilentDevicesOffline(db, 5000, {exceptIds: [deviceId]}), 0, 'a linked device stays online')
     assert.equal(await markSilentDevicesOffline(db, 5000), 1)
     const device = await db.selectFrom('device').select(['is_online', 'api_heartbeat_state']).where('id', '=', deviceId).executeTakeFirstOrThrow()
     assert.deepEqual({...device, is_online: Number(device.is_online)}, {is_online: 0, api_heartbeat_state: 'offline'})

@@ -1,0 +1,171 @@
+/**
+ * Tunnel: throughput and round-trip latency of a connection through `flotilla tunnel` (CLI → server's CONNECT
+ * proxy → device link → agent → a port of the device) beside a direct loopback connection to the same port in
+ * the same run; then how many tunnel connections are held open at once, each proven alive by an echo.
+ */
+import {type ChildProcess, spawn} from 'node:child_process'
+import {mkdtempSync, rmSync} from 'node:fs'
+import net from 'node:net'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+
+import {startAgent} from '../src/agent/agent.js'
+import {CLI_BIN, makeCliHome, runCli} from '../test/helpers/cli.js'
+import {ensureDocker} from '../test/helpers/docker.js'
+import {FleetApi} from '../test/helpers/fleet-api.js'
+import {startServer} from '../test/helpers/server.js'
+import {median, percentile} from './measure.js'
+
+const THROUGHPUT_BYTES = 512 * 1024 * 1024
+const LATENCY_SAMPLES = 2000
+const CONCURRENT_CONNECTIONS = [100, 500, 1000]
+
+/** A port on the device side: `echo` mode answers every byte, `sink` mode counts and answers once at the end. */
+async function startDeviceService(): Promise<{port: number; close: () => void}> {
+  const server = net.createServer((socket) => {
+    socket.once('data', (first) => {
+      if (first[0] === 0x73) {
+        // "s<bytes>\n": swallow that many bytes, then say how many arrived.
+        const expected = Number(first.subarray(1, first.indexOf(0x0a)).toString())
+        let received = first.length - first.indexOf(0x0a) - 1
+        const done = () => socket.end(`${received}\n`)
+        if (received >= expected) return done()
+        socket.on('data', (chunk) => {
+          received += chunk.length
+          if (received >= expected) done()
+        })
+        return
+      }
+
+      socket.write(first)
+      socket.pipe(socket)
+    })
+    socket.on('error', () => {})
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {port: (server.address() as net.AddressInfo).port, close: () => server.close()}
+}
+
+function connect(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => resolve(socket))
+    socket.once('error', reject)
+  })
+}
+
+/** MB/s of sending `bytes` through `port` until the far side says it has them all. */
+async function throughput(port: number, bytes: number): Promise<number> {
+  const socket = await connect(port)
+  const chunk = Buffer.alloc(1024 * 1024, 7)
+  const started = performance.now()
+  const answered = new Promise<void>((resolve, reject) => {
+    socket.once('data', () => resolve())
+    socket.once('error', reject)
+  })
+  socket.write(`s${bytes}\n`)
+  for (let sent = 0; sent < bytes; sent += chunk.length) {
+    if (!socket.write(chunk)) await new Promise((resolve) => socket.once('drain', resolve))
+  }
+
+  await answered
+  const seconds = (performance.now() - started) / 1000
+  socket.destroy()
+  return bytes / 1e6 / seconds
+}
+
+/** Round-trip times in ms of one byte echoed, over one connection. */
+async function roundTrips(port: number, samples: number): Promise<number[]> {
+  const socket = await connect(port)
+  socket.setNoDelay(true)
+  const times: number[] = []
+  for (let index = 0; index < samples + 50; index++) {
+    const started = performance.now()
+    await new Promise<void>((resolve) => {
+      socket.once('data', () => resolve())
+      socket.write('x')
+    })
+    if (index >= 50) times.push(performance.now() - started)
+  }
+
+  socket.destroy()
+  return times
+}
+
+/** How many of `count` connections opened at once each echo a byte back while all are open. */
+async function concurrent(port: number, count: number): Promise<number> {
+  const sockets = await Promise.all(Array.from({length: count}, () => connect(port).catch(() => undefined)))
+  const alive = await Promise.all(
+    sockets.map(
+      (socket) =>
+        new Promise<boolean>((resolve) => {
+          if (!socket) return resolve(false)
+          const timer = setTimeout(() => resolve(false), 30_000)
+          socket.once('data', () => {
+            clearTimeout(timer)
+            resolve(true)
+          })
+          socket.once('close', () => resolve(false))
+          socket.write('y')
+        }),
+    ),
+  )
+  for (const socket of sockets) socket?.destroy()
+  return alive.filter(Boolean).length
+}
+
+function startTunnel(uuid: string, remotePort: number, env: NodeJS.ProcessEnv): Promise<{child: ChildProcess; localPort: number}> {
+  const child = spawn(process.execPath, [CLI_BIN, 'tunnel', uuid, '-p', `${remotePort}:0`, '--json'], {env: {PATH: process.env.PATH, ...env}, stdio: ['ignore', 'pipe', 'inherit']})
+  return new Promise((resolve, reject) => {
+    let stdout = ''
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk
+      const line = stdout.split('\n').find((candidate) => candidate.startsWith('{'))
+      if (line) resolve({child, localPort: (JSON.parse(line) as {localPort: number}).localPort})
+    })
+    child.once('exit', (code) => reject(new Error(`flotilla tunnel exited with ${code}`)))
+  })
+}
+
+export async function run(): Promise<void> {
+  await ensureDocker()
+  const workDir = mkdtempSync(path.join(tmpdir(), 'flotilla-bench-tunnel-'))
+  const server = await startServer()
+  const service = await startDeviceService()
+  let tunnel: ChildProcess | undefined
+  let agent: Awaited<ReturnType<typeof startAgent>> | undefined
+  try {
+    const api = new FleetApi(server.url)
+    const token = await api.login(server.admin.username, server.admin.password)
+    const fleet = await api.createFleet(token, 'bench')
+    const env = {HOME: makeCliHome(), FLOTILLA_URL: server.url, FLOTILLA_TOKEN: token}
+    const configPath = path.join(workDir, 'config.json')
+    const generated = await runCli(['config', 'generate', '--fleet', fleet.slug, '-o', configPath], {env})
+    if (generated.exitCode !== 0) throw new Error(generated.stderr)
+    agent = await startAgent({configPath, dataDir: path.join(workDir, 'agent'), hostNetwork: true, localApiPort: 0, pollIntervalMs: 600_000})
+    const uuid = await agent.registered
+    await agent.link?.linked()
+    const opened = await startTunnel(uuid, service.port, env)
+    tunnel = opened.child
+
+    const directMBps = await throughput(service.port, THROUGHPUT_BYTES)
+    const tunnelMBps = await throughput(opened.localPort, THROUGHPUT_BYTES)
+    const direct = await roundTrips(service.port, LATENCY_SAMPLES)
+    const tunnelled = await roundTrips(opened.localPort, LATENCY_SAMPLES)
+    const added = median(tunnelled) - median(direct)
+    console.log(`throughput (${THROUGHPUT_BYTES / 1024 / 1024} MiB): direct ${directMBps.toFixed(0)} MB/s, tunnel ${tunnelMBps.toFixed(0)} MB/s — ${(tunnelMBps / directMBps).toFixed(2)}× direct (target ≥ 0.5×)`)
+    console.log(
+      `round trip (${LATENCY_SAMPLES} samples): direct p50 ${median(direct).toFixed(3)} ms p99 ${percentile(direct, 0.99).toFixed(3)} ms; tunnel p50 ${median(tunnelled).toFixed(3)} ms p99 ${percentile(tunnelled, 0.99).toFixed(3)} ms — added p50 ${added.toFixed(3)} ms (target < 2 ms)`,
+    )
+    for (const count of CONCURRENT_CONNECTIONS) {
+      const started = performance.now()
+      const alive = await concurrent(opened.localPort, count)
+      console.log(`concurrent tunnel connections: ${alive}/${count} held open and echoing (${((performance.now() - started) / 1000).toFixed(1)} s)`)
+    }
+  } finally {
+    tunnel?.kill('SIGINT')
+    await agent?.stop()
+    service.close()
+    await server.stop()
+    rmSync(workDir, {recursive: true, force: true})
+  }
+}

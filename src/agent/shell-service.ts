@@ -1,0 +1,349 @@
+import {spawn} from 'node:child_process'
+import {readFile} from 'node:fs/promises'
+import type {AddressInfo, Socket} from 'node:net'
+import {constants as osConstants, homedir} from 'node:os'
+import path from 'node:path'
+import type {Duplex} from 'node:stream'
+
+import type Docker from 'dockerode'
+import * as pty from 'node-pty'
+import ssh2 from 'ssh2'
+import type {AuthContext, Connection, ServerChannel, Session} from 'ssh2'
+
+import {writeFileAtomic} from '../atomic-file.js'
+import type {ConfigJson} from '../protocol/config-json.js'
+import {SERVICE_ENV} from '../protocol/device-link.js'
+import {isAuthorizedKey, parseAuthorizedKeys} from '../protocol/authorized-keys.js'
+import {ownerLabel} from './docker-executor.js'
+import {LABELS} from './reconciler.js'
+
+/** Who may log in to the shell service without the server's word: a direct listener or a tunnel to its port. */
+export interface DirectAccess {
+  /** OpenSSH authorized_keys lines (config.json's `os.sshKeys`). */
+  authorizedKeys: string[]
+  /** Anyone may log in, as on a balenaOS development image. */
+  open: boolean
+}
+
+/** config.json's rules for direct logins: its keys; on a development device without keys, anyone. */
+export function directAccessOf(config: ConfigJson): DirectAccess {
+  const authorizedKeys = config.os?.sshKeys ?? []
+  return {authorizedKeys, open: config.developmentMode === true && authorizedKeys.length === 0}
+}
+
+export interface ShellServiceOptions {
+  dataDir: string
+  docker: Docker
+  /** The device whose service containers sessions may enter; undefined until it is registered. */
+  deviceUuid: () => string | undefined
+  /** Asked at each direct login, so keys added to config.json count without a restart. */
+  directAccess: () => Promise<DirectAccess>
+}
+
+/** The agent's embedded SSH server: shells and commands on the host or inside a service's container. */
+export interface ShellService {
+  /** A connection the server opened over the device link: the server authorized it already. */
+  injectLinkConnection(stream: Duplex): void
+  /** A connection that logs in by key (see {@link DirectAccess}): a tunnel to the device's SSH port. */
+  injectDirectConnection(stream: Duplex): void
+  /** Listens for direct connections; resolves with the bound port. */
+  listen(port: number, host: string): Promise<number>
+  /** Ends every connection, kills every session's process and stops listening. */
+  close(): Promise<void>
+}
+
+const HOST_KEY_FILE = 'shell_host_ed25519_key'
+
+const SERVICE_SHELL = 'if command -v bash >/dev/null 2>&1; then exec bash; else exec sh; fi'
+
+/** Signals SSH can name in an exit-signal message (RFC 4254 §6.10); others are reported as a shell does, 128 + number. */
+const SSH_SIGNALS = new Set(['ABRT', 'ALRM', 'FPE', 'HUP', 'ILL', 'INT', 'KILL', 'PIPE', 'QUIT', 'SEGV', 'TERM', 'USR1', 'USR2'])
+
+/** Bounds the wait for the engine to record an exec's exit code once its stream has ended. */
+const EXEC_EXIT_POLLS = 50
+const EXEC_EXIT_POLL_MS = 20
+
+interface PtyRequest {
+  term: string
+  cols: number
+  rows: number
+}
+
+/** A session's process, wherever it runs. */
+interface SessionProcess {
+  resize(cols: number, rows: number): void
+  /** Sends a signal (SSH's name, without "SIG"); false when the process cannot be signalled. */
+  signal(name: string): boolean
+  kill(): void
+}
+
+interface ExitStatus {
+  code: number | null
+  signal?: NodeJS.Signals | null
+}
+
+async function loadHostKey(dataDir: string): Promise<string> {
+  const file = path.join(dataDir, HOST_KEY_FILE)
+  const existing = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined
+    throw error
+  })
+  if (existing) return existing
+  const {private: privateKey} = ssh2.utils.generateKeyPairSync('ed25519')
+  await writeFileAtomic(file, privateKey, 0o600)
+  return privateKey
+}
+
+function signalNameOf(signal: number): NodeJS.Signals | undefined {
+  return (Object.keys(osConstants.signals) as NodeJS.Signals[]).find((name) => osConstants.signals[name] === signal)
+}
+
+/** Tells the client how the process ended, then ends the channel. */
+function reportExit(channel: ServerChannel, status: ExitStatus): void {
+  const signal = status.signal?.replace(/^SIG/, '')
+  if (signal && SSH_SIGNALS.has(signal)) channel.exit(signal)
+  else if (status.signal) channel.exit(128 + osConstants.signals[status.signal])
+  else channel.exit(status.code ?? 0)
+  channel.end()
+}
+
+function fail(channel: ServerChannel, message: string, withPty: boolean): void {
+  channel.stderr.write(`error: ${message}${withPty ? '\r\n' : '\n'}`)
+  reportExit(channel, {code: 1})
+}
+
+function runOnHost(channel: ServerChannel, command: string | undefined, ptyRequest: PtyRequest | undefined): SessionProcess {
+  if (ptyRequest) {
+    const shell = process.env.SHELL || '/bin/sh'
+    const terminal = pty.spawn(shell, command === undefined ? [] : ['-c', command], {
+      name: ptyRequest.term || 'xterm',
+      cols: ptyRequest.cols || 80,
+      rows: ptyRequest.rows || 24,
+      cwd: homedir(),
+      env: {...process.env, TERM: ptyRequest.term || 'xterm'},
+    })
+    terminal.onData((data) => channel.write(data))
+    channel.on('data', (data: Buffer) => terminal.write(data))
+    terminal.onExit(({exitCode, signal}) => reportExit(channel, {code: exitCode, signal: signal ? signalNameOf(signal) : undefined}))
+    return {
+      resize: (cols, rows) => terminal.resize(cols, rows),
+      signal(name) {
+        try {
+          terminal.kill(`SIG${name}`)
+          return true
+        } catch {
+          // A name this system has no signal for.
+          return false
+        }
+      },
+      kill: () => terminal.kill(),
+    }
+  }
+
+  // Its own process group, so a hang-up reaches what the command started too.
+  const child = spawn('/bin/sh', command === undefined ? [] : ['-c', command], {cwd: homedir(), stdio: 'pipe', detached: true})
+  const signalGroup = (signal: NodeJS.Signals) => {
+    if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return false
+    try {
+      process.kill(-child.pid, signal)
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  // A command that exits without reading its input makes the rest of the input fail to write: nobody is owed it.
+  child.stdin.on('error', () => {})
+  channel.pipe(child.stdin)
+  child.stdout.pipe(channel, {end: false})
+  child.stderr.pipe(channel.stderr, {end: false})
+  child.once('error', (error) => fail(channel, `cannot run /bin/sh: ${error.message}`, false))
+  child.once('close', (code, signal) => reportExit(channel, {code, signal}))
+  return {
+    resize: () => {},
+    signal: (name) => signalGroup(`SIG${name}` as NodeJS.Signals),
+    kill: () => signalGroup('SIGHUP'),
+  }
+}
+
+type ContainerSummary = Pick<Docker.ContainerInfo, 'Created' | 'Id' | 'Labels'>
+
+/**
+ * The running container a session names: by service name (the newest, should an update run two), else by a
+ * unique container id prefix, as balena's `enter <uuid> <containerId>` gives it.
+ */
+export function findServiceContainer<T extends ContainerSummary>(containers: readonly T[], name: string): T | undefined {
+  const byService = containers.filter((container) => container.Labels?.[LABELS.serviceName] === name).sort((a, b) => b.Created - a.Created)
+  if (byService.length > 0) return byService[0]
+  if (!/^[a-f\d]+$/i.test(name)) return undefined
+  const byId = containers.filter((container) => container.Id.startsWith(name.toLowerCase()))
+  return byId.length === 1 ? byId[0] : undefined
+}
+
+function noSuchServiceMessage(containers: readonly ContainerSummary[], name: string): string {
+  const running = [...new Set(containers.map((container) => container.Labels?.[LABELS.serviceName]).filter(Boolean))].sort()
+  return `no running service "${name}" on this device (${running.length > 0 ? `running: ${running.join(', ')}` : 'none is running'})`
+}
+
+async function exitCodeOf(exec: Docker.Exec): Promise<number | null> {
+  for (let poll = 0; poll < EXEC_EXIT_POLLS; poll++) {
+    const info = await exec.inspect()
+    if (!info.Running) return info.ExitCode
+    await new Promise((resolve) => setTimeout(resolve, EXEC_EXIT_POLL_MS))
+  }
+
+  return null
+}
+
+async function runInService(
+  docker: Docker,
+  deviceUuid: string | undefined,
+  service: string,
+  channel: ServerChannel,
+  command: string | undefined,
+  ptyRequest: PtyRequest | undefined,
+): Promise<SessionProcess | undefined> {
+  const containers = deviceUuid ? await docker.listContainers({filters: {label: [`${LABELS.supervised}=true`, ownerLabel(deviceUuid)]}}) : []
+  const container = findServiceContainer(containers, service)
+  if (!container) {
+    fail(channel, noSuchServiceMessage(containers, service), ptyRequest !== undefined)
+    return undefined
+  }
+
+  const tty = ptyRequest !== undefined
+  const exec = await docker.getContainer(container.Id).exec({
+    Cmd: ['/bin/sh', '-c', command ?? SERVICE_SHELL],
+    AttachStdin: true,
+    AttachStdout: true,
+    AttachStderr: true,
+    Tty: tty,
+    Env: ptyRequest ? [`TERM=${ptyRequest.term || 'xterm'}`] : undefined,
+    // Engines before API 1.42 ignore it: for them the resize below sets the size, a moment after the start.
+    ConsoleSize: ptyRequest ? [ptyRequest.rows, ptyRequest.cols] : undefined,
+  })
+  const stream = await exec.start({hijack: true, stdin: true, Tty: tty})
+  const resize = (cols: number, rows: number) => void exec.resize({h: rows, w: cols}).catch(() => {})
+  if (ptyRequest) {
+    stream.pipe(channel, {end: false})
+    resize(ptyRequest.cols, ptyRequest.rows)
+  } else {
+    docker.modem.demuxStream(stream, channel, channel.stderr)
+  }
+
+  // Like sshd with a pty, the end of the client's input does not hang up the terminal.
+  channel.pipe(stream, {end: !tty})
+  stream.on('error', () => {})
+  let ended = false
+  const onEnd = () => {
+    if (ended) return
+    ended = true
+    exitCodeOf(exec).then(
+      (code) => reportExit(channel, {code: code ?? 255}),
+      () => reportExit(channel, {code: 255}),
+    )
+  }
+
+  stream.once('end', onEnd)
+  stream.once('close', onEnd)
+  return {
+    resize,
+    // The engine has no way to signal an exec's process.
+    signal: () => false,
+    kill: () => stream.destroy(),
+  }
+}
+
+/** Starts the shell service; it serves injected connections at once, and direct ones once `listen` is called. */
+export async function startShellService(options: ShellServiceOptions): Promise<ShellService> {
+  const hostKey = await loadHostKey(options.dataDir)
+  const connections = new Set<Connection>()
+  const processes = new Set<SessionProcess>()
+
+  const serveSession = (session: Session) => {
+    let ptyRequest: PtyRequest | undefined
+    let service: string | undefined
+    let running: SessionProcess | undefined
+    session.on('pty', (accept, _reject, info) => {
+      ptyRequest = {term: info.term, cols: info.cols, rows: info.rows}
+      accept?.()
+    })
+    session.on('window-change', (accept, _reject, info) => {
+      if (ptyRequest) ptyRequest = {...ptyRequest, cols: info.cols, rows: info.rows}
+      running?.resize(info.cols, info.rows)
+      accept?.()
+    })
+    session.on('env', (accept, reject, info) => {
+      if (info.key !== SERVICE_ENV) return void reject?.()
+      service = info.val || undefined
+      accept?.()
+    })
+    session.on('signal', (accept, reject, info) => (running?.signal(info.name) ? accept?.() : reject?.()))
+
+    const start = async (channel: ServerChannel, command: string | undefined) => {
+      let closed = false
+      channel.once('close', () => {
+        closed = true
+        if (running) {
+          running.kill()
+          processes.delete(running)
+        }
+      })
+      running = service ? await runInService(options.docker, options.deviceUuid(), service, channel, command, ptyRequest) : runOnHost(channel, command, ptyRequest)
+      if (!running) return
+      if (closed) running.kill()
+      else processes.add(running)
+    }
+
+    const startOrFail = (channel: ServerChannel, command: string | undefined) =>
+      start(channel, command).catch((error: unknown) => fail(channel, (error as Error).message, ptyRequest !== undefined))
+    session.once('shell', (accept) => void startOrFail(accept(), undefined))
+    session.once('exec', (accept, _reject, info) => void startOrFail(accept(), info.command))
+  }
+
+  const serveConnection = (connection: Connection, authorize: (auth: AuthContext) => Promise<boolean>) => {
+    connections.add(connection)
+    connection.on('close', () => connections.delete(connection))
+    // A client that goes away mid-handshake is its own business.
+    connection.on('error', () => {})
+    connection.on('authentication', (auth) => {
+      authorize(auth).then(
+        (allowed) => (allowed ? auth.accept() : auth.reject(['publickey'])),
+        () => auth.reject(['publickey']),
+      )
+    })
+    connection.on('ready', () => connection.on('session', (accept) => serveSession(accept())))
+  }
+
+  const authorizeDirect = async (auth: AuthContext): Promise<boolean> => {
+    const access = await options.directAccess()
+    if (access.open) return true
+    return auth.method === 'publickey' && isAuthorizedKey(parseAuthorizedKeys(access.authorizedKeys), auth)
+  }
+
+  const linkServer = new ssh2.Server({hostKeys: [hostKey]}, (connection) => serveConnection(connection, async () => true))
+  const directServer = new ssh2.Server({hostKeys: [hostKey]}, (connection) => serveConnection(connection, authorizeDirect))
+  let listening = false
+
+  return {
+    // ssh2 reads and writes an injected stream as it does a socket; a channel has every member it uses.
+    injectLinkConnection: (stream) => linkServer.injectSocket(stream as Socket),
+    injectDirectConnection: (stream) => directServer.injectSocket(stream as Socket),
+    listen: (port, host) =>
+      new Promise((resolve, reject) => {
+        directServer.once('error', reject)
+        directServer.listen(port, host, () => {
+          directServer.off('error', reject)
+          listening = true
+          resolve((directServer.address() as AddressInfo).port)
+        })
+      }),
+    close: () =>
+      new Promise((resolve) => {
+        for (const running of processes) running.kill()
+        processes.clear()
+        for (const connection of connections) connection.end()
+        if (listening) directServer.close(() => resolve())
+        else resolve()
+      }),
+  }
+}

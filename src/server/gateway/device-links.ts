@@ -1,0 +1,156 @@
+import type {Duplex} from 'node:stream'
+
+import type {Connection} from 'ssh2'
+
+import type {DeviceAction} from '../../protocol/device-action.js'
+import {CHANNEL_CONTROL, CHANNEL_SHELL, CHANNEL_TCP, encodeLinkMessage, LINK_FORWARD, type LinkMessage} from '../../protocol/device-link.js'
+import type {Db} from '../db/database.js'
+import {now} from '../db/values.js'
+import {computeTargetState, entityTagOf} from '../device-target.js'
+
+/** The device has no link open: it cannot be reached now. */
+export class DeviceNotLinkedError extends Error {
+  constructor(readonly uuid: string) {
+    super(`device ${uuid.slice(0, 7)} is not connected`)
+  }
+}
+
+/** The agent refused a channel: for a tunnel, nothing listens on that port of the device. */
+export class ChannelRefusedError extends Error {}
+
+interface Link {
+  deviceId: number
+  uuid: string
+  connection: Connection
+  /** The target's ETag as of the last time the device was told (or linked), to tell only on real changes. */
+  targetTag?: string
+}
+
+export type ChannelKind = typeof CHANNEL_TCP | typeof CHANNEL_SHELL | typeof CHANNEL_CONTROL
+
+/** How long a burst of writes is gathered before linked devices' targets are compared. */
+const TARGET_CHECK_DELAY_MS = 100
+
+/**
+ * The devices linked right now, and the server's way to reach them: channels for shells and tunnels, and
+ * control messages (update now, actions). A link also makes its device read as online, and its loss offline.
+ */
+export class DeviceLinks {
+  private readonly links = new Map<number, Link>()
+  private targetCheck?: NodeJS.Timeout
+  private targetCheckRunning?: Promise<void>
+  private targetCheckAgain = false
+
+  constructor(
+    private readonly db: Db,
+    private readonly onError: (error: unknown, message: string) => void,
+  ) {}
+
+  /** Records a device's link; a link the device had before is closed, since an agent keeps only one. */
+  async add(deviceId: number, uuid: string, connection: Connection): Promise<void> {
+    const previous = this.links.get(deviceId)
+    const link: Link = {deviceId, uuid, connection}
+    this.links.set(deviceId, link)
+    if (previous && previous.connection !== connection) previous.connection.end()
+    connection.once('close', () => {
+      if (this.links.get(deviceId) !== link) return
+      this.links.delete(deviceId)
+      this.db
+        .updateTable('device')
+        .set({is_online: 0, api_heartbeat_state: 'offline', last_connectivity_event: now()})
+        .where('id', '=', deviceId)
+        .execute()
+        .catch((error: unknown) => this.onError(error, 'marking an unlinked device offline failed'))
+    })
+    await this.db.updateTable('device').set({is_online: 1, api_heartbeat_state: 'online', last_connectivity_event: now()}).where('id', '=', deviceId).execute()
+    const target = await computeTargetState(this.db, deviceId)
+    link.targetTag = target && entityTagOf(JSON.stringify(target))
+  }
+
+  isLinked(deviceId: number): boolean {
+    return this.links.has(deviceId)
+  }
+
+  linkedDeviceIds(): number[] {
+    return [...this.links.keys()]
+  }
+
+  /**
+   * Opens a channel to the device: `tcp` to a port of its loopback, `shell` to its shell service, `control`
+   * for one message. Fails with {@link DeviceNotLinkedError} or {@link ChannelRefusedError}.
+   */
+  openChannel(deviceId: number, uuid: string, kind: ChannelKind, port = 0): Promise<Duplex> {
+    const link = this.links.get(deviceId)
+    if (!link) return Promise.reject(new DeviceNotLinkedError(uuid))
+    return new Promise((resolve, reject) => {
+      link.connection.forwardOut(LINK_FORWARD.address, LINK_FORWARD.port, kind, port, (error, channel) => {
+        if (error) reject(this.links.get(deviceId) === link ? new ChannelRefusedError(error.message) : new DeviceNotLinkedError(uuid))
+        else resolve(channel)
+      })
+    })
+  }
+
+  /** Sends one control message; false when the device is not linked or the message did not get through. */
+  async send(deviceId: number, message: LinkMessage): Promise<boolean> {
+    const link = this.links.get(deviceId)
+    if (!link) return false
+    try {
+      const channel = await this.openChannel(deviceId, link.uuid, CHANNEL_CONTROL)
+      await new Promise<void>((resolve, reject) => {
+        channel.once('error', reject)
+        channel.end(encodeLinkMessage(message), () => resolve())
+      })
+      channel.resume()
+      return true
+    } catch (error) {
+      this.onError(error, `sending ${message.type} to device ${link.uuid} failed`)
+      return false
+    }
+  }
+
+  deliverAction(deviceId: number, action: DeviceAction): Promise<boolean> {
+    return this.send(deviceId, {type: 'action', action})
+  }
+
+  /**
+   * Something a target state is made of may have changed: soon, every linked device whose target did change is
+   * told to fetch it. Bursts of calls make one comparison.
+   */
+  targetsMaybeChanged(): void {
+    if (this.links.size === 0) return
+    if (this.targetCheckRunning) {
+      this.targetCheckAgain = true
+      return
+    }
+
+    this.targetCheck ??= setTimeout(() => {
+      this.targetCheck = undefined
+      this.targetCheckRunning = this.notifyChangedTargets()
+        .catch((error: unknown) => this.onError(error, 'comparing linked devices\u2019 targets failed'))
+        .finally(() => {
+          this.targetCheckRunning = undefined
+          if (this.targetCheckAgain) {
+            this.targetCheckAgain = false
+            this.targetsMaybeChanged()
+          }
+        })
+    }, TARGET_CHECK_DELAY_MS)
+  }
+
+  private async notifyChangedTargets(): Promise<void> {
+    for (const link of [...this.links.values()]) {
+      const target = await computeTargetState(this.db, link.deviceId)
+      const tag = target && entityTagOf(JSON.stringify(target))
+      if (tag === link.targetTag) continue
+      link.targetTag = tag
+      void this.send(link.deviceId, {type: 'update'})
+    }
+  }
+
+  /** Ends every link (server shutdown); agents reconnect to whoever serves next. */
+  close(): void {
+    clearTimeout(this.targetCheck)
+    for (const link of this.links.values()) link.connection.end()
+    this.links.clear()
+  }
+}

@@ -1,0 +1,242 @@
+import {readFile} from 'node:fs/promises'
+import type {AddressInfo} from 'node:net'
+import path from 'node:path'
+
+import ssh2 from 'ssh2'
+import type {AuthContext, ClientChannel, Connection, PseudoTtyInfo, ServerChannel, Session} from 'ssh2'
+
+import {writeFileAtomic} from '../../atomic-file.js'
+import {isAuthorizedKey, parseAuthorizedKeys} from '../../protocol/authorized-keys.js'
+import {CHANNEL_SHELL, LINK_FORWARD, parseGatewayCommand, SERVICE_ENV, uuidOfLinkUsername} from '../../protocol/device-link.js'
+import {type Actor, resolveActor} from '../auth/actor.js'
+import type {ServerContext} from '../context.js'
+import {reachableDevice} from './access.js'
+import {DeviceNotLinkedError, type DeviceLinks} from './device-links.js'
+
+const HOST_KEY_FILE = 'ssh_host_ed25519_key'
+
+/** The gateway's ed25519 host key: kept in the data dir so clients can pin it, made on first start. */
+export async function loadHostKey(dataDir: string | undefined): Promise<string> {
+  const file = dataDir && path.join(dataDir, HOST_KEY_FILE)
+  if (file) {
+    const existing = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return undefined
+      throw error
+    })
+    if (existing) return existing
+  }
+
+  const {private: privateKey} = ssh2.utils.generateKeyPairSync('ed25519')
+  if (file) await writeFileAtomic(file, privateKey, 0o600)
+  return privateKey
+}
+
+/** The public half of a host key as an OpenSSH line (`ssh-ed25519 AAAA…`), for the well-known document. */
+export function publicHostKeyOf(privateKey: string): string {
+  const parsed = ssh2.utils.parseKey(privateKey)
+  if (parsed instanceof Error) throw parsed
+  return `${parsed.type} ${parsed.getPublicSSH().toString('base64')}`
+}
+
+type UserActor = Extract<Actor, {kind: 'user'}>
+
+async function userOfPublicKey(context: ServerContext, auth: Extract<AuthContext, {method: 'publickey'}>): Promise<UserActor | undefined> {
+  const user = await context.db.selectFrom('user').select(['id', 'actor', 'username', 'email']).where('username', '=', auth.username).executeTakeFirst()
+  if (!user) return undefined
+  const keys = await context.db.selectFrom('user__has__public_key').select('public_key').where('user', '=', user.id).execute()
+  if (!isAuthorizedKey(parseAuthorizedKeys(keys.map((key) => key.public_key)), auth)) return undefined
+  return {kind: 'user', actorId: user.actor, userId: user.id, username: user.username, email: user.email, via: 'api-key'}
+}
+
+interface SessionRequest {
+  pty?: PseudoTtyInfo
+  window?: {rows: number; cols: number; height: number; width: number}
+  remote?: ClientChannel
+}
+
+/** Ends a user's session with one line on stderr and an exit status, as OpenSSH shows a remote failure. */
+function fail(channel: ServerChannel, message: string, status = 1): void {
+  channel.stderr.write(`flotilla: ${message}\r\n`)
+  channel.exit(status)
+  channel.end()
+}
+
+/** Opens an SSH session to the agent's shell service through the device link, authorized already by the gateway. */
+async function connectToShellService(links: DeviceLinks, device: {id: number; uuid: string}): Promise<ssh2.Client> {
+  const channel = await links.openChannel(device.id, device.uuid, CHANNEL_SHELL)
+  const client = new ssh2.Client()
+  return new Promise((resolve, reject) => {
+    client.once('ready', () => resolve(client))
+    client.once('error', reject)
+    client.connect({
+      sock: channel,
+      username: 'root',
+      // The channel runs inside the device's own authenticated link, so its key proves nothing more.
+      hostVerifier: () => true,
+      readyTimeout: 15_000,
+    })
+  })
+}
+
+/**
+ * A user's session: the command names the device and what to run (`host <uuid> [service] [-- command]`); the
+ * session is relayed to the agent's shell service, pty, window changes, signals and exit status included.
+ */
+function serveUserSession(context: ServerContext, links: DeviceLinks, user: UserActor, session: Session): void {
+  const request: SessionRequest = {}
+  session.on('pty', (accept, _reject, info) => {
+    request.pty = info
+    request.window = {rows: info.rows, cols: info.cols, height: info.height, width: info.width}
+    accept?.()
+  })
+  session.on('window-change', (accept, _reject, info) => {
+    request.window = {rows: info.rows, cols: info.cols, height: info.height, width: info.width}
+    request.remote?.setWindow(info.rows, info.cols, info.height, info.width)
+    accept?.()
+  })
+  session.on('signal', (accept, _reject, info) => {
+    request.remote?.signal(info.name)
+    accept?.()
+  })
+  session.on('env', (accept) => accept?.())
+  session.on('shell', (accept) => {
+    fail(accept(), 'name a device: ssh <user>@<gateway> host <uuid> [<service>] [-- <command>]', 2)
+  })
+  session.on('exec', (accept, _reject, info) => {
+    const channel = accept()
+    relay(context, links, user, info.command, request, channel).catch((error: unknown) => fail(channel, (error as Error).message))
+  })
+}
+
+async function relay(context: ServerContext, links: DeviceLinks, user: UserActor, commandLine: string, request: SessionRequest, channel: ServerChannel): Promise<void> {
+  const parsed = parseGatewayCommand(commandLine)
+  if ('error' in parsed) return fail(channel, parsed.error, 2)
+  const device = await reachableDevice(context.db, user, parsed.uuid)
+  if ('error' in device) return fail(channel, device.error)
+  let client: ssh2.Client
+  try {
+    client = await connectToShellService(links, device)
+  } catch (error) {
+    if (error instanceof DeviceNotLinkedError) return fail(channel, `device ${device.uuid.slice(0, 7)} is not connected: it is offline, or its agent has no link to this server`)
+    throw error
+  }
+
+  const options = {env: parsed.service ? {[SERVICE_ENV]: parsed.service} : {}, pty: request.pty ? {...request.pty, ...request.window} : undefined}
+  const remote = await new Promise<ClientChannel>((resolve, reject) => {
+    const opened = (error: Error | undefined, stream: ClientChannel) => (error ? reject(error) : resolve(stream))
+    if (parsed.command === undefined) client.shell(options.pty ?? false, {env: options.env}, opened)
+    else client.exec(parsed.command, options, opened)
+  })
+  request.remote = remote
+  let exited = false
+  remote.on('exit', (code: number | null, signal?: string) => {
+    exited = true
+    if (signal) channel.exit(signal)
+    else channel.exit(code ?? 0)
+  })
+  remote.stderr.pipe(channel.stderr, {end: false})
+  remote.pipe(channel)
+  channel.pipe(remote)
+  channel.on('close', () => client.end())
+  client.on('close', () => {
+    if (!exited && channel.writable) {
+      channel.stderr.write('\r\nflotilla: the connection to the device was lost\r\n')
+      channel.exit(255)
+    }
+
+    channel.end()
+  })
+  client.on('error', () => {})
+}
+
+/** A device's link: it authenticated with its own key, and asks only for the one forwarding of the protocol. */
+function serveDeviceLink(links: DeviceLinks, device: {deviceId: number; uuid: string}, connection: Connection, log: (error: unknown, message: string) => void): void {
+  connection.on('request', (accept, reject, name, info) => {
+    const bind = info as {bindAddr?: string; bindPort?: number}
+    if (name === 'tcpip-forward' && bind.bindAddr === LINK_FORWARD.address && bind.bindPort === LINK_FORWARD.port) {
+      links.add(device.deviceId, device.uuid, connection).then(
+        () => accept?.(),
+        (error: unknown) => {
+          log(error, `linking device ${device.uuid} failed`)
+          reject?.()
+        },
+      )
+      return
+    }
+
+    reject?.()
+  })
+  // A device opens nothing toward the server or other devices.
+  connection.on('session', (_accept, reject) => reject())
+  connection.on('tcpip', (_accept, reject) => reject())
+}
+
+export interface SshGateway {
+  listen(port: number, host: string): Promise<number>
+  close(): Promise<void>
+}
+
+/** The server's SSH port: devices' links (`d_<uuid>` + device key) and users' shells (username + their keys). */
+export function createSshGateway(context: ServerContext, links: DeviceLinks, hostKey: string, log: (error: unknown, message: string) => void): SshGateway {
+  const connections = new Set<Connection>()
+  let listening = false
+  const server = new ssh2.Server({hostKeys: [hostKey]}, (connection) => {
+    connections.add(connection)
+    connection.on('close', () => connections.delete(connection))
+    connection.on('error', () => {})
+    let user: UserActor | undefined
+    let device: {deviceId: number; uuid: string} | undefined
+    connection.on('authentication', (auth) => {
+      authenticate(auth).then(
+        (accepted) => (accepted ? auth.accept() : auth.reject(['publickey', 'password'])),
+        (error: unknown) => {
+          log(error, 'authenticating an SSH client failed')
+          auth.reject()
+        },
+      )
+    })
+
+    const authenticate = async (auth: AuthContext): Promise<boolean> => {
+      const uuid = uuidOfLinkUsername(auth.username)
+      if (uuid) {
+        if (auth.method !== 'password') return false
+        const actor = await resolveActor(context.db, context.secret, auth.password)
+        if (actor?.kind !== 'device' || actor.uuid !== uuid) return false
+        device = {deviceId: actor.deviceId, uuid}
+        return true
+      }
+
+      if (auth.method !== 'publickey') return false
+      user = await userOfPublicKey(context, auth)
+      return user !== undefined
+    }
+
+    connection.on('ready', () => {
+      if (device) serveDeviceLink(links, device, connection, log)
+      else if (user) {
+        const signedIn = user
+        connection.on('session', (accept) => serveUserSession(context, links, signedIn, accept()))
+        connection.on('request', (_accept, reject) => reject?.())
+        connection.on('tcpip', (_accept, reject) => reject())
+      }
+    })
+  })
+
+  return {
+    listen: (port, host) =>
+      new Promise((resolve, reject) => {
+        server.once('error', reject)
+        server.listen(port, host, () => {
+          server.off('error', reject)
+          listening = true
+          resolve((server.address() as AddressInfo).port)
+        })
+      }),
+    close: () =>
+      new Promise((resolve) => {
+        for (const connection of connections) connection.end()
+        if (!listening) return resolve()
+        server.close(() => resolve())
+      }),
+  }
+}

@@ -1,0 +1,272 @@
+import {strict as assert} from 'node:assert'
+import {type ChildProcess, execFile, spawn} from 'node:child_process'
+import {createHash, randomBytes} from 'node:crypto'
+import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {createServer as createHttpServer, get as httpGet, type Server} from 'node:http'
+import net from 'node:net'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import {promisify} from 'node:util'
+
+import Docker from 'dockerode'
+
+import {type RunningAgent, startAgent} from '../../src/agent/agent.js'
+import {LABELS} from '../../src/agent/reconciler.js'
+import {CLI_BIN, type CliResult, makeCliHome, PROJECT_ROOT, runCli} from '../helpers/cli.js'
+import {BASE_IMAGE, ensureBaseImage, ensureDocker} from '../helpers/docker.js'
+import {eventually, FleetApi} from '../helpers/fleet-api.js'
+import {type CuttableProxy, startCuttableProxy} from '../helpers/net.js'
+import {startServer, type TestServer} from '../helpers/server.js'
+
+const run = promisify(execFile)
+const SSH_OPTIONS = ['-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR']
+const TRANSFER_BYTES = 50 * 1024 * 1024
+
+async function makeKey(directory: string, name: string): Promise<string> {
+  const file = path.join(directory, name)
+  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', file])
+  return file
+}
+
+/** A GET through a local port, hashing the body as it arrives. */
+function fetchThrough(port: number, urlPath: string): Promise<{status: number; bytes: number; sha256: string}> {
+  return new Promise((resolve, reject) => {
+    httpGet({host: '127.0.0.1', port, path: urlPath, agent: false}, (response) => {
+      const hash = createHash('sha256')
+      let bytes = 0
+      response.on('data', (chunk: Buffer) => {
+        bytes += chunk.length
+        hash.update(chunk)
+      })
+      response.on('end', () => resolve({status: response.statusCode ?? 0, bytes, sha256: hash.digest('hex')}))
+      response.on('error', reject)
+    }).on('error', reject)
+  })
+}
+
+describe('ssh and tunnel through the device link (real server, agent, engine and OpenSSH)', function () {
+  this.timeout(180_000)
+  const docker = new Docker()
+  const home = makeCliHome()
+  const otherHome = makeCliHome()
+  const workDir = mkdtempSync(path.join(tmpdir(), 'flotilla-ssh-'))
+  const payload = randomBytes(TRANSFER_BYTES)
+  const payloadSha256 = createHash('sha256').update(payload).digest('hex')
+  const children: ChildProcess[] = []
+  let server: TestServer
+  let linkProxy: CuttableProxy
+  let agent: RunningAgent | undefined
+  let api: FleetApi
+  let token: string
+  let otherToken: string
+  let fleet: {id: number; slug: string}
+  let uuid: string
+  let imageTag: string | undefined
+  let identity: string
+  let otherIdentity: string
+  let deviceHttp: Server
+  let deviceHttpPort: number
+  const diagnostics: string[] = []
+
+  const cli = (args: string[], options: {input?: string; other?: boolean} = {}): Promise<CliResult> =>
+    runCli(args, {input: options.input, env: {HOME: options.other ? otherHome : home, FLOTILLA_URL: server.url, FLOTILLA_TOKEN: options.other ? otherToken : token}})
+  const ssh = (args: string[], input?: string) => cli(['ssh', uuid, '--identity', identity, ...args], {input})
+  const agentLog = () => `\nagent: ${diagnostics.slice(-20).join('\n')}`
+
+  before(async () => {
+    await ensureDocker()
+    await ensureBaseImage()
+    server = await startServer()
+    api = new FleetApi(server.url)
+    token = await api.login(server.admin.username, server.admin.password)
+    await server.addUser({email: 'mallory@other.test', username: 'mallory', password: 'mallory-password-1'})
+    otherToken = await api.login('mallory', 'mallory-password-1')
+    identity = await makeKey(workDir, 'admin_key')
+    otherIdentity = await makeKey(workDir, 'mallory_key')
+    assert.equal((await cli(['ssh-key', 'add', 'laptop', `${identity}.pub`])).exitCode, 0)
+    assert.equal((await cli(['ssh-key', 'add', 'laptop', `${otherIdentity}.pub`], {other: true})).exitCode, 0)
+
+    fleet = await api.createFleet(token, 'reachable')
+    await api.created(token, 'application_environment_variable', {application: fleet.id, name: 'GREETING', value: 'first'})
+    const service = 'echo "greeting=$GREETING"; echo in-the-service > /tmp/flotilla-marker; while true; do sleep 1; done'
+    const release = await api.createRelease(token, fleet.id, 'e'.repeat(32), {image: 'main', command: ['sh', '-c', service]})
+    imageTag = `${release.location}:latest`
+    await docker.getImage(BASE_IMAGE).tag({repo: release.location, tag: 'latest'})
+
+    const configPath = path.join(workDir, 'config.json')
+    const generated = await cli(['config', 'generate', '--fleet', fleet.slug, '-o', configPath])
+    assert.equal(generated.exitCode, 0, generated.stderr)
+    // The link goes through a proxy the test can cut, as a network failure would.
+    linkProxy = await startCuttableProxy(server.sshPort)
+    const config = JSON.parse(readFileSync(configPath, 'utf8'))
+    config.flotillaEndpoints.ssh.port = linkProxy.port
+    writeFileSync(configPath, JSON.stringify(config))
+    agent = await startAgent({
+      configPath,
+      dataDir: path.join(workDir, 'agent'),
+      hostNetwork: true,
+      // Long enough that only the link can bring a change within seconds.
+      pollIntervalMs: 600_000,
+      reconcileIntervalMs: 1000,
+      reportIntervalMs: 500,
+      localApiPort: 0,
+      logger: (message) => diagnostics.push(message),
+    })
+    uuid = await agent.registered
+    await eventually(async () => (await ssh(['--', 'true'])).exitCode === 0, `a first shell on the device${agentLog()}`, 60_000)
+    await eventually(async () => {
+      const lines = (await api.call('GET', `/device/v2/${uuid}/logs?count=all`, {token})).json() as Array<{message: string}>
+      return lines.some((line) => line.message === 'greeting=first')
+    }, `the service to run${agentLog()}`, 60_000)
+
+    deviceHttp = createHttpServer((request, response) => {
+      if (request.url === '/payload') return void response.writeHead(200, {'content-length': String(TRANSFER_BYTES)}).end(payload)
+      response.writeHead(200, {'content-type': 'text/plain'}).end(`hello from the device side ${request.url}`)
+    })
+    await new Promise<void>((resolve) => deviceHttp.listen(0, '127.0.0.1', resolve))
+    deviceHttpPort = (deviceHttp.address() as net.AddressInfo).port
+  })
+
+  after(async () => {
+    for (const child of children) child.kill('SIGKILL')
+    await agent?.stop()
+    if (uuid) {
+      const containers = await docker.listContainers({all: true, filters: {label: [`${LABELS.deviceUuid}=${uuid}`]}})
+      for (const container of containers) await docker.getContainer(container.Id).remove({force: true})
+    }
+
+    if (imageTag) await docker.getImage(imageTag).remove().catch(() => undefined)
+    deviceHttp?.close()
+    await linkProxy?.close()
+    await server?.stop()
+    for (const directory of [workDir, home, otherHome]) rmSync(directory, {recursive: true, force: true})
+  })
+
+  it('runs a command on the device host: "flotilla ssh <uuid> -- uname -s" prints Linux, and exit codes pass through', async () => {
+    const uname = await ssh(['--', 'uname', '-s'])
+    assert.equal(uname.exitCode, 0, uname.stderr)
+    assert.equal(uname.stdout.trim(), 'Linux')
+    const failing = await ssh(['--', 'exit 7'])
+    assert.equal(failing.exitCode, 7, failing.stderr)
+  })
+
+  it('runs commands piped to its stdin without a terminal, as in CI', async () => {
+    const piped = await ssh([], 'echo piped-$((40 + 2)); uname -s; exit 3\n')
+    assert.equal(piped.exitCode, 3, piped.stderr)
+    assert.match(piped.stdout, /^piped-42\nLinux\n$/)
+  })
+
+  it("opens a service's shell inside its container, which sees the container's filesystem", async () => {
+    const inside = await ssh(['main', '--', 'cat /tmp/flotilla-marker'])
+    assert.equal(inside.exitCode, 0, inside.stderr)
+    assert.equal(inside.stdout.trim(), 'in-the-service')
+    const unknown = await ssh(['nosuch', '--', 'true'])
+    assert.equal(unknown.exitCode, 1)
+    assert.match(unknown.stderr, /no running service "nosuch"/)
+  })
+
+  it("refuses another organization's user at the gateway and at the tunnel proxy", async () => {
+    const gateway = await run('ssh', [...SSH_OPTIONS, '-i', otherIdentity, '-p', String(server.sshPort), 'mallory@127.0.0.1', `host ${uuid} -- uname -s`]).then(
+      () => ({code: 0, stderr: ''}),
+      (error: {code: number; stderr: string}) => error,
+    )
+    assert.equal(gateway.code, 1)
+    assert.match(gateway.stderr, /no device [\da-f]{7} that you can access/)
+
+    const unknownKey = await run('ssh', [...SSH_OPTIONS, '-i', otherIdentity, '-p', String(server.sshPort), `${server.admin.username}@127.0.0.1`, `host ${uuid}`]).then(
+      () => ({code: 0, stderr: ''}),
+      (error: {code: number; stderr: string}) => error,
+    )
+    assert.equal(unknownKey.code, 255)
+    assert.match(unknownKey.stderr, /Permission denied/)
+
+    const answer = await new Promise<string>((resolve) => {
+      const socket = net.connect(server.port, '127.0.0.1', () => {
+        socket.write(`CONNECT ${uuid}.balena:${deviceHttpPort} HTTP/1.0\r\nProxy-Authorization: Basic ${Buffer.from(`mallory:${otherToken}`).toString('base64')}\r\n\r\n`)
+      })
+      let text = ''
+      socket.setEncoding('utf8').on('data', (chunk: string) => (text += chunk))
+      socket.on('close', () => resolve(text))
+    })
+    assert.match(answer, /^HTTP\/1\.0 407 /)
+
+    const cliRefused = await cli(['tunnel', uuid, '-p', `${deviceHttpPort}:0`], {other: true})
+    assert.notEqual(cliRefused.exitCode, 0)
+  })
+
+  it('tunnels connections to a loopback port of the device: an HTTP request, 50 MB intact, and a closed port fails alone', async () => {
+    const tunnel = spawn(process.execPath, [CLI_BIN, 'tunnel', uuid, '-p', `${deviceHttpPort}:0`, '-p', '1:0', '--json'], {
+      cwd: PROJECT_ROOT,
+      env: {PATH: process.env.PATH, NO_COLOR: '1', HOME: home, FLOTILLA_URL: server.url, FLOTILLA_TOKEN: token},
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    children.push(tunnel)
+    let stdout = ''
+    let stderr = ''
+    tunnel.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk))
+    tunnel.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
+    const mappings = await eventually(async () => {
+      const lines = stdout.split('\n').filter((line) => line.startsWith('{'))
+      return lines.length === 2 ? lines.map((line) => JSON.parse(line) as {localPort: number; remotePort: number}) : undefined
+    }, `the tunnel's mappings\nstdout: ${stdout}\nstderr: ${stderr}`)
+    const httpPort = mappings.find((mapping) => mapping.remotePort === deviceHttpPort)?.localPort
+    const closedPort = mappings.find((mapping) => mapping.remotePort === 1)?.localPort
+    assert.ok(httpPort && closedPort, stdout)
+
+    const refused = await new Promise<string>((resolve) => {
+      const socket = net.connect(closedPort, '127.0.0.1')
+      let text = ''
+      socket.on('data', (chunk) => (text += chunk))
+      socket.on('error', () => {})
+      socket.on('close', () => resolve(text))
+    })
+    assert.equal(refused, '')
+
+    const throughTunnel = (urlPath: string) =>
+      fetchThrough(httpPort, urlPath).catch((error: unknown) => {
+        throw new Error(`GET ${urlPath} through the tunnel failed: ${(error as Error).message}\ntunnel stderr: ${stderr}`)
+      })
+    const small = await throughTunnel('/hello')
+    assert.equal(small.status, 200)
+    const big = await throughTunnel('/payload')
+    assert.equal(big.bytes, TRANSFER_BYTES)
+    assert.equal(big.sha256, payloadSha256)
+    assert.equal(tunnel.exitCode, null, `the tunnel exited: ${stderr}`)
+    tunnel.kill('SIGINT')
+    const code = await new Promise<number | null>((resolve) => tunnel.once('exit', (exitCode) => resolve(exitCode)))
+    assert.equal(code, 130, stderr)
+  })
+
+  it("brings a fleet variable change to the service's output within seconds, through the link", async () => {
+    const changedAt = Date.now()
+    const set = await cli(['env', 'set', 'GREETING', 'second', '--fleet', fleet.slug])
+    assert.equal(set.exitCode, 0, set.stderr)
+    await eventually(async () => {
+      const lines = (await api.call('GET', `/device/v2/${uuid}/logs?count=all`, {token})).json() as Array<{message: string}>
+      return lines.some((line) => line.message === 'greeting=second')
+    }, `the new greeting${agentLog()}`, 20_000)
+    assert.ok(Date.now() - changedAt < 15_000, `took ${Date.now() - changedAt} ms`)
+  })
+
+  it('ends a session cleanly when the link drops, and the agent links again', async () => {
+    const session = spawn(process.execPath, [CLI_BIN, 'ssh', uuid, '--identity', identity, '--', 'echo started; sleep 60'], {
+      cwd: PROJECT_ROOT,
+      env: {PATH: process.env.PATH, NO_COLOR: '1', HOME: home, FLOTILLA_URL: server.url, FLOTILLA_TOKEN: token},
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    children.push(session)
+    let stdout = ''
+    let stderr = ''
+    session.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk))
+    session.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
+    const exited = new Promise<number | null>((resolve) => session.once('exit', (code) => resolve(code)))
+    await eventually(async () => stdout.includes('started'), `the session to start\nstderr: ${stderr}`)
+    const cutAt = Date.now()
+    linkProxy.cut()
+    const code = await exited
+    assert.ok(Date.now() - cutAt < 10_000)
+    assert.notEqual(code, 0)
+    assert.match(stderr, /connection to the device was lost/)
+    await eventually(async () => (await ssh(['--', 'echo', 'back'])).stdout.trim() === 'back', `the agent to link again${agentLog()}`, 30_000)
+  })
+})
