@@ -143,7 +143,7 @@ export async function run(): Promise<void> {
     if (generated.exitCode !== 0) throw new Error(generated.stderr)
     agent = await startAgent({configPath, dataDir: path.join(workDir, 'agent'), hostNetwork: true, localApiPort: 0, pollIntervalMs: 600_000})
     const uuid = await agent.registered
-    await agent.link?.linked()
+    await agent.link.linked()
     const opened = await startTunnel(uuid, service.port, env)
     tunnel = opened.child
 

@@ -140,6 +140,8 @@ export function gatewaySshArgs(target: GatewayTarget, uuid: string, options: Ssh
 /** The argv (after the binary) of an OpenSSH session straight to a device on the local network, as root on its port 22222. */
 export function directSshArgs(host: string, options: SshClientOptions): string[] {
   const args = commonArgs(options, options.port ?? DEVICE_SSH_PORT, 22)
+  // A device's key is learnt on first contact (there is no server to vouch for it) and checked from then on.
+  args.push('-o', 'StrictHostKeyChecking=accept-new')
   if (options.service) args.push('-o', `SetEnv=${SERVICE_ENV}=${options.service}`)
   args.push(`root@${host}`)
   if (options.command !== undefined) args.push(options.command)

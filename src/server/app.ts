@@ -46,6 +46,8 @@ export interface ServerOptions {
   logStreamHeartbeatMs?: number
   /** OS images to publish as hostApp releases and serve at /download: `<dir>/<device-type>/<version>/<image>`. */
   imagesDir?: string
+  /** Serve HTTPS (API, builder, tunnel proxy) with this certificate and key (PEM). */
+  tls?: {cert: string | Buffer; key: string | Buffer}
 }
 
 export interface FlotillaServer {
@@ -128,12 +130,14 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
       version: options.version ?? '0.0.0',
       targetsMaybeChanged: () => links.targetsMaybeChanged(),
     }
-    const app = Fastify({
+    const settings = {
       logger: {level: options.logger?.level ?? 'warn', stream: process.stderr},
       logController: new LogController({disableRequestLogging: true}),
       routerOptions: {maxParamLength: 8192},
       bodyLimit: 16 * 1024 * 1024,
-    })
+    }
+    // An HTTPS instance serves the same routes; only its server type differs.
+    const app = options.tls ? (Fastify({...settings, https: options.tls}) as unknown as FastifyInstance) : Fastify(settings)
     app.addHook('onResponse', async (request, reply) => {
       request.log.debug(`${request.method} ${request.url.split('?')[0]} ${reply.statusCode} ${reply.elapsedTime.toFixed(1)}ms`)
     })
@@ -161,7 +165,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
 
         bound = {host, port: address.port, sshPort: context.sshPort}
         const urlHost = host.includes(':') ? `[${host}]` : host
-        return `http://${urlHost}:${address.port}`
+        return `${options.tls ? 'https' : 'http'}://${urlHost}:${address.port}`
       },
       address() {
         if (!bound) throw new Error('the server is not listening yet')

@@ -21,7 +21,7 @@ export interface TestServer {
 
 const START_DEADLINE_MS = 30_000
 const STOP_DEADLINE_MS = 10_000
-const LISTENING = /^flotilla server listening on (http:\/\/[^\s,]+), SSH on port (\d+)$/m
+const LISTENING = /^flotilla server listening on (https?:\/\/[^\s,]+), SSH on port (\d+)$/m
 
 function waitForExit(child: ChildProcess, deadlineMs: number): Promise<boolean> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true)

@@ -1,4 +1,4 @@
-import {stat} from 'node:fs/promises'
+import {readFile, stat} from 'node:fs/promises'
 import path from 'node:path'
 
 import {Flags} from '@oclif/core'
@@ -8,6 +8,14 @@ import {UsageError} from '../../errors.js'
 
 const LOG_LEVELS = ['silent', 'fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const
 type LogLevel = (typeof LOG_LEVELS)[number]
+
+async function readPem(file: string, flag: string): Promise<string> {
+  const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    throw new UsageError(`${flag} ${file} cannot be read (${error.code ?? error.message})`)
+  })
+  if (!text.includes('-----BEGIN ')) throw new UsageError(`${flag} ${file} is not a PEM file`)
+  return text
+}
 
 export default class ServerStart extends FlotillaCommand {
   static override summary = 'Run the local fleet server'
@@ -20,6 +28,7 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     '<%= config.bin %> server start --port 8080 --host 0.0.0.0',
     '<%= config.bin %> server start --registry 127.0.0.1:5000',
     '<%= config.bin %> server start --images-dir ./os-images',
+    '<%= config.bin %> server start --host 0.0.0.0 --cert fleet.example.com.pem --key fleet.example.com.key',
     'FLOTILLA_ADMIN_EMAIL=me@example.com FLOTILLA_ADMIN_PASSWORD=secret123 <%= config.bin %> server start --data-dir ./fleet-data',
   ]
 
@@ -32,6 +41,8 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     'max-build-context': Flags.integer({description: 'largest build context accepted from a push, in MiB', default: 2048, min: 1}),
     'device-heartbeat-timeout': Flags.integer({description: 'seconds without a state report after which a device reads as offline', default: 1800, min: 1}),
     'log-heartbeat': Flags.integer({description: 'seconds between the newlines an idle log stream sends', default: 58, min: 1}),
+    cert: Flags.string({description: 'serve HTTPS with this certificate (PEM file; with --key)', dependsOn: ['key']}),
+    key: Flags.string({description: 'private key of --cert (PEM file)', dependsOn: ['cert']}),
     'images-dir': Flags.string({description: 'folder of OS images to publish for "os versions" and "os download": <dir>/<device-type>/<version>/<image>.img[.gz] (+ .bmap)'}),
   }
 
@@ -40,6 +51,7 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     const dataDir = path.resolve(flags['data-dir'] ?? path.join(this.config.dataDir, 'server'))
     const imagesDir = flags['images-dir'] ? path.resolve(flags['images-dir']) : undefined
     if (imagesDir && !(await stat(imagesDir).catch(() => undefined))?.isDirectory()) throw new UsageError(`--images-dir ${flags['images-dir']} is not a folder`)
+    const tls = flags.cert && flags.key ? {cert: await readPem(flags.cert, '--cert'), key: await readPem(flags.key, '--key')} : undefined
     const {createServer} = await import('../../server/app.js')
     const level = process.env.FLOTILLA_LOG_LEVEL || 'warn'
     if (!LOG_LEVELS.includes(level as LogLevel)) throw new UsageError(`FLOTILLA_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, not "${level}"`)
@@ -54,6 +66,7 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
       deviceHeartbeatTimeoutMs: flags['device-heartbeat-timeout'] * 1000,
       logStreamHeartbeatMs: flags['log-heartbeat'] * 1000,
       imagesDir,
+      tls,
       version: this.config.version,
       admin: {email: process.env.FLOTILLA_ADMIN_EMAIL, password: process.env.FLOTILLA_ADMIN_PASSWORD, username: process.env.FLOTILLA_ADMIN_USERNAME},
     })

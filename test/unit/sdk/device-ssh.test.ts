@@ -140,9 +140,10 @@ describe('device-ssh', () => {
 
   describe('directSshArgs', () => {
     it('connects as root to port 22222 and names the service in FLOTILLA_SERVICE', () => {
-      assert.deepEqual(directSshArgs('192.168.1.23', {tty: true}), ['-t', '-p', '22222', 'root@192.168.1.23'])
-      assert.deepEqual(directSshArgs('mypi.local', {service: 'main', command: 'uname -a'}), ['-p', '22222', '-o', 'SetEnv=FLOTILLA_SERVICE=main', 'root@mypi.local', 'uname -a'])
-      assert.deepEqual(directSshArgs('::1', {port: 4321, identity: 'key', verbose: true}), ['-p', '4321', '-i', 'key', '-v', 'root@::1'])
+      const learnKey = ['-o', 'StrictHostKeyChecking=accept-new']
+      assert.deepEqual(directSshArgs('192.168.1.23', {tty: true}), ['-t', '-p', '22222', ...learnKey, 'root@192.168.1.23'])
+      assert.deepEqual(directSshArgs('mypi.local', {service: 'main', command: 'uname -a'}), ['-p', '22222', ...learnKey, '-o', 'SetEnv=FLOTILLA_SERVICE=main', 'root@mypi.local', 'uname -a'])
+      assert.deepEqual(directSshArgs('::1', {port: 4321, identity: 'key', verbose: true}), ['-p', '4321', '-i', 'key', '-v', ...learnKey, 'root@::1'])
     })
   })
 
