@@ -17,6 +17,7 @@ import {BASE_IMAGE, ensureBaseImage, ensureDocker} from '../helpers/docker.js'
 import {eventually, FleetApi} from '../helpers/fleet-api.js'
 import {type CuttableProxy, startCuttableProxy} from '../helpers/net.js'
 import {startServer, type TestServer} from '../helpers/server.js'
+import {TerminalSession} from '../helpers/terminal.js'
 
 const run = promisify(execFile)
 const SSH_OPTIONS = ['-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR']
@@ -158,6 +159,20 @@ describe('ssh and tunnel through the device link (real server, agent, engine and
     const piped = await ssh([], 'echo piped-$((40 + 2)); uname -s; exit 3\n')
     assert.equal(piped.exitCode, 3, piped.stderr)
     assert.match(piped.stdout, /^piped-42\nLinux\n$/)
+  })
+
+  it('on a terminal, offers the online devices of a fleet and opens an interactive shell on a pseudo-terminal', async () => {
+    const session = new TerminalSession(['ssh', fleet.slug, '--identity', identity], {HOME: home, FLOTILLA_URL: server.url, FLOTILLA_TOKEN: token, COLUMNS: '91', LINES: '17'})
+    try {
+      await session.waitFor(new RegExp(`Which device of ${fleet.slug}\\?[\\s\\S]*${uuid.slice(0, 7)}`))
+      session.type('\r')
+      await session.waitFor(/[#$] $/m, 30_000)
+      session.type('tty; exit 5\r')
+      assert.equal(await session.exited, 5, session.output)
+      assert.match(session.output, /^\/dev\/pts\/\d+\r?$/m)
+    } finally {
+      session.kill()
+    }
   })
 
   it('says which device is unknown or offline, at the CLI and at the tunnel proxy', async () => {
