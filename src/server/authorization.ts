@@ -32,8 +32,9 @@ function userSets(userId: number) {
   const devices = sql`select scope_device.id from device as scope_device where scope_device.belongs_to__application in (${applications})`
   const releases = sql`select scope_release.id from release as scope_release where scope_release.belongs_to__application in (${applications})`
   const services = sql`select scope_service.id from service as scope_service where scope_service.application in (${applications})`
+  const serviceInstalls = sql`select scope_install.id from service_install as scope_install where scope_install.device in (${devices})`
   const users = sql`select scope_comember."user" from organization_membership as scope_comember where scope_comember.is_member_of__organization in (${organizations})`
-  return {organizations, applications, devices, releases, services, users}
+  return {organizations, applications, devices, releases, services, serviceInstalls, users}
 }
 
 function fleetSets(applicationId: number) {
@@ -128,6 +129,18 @@ function userScope(actor: Extract<Actor, {kind: 'user'}>, resource: string, alia
       return inSet(alias, 'is_part_of__release', sets.releases)
     }
 
+    case 'service_install': {
+      return inSet(alias, 'device', sets.devices)
+    }
+
+    case 'service_environment_variable': {
+      return inSet(alias, 'service', sets.services)
+    }
+
+    case 'device_service_environment_variable': {
+      return inSet(alias, 'service_install', sets.serviceInstalls)
+    }
+
     default: {
       return NEVER
     }
@@ -179,6 +192,18 @@ function deviceScope(actor: Extract<Actor, {kind: 'device'}>, resource: string, 
       return inSet(alias, 'is_part_of__release', sets.releases)
     }
 
+    case 'service_install': {
+      return equals(alias, 'device', actor.deviceId)
+    }
+
+    case 'service_environment_variable': {
+      return inSet(alias, 'service', sets.services)
+    }
+
+    case 'device_service_environment_variable': {
+      return inSet(alias, 'service_install', sql`select own_install.id from service_install as own_install where own_install.device = ${actor.deviceId}`)
+    }
+
     default: {
       return NEVER
     }
@@ -225,6 +250,8 @@ const USER_WRITABLE = new Set([
   'application_config_variable',
   'device_environment_variable',
   'device_config_variable',
+  'service_environment_variable',
+  'device_service_environment_variable',
   'application_tag',
   'device_tag',
   'release_tag',

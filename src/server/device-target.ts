@@ -34,7 +34,49 @@ export function imageReferenceOf(image: {location: string; contentHash: string |
   return `${image.location}:latest`
 }
 
-async function targetReleaseOf(db: Db, releaseId: number, fleetEnvironment: Record<string, string>, deviceEnvironment: Record<string, string>) {
+/** Per service id, the variables of one level (fleet-wide service variables, or this device's service variables). */
+function variablesByService(rows: Array<{service: number; name: string; value: string}>): Map<number, Record<string, string>> {
+  const byService = new Map<number, Record<string, string>>()
+  for (const row of rows) byService.set(row.service, {...byService.get(row.service), [row.name]: row.value})
+  return byService
+}
+
+/** The variable levels a service's environment is merged from, lowest first (open-balena-api's state v3 order). */
+interface EnvironmentLevels {
+  fleet: Record<string, string>
+  service: Map<number, Record<string, string>>
+  device: Record<string, string>
+  deviceService: Map<number, Record<string, string>>
+}
+
+/** fleet, then the service's, then the device's, then the device's for this service: each overrides the ones before. */
+function serviceEnvironment(levels: EnvironmentLevels, serviceId: number): Record<string, string> {
+  return {...levels.fleet, ...levels.service.get(serviceId), ...levels.device, ...levels.deviceService.get(serviceId)}
+}
+
+async function environmentLevels(db: Db, deviceId: number, appId: number): Promise<EnvironmentLevels> {
+  const [fleet, service, device, deviceService] = await Promise.all([
+    db.selectFrom('application_environment_variable').select(['name', 'value']).where('application', '=', appId).orderBy('name').execute(),
+    db
+      .selectFrom('service_environment_variable as variable')
+      .innerJoin('service', 'service.id', 'variable.service')
+      .select(['variable.service', 'variable.name', 'variable.value'])
+      .where('service.application', '=', appId)
+      .orderBy('variable.name')
+      .execute(),
+    db.selectFrom('device_environment_variable').select(['name', 'value']).where('device', '=', deviceId).orderBy('name').execute(),
+    db
+      .selectFrom('device_service_environment_variable as variable')
+      .innerJoin('service_install as install', 'install.id', 'variable.service_install')
+      .select(['install.installs__service as service', 'variable.name', 'variable.value'])
+      .where('install.device', '=', deviceId)
+      .orderBy('variable.name')
+      .execute(),
+  ])
+  return {fleet: variablesOf(fleet), service: variablesByService(service), device: variablesOf(device), deviceService: variablesByService(deviceService)}
+}
+
+async function targetReleaseOf(db: Db, releaseId: number, environment: EnvironmentLevels) {
   const release = await db.selectFrom('release').select(['id', 'commit', 'composition']).where('id', '=', releaseId).executeTakeFirst()
   if (!release) return undefined
   const composition = (release.composition ? JSON.parse(release.composition) : {}) as CompositionDocument
@@ -53,7 +95,7 @@ async function targetReleaseOf(db: Db, releaseId: number, fleetEnvironment: Reco
       id: image.serviceId,
       image_id: image.imageId,
       image: imageReferenceOf(image),
-      environment: {...fleetEnvironment, ...deviceEnvironment},
+      environment: serviceEnvironment(environment, image.serviceId),
       labels: labelsOf(serviceComposition.labels),
       composition: serviceComposition,
     }
@@ -67,7 +109,8 @@ async function targetReleaseOf(db: Db, releaseId: number, fleetEnvironment: Reco
 /**
  * The target state of one device, computed live from the database: its name, config variables (fleet's, then
  * the device's over them) and its fleet's app with the release it should run (its pin, else the fleet's target),
- * each service's environment merged lowest first: fleet, then device variables. Undefined when there is no such device.
+ * each service's environment merged lowest first: fleet variables, the service's fleet-wide variables, device variables,
+ * then the device's variables of that service (open-balena-api's order). Undefined when there is no such device.
  */
 export async function computeTargetState(db: Db, deviceId: number): Promise<TargetState | undefined> {
   const device = await db
@@ -87,16 +130,14 @@ export async function computeTargetState(db: Db, deviceId: number): Promise<Targ
     .where('device.id', '=', deviceId)
     .executeTakeFirst()
   if (!device) return undefined
-  const [fleetConfig, deviceConfig, fleetEnvironment, deviceEnvironment] = await Promise.all([
+  const [fleetConfig, deviceConfig] = await Promise.all([
     db.selectFrom('application_config_variable').select(['name', 'value']).where('application', '=', device.appId).orderBy('name').execute(),
     db.selectFrom('device_config_variable').select(['name', 'value']).where('device', '=', deviceId).orderBy('name').execute(),
-    db.selectFrom('application_environment_variable').select(['name', 'value']).where('application', '=', device.appId).orderBy('name').execute(),
-    db.selectFrom('device_environment_variable').select(['name', 'value']).where('device', '=', deviceId).orderBy('name').execute(),
   ])
   const app: TargetApp = {id: device.appId, name: device.appName, is_host: Boolean(device.isHost), class: device.appClass as TargetApp['class']}
   const releaseId = device.pinnedRelease ?? device.fleetRelease
   if (releaseId !== null) {
-    const release = await targetReleaseOf(db, releaseId, variablesOf(fleetEnvironment), variablesOf(deviceEnvironment))
+    const release = await targetReleaseOf(db, releaseId, await environmentLevels(db, deviceId, device.appId))
     if (release) app.releases = {[release.commit]: release.target}
   }
 

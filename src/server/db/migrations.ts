@@ -1,4 +1,4 @@
-import type {CreateTableBuilder, Kysely, Migration, MigrationProvider} from 'kysely'
+import {type CreateTableBuilder, type Kysely, type Migration, type MigrationProvider, sql} from 'kysely'
 
 import {CPU_ARCHITECTURES, DEVICE_TYPE_CATALOGUE} from './device-types.js'
 
@@ -229,11 +229,40 @@ const deviceLogs: Migration = {
   },
 }
 
+/**
+ * Service variables as balena has them: `service_environment_variable` (a fleet-wide variable of one service) and
+ * `device_service_environment_variable`, which hangs off a `service_install` — one per device × service of its
+ * fleet, kept by the server (db/service-installs.ts). Existing devices and services get their installs here.
+ */
+const serviceVariables: Migration = {
+  async up(db: Kysely<any>) {
+    await withCreatedAt(withId(db.schema.createTable('service_install')))
+      .addColumn('device', 'integer', (column) => refersTo('device')(column).notNull())
+      .addColumn('installs__service', 'integer', (column) => refersTo('service')(column).notNull())
+      .addUniqueConstraint('service_install_device_service_unique', ['device', 'installs__service'])
+      .execute()
+    await db.schema.createIndex('service_install_installs__service_index').on('service_install').column('installs__service').execute()
+    await createKeyValueTable(db, 'service_environment_variable', 'service', 'name')
+    await createKeyValueTable(db, 'device_service_environment_variable', 'service_install', 'name')
+    await db
+      .insertInto('service_install')
+      .columns(['created_at', 'device', 'installs__service'])
+      .expression(
+        db
+          .selectFrom('device')
+          .innerJoin('service', 'service.application', 'device.belongs_to__application')
+          .select([sql<string>`${new Date().toISOString()}`.as('created_at'), 'device.id as device', 'service.id as installs__service']),
+      )
+      .execute()
+  },
+}
+
 /** Every schema change in order; a name once shipped is never edited, only followed by a new one. */
 export const MIGRATIONS: Record<string, Migration> = {
   '0001_initial_schema': initialSchema,
   '0002_device_type_catalogue': deviceTypeCatalogue,
   '0003_device_logs': deviceLogs,
+  '0004_service_variables': serviceVariables,
 }
 
 export const migrationProvider: MigrationProvider = {

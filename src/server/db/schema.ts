@@ -187,6 +187,14 @@ export interface UserHasPublicKeyTable {
   public_key: string
 }
 
+/** One device × one service of its fleet: what device-service variables hang off (db/service-installs.ts keeps them). */
+export interface ServiceInstallTable {
+  id: Generated<number>
+  created_at: string
+  device: number
+  installs__service: number
+}
+
 /** A `{<parent>, name, value}` variable row; the parent column is named after the table's owner. */
 interface VariableColumns {
   id: Generated<number>
@@ -228,5 +236,8 @@ export interface Database {
   application_config_variable: VariableColumns & {application: number}
   device_environment_variable: VariableColumns & {device: number}
   device_config_variable: VariableColumns & {device: number}
+  service_install: ServiceInstallTable
+  service_environment_variable: VariableColumns & {service: number}
+  device_service_environment_variable: VariableColumns & {service_install: number}
   device_log: DeviceLogTable
 }

@@ -190,6 +190,7 @@ const definitions: Record<string, Omit<ResourceSpec, 'name' | 'table'>> = {
       device_environment_variable: toMany('device_environment_variable', 'device'),
       device_config_variable: toMany('device_config_variable', 'device'),
       image_install: toMany('image_install', 'device'),
+      service_install: toMany('service_install', 'device'),
     },
   },
   release: {
@@ -223,7 +224,20 @@ const definitions: Record<string, Omit<ResourceSpec, 'name' | 'table'>> = {
   release_tag: tagResource('release'),
   service: {
     fields: {id, created_at: createdAt, application: reference('application', {create: true, required: true}), service_name: {type: 'text', create: true, required: true}},
-    navigations: {is_built_by__image: toMany('image', 'is_a_build_of__service')},
+    navigations: {
+      is_built_by__image: toMany('image', 'is_a_build_of__service'),
+      service_environment_variable: toMany('service_environment_variable', 'service'),
+      service_install: toMany('service_install', 'installs__service'),
+      is_installed_on__device: toMany('service_install', 'installs__service'),
+    },
+  },
+  service_install: {
+    fields: {id, created_at: createdAt, device: reference('device'), installs__service: reference('service')},
+    navigations: {
+      // balena's state endpoint expands the installed service as `service` too.
+      service: {target: 'service', many: false, parentField: 'installs__service', childField: 'id'},
+      device_service_environment_variable: toMany('device_service_environment_variable', 'service_install'),
+    },
   },
   image: {
     fields: {
@@ -265,6 +279,8 @@ const definitions: Record<string, Omit<ResourceSpec, 'name' | 'table'>> = {
   application_config_variable: variableResource('application_config_variable', 'application'),
   device_environment_variable: variableResource('device_environment_variable', 'device'),
   device_config_variable: variableResource('device_config_variable', 'device'),
+  service_environment_variable: variableResource('service_environment_variable', 'service'),
+  device_service_environment_variable: variableResource('device_service_environment_variable', 'service_install'),
   application_tag: tagResource('application'),
   device_tag: tagResource('device'),
 }

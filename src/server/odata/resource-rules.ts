@@ -3,6 +3,7 @@ import {randomBytes} from 'node:crypto'
 import type {Kysely} from 'kysely'
 
 import type {Actor} from '../auth/actor.js'
+import {ensureServiceInstalls, syncDeviceServiceInstalls} from '../db/service-installs.js'
 import {now} from '../db/values.js'
 import {badRequest, unauthorized} from '../http-errors.js'
 
@@ -111,16 +112,24 @@ const device: ResourceRules = {
       }
     }
   },
+  async afterWrite(context, ids) {
+    await syncDeviceServiceInstalls(context.trx, ids)
+  },
 }
 
-function variableRules(kind: 'environment' | 'config'): ResourceRules {
+/**
+ * `service` variables are environment variables of one service; like balena (which refuses the BALENA_/RESIN_
+ * namespace for every environment variable) they never take a config variable's name, since those cannot be set per service.
+ */
+function variableRules(kind: 'environment' | 'config' | 'service'): ResourceRules {
   const check = (values: Values) => {
     if (values.name === undefined) return
     const name = values.name
     if (typeof name !== 'string') throw badRequest('name must be a string')
     if (kind === 'config' && !CONFIG_VAR_NAME_PATTERN.test(name)) throw badRequest('config variable names must start with BALENA_ or RESIN_ and use only letters, digits and "_"')
-    if (kind === 'environment' && !ENV_VAR_NAME_PATTERN.test(name)) throw badRequest('variable names must match ^[A-Za-z_][A-Za-z0-9_]*$')
+    if (kind !== 'config' && !ENV_VAR_NAME_PATTERN.test(name)) throw badRequest('variable names must match ^[A-Za-z_][A-Za-z0-9_]*$')
     if (RESERVED_VAR_NAMES.includes(name)) throw badRequest(`"${name}" is a reserved variable name`)
+    if (kind === 'service' && CONFIG_VAR_NAME_PATTERN.test(name)) throw badRequest('service variables beginning with BALENA_ or RESIN_ are reserved: config variables cannot be set per service')
   }
 
   return {
@@ -183,6 +192,9 @@ const service: ResourceRules = {
   async beforeCreate(_context, values) {
     if (typeof values.service_name !== 'string' || !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(values.service_name)) throw badRequest('service_name must be letters, digits, ".", "-" and "_"')
   },
+  async afterWrite(context, ids) {
+    await ensureServiceInstalls(context.trx, {serviceIds: ids})
+  },
 }
 
 export const RESOURCE_RULES: Record<string, ResourceRules> = {
@@ -192,6 +204,8 @@ export const RESOURCE_RULES: Record<string, ResourceRules> = {
   device_environment_variable: variableRules('environment'),
   application_config_variable: variableRules('config'),
   device_config_variable: variableRules('config'),
+  service_environment_variable: variableRules('service'),
+  device_service_environment_variable: variableRules('service'),
   application_tag: tag,
   device_tag: tag,
   release_tag: tag,

@@ -12,6 +12,7 @@ import type {BuildStore} from '../builder/build-release.js'
 import {type ContextLimits, DEFAULT_CONTEXT_LIMITS, extractBuildContext} from '../builder/context.js'
 import {type ServerContext, userActor} from '../context.js'
 import type {Db} from '../db/database.js'
+import {ensureServiceInstalls} from '../db/service-installs.js'
 import {now} from '../db/values.js'
 import {badRequest, notFound} from '../http-errors.js'
 import {RESOURCES} from '../odata/model.js'
@@ -40,6 +41,7 @@ function releaseStore(db: Db, releaseId: number, applicationId: number, registry
     async ensureService(serviceName) {
       await db.insertInto('service').values({created_at: now(), application: applicationId, service_name: serviceName}).onConflict((conflict) => conflict.doNothing()).execute()
       const row = await db.selectFrom('service').select('id').where('application', '=', applicationId).where('service_name', '=', serviceName).executeTakeFirstOrThrow()
+      await ensureServiceInstalls(db, {serviceIds: [row.id]})
       return row.id
     },
     async createImage(serviceId, details) {

@@ -5,6 +5,7 @@ import type {Kysely} from 'kysely'
 import type {Actor} from '../../../src/server/auth/actor.js'
 import {type Db, openDatabase} from '../../../src/server/db/database.js'
 import {markSilentDevicesOffline} from '../../../src/server/db/devices.js'
+import {ensureServiceInstalls} from '../../../src/server/db/service-installs.js'
 import {createUser} from '../../../src/server/db/users.js'
 import {now} from '../../../src/server/db/values.js'
 import {computeTargetState, entityTagOf, imageReferenceOf, matchesEntityTag} from '../../../src/server/device-target.js'
@@ -129,6 +130,39 @@ describe('device target state', () => {
     const releases = (await computeTargetState(db, deviceId))![deviceUuid].apps[fleetUuid].releases!
     assert.deepEqual(Object.keys(releases), ['b'.repeat(32)])
     await db.updateTable('device').set({is_pinned_on__release: null}).where('id', '=', deviceId).execute()
+  })
+
+  it("merges each service's environment lowest first: fleet, service, device, then the device's for that service", async () => {
+    // addRelease inserts its services directly, as the builder does; the builder then creates their installs like this.
+    const services = await db.selectFrom('service').select(['id', 'service_name']).where('application', '=', fleetId).execute()
+    await ensureServiceInstalls(db, {serviceIds: services.map((service) => service.id)})
+    const main = services.find((service) => service.service_name === 'main')!.id
+    const install = await db.selectFrom('service_install').select('id').where('device', '=', deviceId).where('installs__service', '=', main).executeTakeFirstOrThrow()
+    await create('application_environment_variable', {application: fleetId, name: 'SERVICE_OVER_FLEET', value: 'fleet'})
+    await create('service_environment_variable', {service: main, name: 'SERVICE_OVER_FLEET', value: 'service'})
+    await create('service_environment_variable', {service: main, name: 'DEVICE_OVER_SERVICE', value: 'service'})
+    await create('service_environment_variable', {service: main, name: 'LEVEL', value: 'service'})
+    await create('device_environment_variable', {device: deviceId, name: 'DEVICE_OVER_SERVICE', value: 'device'})
+    await create('device_environment_variable', {device: deviceId, name: 'DEVICE_SERVICE_OVER_DEVICE', value: 'device'})
+    await create('device_service_environment_variable', {service_install: install.id, name: 'DEVICE_SERVICE_OVER_DEVICE', value: 'device-service'})
+    await create('device_service_environment_variable', {service_install: install.id, name: 'LEVEL', value: 'device-service'})
+    const neighbour = await create('device', {belongs_to__application: fleetId, is_of__device_type: 1, device_name: 'hall'})
+    try {
+      const release = (await computeTargetState(db, deviceId))![deviceUuid].apps[fleetUuid].releases!['a'.repeat(32)]
+      assert.deepEqual(release.services.main.environment, {
+        FLEET_ONLY: 'f',
+        SERVICE_OVER_FLEET: 'service',
+        DEVICE_OVER_SERVICE: 'device',
+        DEVICE_SERVICE_OVER_DEVICE: 'device-service',
+        LEVEL: 'device-service',
+      })
+      assert.deepEqual(release.services.side.environment, {FLEET_ONLY: 'f', SERVICE_OVER_FLEET: 'fleet', DEVICE_OVER_SERVICE: 'device', DEVICE_SERVICE_OVER_DEVICE: 'device', LEVEL: 'device'})
+      const other = (await computeTargetState(db, neighbour.id as number))![neighbour.uuid as string].apps[fleetUuid].releases!['a'.repeat(32)]
+      assert.deepEqual(other.services.main.environment, {FLEET_ONLY: 'f', SERVICE_OVER_FLEET: 'service', DEVICE_OVER_SERVICE: 'service', LEVEL: 'service'})
+      assert.deepEqual(other.services.side.environment, {FLEET_ONLY: 'f', SERVICE_OVER_FLEET: 'fleet', LEVEL: 'fleet'})
+    } finally {
+      await db.deleteFrom('device').where('id', '=', neighbour.id as number).execute()
+    }
   })
 
   it('tags bodies strongly and matches If-None-Match lists and weak forms', () => {
