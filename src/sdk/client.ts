@@ -1,6 +1,7 @@
+import type {IncomingHttpHeaders, IncomingMessage} from 'node:http'
 import type {Readable} from 'node:stream'
 
-import got, {type Got, HTTPError, type Method, RequestError} from 'got'
+import type {Method} from 'got'
 
 import {ApiError, ConnectionError, ExpectedError, NotLoggedInError} from '../errors.js'
 import {apiUrlOf, balenaEndpoints, type Endpoints, isFlotillaUrl} from './endpoints.js'
@@ -41,8 +42,80 @@ export interface ApiResponse<T> {
 }
 
 /** Network failures worth another try; a refused connection is not: the server is simply not there. */
-const RETRIED_NETWORK_ERRORS = ['ETIMEDOUT', 'ECONNRESET', 'EADDRINUSE', 'EPIPE', 'ENETUNREACH', 'EAI_AGAIN']
+const RETRIED_NETWORK_ERRORS = new Set(['ETIMEDOUT', 'ECONNRESET', 'EADDRINUSE', 'EPIPE', 'ENETUNREACH', 'EAI_AGAIN'])
 const UNREACHABLE_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ETIMEDOUT'])
+/** Requests that may be sent again: the ones whose repetition changes nothing on the server. */
+const RETRIED_METHODS = new Set(['GET', 'PUT', 'HEAD', 'DELETE', 'OPTIONS'])
+/** Answers worth another try (got's list); a `Retry-After` is honoured when it is within the request timeout. */
+const RETRIED_STATUSES = new Set([408, 413, 429, 500, 502, 503, 504, 521, 522, 524])
+const BACKOFF_LIMIT_MS = 2000
+const MAX_REDIRECTS = 10
+
+/** The request never got a complete answer (refused, reset, timed out, aborted): `code` says why. */
+class RequestFailure extends Error {
+  constructor(
+    message: string,
+    readonly code: string | undefined,
+    cause?: unknown,
+  ) {
+    super(message, {cause})
+    this.name = 'RequestFailure'
+  }
+}
+
+/** The server answered with a failure status. */
+class StatusFailure extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly body: string,
+    readonly headers: IncomingHttpHeaders,
+  ) {
+    super(`request failed with status ${statusCode}`)
+    this.name = 'StatusFailure'
+  }
+}
+
+interface Answer {
+  statusCode: number
+  headers: IncomingHttpHeaders
+  text: string
+}
+
+/** An error from got (the streaming requests here and the image downloads), recognised without loading got. */
+function isGotError(error: unknown): error is Error & {code?: string; response?: {statusCode: number; body: unknown; headers: IncomingHttpHeaders}} {
+  return error instanceof Error && 'options' in error && 'timings' in error
+}
+
+async function readText(response: IncomingMessage): Promise<string> {
+  const encoding = String(response.headers['content-encoding'] ?? '').trim().toLowerCase()
+  let source: NodeJS.ReadableStream = response
+  if (encoding === 'gzip' || encoding === 'x-gzip' || encoding === 'deflate' || encoding === 'br') {
+    const zlib = await import('node:zlib')
+    const decoder = encoding === 'br' ? zlib.createBrotliDecompress() : encoding === 'deflate' ? zlib.createInflate() : zlib.createGunzip()
+    response.on('error', (error) => decoder.destroy(error))
+    source = response.pipe(decoder)
+  }
+
+  const chunks: Buffer[] = []
+  for await (const chunk of source) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks).toString('utf8')
+}
+
+/** The pause before another try, as got computes it: `Retry-After` when given, else 1 s, 2 s… up to the limit, plus noise. */
+function retryDelay(attempt: number, failure: unknown, timeoutMs: number): number {
+  if (failure instanceof StatusFailure) {
+    const header = failure.headers['retry-after']
+    if (typeof header === 'string' && header !== '') {
+      let after = Number(header) * 1000
+      if (Number.isNaN(after)) after = Math.max(Date.parse(header) - Date.now(), 1)
+      if (after) return after > timeoutMs ? 0 : after
+    }
+
+    if (failure.statusCode === 413) return 0
+  }
+
+  return Math.min(2 ** (attempt - 1) * 1000, BACKOFF_LIMIT_MS) + Math.random() * 100
+}
 
 function describeBody(body: unknown): string {
   if (typeof body === 'string') {
@@ -69,8 +142,9 @@ export class FleetClient {
   readonly apiUrl: string
   readonly pine: Pine
   private token?: string
-  private readonly http: Got
   private readonly clientName: string
+  private readonly timeoutMs: number
+  private readonly retries: number
   private endpointsCache?: Promise<Endpoints>
 
   constructor(options: ClientOptions) {
@@ -78,17 +152,8 @@ export class FleetClient {
     this.apiUrl = apiUrlOf(options.remote)
     this.token = options.token
     this.clientName = options.clientName ?? 'flotilla'
-    this.http = got.extend({
-      prefixUrl: this.apiUrl,
-      timeout: {request: options.timeoutMs ?? 30_000},
-      retry: {
-        limit: options.retries ?? 2,
-        methods: ['GET', 'PUT', 'HEAD', 'DELETE', 'OPTIONS'],
-        errorCodes: RETRIED_NETWORK_ERRORS,
-        backoffLimit: 2000,
-      },
-      headers: {'x-balena-client': this.clientName},
-    })
+    this.timeoutMs = options.timeoutMs ?? 30_000
+    this.retries = options.retries ?? 2
     this.pine = new Pine(this)
   }
 
@@ -113,33 +178,108 @@ export class FleetClient {
   async requestWithResponse<T>(method: Method, path: string, options: RequestOptions = {}): Promise<ApiResponse<T>> {
     if (!options.anonymous && !this.token) throw new NotLoggedInError()
     try {
-      const response = await this.http(path.replace(/^\//, ''), {
-        method,
-        json: options.json,
-        body: options.body,
-        searchParams: options.searchParams,
-        headers: {...(options.anonymous ? {} : this.authHeaders()), ...options.headers},
-        signal: options.signal,
-      })
-      const text = response.body
-      const type = String(response.headers['content-type'] ?? '')
-      const body = text === '' ? undefined : ((type.includes('json') ? JSON.parse(text) : text) as T)
-      return {statusCode: response.statusCode, headers: response.headers, body}
+      const url = new URL(/^[a-z][a-z\d+.-]*:\/\//i.test(path) ? path : `${this.apiUrl.replace(/\/?$/, '/')}${path.replace(/^\//, '')}`)
+      if (options.searchParams) url.search = new URLSearchParams(Object.entries(options.searchParams).map(([key, value]) => [key, String(value)])).toString()
+      const body = options.json === undefined ? options.body : JSON.stringify(options.json)
+      const headers: Record<string, string> = {
+        'user-agent': this.clientName,
+        'x-balena-client': this.clientName,
+        'accept-encoding': 'gzip, deflate, br',
+        ...(options.json === undefined ? {} : {'content-type': 'application/json'}),
+        ...(options.anonymous ? {} : this.authHeaders()),
+        ...options.headers,
+      }
+      const answer = await this.sendWithRetries(method.toUpperCase(), url, headers, body, options.signal)
+      const type = String(answer.headers['content-type'] ?? '')
+      const parsed = answer.text === '' ? undefined : ((type.includes('json') ? JSON.parse(answer.text) : answer.text) as T)
+      return {statusCode: answer.statusCode, headers: answer.headers, body: parsed}
     } catch (error) {
       throw this.translateError(error)
     }
   }
 
+  /** Sends a request, trying again after a network failure or a busy server when the method allows it. */
+  private async sendWithRetries(method: string, url: URL, headers: Record<string, string>, body: string | undefined, signal?: AbortSignal): Promise<Answer> {
+    for (let attempt = 1; ; attempt++) {
+      let failure: unknown
+      try {
+        const answer = await this.send(method, url, headers, body, signal)
+        if ((answer.statusCode >= 200 && answer.statusCode < 300) || answer.statusCode === 304) return answer
+        failure = new StatusFailure(answer.statusCode, answer.text, answer.headers)
+      } catch (error) {
+        failure = error
+      }
+
+      const retried =
+        attempt <= this.retries &&
+        RETRIED_METHODS.has(method) &&
+        (failure instanceof StatusFailure ? RETRIED_STATUSES.has(failure.statusCode) : failure instanceof RequestFailure && RETRIED_NETWORK_ERRORS.has(failure.code ?? ''))
+      const delay = retried ? retryDelay(attempt, failure, this.timeoutMs) : 0
+      if (delay === 0) throw failure
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          signal?.removeEventListener('abort', onAbort)
+          resolve()
+        }, delay)
+        const onAbort = () => {
+          clearTimeout(timer)
+          reject(new RequestFailure('This operation was aborted.', 'ERR_ABORTED', signal?.reason))
+        }
+
+        if (signal?.aborted) onAbort()
+        else signal?.addEventListener('abort', onAbort, {once: true})
+      })
+    }
+  }
+
+  /** One exchange: follows redirects (dropping credentials when they lead to another origin), reads the whole answer. */
+  private async send(method: string, url: URL, headers: Record<string, string>, body: string | undefined, signal?: AbortSignal, redirects = 0): Promise<Answer> {
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new RequestFailure(`Unsupported protocol: ${url.protocol}`, 'ERR_UNSUPPORTED_PROTOCOL')
+    const {request} = url.protocol === 'https:' ? await import('node:https') : await import('node:http')
+    const answer = await new Promise<Answer & {location?: string}>((resolve, reject) => {
+      const outgoing = request(url, {method, headers: body === undefined ? headers : {...headers, 'content-length': String(Buffer.byteLength(body))}, signal})
+      const timer = setTimeout(() => {
+        fail(new RequestFailure(`Timeout awaiting 'request' for ${this.timeoutMs}ms`, 'ETIMEDOUT'))
+        outgoing.destroy()
+      }, this.timeoutMs)
+      const fail = (error: unknown) => {
+        clearTimeout(timer)
+        if (error instanceof RequestFailure) reject(error)
+        else if (signal?.aborted) reject(new RequestFailure('This operation was aborted.', 'ERR_ABORTED', error))
+        else reject(new RequestFailure((error as Error).message, (error as NodeJS.ErrnoException).code, error))
+      }
+
+      outgoing.on('error', fail)
+      outgoing.on('response', (response) => {
+        const statusCode = response.statusCode ?? 0
+        const location = statusCode >= 300 && statusCode < 400 && statusCode !== 304 ? response.headers.location : undefined
+        if (location || method === 'HEAD') response.resume()
+        const text = location || method === 'HEAD' ? Promise.resolve('') : readText(response)
+        text.then((value) => {
+          clearTimeout(timer)
+          resolve({statusCode, headers: response.headers, text: value, location})
+        }, fail)
+      })
+      outgoing.end(body)
+    })
+    if (!answer.location) return answer
+    if (redirects >= MAX_REDIRECTS) throw new RequestFailure(`Redirected ${MAX_REDIRECTS} times. Aborting.`, 'ERR_TOO_MANY_REDIRECTS')
+    const target = new URL(answer.location, url)
+    const next: Record<string, string> = {...headers}
+    if (target.host !== url.host) delete next.authorization
+    const rewrite = answer.statusCode === 303 && method !== 'GET' && method !== 'HEAD'
+    if (rewrite) delete next['content-type']
+    return this.send(rewrite ? 'GET' : method, target, next, rewrite ? undefined : body, signal, redirects + 1)
+  }
+
   translateError(error: unknown): unknown {
-    if (error instanceof HTTPError) {
+    if (error instanceof StatusFailure) return this.errorForStatus(error.statusCode, error.body, error.headers['retry-after'])
+    if (isGotError(error) && error.name === 'HTTPError' && error.response) {
       return this.errorForStatus(error.response.statusCode, error.response.body, error.response.headers['retry-after'])
     }
 
-    if (error instanceof RequestError && error.code && UNREACHABLE_ERRORS.has(error.code)) {
-      return new ConnectionError(this.apiUrl, error)
-    }
-
-    if (error instanceof RequestError && !(error instanceof ExpectedError)) {
+    if (error instanceof RequestFailure || isGotError(error)) {
+      if (error.code && UNREACHABLE_ERRORS.has(error.code)) return new ConnectionError(this.apiUrl, error)
       return new ExpectedError(`request to ${this.apiUrl} failed: ${error.message}`, {cause: error})
     }
 
@@ -167,7 +307,8 @@ export class FleetClient {
    */
   async openStream(method: Method, url: string, options: StreamOptions = {}): Promise<Readable> {
     if (!this.token) throw new NotLoggedInError()
-    // Not this.http: its whole-request timeout would cut a long build or log stream.
+    // got, loaded only here: it streams request bodies with upload progress. No whole-request timeout: it would cut a long build or log stream.
+    const {default: got} = await import('got')
     const stream = got.stream(url, {
       method,
       body: options.body,
@@ -194,10 +335,16 @@ export class FleetClient {
     })
   }
 
-  /** The remote's builder, SSH gateway, tunnel and registry: asked of a flotilla server once, derived for balena-style remotes. */
+  /**
+   * The remote's builder, SSH gateway, tunnel and registry: asked of a flotilla server once (again after a failure),
+   * derived for balena-style remotes.
+   */
   async endpoints(): Promise<Endpoints> {
     if (!isFlotillaUrl(this.remote)) return balenaEndpoints(this.remote)
-    this.endpointsCache ??= this.request<Endpoints>('GET', '/.well-known/flotilla.json', {anonymous: true})
+    this.endpointsCache ??= this.request<Endpoints>('GET', '/.well-known/flotilla.json', {anonymous: true}).catch((error: unknown) => {
+      this.endpointsCache = undefined
+      throw error
+    })
     return this.endpointsCache
   }
 }

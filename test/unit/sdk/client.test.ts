@@ -1,8 +1,9 @@
 import {strict as assert} from 'node:assert'
 import {createServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
 import type {AddressInfo} from 'node:net'
+import {gzipSync} from 'node:zlib'
 
-import {ApiError, ConnectionError, NotLoggedInError, UsageError} from '../../../src/errors.js'
+import {ApiError, ConnectionError, ExpectedError, NotLoggedInError, UsageError} from '../../../src/errors.js'
 import {FleetClient} from '../../../src/sdk/client.js'
 import {odataValue} from '../../../src/sdk/pine.js'
 import {getRelease} from '../../../src/sdk/releases.js'
@@ -107,6 +108,50 @@ describe('FleetClient', () => {
     const balena = await new FleetClient({remote: 'balena-cloud.com'}).endpoints()
     assert.equal(balena.api, 'https://api.balena-cloud.com')
     assert.deepEqual(balena.ssh, {host: 'ssh.balena-devices.com', port: 22})
+  })
+
+  it('reads compressed answers, passes a 304 through, and replaces the query with searchParams', async () => {
+    const handler: Handler = (request, _body, response) => {
+      if (request.headers['if-none-match'] === '"v1"') {
+        response.writeHead(304, {etag: '"v1"'})
+        response.end()
+        return
+      }
+
+      response.writeHead(200, {'content-type': 'application/json', 'content-encoding': 'gzip'})
+      response.end(gzipSync(JSON.stringify({url: request.url})))
+    }
+
+    await withServer(handler, async (url) => {
+      const client = new FleetClient({remote: url, token: 't'})
+      assert.deepEqual(await client.request('GET', '/v7/device?a=1', {searchParams: {count: 'all', wait: 5}}), {url: '/v7/device?count=all&wait=5'})
+      const unchanged = await client.requestWithResponse('GET', '/state', {headers: {'if-none-match': '"v1"'}})
+      assert.deepEqual([unchanged.statusCode, unchanged.headers.etag, unchanged.body], [304, '"v1"', undefined])
+    })
+  })
+
+  it('follows a redirect, without the credentials when it leads to another origin', async () => {
+    await withServer(answer(200, {ok: true}), async (elsewhere, seenElsewhere) => {
+      const handler: Handler = (request, _body, response) => {
+        response.writeHead(request.url === '/v7/here' ? 302 : 307, {location: request.url === '/v7/here' ? '/v7/there' : `${elsewhere}/away`})
+        response.end()
+      }
+
+      await withServer(handler, async (url, seen) => {
+        assert.deepEqual(await new FleetClient({remote: url, token: 't'}).request('GET', '/v7/here'), {ok: true})
+        assert.deepEqual(seen.map((request) => [request.url, request.headers.authorization]), [['/v7/here', 'Bearer t'], ['/v7/there', 'Bearer t']])
+        assert.deepEqual(seenElsewhere.map((request) => [request.url, request.headers.authorization]), [['/away', undefined]])
+      })
+    })
+  })
+
+  it('gives up on a server that does not answer within the timeout, and stops when aborted', async () => {
+    await withServer(() => {}, async (url) => {
+      const client = new FleetClient({remote: url, token: 't', timeoutMs: 200, retries: 0})
+      await assert.rejects(client.request('GET', '/v7/device'), ConnectionError)
+      const aborted = client.request('GET', '/v7/device', {signal: AbortSignal.timeout(50)})
+      await assert.rejects(aborted, (error: Error) => error instanceof ExpectedError && /aborted/.test(error.message))
+    })
   })
 
   it('finds a release by a commit prefix made only of digits as well as by id', async () => {
