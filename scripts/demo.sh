@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole loop on one machine: a local fleet server, a device agent on the local Docker engine, a push of
 # examples/hello, and its logs followed live. Ctrl-C stops it and removes what it started.
-# FLOTILLA_DEMO_LINES=N stops after N log lines (for tests); FLOTILLA_DEMO_PORT and FLOTILLA_AGENT_API_PORT pick ports.
+# FLOTILLA_DEMO_LINES=N stops after N log lines (for tests); FLOTILLA_DEMO_PORT, FLOTILLA_DEMO_SSH_PORT and
+# FLOTILLA_AGENT_API_PORT pick ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f dist/commands/version.js ] && [ -f oclif.manifest.json ] || npm run build >/dev/null
@@ -36,7 +37,7 @@ wait_for() { # wait_for <seconds> <description> <command…>
   done
 }
 
-node bin/run.js server start --port "${FLOTILLA_DEMO_PORT:-7171}" --data-dir "$work/server" >"$work/server.log" 2>&1 &
+node bin/run.js server start --port "${FLOTILLA_DEMO_PORT:-7171}" --ssh-port "${FLOTILLA_DEMO_SSH_PORT:-2222}" --data-dir "$work/server" >"$work/server.log" 2>&1 &
 server=$!
 wait_for 30 "the server" grep -q listening "$work/server.log"
 export FLOTILLA_URL=$(sed -n 's/^flotilla server listening on \([^,]*\),.*/\1/p' "$work/server.log")
@@ -58,6 +59,14 @@ uuid=$(node -e 'console.log(require(process.argv[1]).uuid)' "$work/config.json")
 echo "demo: device $uuid registered"
 
 flotilla push hello --source examples/hello
+
+# The device link: a shell in the service through the fleet server, with a throw-away key.
+ssh-keygen -q -t ed25519 -N '' -C flotilla-demo -f "$work/demo_key"
+flotilla ssh-key add demo "$work/demo_key.pub" >/dev/null
+wait_for 60 "the service to run" flotilla ssh "$uuid" hello --identity "$work/demo_key" -- true
+echo "demo: flotilla ssh $uuid hello -- uname -sm"
+flotilla ssh "$uuid" hello --identity "$work/demo_key" -- uname -sm
+
 echo "demo: following the logs of $uuid (Ctrl-C to stop)"
 if [ -n "${FLOTILLA_DEMO_LINES:-}" ]; then
   # The reader stops after N lines; grep and logs then end on a closed pipe, which is this mode's normal end.
