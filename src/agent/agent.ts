@@ -12,11 +12,12 @@ import {FleetClient} from '../sdk/client.js'
 import {actionCollector, ActionListener} from './action-listener.js'
 import {loadConfig} from './config.js'
 import {DeviceLink, discoverLinkEndpoint} from './device-link.js'
+import {DeviceActions} from './device-actions.js'
 import {DockerExecutor, type RegistryAuth} from './docker-executor.js'
 import {startLocalApi} from './local-api.js'
 import {LogShipper, logStreamSender} from './log-shipper.js'
 import {ensureRegistered} from './provisioning.js'
-import {converge, type CurrentState, desiredAppsOf, type Plan, type PlanOptions, describeStep} from './reconciler.js'
+import {converge, type CurrentState, desiredAppsOf, type Plan, type PlanOptions, stepFailureLine} from './reconciler.js'
 import {directAccessOf, startShellService} from './shell-service.js'
 import {buildStateReport, type DeviceFacts, gatherDeviceFacts, StateReporter, stateReportSender} from './state-reporter.js'
 import {TargetPoller, fetchTargetState} from './target-poller.js'
@@ -47,6 +48,12 @@ export interface AgentOptions {
    * developmentMode), else none; `false`: none.
    */
   sshListen?: {host: string; port: number} | false
+  /**
+   * What reboots and powers off the host, as a command line split into words as a shell would (run without
+   * one): the agent runs on a host it does not own. Default `systemctl reboot` and `systemctl poweroff`.
+   */
+  rebootCommand?: string
+  shutdownCommand?: string
 }
 
 export interface RunningAgent {
@@ -149,6 +156,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   let unwatchEvents: (() => void) | undefined
   let deviceUuid: string | undefined
   let link: DeviceLink | undefined
+  let registered: RegisteredConfigJson | undefined
+  let executor: DockerExecutor | undefined
 
   const shipper = new LogShipper({
     send: async (lines) => {
@@ -165,16 +174,61 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     }
   }
 
-  const performAction = async (action: DeviceAction) => {
-    if (action.action === 'restart') return restartContainers(action.appId)
-    if (action.action === 'restart-service') {
-      const serviceName = action.serviceName ?? snapshot.current?.containers.find((container) => container.imageId === action.imageId)?.serviceName
-      if (serviceName) return restartContainers(action.appId, serviceName)
-      shipper.systemLine(`No running service to restart for image ${action.imageId}`)
-      return
+  // Purge, reboot and shutdown take the engine from the reconcile loop: they hold it, and wait for a round to end.
+  let reconcileHolds = 0
+  let reconciling: Promise<void> = Promise.resolve()
+  let abortReconcile: AbortController | undefined
+  const holdReconciler = async (): Promise<() => void> => {
+    reconcileHolds++
+    abortReconcile?.abort()
+    await reconciling
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      reconcileHolds--
+      reconcileWakeup.wake()
     }
+  }
 
-    shipper.systemLine(`This agent does not support the '${action.action}' action`)
+  const deviceActions = new DeviceActions({
+    engine: () => executor,
+    systemLine: (message, serviceId) => shipper.systemLine(message, serviceId),
+    holdReconciler,
+    lockOverridden: () => snapshot.target?.config.BALENA_SUPERVISOR_OVERRIDE_LOCK === '1',
+    commands: {reboot: options.rebootCommand, shutdown: options.shutdownCommand},
+    flushLogs: async () => {
+      await shipper.flush()
+      await shipper.flush()
+    },
+  })
+
+  const performAction = async (action: DeviceAction) => {
+    switch (action.action) {
+      case 'restart': {
+        return restartContainers(action.appId)
+      }
+
+      case 'restart-service': {
+        const serviceName = action.serviceName ?? snapshot.current?.containers.find((container) => container.imageId === action.imageId)?.serviceName
+        if (serviceName) return restartContainers(action.appId, serviceName)
+        shipper.systemLine(`No running service to restart for image ${action.imageId}`)
+        return
+      }
+
+      case 'purge': {
+        return deviceActions.purge(action.appId, action.force === true)
+      }
+
+      case 'reboot':
+      case 'shutdown': {
+        return deviceActions.power(action.action, action.force === true)
+      }
+
+      default: {
+        shipper.systemLine(`This agent does not support the '${(action as {action: string}).action}' action`)
+      }
+    }
   }
 
   // Holds nothing open until it listens, so a failure of what follows leaves nothing behind.
@@ -239,6 +293,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       },
       restartApp: (appId) => restartContainers(appId),
       restartService: (appId, serviceName) => restartContainers(appId, serviceName),
+      purge: (appId, force) => deviceActions.purge(appId, force),
+      reboot: (force) => deviceActions.power('reboot', force),
+      shutdown: (force) => deviceActions.power('shutdown', force),
     },
   })
 
@@ -252,8 +309,6 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     throw error
   }
 
-  let registered: RegisteredConfigJson | undefined
-  let executor: DockerExecutor | undefined
   const planOptions = (): PlanOptions => ({
     deviceUuid: registered?.uuid ?? '',
     deviceType: registered?.deviceType,
@@ -279,7 +334,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   let facts: DeviceFacts = {}
   let factsAt = 0
   const downloadProgress = new Map<string, number>()
-  async function reconcileOnce(device: RegisteredConfigJson, runner: DockerExecutor): Promise<void> {
+  async function reconcileOnce(device: RegisteredConfigJson, runner: DockerExecutor, signal: AbortSignal): Promise<void> {
     const stored = await store.load()
     if (!stored) return
     const force = forceNextUpdate
@@ -295,10 +350,10 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       ...common,
       overrideLock: force || stored.target.config.BALENA_SUPERVISOR_OVERRIDE_LOCK === '1',
       onPlan: report,
+      signal,
       onStepFailed: (step, error) => {
         log(`${step.action} failed: ${(error as Error).message}`)
-        if (step.action === 'fetch') shipper.systemLine(`Failed to download image '${step.image}' due to '${(error as Error).message}'`)
-        else shipper.systemLine(`Failed to ${step.action} ${describeStep(step)}: ${(error as Error).message}`)
+        shipper.systemLine(stepFailureLine(step, error))
       },
     })
     snapshot.current = result.current
@@ -345,7 +400,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     poller.start()
     actionListener = new ActionListener({
       collect: actionCollector(fleetClient, device.uuid),
-      onAction: performAction,
+      // A refused or failed action is already in the device's logs; this is the agent's own diagnostic.
+      onAction: (action) => performAction(action).catch((error: unknown) => log(`device action ${action.action} failed: ${(error as Error).message}`)),
       onError: (error) => log(`collecting device actions failed: ${(error as Error).message}`),
     })
     actionListener.start()
@@ -372,7 +428,12 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
           // The engine restarted or dropped the stream: watch again on the next round.
           unwatchEvents = undefined
         })
-        await reconcileOnce(device, runner)
+        if (reconcileHolds === 0) {
+          const controller = new AbortController()
+          abortReconcile = controller
+          reconciling = reconcileOnce(device, runner, controller.signal).catch((error: unknown) => log(`reconcile failed: ${(error as Error).message}`))
+          await reconciling
+        }
       } catch (error) {
         log(`reconcile failed: ${(error as Error).message}`)
       }

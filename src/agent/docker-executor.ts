@@ -109,8 +109,16 @@ export class DockerExecutor implements StepExecutor {
     switch (step.action) {
       case 'fetch': {
         log(`Downloading image '${step.image}'`)
-        await this.pull(step.image)
+        // Recorded before the pull: an agent killed once the engine has the image, before it could say so, would
+        // otherwise leave the image behind for good. The record only counts while the engine has the image.
         await this.recordFetched(step.image, true)
+        try {
+          await this.pull(step.image)
+        } catch (error) {
+          await this.recordFetched(step.image, false).catch(() => {})
+          throw error
+        }
+
         log(`Downloaded image '${step.image}'`)
         return
       }
@@ -172,6 +180,22 @@ export class DockerExecutor implements StepExecutor {
         log(`Deleted image '${step.image}'`)
       }
     }
+  }
+
+  /**
+   * Removes the named volumes this agent created for an app (by their labels, so another device's or a
+   * hand-made volume of the same name stays); their containers must be gone first. Returns their names.
+   */
+  async removeAppVolumes(appId: number): Promise<string[]> {
+    const log = this.options.onSystemLog ?? (() => {})
+    const {Volumes: volumes} = await this.docker.listVolumes({filters: {label: [`${LABELS.supervised}=true`, `${LABELS.appId}=${appId}`, this.ownerLabel]}})
+    const names = (volumes ?? []).map((volume) => volume.Name).sort()
+    for (const name of names) {
+      log(`Removing volume '${name}'`)
+      await this.docker.getVolume(name).remove().catch(this.unlessDone)
+    }
+
+    return names
   }
 
   /** Starts and deaths of the agent's containers, as they happen, until the returned function is called or the engine ends the stream. */

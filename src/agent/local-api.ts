@@ -14,6 +14,11 @@ export interface LocalApiHandlers {
   update(force: boolean): void
   restartApp(appId: number): Promise<void>
   restartService(appId: number, serviceName: string): Promise<void>
+  /** Removes the app's containers and named volumes and lets them be made afresh; rejects while the app's update lock is held, unless forced. */
+  purge(appId: number, force: boolean): Promise<void>
+  /** Stops the services and runs the host's reboot (power-off) command; rejects while an update lock is held, unless forced. */
+  reboot(force: boolean): Promise<void>
+  shutdown(force: boolean): Promise<void>
 }
 
 export interface LocalApi {
@@ -51,6 +56,14 @@ function sendJson(response: ServerResponse, status: number, body: unknown): void
   response.writeHead(status, {'content-type': 'application/json'}).end(JSON.stringify(body))
 }
 
+const isTrue = (value: unknown) => value === true || value === 'true' || value === 1 || value === '1'
+
+/** Errors that carry their HTTP status (an update lock held: 423). */
+function statusOf(error: unknown): number {
+  const status = (error as {statusCode?: unknown}).statusCode
+  return typeof status === 'number' && status >= 400 && status < 600 ? status : 500
+}
+
 function appIdOf(value: unknown): number {
   const appId = Number(value)
   if (!Number.isInteger(appId) || appId <= 0) throw new HttpProblem(400, 'appId must be a positive integer')
@@ -71,7 +84,7 @@ export async function startLocalApi(options: {port?: number; host?: string; hand
       }
 
       if (error instanceof HttpProblem) sendJson(response, error.status, {status: 'failed', message: error.message})
-      else sendJson(response, 500, {status: 'failed', message: (error as Error).message})
+      else sendJson(response, statusOf(error), {status: 'failed', message: (error as Error).message})
     })
   })
 
@@ -107,7 +120,7 @@ export async function startLocalApi(options: {port?: number; host?: string; hand
 
       case route === 'POST /v1/update': {
         const body = await readJsonBody(request)
-        handlers.update(body.force === true || body.force === 'true')
+        handlers.update(isTrue(body.force))
         response.writeHead(204).end()
         return
       }
@@ -115,6 +128,22 @@ export async function startLocalApi(options: {port?: number; host?: string; hand
       case route === 'POST /v1/restart': {
         await handlers.restartApp(appIdOf((await readJsonBody(request)).appId))
         response.writeHead(200, {'content-type': 'text/plain'}).end('OK')
+        return
+      }
+
+      // balena's supervisor answers these with its v1 shape.
+      case route === 'POST /v1/purge': {
+        const body = await readJsonBody(request)
+        await handlers.purge(appIdOf(body.appId), isTrue(body.force))
+        sendJson(response, 200, {Data: 'OK', Error: ''})
+        return
+      }
+
+      case route === 'POST /v1/reboot':
+      case route === 'POST /v1/shutdown': {
+        const force = isTrue((await readJsonBody(request)).force)
+        await (route === 'POST /v1/reboot' ? handlers.reboot(force) : handlers.shutdown(force))
+        sendJson(response, 202, {Data: 'OK', Error: null})
         return
       }
 

@@ -398,7 +398,6 @@ export function planSteps(current: CurrentState, target: TargetDevice, options: 
   return {steps, waitingForLock}
 }
 
-/** What the reconciler needs of an engine: read what it holds, apply one step. */
 /** What a step acts on, in words for the device's log. */
 export function describeStep(step: Step): string {
   switch (step.action) {
@@ -421,6 +420,24 @@ export function describeStep(step: Step): string {
   }
 }
 
+/** The engine ran out of disk space: Docker says so in words, Node with a code. */
+export function isDiskFull(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException | undefined)?.code === 'ENOSPC' || /no space left on device|ENOSPC/i.test(String((error as Error | undefined)?.message ?? error))
+}
+
+/** The device-log line for a step that failed, saying what to do when the disk is full. */
+export function stepFailureLine(step: Step, error: unknown): string {
+  const reason = (error as Error | undefined)?.message ?? String(error)
+  if (step.action === 'fetch') {
+    if (isDiskFull(error)) return `Failed to download image '${step.image}': no space left on device; free some disk space, the download is retried and the services keep their current release meanwhile`
+    return `Failed to download image '${step.image}' due to '${reason}'`
+  }
+
+  if (isDiskFull(error)) return `Failed to ${step.action} ${describeStep(step)}: no space left on device; free some disk space, it is retried`
+  return `Failed to ${step.action} ${describeStep(step)}: ${reason}`
+}
+
+/** What the reconciler needs of an engine: read what it holds, apply one step. */
 export interface StepExecutor {
   readCurrentState(): Promise<CurrentState>
   apply(step: Step): Promise<void>
@@ -431,6 +448,8 @@ export interface ConvergeOptions extends PlanOptions {
   /** Each round's plan before it is applied, so progress can be reported while a long step (a download) runs. */
   onPlan?: (current: CurrentState, plan: Plan) => void
   onStepFailed?: (step: Step, error: unknown) => void
+  /** Ends the attempt before the next step once aborted (a reboot or purge wants the engine to itself). */
+  signal?: AbortSignal
 }
 
 export interface ConvergeResult {
@@ -463,11 +482,12 @@ export async function converge(executor: StepExecutor, target: TargetDevice, opt
   for (let round = 0; ; round++) {
     const current = await executor.readCurrentState()
     const plan = planSteps(current, target, options)
-    if (plan.steps.length === 0 || round === maxRounds) return {current, plan, settled: plan.steps.length === 0, failures}
+    if (plan.steps.length === 0 || round === maxRounds || options.signal?.aborted) return {current, plan, settled: plan.steps.length === 0, failures}
     options.onPlan?.(current, plan)
     const failedServices = new Set<string>()
     let succeeded = 0
     for (const step of plan.steps) {
+      if (options.signal?.aborted) return {current: await executor.readCurrentState(), plan, settled: false, failures}
       const key = serviceKeyOf(step)
       if (failedServices.has(key)) continue
       try {

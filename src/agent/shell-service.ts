@@ -1,5 +1,4 @@
 import {spawn} from 'node:child_process'
-import {readFile} from 'node:fs/promises'
 import type {AddressInfo, Socket} from 'node:net'
 import {constants as osConstants, homedir} from 'node:os'
 import path from 'node:path'
@@ -10,9 +9,9 @@ import * as pty from 'node-pty'
 import ssh2 from 'ssh2'
 import type {AuthContext, Connection, ServerChannel, Session} from 'ssh2'
 
-import {writeFileAtomic} from '../atomic-file.js'
 import type {ConfigJson} from '../protocol/config-json.js'
 import {SERVICE_ENV} from '../protocol/device-link.js'
+import {loadHostKey} from '../protocol/host-key.js'
 import {isAuthorizedKey, parseAuthorizedKeys} from '../protocol/authorized-keys.js'
 import {ownerLabel} from './docker-executor.js'
 import {LABELS} from './reconciler.js'
@@ -80,18 +79,6 @@ interface SessionProcess {
 interface ExitStatus {
   code: number | null
   signal?: NodeJS.Signals | null
-}
-
-async function loadHostKey(dataDir: string): Promise<string> {
-  const file = path.join(dataDir, HOST_KEY_FILE)
-  const existing = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') return undefined
-    throw error
-  })
-  if (existing) return existing
-  const {private: privateKey} = ssh2.utils.generateKeyPairSync('ed25519')
-  await writeFileAtomic(file, privateKey, 0o600)
-  return privateKey
 }
 
 function signalNameOf(signal: number): NodeJS.Signals | undefined {
@@ -255,7 +242,7 @@ async function runInService(
 
 /** Starts the shell service; it serves injected connections at once, and direct ones once `listen` is called. */
 export async function startShellService(options: ShellServiceOptions): Promise<ShellService> {
-  const hostKey = await loadHostKey(options.dataDir)
+  const hostKey = await loadHostKey(path.join(options.dataDir, HOST_KEY_FILE))
   const connections = new Set<Connection>()
   const processes = new Set<SessionProcess>()
 

@@ -6,7 +6,7 @@ export type DeviceAction =
   | {action: 'restart'; appId: number}
   | {action: 'restart-service'; appId: number; serviceName?: string; imageId?: number}
   | {action: 'reboot' | 'shutdown'; force: boolean}
-  | {action: 'purge'; appId: number}
+  | {action: 'purge'; appId: number; force?: boolean}
 
 export function deviceActionsPath(uuid: string): string {
   return `/device/v3/${uuid}/actions`

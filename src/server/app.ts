@@ -1,3 +1,5 @@
+import path from 'node:path'
+
 import type Docker from 'dockerode'
 import Fastify, {type FastifyError, type FastifyInstance, LogController} from 'fastify'
 
@@ -22,7 +24,8 @@ import {registerOsDownloadRoute} from './routes/os-download.js'
 import {registerPineRoutes} from './routes/pine.js'
 import {registerSupervisorRoute} from './routes/supervisor.js'
 import {DeviceLinks} from './gateway/device-links.js'
-import {createSshGateway, loadHostKey, publicHostKeyOf} from './gateway/ssh-server.js'
+import {loadHostKey, publicHostKeyOf} from '../protocol/host-key.js'
+import {createSshGateway, HOST_KEY_FILE} from './gateway/ssh-server.js'
 import {serveTunnels} from './gateway/tunnel-proxy.js'
 
 export interface ServerOptions {
@@ -117,7 +120,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
   const db = await openDatabase(options.dataDir ? {dataDir: options.dataDir} : ':memory:')
   try {
     const createdAdmin = await ensureAdmin(db, options.admin ?? {})
-    const hostKey = await loadHostKey(options.dataDir)
+    const hostKey = await loadHostKey(options.dataDir && path.join(options.dataDir, HOST_KEY_FILE))
     // The links' diagnostics go to the server's log, which exists by the time a device links.
     const links = new DeviceLinks(db, (error, message) => app.log.warn({err: error}, message))
     const context: ServerContext = {

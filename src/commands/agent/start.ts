@@ -23,6 +23,7 @@ export default class AgentStart extends FlotillaCommand {
     '<%= config.bin %> agent start --config /boot/config.json --data-dir /var/lib/flotilla --docker-host unix:///var/run/docker.sock',
     '<%= config.bin %> agent start --config config.json --host-network --poll-interval 5',
     '<%= config.bin %> agent start --config config.json --ssh-port 22222 --ssh-host 127.0.0.1',
+    '<%= config.bin %> agent start --config config.json --reboot-command "sudo systemctl reboot" --shutdown-command "sudo systemctl poweroff"',
   ]
 
   static override flags = {
@@ -38,6 +39,14 @@ export default class AgentStart extends FlotillaCommand {
       max: 65_535,
     }),
     'ssh-host': Flags.string({description: 'address the --ssh-port listens on', default: '0.0.0.0'}),
+    'reboot-command': Flags.string({
+      description: 'command that reboots the host when the device is asked to reboot, run without a shell after the services are stopped',
+      default: 'systemctl reboot',
+    }),
+    'shutdown-command': Flags.string({
+      description: 'command that powers the host off when the device is asked to shut down, run without a shell after the services are stopped',
+      default: 'systemctl poweroff',
+    }),
   }
 
   async run(): Promise<void> {
@@ -51,6 +60,8 @@ export default class AgentStart extends FlotillaCommand {
       pollIntervalMs: flags['poll-interval'] === undefined ? undefined : flags['poll-interval'] * 1000,
       localApiPort: flags['local-api-port'],
       sshListen: flags['ssh-port'] === undefined ? undefined : {host: flags['ssh-host'], port: flags['ssh-port']},
+      rebootCommand: flags['reboot-command'],
+      shutdownCommand: flags['shutdown-command'],
       agentVersion: this.config.version,
       logger: (line) => this.output.info(line),
     })

@@ -1,11 +1,8 @@
-import {readFile} from 'node:fs/promises'
 import type {AddressInfo} from 'node:net'
-import path from 'node:path'
 
 import ssh2 from 'ssh2'
 import type {AuthContext, ClientChannel, Connection, PseudoTtyInfo, ServerChannel, Session} from 'ssh2'
 
-import {writeFileAtomic} from '../../atomic-file.js'
 import {isAuthorizedKey, parseAuthorizedKeys} from '../../protocol/authorized-keys.js'
 import {CHANNEL_SHELL, LINK_FORWARD, parseGatewayCommand, SERVICE_ENV, uuidOfLinkUsername} from '../../protocol/device-link.js'
 import {type Actor, resolveActor} from '../auth/actor.js'
@@ -13,30 +10,8 @@ import type {ServerContext} from '../context.js'
 import {reachableDevice} from './access.js'
 import {DeviceNotLinkedError, type DeviceLinks} from './device-links.js'
 
-const HOST_KEY_FILE = 'ssh_host_ed25519_key'
-
-/** The gateway's ed25519 host key: kept in the data dir so clients can pin it, made on first start. */
-export async function loadHostKey(dataDir: string | undefined): Promise<string> {
-  const file = dataDir && path.join(dataDir, HOST_KEY_FILE)
-  if (file) {
-    const existing = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return undefined
-      throw error
-    })
-    if (existing) return existing
-  }
-
-  const {private: privateKey} = ssh2.utils.generateKeyPairSync('ed25519')
-  if (file) await writeFileAtomic(file, privateKey, 0o600)
-  return privateKey
-}
-
-/** The public half of a host key as an OpenSSH line (`ssh-ed25519 AAAA…`), for the well-known document. */
-export function publicHostKeyOf(privateKey: string): string {
-  const parsed = ssh2.utils.parseKey(privateKey)
-  if (parsed instanceof Error) throw parsed
-  return `${parsed.type} ${parsed.getPublicSSH().toString('base64')}`
-}
+/** Where the gateway keeps its host key in the data dir, so clients can pin it across restarts. */
+export const HOST_KEY_FILE = 'ssh_host_ed25519_key'
 
 type UserActor = Extract<Actor, {kind: 'user'}>
 

@@ -35,7 +35,7 @@ function actionOf(path: string, data: Record<string, unknown>, appId: number): D
     }
 
     case '/v1/purge': {
-      return {action: 'purge', appId}
+      return {action: 'purge', appId, force}
     }
   }
 

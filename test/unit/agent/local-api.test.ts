@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 
+import {UpdateLockedError} from '../../../src/agent/device-actions.js'
 import {type LocalApi, startLocalApi} from '../../../src/agent/local-api.js'
 import type {LocalLogLine} from '../../../src/protocol/log-line.js'
 
@@ -24,6 +25,15 @@ describe('local API', () => {
         update: (force) => void calls.push(`update ${force}`),
         restartApp: async (appId) => void calls.push(`restart ${appId}`),
         restartService: async (appId, serviceName) => void calls.push(`restart ${appId} ${serviceName}`),
+        purge: async (appId, force) => {
+          calls.push(`purge ${appId} ${force}`)
+          if (appId === 9 && !force) throw new UpdateLockedError('the update lock is held')
+        },
+        reboot: async (force) => void calls.push(`reboot ${force}`),
+        shutdown: async (force) => {
+          calls.push(`shutdown ${force}`)
+          if (!force) throw new UpdateLockedError('the update lock is held')
+        },
       },
     })
   })
@@ -44,6 +54,25 @@ describe('local API', () => {
     assert.equal((await fetch(url('/v2/applications/5/restart-service'), {method: 'POST', body: JSON.stringify({serviceName: 'main'})})).status, 200)
     assert.equal((await fetch(url('/v1/restart'), {method: 'POST', body: 'nope'})).status, 400)
     assert.deepEqual(calls, ['update true', 'restart 5', 'restart 5 main'])
+  })
+
+  it('purges, reboots and shuts down with the supervisor\'s v1 answers, and 423 while an update lock is held', async () => {
+    calls.length = 0
+    const post = (route: string, body: unknown) => fetch(url(route), {method: 'POST', body: JSON.stringify(body), headers: {'content-type': 'application/json'}})
+    const purged = await post('/v1/purge', {appId: 5})
+    assert.equal(purged.status, 200)
+    assert.deepEqual(await purged.json(), {Data: 'OK', Error: ''})
+    const rebooted = await post('/v1/reboot', {})
+    assert.equal(rebooted.status, 202)
+    assert.deepEqual(await rebooted.json(), {Data: 'OK', Error: null})
+    const locked = await post('/v1/purge', {appId: 9})
+    assert.equal(locked.status, 423)
+    assert.deepEqual(await locked.json(), {status: 'failed', message: 'the update lock is held'})
+    assert.equal((await post('/v1/purge', {appId: 9, force: true})).status, 200)
+    assert.equal((await post('/v1/shutdown', {force: false})).status, 423)
+    assert.equal((await post('/v1/shutdown', {force: 'true'})).status, 202)
+    assert.equal((await post('/v1/purge', {})).status, 400)
+    assert.deepEqual(calls, ['purge 5 false', 'reboot false', 'purge 9 false', 'purge 9 true', 'shutdown false', 'shutdown true'])
   })
 
   it('streams logs as NDJSON, first line first', async () => {

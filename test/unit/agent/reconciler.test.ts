@@ -220,6 +220,20 @@ describe('converge', () => {
     assert.deepEqual(result.failures, [])
   })
 
+  it('stops before the next step once its signal is aborted (a purge or reboot takes the engine)', async () => {
+    const engine = fakeEngine()
+    const controller = new AbortController()
+    const apply = engine.apply
+    engine.apply = async (step: Step) => {
+      await apply(step)
+      controller.abort()
+    }
+
+    const result = await converge(engine, target, {...options, signal: controller.signal})
+    assert.equal(result.settled, false)
+    assert.deepEqual(engine.applied, ['fetch'])
+  })
+
   it('stops when a round only fails, and says which step failed', async () => {
     const engine = fakeEngine(['fetch'])
     const result = await converge(engine, target, options)

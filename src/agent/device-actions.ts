@@ -1,0 +1,148 @@
+import {execFile} from 'node:child_process'
+
+import {type CurrentContainer, type CurrentState, splitCommand, type Step} from './reconciler.js'
+
+/** An action refused because an app holds its update lock; the local API answers 423, as balena's supervisor does. */
+export class UpdateLockedError extends Error {
+  readonly statusCode = 423
+}
+
+/** What the actions need of the engine: the reconciler's executor plus removing an app's volumes. */
+export interface ActionEngine {
+  readCurrentState(): Promise<CurrentState>
+  apply(step: Step): Promise<void>
+  removeAppVolumes(appId: number): Promise<string[]>
+}
+
+export type PowerAction = 'reboot' | 'shutdown'
+
+/** What asks the host to go down: the agent does not own the host, so this is configuration. */
+export const DEFAULT_POWER_COMMANDS: Record<PowerAction, string> = {
+  // What balenaOS's supervisor asks of systemd through logind over D-Bus.
+  reboot: 'systemctl reboot',
+  shutdown: 'systemctl poweroff',
+}
+
+const POWER_COMMAND_TIMEOUT_MS = 60_000
+
+export interface DeviceActionsOptions {
+  /** The engine once the device is registered; before that the actions are refused. */
+  engine: () => ActionEngine | undefined
+  /** A line for the device's logs. */
+  systemLine: (message: string, serviceId?: number) => void
+  /** Stops the reconcile loop and resolves once no round runs; the returned function lets it run again. */
+  holdReconciler: () => Promise<() => void>
+  /** The target's BALENA_SUPERVISOR_OVERRIDE_LOCK: every action then ignores update locks. */
+  lockOverridden?: () => boolean
+  /** Command lines (split into words as a shell would, run without one) that reboot and power off the host. */
+  commands?: Partial<Record<PowerAction, string>>
+  /** Runs a command's words; by default as a child process, failing on a non-zero exit. */
+  runCommand?: (words: string[]) => Promise<void>
+  /** Sends the device logs now, so the last lines leave before the host goes down. */
+  flushLogs?: () => Promise<void>
+}
+
+function runHostCommand(words: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (words.length === 0) {
+      reject(new Error('the command is empty'))
+      return
+    }
+
+    execFile(words[0], words.slice(1), {timeout: POWER_COMMAND_TIMEOUT_MS}, (error, _stdout, stderr) => {
+      if (!error) resolve()
+      else reject(new Error(`${words.join(' ')}: ${String(stderr).trim() || error.message}`))
+    })
+  })
+}
+
+const isUp = (container: CurrentContainer) => container.status === 'running' || container.status === 'restarting' || container.status === 'paused'
+
+const WORDS: Record<PowerAction, {doing: string; noun: string; infinitive: string}> = {
+  reboot: {doing: 'Rebooting', noun: 'Reboot', infinitive: 'rebooting'},
+  shutdown: {doing: 'Shutting down', noun: 'Shutdown', infinitive: 'shutting down'},
+}
+
+/**
+ * The supervisor actions that act on the device as a whole: purge an app's data, reboot, shut down. Each
+ * holds the reconcile loop while it works, honours the apps' update locks unless forced, and says what it
+ * does in the device's logs.
+ */
+export class DeviceActions {
+  constructor(private readonly options: DeviceActionsOptions) {}
+
+  /**
+   * As balena's supervisor: stops and removes the app's containers, removes its named volumes, then lets the
+   * reconciler create them afresh and start the services again.
+   */
+  async purge(appId: number, force = false): Promise<void> {
+    const engine = this.engineOrFail()
+    const release = await this.options.holdReconciler()
+    try {
+      const current = await engine.readCurrentState()
+      if (current.lockedAppIds.includes(appId) && !this.overrides(force)) {
+        const message = `Not purging data for app ${appId}: its update lock is held; force to override`
+        this.options.systemLine(message)
+        throw new UpdateLockedError(message)
+      }
+
+      this.options.systemLine(`Purging data for app ${appId}`)
+      try {
+        for (const container of current.containers.filter((candidate) => candidate.appId === appId)) {
+          if (isUp(container)) await engine.apply({action: 'kill', container})
+          await engine.apply({action: 'remove', container})
+        }
+
+        await engine.removeAppVolumes(appId)
+      } catch (error) {
+        this.options.systemLine(`Error purging data: ${(error as Error).message}`)
+        throw error
+      }
+
+      this.options.systemLine('Purged data')
+    } finally {
+      release()
+    }
+  }
+
+  /**
+   * Stops every service gracefully, then runs the configured reboot or power-off command. Once the command
+   * has run, the reconcile loop stays held: the host is going down and must not see the services started
+   * again. A failed command lets the loop start them again.
+   */
+  async power(action: PowerAction, force = false): Promise<void> {
+    const words = WORDS[action]
+    const engine = this.engineOrFail()
+    const release = await this.options.holdReconciler()
+    try {
+      const current = await engine.readCurrentState()
+      if (current.lockedAppIds.length > 0 && !this.overrides(force)) {
+        const apps = current.lockedAppIds.join(', ')
+        const message = `Not ${words.infinitive}: the update lock is held (app ${apps}); force to override`
+        this.options.systemLine(message)
+        throw new UpdateLockedError(message)
+      }
+
+      this.options.systemLine(`Stopping services before ${words.infinitive}`)
+      for (const container of current.containers.filter(isUp)) await engine.apply({action: 'kill', container})
+      this.options.systemLine(words.doing)
+      await this.options.flushLogs?.().catch(() => {})
+      const command = this.options.commands?.[action] ?? DEFAULT_POWER_COMMANDS[action]
+      await (this.options.runCommand ?? runHostCommand)(splitCommand(command))
+    } catch (error) {
+      if (!(error instanceof UpdateLockedError)) this.options.systemLine(`${words.noun} failed: ${(error as Error).message}`)
+      release()
+      throw error
+    }
+  }
+
+  private overrides(force: boolean): boolean {
+    return force || this.options.lockOverridden?.() === true
+  }
+
+  private engineOrFail(): ActionEngine {
+    const engine = this.options.engine()
+    if (!engine) throw new Error('the device is not registered yet')
+    return engine
+  }
+}
