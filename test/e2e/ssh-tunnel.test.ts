@@ -9,9 +9,11 @@ import path from 'node:path'
 import {promisify} from 'node:util'
 
 import Docker from 'dockerode'
+import ssh2 from 'ssh2'
 
 import {type RunningAgent, startAgent} from '../../src/agent/agent.js'
 import {LABELS} from '../../src/agent/reconciler.js'
+import {linkUsername} from '../../src/protocol/device-link.js'
 import {CLI_BIN, type CliResult, makeCliHome, PROJECT_ROOT, runCli} from '../helpers/cli.js'
 import {BASE_IMAGE, ensureBaseImage, ensureDocker} from '../helpers/docker.js'
 import {eventually, FleetApi} from '../helpers/fleet-api.js'
@@ -252,6 +254,26 @@ describe('ssh and tunnel through the device link (real server, agent, engine and
 
     const cliRefused = await cli(['tunnel', uuid, '-p', `${deviceHttpPort}:0`], {other: true})
     assert.notEqual(cliRefused.exitCode, 0)
+  })
+
+  it("lets a device's link open nothing toward the server or other devices, and a device key link only its own device", async () => {
+    const device = await api.registerDevice(token, fleet.id, '1'.repeat(32))
+    const connect = (username: string, password: string) =>
+      new Promise<ssh2.Client>((resolve, reject) => {
+        const client = new ssh2.Client()
+        client.once('ready', () => resolve(client)).once('error', reject)
+        client.connect({host: '127.0.0.1', port: server.sshPort, username, password, hostVerifier: () => true})
+      })
+    await assert.rejects(connect(linkUsername(uuid), device.api_key), /authentication/i)
+    await assert.rejects(connect(server.admin.username, device.api_key), /authentication/i)
+    const link = await connect(linkUsername(device.uuid), device.api_key)
+    try {
+      await assert.rejects(new Promise((resolve, reject) => link.exec(`host ${uuid} -- uname`, (error, channel) => (error ? reject(error) : resolve(channel)))))
+      await assert.rejects(new Promise((resolve, reject) => link.forwardOut('127.0.0.1', 0, '127.0.0.1', server.port, (error, channel) => (error ? reject(error) : resolve(channel)))))
+      await assert.rejects(new Promise((resolve, reject) => link.forwardIn('0.0.0.0', 8080, (error) => (error ? reject(error) : resolve(undefined)))))
+    } finally {
+      link.end()
+    }
   })
 
   it('tunnels connections to a loopback port of the device: an HTTP request, 50 MB intact, and a closed port fails alone', async () => {
