@@ -96,11 +96,18 @@ async function relay(context: ServerContext, links: DeviceLinks, user: UserActor
     throw error
   }
 
+  // Whatever happens next, the user leaving ends the session on the device.
+  client.on('error', () => {})
+  channel.once('close', () => client.end())
+  if (channel.destroyed) return void client.end()
   const options = {env: parsed.service ? {[SERVICE_ENV]: parsed.service} : {}, pty: request.pty ? {...request.pty, ...request.window} : undefined}
   const remote = await new Promise<ClientChannel>((resolve, reject) => {
     const opened = (error: Error | undefined, stream: ClientChannel) => (error ? reject(error) : resolve(stream))
     if (parsed.command === undefined) client.shell(options.pty ?? false, {env: options.env}, opened)
     else client.exec(parsed.command, options, opened)
+  }).catch((error: unknown) => {
+    client.end()
+    throw error
   })
   request.remote = remote
   let exited = false
@@ -112,7 +119,6 @@ async function relay(context: ServerContext, links: DeviceLinks, user: UserActor
   remote.stderr.pipe(channel.stderr, {end: false})
   remote.pipe(channel)
   channel.pipe(remote)
-  channel.on('close', () => client.end())
   client.on('close', () => {
     if (!exited && channel.writable) {
       channel.stderr.write('\r\nflotilla: the connection to the device was lost\r\n')
@@ -121,7 +127,6 @@ async function relay(context: ServerContext, links: DeviceLinks, user: UserActor
 
     channel.end()
   })
-  client.on('error', () => {})
 }
 
 /** A device's link: it authenticated with its own key, and asks only for the one forwarding of the protocol. */
