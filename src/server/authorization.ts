@@ -43,7 +43,7 @@ function fleetSets(applicationId: number) {
   return {releases, services}
 }
 
-export const PUBLIC_RESOURCES = new Set(['cpu_architecture', 'device_type', 'device_type_alias'])
+export const PUBLIC_RESOURCES = new Set(['cpu_architecture', 'device_type', 'device_type_alias', 'application_type'])
 
 /**
  * What a row is looked at for: `read` is a pine GET, which also shows the public rows every actor (guests too)

@@ -257,12 +257,66 @@ const serviceVariables: Migration = {
   },
 }
 
+/**
+ * Every device type is an alias of itself, as on balenaCloud: balena-sdk finds a device type by slug only through
+ * `device_type_alias/any(dta:dta/is_referenced_by__alias eq '<slug>')` (balena-cli's `fleet create --type`).
+ */
+const deviceTypeSelfAliases: Migration = {
+  async up(db: Kysely<any>) {
+    await db
+      .insertInto('device_type_alias')
+      .columns(['device_type', 'is_referenced_by__alias'])
+      .expression(
+        db
+          .selectFrom('device_type')
+          .select(['device_type.id as device_type', 'device_type.slug as is_referenced_by__alias'])
+          .where((eb) => eb.not(eb.exists(eb.selectFrom('device_type_alias').select('device_type_alias.id').whereRef('device_type_alias.is_referenced_by__alias', '=', 'device_type.slug')))),
+      )
+      .execute()
+  },
+}
+
+/**
+ * Fields of balena's v7 model that balena-cli selects by name: a device's boot disk and CPU serial (`balena device
+ * <uuid>`), as a supervisor reports them, and a release's known issues (`balena os versions`).
+ */
+const balenaCliFields: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema.alterTable('device').addColumn('storage_block_device', 'text').execute()
+    await db.schema.alterTable('device').addColumn('cpu_id', 'text').execute()
+    await db.schema.alterTable('release').addColumn('known_issue_list', 'text').execute()
+  },
+}
+
+/** balena's `application_type`, with the one type every flotilla fleet is of: balena-cli expands it before deploy, build and rename. */
+const applicationTypes: Migration = {
+  async up(db: Kysely<any>) {
+    await withId(db.schema.createTable('application_type'))
+      .addColumn('slug', 'text', (column) => column.notNull().unique())
+      .addColumn('name', 'text', (column) => column.notNull())
+      .addColumn('description', 'text')
+      .addColumn('supports_multicontainer', TYPES.boolean, (column) => column.notNull())
+      .addColumn('supports_web_url', TYPES.boolean, (column) => column.notNull())
+      .addColumn('is_legacy', TYPES.boolean, (column) => column.notNull())
+      .execute()
+    await db
+      .insertInto('application_type')
+      .values({id: 1, slug: 'microservices', name: 'Microservices', description: 'Fleets of one or more services', supports_multicontainer: 1, supports_web_url: 1, is_legacy: 0})
+      .execute()
+    // No REFERENCES: SQLite cannot add a column with both a foreign key and a non-null default.
+    await db.schema.alterTable('application').addColumn('application_type', 'integer', (column) => column.notNull().defaultTo(1)).execute()
+  },
+}
+
 /** Every schema change in order; a name once shipped is never edited, only followed by a new one. */
 export const MIGRATIONS: Record<string, Migration> = {
   '0001_initial_schema': initialSchema,
   '0002_device_type_catalogue': deviceTypeCatalogue,
   '0003_device_logs': deviceLogs,
   '0004_service_variables': serviceVariables,
+  '0005_device_type_self_aliases': deviceTypeSelfAliases,
+  '0006_balena_cli_fields': balenaCliFields,
+  '0007_application_types': applicationTypes,
 }
 
 export const migrationProvider: MigrationProvider = {

@@ -62,6 +62,19 @@ export interface ApplicationTable {
   is_archived: number
   is_public: number
   actor: number
+  /** Always the one `microservices` type (a default of the column). */
+  application_type: Generated<number>
+}
+
+/** balena's fleet types; flotilla has one, `microservices`, which balena-cli reads before deploy, build and rename. */
+export interface ApplicationTypeTable {
+  id: Generated<number>
+  slug: string
+  name: string
+  description: string | null
+  supports_multicontainer: number
+  supports_web_url: number
+  is_legacy: number
 }
 
 export interface DeviceTable {
@@ -90,6 +103,8 @@ export interface DeviceTable {
   storage_total: number | null
   cpu_usage: number | null
   cpu_temp: number | null
+  cpu_id: string | null
+  storage_block_device: string | null
   is_running__release: number | null
   is_pinned_on__release: number | null
   update_status: string | null
@@ -133,6 +148,7 @@ export interface ReleaseTable {
   phase: string | null
   is_invalidated: number
   note: string | null
+  known_issue_list: string | null
   is_created_by__user: number | null
 }
 
@@ -227,6 +243,7 @@ export interface Database {
   device_type: DeviceTypeTable
   cpu_architecture: CpuArchitectureTable
   device_type_alias: DeviceTypeAliasTable
+  application_type: ApplicationTypeTable
   release: ReleaseTable
   service: ServiceTable
   image: ImageTable

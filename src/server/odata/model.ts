@@ -109,9 +109,25 @@ const definitions: Record<string, Omit<ResourceSpec, 'name' | 'table'>> = {
   cpu_architecture: {fields: {id, slug: {type: 'text'}}, navigations: {is_supported_by__device_type: toMany('device_type', 'is_of__cpu_architecture')}},
   device_type: {
     fields: {id, slug: {type: 'text'}, name: {type: 'text'}, is_of__cpu_architecture: reference('cpu_architecture'), contract: {type: 'json'}},
-    navigations: {device_type_alias: toMany('device_type_alias', 'device_type'), describes__device: toMany('device', 'is_of__device_type')},
+    navigations: {
+      device_type_alias: toMany('device_type_alias', 'device_type'),
+      describes__device: toMany('device', 'is_of__device_type'),
+      is_default_for__application: toMany('application', 'is_for__device_type'),
+    },
   },
   device_type_alias: {fields: {id, device_type: reference('device_type'), is_referenced_by__alias: {type: 'text'}}, navigations: {}},
+  application_type: {
+    fields: {
+      id,
+      slug: {type: 'text'},
+      name: {type: 'text'},
+      description: {type: 'text'},
+      supports_multicontainer: {type: 'boolean'},
+      supports_web_url: {type: 'boolean'},
+      is_legacy: {type: 'boolean'},
+    },
+    navigations: {},
+  },
   application: {
     fields: {
       id,
@@ -128,6 +144,7 @@ const definitions: Record<string, Omit<ResourceSpec, 'name' | 'table'>> = {
       is_archived: editable('boolean'),
       is_public: editable('boolean'),
       actor: reference('actor'),
+      application_type: reference('application_type'),
     },
     navigations: {
       owns__device: toMany('device', 'belongs_to__application'),
@@ -173,6 +190,8 @@ const definitions: Record<string, Omit<ResourceSpec, 'name' | 'table'>> = {
       storage_total: editable('integer'),
       cpu_usage: editable('integer'),
       cpu_temp: editable('integer'),
+      cpu_id: editable('text'),
+      storage_block_device: editable('text'),
       is_undervolted: editable('boolean'),
       download_progress: editable('integer'),
       is_running__release: settable('release'),
@@ -213,6 +232,7 @@ const definitions: Record<string, Omit<ResourceSpec, 'name' | 'table'>> = {
       phase: editable('text'),
       is_invalidated: editable('boolean'),
       note: editable('text'),
+      known_issue_list: editable('text'),
       is_created_by__user: reference('user'),
     },
     navigations: {

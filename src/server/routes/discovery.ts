@@ -36,7 +36,7 @@ export function registerDiscoveryRoutes(app: FastifyInstance, context: ServerCon
       return {
         slug: row.slug,
         name: row.name,
-        aliases: aliases.filter((alias) => alias.device_type === row.id).map((alias) => alias.is_referenced_by__alias),
+        aliases: aliases.filter((alias) => alias.device_type === row.id && alias.is_referenced_by__alias !== row.slug).map((alias) => alias.is_referenced_by__alias),
         arch: row.arch,
         options: [],
         yocto: {...(catalogued?.yocto ?? {machine: row.slug, deployArtifact: 'balena-image.img', fstype: 'balenaos-img'}), compressed: true, archive: false},

@@ -1,0 +1,97 @@
+import {strict as assert} from 'node:assert'
+import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+
+import {FleetApi} from '../helpers/fleet-api.js'
+import {startServer, type TestServer} from '../helpers/server.js'
+
+const TYPE = 'raspberrypi4-64'
+const UUID = 'c0ffee00c0ffee00c0ffee00c0ffee00'
+
+/**
+ * Requests the official balena-cli (22.5.5, through balena-sdk) sent to a flotilla server and that the server
+ * once refused; each URL is copied from what the CLI sent (scripts/balena-cli-compat.sh runs the CLI itself).
+ */
+describe('requests of the official balena-cli', function () {
+  this.timeout(60_000)
+  let server: TestServer
+  let api: FleetApi
+  let imagesDir: string
+  let token: string
+  let fleet: {id: number; slug: string}
+
+  before(async () => {
+    imagesDir = mkdtempSync(path.join(tmpdir(), 'flotilla-images-'))
+    mkdirSync(path.join(imagesDir, TYPE, '6.0.13'), {recursive: true})
+    writeFileSync(path.join(imagesDir, TYPE, '6.0.13', 'balena.img'), 'image\n')
+    server = await startServer({args: ['--images-dir', imagesDir]})
+    api = new FleetApi(server.url)
+    token = await api.login(server.admin.email, server.admin.password)
+    fleet = await api.createFleet(token, 'clifleet')
+    await api.registerDevice(token, fleet.id, UUID)
+  })
+
+  after(async () => {
+    await server?.stop()
+    rmSync(imagesDir, {recursive: true, force: true})
+  })
+
+  async function get(url: string): Promise<any[]> { // eslint-disable-line @typescript-eslint/no-explicit-any
+    const answer = await api.call('GET', url, {token})
+    assert.equal(answer.status, 200, `${url}: ${answer.body}`)
+    return answer.json().d
+  }
+
+  it('finds a device type by its own slug as an alias (fleet create --type)', async () => {
+    const found = await get(`/v7/device_type?$orderby=name asc&$select=id&$top=1&$filter=device_type_alias/any(dta:dta/is_referenced_by__alias eq '${TYPE}')`)
+    assert.equal(found.length, 1)
+    const [{slug}] = await get(`/v7/device_type(${found[0].id})?$select=slug`)
+    assert.equal(slug, TYPE)
+    // An alias of its own stays out of /device-types/v1, as on balenaCloud.
+    const types = (await api.call('GET', '/device-types/v1')).json()
+    assert.deepEqual(types.find((type: {slug: string}) => type.slug === TYPE).aliases, [])
+  })
+
+  it('lists the device types with published OS images (device-type list)', async () => {
+    const types = await get(
+      "/v7/device_type?$orderby=name asc&$select=slug,name&$filter=is_default_for__application/any(idfa:idfa/is_host eq true and idfa/is_archived eq false and idfa/owns__release/any(r:r/status eq 'success' and r/is_final eq true and r/is_invalidated eq false))&$expand=is_of__cpu_architecture($select=slug),device_type_alias($select=is_referenced_by__alias;$orderby=is_referenced_by__alias asc)",
+    )
+    assert.deepEqual(
+      types.map((type) => [type.slug, type.is_of__cpu_architecture[0].slug, type.device_type_alias.map((alias: {is_referenced_by__alias: string}) => alias.is_referenced_by__alias)]),
+      [[TYPE, 'aarch64', [TYPE]]],
+    )
+  })
+
+  it('reads every field of device info (device <uuid>)', async () => {
+    const [device] = await get(
+      `/v7/device(uuid='${UUID}')?$select=device_name,id,overall_status,is_online,ip_address,mac_address,last_connectivity_event,uuid,supervisor_version,is_web_accessible,note,os_version,memory_usage,memory_total,public_address,storage_block_device,storage_usage,storage_total,cpu_usage,cpu_temp,cpu_id,is_undervolted&$expand=belongs_to__application($select=app_name,slug),is_of__device_type($select=slug),is_running__release($select=commit)`,
+    )
+    assert.equal(device.uuid, UUID)
+    assert.equal(device.storage_block_device, null)
+    assert.equal(device.cpu_id, null)
+    assert.equal(device.belongs_to__application[0].slug, fleet.slug)
+  })
+
+  it("lists OS versions with their releases' known issues (os versions)", async () => {
+    const hostApps = await get(
+      `/v7/application?$select=is_for__device_type&$expand=application_tag($select=tag_key,value),is_for__device_type($select=slug),owns__release($select=id,known_issue_list,raw_version,variant,phase;$expand=release_tag($select=tag_key,value);$filter=is_final eq true and is_invalidated eq false and status eq 'success')&$filter=is_host eq true and is_for__device_type/any(dt:dt/slug in ('${TYPE}'))`,
+    )
+    assert.deepEqual(
+      hostApps.flatMap((app) => app.owns__release.map((release: {raw_version: string; known_issue_list: string | null}) => [release.raw_version, release.known_issue_list])),
+      [['6.0.13', null]],
+    )
+  })
+
+  it("tells a fleet's type (fleet rename, build, deploy)", async () => {
+    const [renamed] = await get(
+      `/v7/application?$filter=is_directly_accessible_by__user/any(dau:1 eq 1) and (slug eq '${fleet.slug}' or uuid eq '${fleet.slug}')&$select=id,app_name,slug&$expand=application_type($select=slug)`,
+    )
+    assert.deepEqual(renamed.application_type, [{slug: 'microservices'}])
+    const [built] = await get(`/v7/application(${fleet.id})?$select=id&$expand=application_type($select=name,slug,supports_multicontainer)`)
+    assert.deepEqual(built.application_type, [{name: 'Microservices', slug: 'microservices', supports_multicontainer: true}])
+    // The type is the server's to say.
+    const changed = await api.call('PATCH', `/v7/application(${fleet.id})`, {token, json: {application_type: 2}})
+    assert.equal(changed.status, 400, changed.body)
+  })
+})
