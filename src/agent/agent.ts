@@ -225,10 +225,20 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         return deviceActions.power(action.action, action.force === true)
       }
 
+      case 'blink': {
+        return identify()
+      }
+
       default: {
         shipper.systemLine(`This agent does not support the '${(action as {action: string}).action}' action`)
       }
     }
+  }
+
+  // balena's supervisor blinks the board's LED; a host the agent does not own has none it may drive, so the
+  // device says it in its logs, where whoever asked is looking.
+  function identify(): void {
+    shipper.systemLine('Identify requested: this is the device')
   }
 
   // Holds nothing open until it listens, so a failure of what follows leaves nothing behind.
@@ -292,6 +302,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         reconcileWakeup.wake()
       },
       restartApp: (appId) => restartContainers(appId),
+      blink: identify,
       restartService: (appId, serviceName) => restartContainers(appId, serviceName),
       purge: (appId, force) => deviceActions.purge(appId, force),
       reboot: (force) => deviceActions.power('reboot', force),

@@ -19,6 +19,8 @@ export interface LocalApiHandlers {
   /** Stops the services and runs the host's reboot (power-off) command; rejects while an update lock is held, unless forced. */
   reboot(force: boolean): Promise<void>
   shutdown(force: boolean): Promise<void>
+  /** Identifies the device (balena blinks its LED). */
+  blink(): void
 }
 
 export interface LocalApi {
@@ -122,6 +124,12 @@ export async function startLocalApi(options: {port?: number; host?: string; hand
         const body = await readJsonBody(request)
         handlers.update(isTrue(body.force))
         response.writeHead(204).end()
+        return
+      }
+
+      case route === 'POST /v1/blink': {
+        handlers.blink()
+        response.writeHead(200, {'content-type': 'text/plain'}).end('OK')
         return
       }
 

@@ -7,6 +7,8 @@ export type DeviceAction =
   | {action: 'restart-service'; appId: number; serviceName?: string; imageId?: number}
   | {action: 'reboot' | 'shutdown'; force: boolean}
   | {action: 'purge'; appId: number; force?: boolean}
+  /** Identify the device (balena blinks its LED). */
+  | {action: 'blink'}
 
 export function deviceActionsPath(uuid: string): string {
   return `/device/v3/${uuid}/actions`

@@ -146,9 +146,9 @@ export async function removeDevice(client: FleetClient, device: Device): Promise
 }
 
 /** What a device can be asked to do through the server (balena's supervisor API paths). */
-export type DeviceActionName = 'restart' | 'reboot' | 'shutdown' | 'purge'
+export type DeviceActionName = 'restart' | 'reboot' | 'shutdown' | 'purge' | 'identify'
 
-const ACTION_PATHS: Record<DeviceActionName, string> = {restart: '/v1/restart', reboot: '/v1/reboot', shutdown: '/v1/shutdown', purge: '/v1/purge'}
+const ACTION_PATHS: Record<DeviceActionName, string> = {restart: '/v1/restart', reboot: '/v1/reboot', shutdown: '/v1/shutdown', purge: '/v1/purge', identify: '/v1/blink'}
 
 async function fleetIdOf(client: FleetClient, device: Device): Promise<number> {
   const rows = await client.pine.get<{belongs_to__application: Array<{id: number}>}>('device', {
@@ -161,7 +161,7 @@ async function fleetIdOf(client: FleetClient, device: Device): Promise<number> {
   return fleetId
 }
 
-/** Asks the device, through the server, to restart its app's services, reboot, shut down or purge its app's data. */
+/** Asks the device, through the server, to restart its app's services, reboot, shut down, purge its app's data or identify itself. */
 export async function sendDeviceAction(client: FleetClient, device: Device, action: DeviceActionName, options: {force?: boolean} = {}): Promise<void> {
   const data: Record<string, unknown> = action === 'restart' || action === 'purge' ? {appId: await fleetIdOf(client, device)} : {force: options.force ?? false}
   try {

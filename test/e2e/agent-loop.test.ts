@@ -44,7 +44,7 @@ describe('the agent loop against the real server', function () {
     rmSync(home, {recursive: true, force: true})
   })
 
-  it('runs the fleet release on a device provisioned with "config generate", and its output reaches "flotilla logs --tail"', async () => {
+  it('runs the fleet release on a device provisioned with "config generate", and its output reaches "flotilla logs --tail"; restart and identify reach it', async () => {
     const api = new FleetApi(server.url)
     const token = await api.login(server.admin.username, server.admin.password)
     const fleet = await api.createFleet(token, 'looped')
@@ -87,5 +87,9 @@ describe('the agent loop against the real server', function () {
     const restart = await runCli(['device', 'restart', deviceUuid], {env})
     assert.equal(restart.exitCode, 0, restart.stderr)
     await printed(/^\[\S+Z\] Restarting service 'main /m, 'the restart system line')
+
+    const identify = await runCli(['device', 'identify', deviceUuid], {env})
+    assert.equal(identify.exitCode, 0, identify.stderr)
+    await printed(/^\[\S+Z\] Identify requested: this is the device$/m, 'the identify system line')
   })
 })

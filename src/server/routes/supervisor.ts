@@ -34,6 +34,10 @@ function actionOf(path: string, data: Record<string, unknown>, appId: number): D
       return {action: 'shutdown', force}
     }
 
+    case '/v1/blink': {
+      return {action: 'blink'}
+    }
+
     case '/v1/purge': {
       return {action: 'purge', appId, force}
     }

@@ -24,6 +24,7 @@ describe('local API', () => {
         },
         update: (force) => void calls.push(`update ${force}`),
         restartApp: async (appId) => void calls.push(`restart ${appId}`),
+        blink: () => void calls.push('blink'),
         restartService: async (appId, serviceName) => void calls.push(`restart ${appId} ${serviceName}`),
         purge: async (appId, force) => {
           calls.push(`purge ${appId} ${force}`)
@@ -53,7 +54,8 @@ describe('local API', () => {
     assert.equal((await fetch(url('/v1/restart'), {method: 'POST', body: JSON.stringify({appId: 5})})).status, 200)
     assert.equal((await fetch(url('/v2/applications/5/restart-service'), {method: 'POST', body: JSON.stringify({serviceName: 'main'})})).status, 200)
     assert.equal((await fetch(url('/v1/restart'), {method: 'POST', body: 'nope'})).status, 400)
-    assert.deepEqual(calls, ['update true', 'restart 5', 'restart 5 main'])
+    assert.equal((await fetch(url('/v1/blink'), {method: 'POST'})).status, 200)
+    assert.deepEqual(calls, ['update true', 'restart 5', 'restart 5 main', 'blink'])
   })
 
   it('purges, reboots and shuts down with the supervisor\'s v1 answers, and 423 while an update lock is held', async () => {
