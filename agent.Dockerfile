@@ -1,0 +1,55 @@
+# The flotilla device agent in a container of its own. It drives the host's Docker engine through the mounted
+# socket, so the services it starts are the host's containers: they keep running when this container stops, and
+# this one keeps running when they crash.
+#
+# Build (after npm run build):  scripts/build-agent-image.sh --tag flotilla-agent
+# Run:
+#   docker run -d --name flotilla-agent --restart always --network host \
+#     -v /var/run/docker.sock:/var/run/docker.sock \
+#     -v /etc/flotilla:/config \
+#     -v /var/lib/flotilla:/var/lib/flotilla \
+#     flotilla-agent
+# /etc/flotilla holds config.json from "flotilla config generate"; mount the folder, not the file: the agent
+# rewrites config.json by renaming a new file over it when it registers. Mount the data dir at the same path as on
+# the host: the agent bind-mounts <data dir>/update-locks/<app> into its services, and the engine resolves that path
+# on the host. Arguments after the image name replace the default "agent start …" (any flotilla command works).
+
+ARG BASE=node:20-bookworm-slim
+
+# Production dependencies, with the native modules (better-sqlite3, node-pty, ssh2's crypto) compiled for this
+# base's Node and libc. The compiler stays in this stage. scripts/build-agent-image.sh --prebuilt-node-modules puts
+# node-modules.tar in the context instead (production dependencies already installed on a host with the same Node
+# major and libc), for bases with no npm, compiler or network, such as the one the tests build. Either way, what
+# only building needed (sources, object files, other systems' prebuilt binaries) is dropped, and loading the native
+# modules proves they fit this base's Node.
+FROM ${BASE} AS deps
+LABEL io.flotilla.agent-image-stage=deps
+WORKDIR /app
+COPY package.json package-lock.json node-modules.tar* ./
+RUN set -e; \
+    if [ -f node-modules.tar ]; then \
+      tar -xf node-modules.tar; \
+      rm node-modules.tar; \
+    else \
+      apt-get update; \
+      apt-get install -y --no-install-recommends python3 make g++; \
+      npm ci --omit=dev --no-audit --no-fund; \
+    fi; \
+    rm -rf node_modules/.bin node_modules/.package-lock.json \
+      node_modules/node-pty/prebuilds node_modules/node-pty/deps node_modules/node-pty/third_party node_modules/node-pty/src \
+      node_modules/better-sqlite3/deps node_modules/better-sqlite3/src \
+      node_modules/better-sqlite3/build/Release/obj node_modules/better-sqlite3/build/Release/obj.target \
+      node_modules/better-sqlite3/build/Release/.deps node_modules/better-sqlite3/build/Release/test_extension.node; \
+    find node_modules -type f \( -name '*.o' -o -name '*.a' -o -name '*.ts.map' -o -name '*.js.map' \) -exec rm -f {} +; \
+    node -e 'require("better-sqlite3"); require("node-pty"); require("ssh2")'
+
+FROM ${BASE}
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json oclif.manifest.json ./
+COPY bin ./bin
+COPY dist ./dist
+VOLUME ["/var/lib/flotilla"]
+ENTRYPOINT ["node", "/app/bin/run.js"]
+CMD ["agent", "start", "--config", "/config/config.json", "--data-dir", "/var/lib/flotilla"]

@@ -1,0 +1,225 @@
+import {strict as assert} from 'node:assert'
+import {execFile} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
+import {existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync} from 'node:fs'
+import {createServer} from 'node:net'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import {promisify} from 'node:util'
+
+import Docker from 'dockerode'
+
+import {LABELS} from '../../src/agent/reconciler.js'
+import type {StoredLogLine} from '../../src/protocol/log-line.js'
+import {makeCliHome, PROJECT_ROOT, runCli} from '../helpers/cli.js'
+import {BASE_IMAGE, ensureBaseImage, ensureDocker} from '../helpers/docker.js'
+import {eventually, FleetApi} from '../helpers/fleet-api.js'
+import {startServer, type TestServer} from '../helpers/server.js'
+
+const run = promisify(execFile)
+
+/** The stand-in for node:20 that agent.Dockerfile builds on here, where no image can be pulled; kept as a cache. */
+const NODE_BASE_IMAGE = 'flotilla-test/node:20'
+const DOCKER_SOCKET = '/var/run/docker.sock'
+/** The label of agent.Dockerfile's build stage, which the legacy builder leaves behind as an untagged image. */
+const DEPS_STAGE_LABEL = 'io.flotilla.agent-image-stage=deps'
+const BUILD_DEADLINE_MS = 150_000
+
+async function runScript(name: string, args: string[]): Promise<string> {
+  try {
+    const {stdout} = await run('bash', [path.join(PROJECT_ROOT, 'scripts', name), ...args], {cwd: PROJECT_ROOT, timeout: BUILD_DEADLINE_MS, maxBuffer: 64 * 1024 * 1024})
+    return stdout.trim()
+  } catch (error) {
+    const {stderr} = error as {stderr?: string}
+    throw new Error(`scripts/${name} failed: ${stderr?.trim().split('\n').slice(-30).join('\n') || (error as Error).message}`)
+  }
+}
+
+async function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))))
+    })
+  })
+}
+
+/** The text of a container's output, from the engine's multiplexed stream (8-byte frame headers) of a container without a TTY. */
+function demuxed(raw: Buffer): string {
+  const parts: Buffer[] = []
+  for (let offset = 0; offset + 8 <= raw.length; ) {
+    const size = raw.readUInt32BE(offset + 4)
+    parts.push(raw.subarray(offset + 8, offset + 8 + size))
+    offset += 8 + size
+  }
+
+  return Buffer.concat(parts).toString('utf8')
+}
+
+/** Prints a line naming each start, then a line a second; leaves at once on SIGTERM. */
+const SERVICE_SCRIPT = 'trap "exit 0" TERM; echo "seed-started $(cat /proc/sys/kernel/random/uuid)"; while true; do echo seed-alive; sleep 1; done'
+
+describe('the agent in its own container (agent.Dockerfile)', function () {
+  this.timeout(360_000)
+  const docker = new Docker({socketPath: DOCKER_SOCKET})
+  const suffix = randomBytes(4).toString('hex')
+  const agentImage = `flotilla-test/agent-e2e:${suffix}`
+  const home = makeCliHome()
+  const workDir = mkdtempSync(path.join(tmpdir(), 'flotilla-agent-container-'))
+  const configDir = path.join(workDir, 'config')
+  // The same path inside the agent's container as on the host: the agent bind-mounts <data dir>/update-locks/<app>
+  // into its services, and the host's engine resolves that path on the host.
+  const dataDir = path.join(workDir, 'data')
+  const agentContainers: string[] = []
+  let server: TestServer | undefined
+  let imageTag: string | undefined
+  let deviceUuid: string | undefined
+
+  before(async function () {
+    this.timeout(BUILD_DEADLINE_MS * 2)
+    await ensureDocker()
+    await ensureBaseImage()
+    await runScript('make-node-base-image.sh', [NODE_BASE_IMAGE])
+    const built = await runScript('build-agent-image.sh', ['--tag', agentImage, '--base', NODE_BASE_IMAGE, '--prebuilt-node-modules'])
+    assert.equal(built.split('\n').at(-1), agentImage)
+    server = await startServer()
+  })
+
+  after(async () => {
+    for (const name of agentContainers) await docker.getContainer(name).remove({force: true}).catch(() => undefined)
+    // The agent writes the uuid it registered under into config.json, also when the test failed before reading it.
+    deviceUuid ??= (() => {
+      try {
+        return JSON.parse(readFileSync(path.join(configDir, 'config.json'), 'utf8')).uuid as string | undefined
+      } catch {
+        return undefined
+      }
+    })()
+    if (deviceUuid) {
+      const containers = await docker.listContainers({all: true, filters: {label: [`${LABELS.deviceUuid}=${deviceUuid}`]}})
+      for (const container of containers) await docker.getContainer(container.Id).remove({force: true}).catch(() => undefined)
+    }
+
+    if (imageTag) await docker.getImage(imageTag).remove().catch(() => undefined)
+    await docker.getImage(agentImage).remove().catch(() => undefined)
+    const stages = await docker.listImages({filters: {label: [DEPS_STAGE_LABEL], dangling: ['true']}}).catch(() => [])
+    for (const stage of stages) await docker.getImage(stage.Id).remove().catch(() => undefined)
+    await server?.stop()
+    rmSync(workDir, {recursive: true, force: true})
+    rmSync(home, {recursive: true, force: true})
+  })
+
+  it('registers, runs the release and ships its output; the service outlives the agent container, and the agent outlives the service', async () => {
+    assert.ok(server)
+    const api = new FleetApi(server.url)
+    const token = await api.login(server.admin.username, server.admin.password)
+    const fleet = await api.createFleet(token, 'contained')
+    const release = await api.createRelease(token, fleet.id, 'c'.repeat(32), {image: 'main', command: ['sh', '-c', SERVICE_SCRIPT]})
+    imageTag = `${release.location}:latest`
+    await docker.getImage(BASE_IMAGE).tag({repo: release.location, tag: 'latest'})
+
+    mkdirSync(configDir)
+    mkdirSync(dataDir)
+    const configPath = path.join(configDir, 'config.json')
+    const generated = await runCli(['config', 'generate', '--fleet', fleet.slug, '-o', configPath], {env: {HOME: home, FLOTILLA_URL: server.url, FLOTILLA_TOKEN: token}})
+    assert.equal(generated.exitCode, 0, generated.stderr)
+    assert.equal(JSON.parse(readFileSync(configPath, 'utf8')).uuid, undefined, 'a provisioning config: the agent registers itself')
+
+    // One port for every agent container, as a restarted agent on a real device keeps it: the services' environment
+    // holds the local API's address, and a new address would recreate them.
+    const localApiPort = await freeLoopbackPort()
+    const startAgentContainer = async (name: string) => {
+      const container = await docker.createContainer({
+        name,
+        Image: agentImage,
+        Cmd: ['agent', 'start', '--config', '/config/config.json', '--data-dir', dataDir, '--host-network', '--local-api-port', String(localApiPort), '--poll-interval', '2'],
+        Env: ['NO_COLOR=1'],
+        HostConfig: {NetworkMode: 'host', Binds: [`${DOCKER_SOCKET}:${DOCKER_SOCKET}`, `${configDir}:/config`, `${dataDir}:${dataDir}`]},
+      })
+      agentContainers.push(name)
+      await container.start()
+      return container
+    }
+
+    const agentOutput = async (container: Docker.Container) => demuxed((await container.logs({stdout: true, stderr: true, follow: false})) as unknown as Buffer)
+    const deviceRow = async () =>
+      (await api.call('GET', `/v7/device?$select=uuid,is_online&$filter=belongs_to__application eq ${fleet.id}&$expand=is_running__release($select=commit)`, {token})).json().d[0]
+    const serverLogs = async (): Promise<StoredLogLine[]> => (await api.call('GET', `/device/v2/${deviceUuid}/logs`, {token})).json()
+    const serviceContainer = async () => {
+      const [found] = await docker.listContainers({all: true, filters: {label: [`${LABELS.deviceUuid}=${deviceUuid}`, `${LABELS.serviceName}=main`]}})
+      return found ? docker.getContainer(found.Id).inspect() : undefined
+    }
+
+    let agent = await startAgentContainer(`flotilla-agent-e2e-${suffix}`)
+    /** {@link eventually}, with what the agent container printed when the deadline passes. */
+    const waitFor = async <T>(check: () => Promise<T | undefined | false>, what: string, deadlineMs: number): Promise<T> => {
+      try {
+        return await eventually(check, what, deadlineMs)
+      } catch (error) {
+        throw new Error(`${(error as Error).message}\nagent container output:\n${await agentOutput(agent).catch((failure: Error) => failure.message)}`)
+      }
+    }
+
+    // Registered by the agent in its container, which rewrote the mounted config.json with the device's identity.
+    const device = await waitFor(
+      async () => {
+        const row = await deviceRow()
+        return row?.is_online && row.is_running__release[0]?.commit === 'c'.repeat(32) ? row : undefined
+      },
+      'the device to register, come online and run the release',
+      90_000,
+    )
+    deviceUuid = device.uuid as string
+    const rewritten = JSON.parse(readFileSync(configPath, 'utf8'))
+    assert.equal(rewritten.uuid, deviceUuid)
+    assert.ok(rewritten.deviceApiKey, 'config.json holds the device key')
+
+    // The service is a container of the host's engine, with its update lock folder on the host.
+    const service = await serviceContainer()
+    assert.ok(service, 'the service container exists')
+    assert.equal(service.State.Running, true)
+    assert.equal(service.Config.Labels[LABELS.supervised], 'true')
+    const lockMount = service.Mounts.find((mount) => mount.Destination === '/tmp/balena')
+    assert.ok(lockMount && lockMount.Source.startsWith(`${dataDir}/update-locks/`), `the update lock folder comes from the data dir: ${JSON.stringify(service.Mounts)}`)
+    assert.ok(existsSync(lockMount.Source), 'the agent made the lock folder where the engine mounts it from')
+
+    // Its output reaches the server through the agent's log shipper.
+    const linesOf = async (message: RegExp) => (await serverLogs()).filter((line) => !line.isSystem && message.test(line.message))
+    await waitFor(async () => (await linesOf(/^seed-alive$/)).length >= 2, 'the service output in the server logs', 60_000)
+    assert.equal((await linesOf(/^seed-started /)).length, 1)
+
+    // The app dies: the agent keeps running, the service runs again and its new output still arrives.
+    await docker.getContainer(service.Id).kill()
+    await waitFor(async () => (await linesOf(/^seed-started /)).length >= 2, 'the restarted service output in the server logs', 60_000)
+    assert.equal((await agent.inspect()).State.Running, true, 'the agent container outlives the service')
+
+    // The agent dies (SIGKILL, then removed): the service keeps running, untouched.
+    const before = await serviceContainer()
+    assert.ok(before?.State.Running)
+    await agent.kill()
+    await agent.remove({force: true})
+    const printedBefore = (await docker.getContainer(before.Id).logs({stdout: true, follow: false}))
+      .toString('latin1')
+      .split('seed-alive').length
+    await eventually(
+      async () => (await docker.getContainer(before.Id).logs({stdout: true, follow: false})).toString('latin1').split('seed-alive').length >= printedBefore + 3,
+      'the service to keep printing with no agent',
+      30_000,
+    )
+    const after = await docker.getContainer(before.Id).inspect()
+    assert.equal(after.State.Running, true, 'the service outlives the agent container')
+    assert.equal(after.State.StartedAt, before.State.StartedAt, 'the service was not restarted')
+
+    // A new agent container on the same config and data dir takes over without replacing the running service.
+    agent = await startAgentContainer(`flotilla-agent-e2e-${suffix}-2`)
+    await waitFor(async () => /device \S+ registered/.test(await agentOutput(agent)), 'the second agent to start', 60_000)
+    const shipped = (await linesOf(/^seed-alive$/)).length
+    await waitFor(async () => (await linesOf(/^seed-alive$/)).length >= shipped + 2, 'the second agent to ship the service output', 60_000)
+    const kept = await serviceContainer()
+    assert.equal(kept?.Id, before.Id, 'the running service was kept')
+    assert.equal(kept?.State.StartedAt, before.State.StartedAt)
+    assert.equal((await deviceRow())?.is_online, true)
+  })
+})
