@@ -1,10 +1,10 @@
 /**
  * Flashing: wall time of `flotilla os flash` (verify included) on a 2 GiB balenaOS-like image with about 12% of it
- * mapped, written to a loop device, beside `dd` and `bmaptool copy` of the same image in the same run, raw and .gz.
+ * mapped, written to a loop device, beside `dd` and `bmaptool copy` of the same image in the same run, raw, .gz and .bz2.
  * Needs root (losetup), bmaptool, and a built CLI (`npm run build`).
  */
 import {execFileSync} from 'node:child_process'
-import {mkdtempSync, rmSync} from 'node:fs'
+import {existsSync, mkdtempSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
@@ -20,13 +20,14 @@ const MB = 1_000_000
 
 export async function run(): Promise<void> {
   const started = Date.now()
-  const fixture = makeDiskFixture(IMAGE_MIB, 'gz', DATA_MIB)
+  const fixture = makeDiskFixture(IMAGE_MIB, 'gz bz2', DATA_MIB)
   const scratch = mkdtempSync(path.join(tmpdir(), 'flotilla-bench-flash-'))
   const loops = new LoopDevices()
   try {
     const device = loops.attach(sparseFile(path.join(scratch, 'target.bin'), (IMAGE_MIB + 64) * 1024 * 1024))
     const image = fixture.image
     const gz = `${image}.gz`
+    const bz2 = `${image}.bz2`
     const env = {PATH: process.env.PATH, NO_COLOR: '1', HOME: scratch}
     const flotilla = (source: string) => () => timeCommand(process.execPath, [CLI_BIN, 'os', 'flash', source, '--drive', device, '--yes', '--allow-system-drive'], env)
     const shell = (script: string) => () => timeCommand('bash', ['-o', 'pipefail', '-c', script], env)
@@ -39,6 +40,8 @@ export async function run(): Promise<void> {
         'flotilla gz': flotilla(gz),
         'zcat | dd gz': shell(`zcat ${gz} | ${dd} iflag=fullblock`),
         'bmaptool copy gz': () => timeCommand('bmaptool', ['-q', 'copy', '--bmap', `${image}.bmap`, gz, device], env),
+        'flotilla bz2': flotilla(bz2),
+        'bzip2 -dc | dd bz2': shell(`bzip2 -dc ${bz2} | ${dd} iflag=fullblock`),
       },
       ROUNDS,
     )
@@ -55,6 +58,8 @@ export async function run(): Promise<void> {
     line('flotilla gz', '(decompresses everything, writes and verifies the mapped ranges)')
     line('zcat | dd gz', `(decompresses and writes every byte)  flotilla/zcat|dd = ${gzRatio.toFixed(2)} (target ≤ 1.2: ${gzRatio <= 1.2 ? 'ok' : 'MISSED'})`)
     line('bmaptool copy gz', `flotilla/bmaptool = ${(times['flotilla gz'] / times['bmaptool copy gz']).toFixed(2)}`)
+    line('flotilla bz2', `(decompresses with ${process.env.PATH?.split(':').some((dir) => existsSync(path.join(dir, 'lbzip2'))) ? 'lbzip2' : 'bzip2'}, writes and verifies the mapped ranges)`)
+    line('bzip2 -dc | dd bz2', `(decompresses and writes every byte)  flotilla/bzip2|dd = ${(times['flotilla bz2'] / times['bzip2 -dc | dd bz2']).toFixed(2)}`)
     process.stdout.write(`  (bench took ${((Date.now() - started) / 1000).toFixed(0)} s)\n`)
   } finally {
     loops.detachAll()

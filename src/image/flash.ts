@@ -30,6 +30,11 @@ export interface FlashTarget {
   sectorSize?: number
 }
 
+/** Writes part of a buffer at a position of the destination, returning the bytes written: `FileHandle.write`'s job. */
+export type BlockWriter = (handle: FileHandle, buffer: Buffer, offset: number, length: number, position: number) => Promise<number>
+
+const handleWrite: BlockWriter = async (handle, buffer, offset, length, position) => (await handle.write(buffer, offset, length, position)).bytesWritten
+
 export interface FlashOptions {
   source: ImageSource
   target: FlashTarget
@@ -40,6 +45,8 @@ export interface FlashOptions {
   signal?: AbortSignal
   /** Runs once everything is written and flushed, before reading it back. */
   beforeVerify?: () => Promise<void>
+  /** Replaces the writes to the destination (tests simulate a failing drive with it). */
+  writeBlock?: BlockWriter
 }
 
 export interface FlashResult {
@@ -70,6 +77,8 @@ const POOL_SIZE = WRITE_DEPTH + 4
 const PROGRESS_INTERVAL_MS = 200
 const RETRIED_ERRORS = new Set(['EIO', 'EBUSY', 'EAGAIN', 'ETIMEDOUT'])
 const RETRIES = 3
+/** The first pause before a retry; it doubles after each (0.1 s, 0.2 s, 0.4 s). */
+const RETRY_DELAY_MS = 100
 
 interface Block {
   buffer: Buffer
@@ -127,34 +136,49 @@ function checkAborted(signal?: AbortSignal): void {
   if (signal?.aborted) throw new InterruptedError('flashing interrupted — the drive holds a partial image and will not boot; flash it again')
 }
 
-async function transferWithRetries(target: string, operation: () => Promise<number>, describe: string): Promise<number> {
+/**
+ * Runs a transfer, retrying the errors a card reader gives while it is being jostled or is busy (EIO, EBUSY…) a few
+ * times with a growing pause. A drive that is gone, or keeps failing, is reported as unplugged or failing at `offset`.
+ */
+/** A file being written or read: the name messages give, and the path that exists while it is (a file destination is written beside its name). */
+interface Place {
+  name: string
+  path: string
+}
+
+async function transferWithRetries(place: Place, operation: () => Promise<number>, describe: string, offset: number): Promise<number> {
   for (let attempt = 0; ; attempt++) {
     try {
       return await operation()
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? ''
       if (RETRIED_ERRORS.has(code) && attempt < RETRIES) {
-        await delay(100 * 2 ** attempt)
+        await delay(RETRY_DELAY_MS * 2 ** attempt)
         continue
       }
 
-      if (!existsSync(target) || code === 'ENODEV' || code === 'ENXIO') throw new ExpectedError(`the drive ${target} went away while ${describe} — was it unplugged?`, {cause: error})
-      throw new ExpectedError(`${describe} on ${target} failed: ${(error as Error).message}`, {cause: error})
+      const target = place.name
+      if (!existsSync(place.path) || code === 'ENODEV' || code === 'ENXIO') throw new ExpectedError(`the drive ${target} went away while ${describe} at byte ${offset} — was it unplugged?`, {cause: error})
+      if (RETRIED_ERRORS.has(code)) {
+        throw new ExpectedError(`${describe} at byte ${offset} of ${target} failed ${attempt + 1} times (${code}): the drive was unplugged or is failing — check its connection and flash again, or try another card`, {cause: error})
+      }
+
+      throw new ExpectedError(`${describe} at byte ${offset} of ${target} failed: ${(error as Error).message}`, {cause: error})
     }
   }
 }
 
-async function writeFully(target: string, handle: FileHandle, buffer: Buffer, length: number, position: number): Promise<void> {
+async function writeFully(target: Place, handle: FileHandle, buffer: Buffer, length: number, position: number, writeBlock: BlockWriter): Promise<void> {
   let done = 0
   while (done < length) {
-    done += await transferWithRetries(target, async () => (await handle.write(buffer, done, length - done, position + done)).bytesWritten, `writing at byte ${position + done}`)
+    done += await transferWithRetries(target, () => writeBlock(handle, buffer, done, length - done, position + done), 'writing', position + done)
   }
 }
 
-async function readFully(target: string, handle: FileHandle, buffer: Buffer, length: number, position: number): Promise<number> {
+async function readFully(target: Place, handle: FileHandle, buffer: Buffer, length: number, position: number): Promise<number> {
   let done = 0
   while (done < length) {
-    const read = await transferWithRetries(target, async () => (await handle.read(buffer, done, length - done, position + done)).bytesRead, `reading at byte ${position + done}`)
+    const read = await transferWithRetries(target, async () => (await handle.read(buffer, done, length - done, position + done)).bytesRead, 'reading', position + done)
     if (read === 0) break
     done += read
   }
@@ -172,7 +196,7 @@ async function* rawBlocks(source: ImageSource, ranges: ByteRange[], pool: Buffer
     for (let offset = range.start; offset < range.end; offset += BLOCK_SIZE) {
       const length = Math.min(BLOCK_SIZE, range.end - offset)
       const buffer = await pool.acquire()
-      const read = await readFully(source.path, source.file!, buffer, length, offset)
+      const read = await readFully({name: source.path, path: source.path}, source.file!, buffer, length, offset)
       if (read < length) throw new ExpectedError(`${source.path} ended at byte ${offset + read}, before the ${range.end} bytes its block map covers`)
       yield {buffer, offset, length}
     }
@@ -263,6 +287,7 @@ export async function flashImage(options: FlashOptions): Promise<FlashResult> {
   const ranges: ByteRange[] = blockMap ? blockMap.ranges : [{start: 0, end: knownSize ?? Number.POSITIVE_INFINITY}]
   const temporaryPath = target.isBlockDevice ? undefined : `${target.path}.${process.pid}.flotilla-partial`
   const {handle, buffers, directIoUnavailable} = await openTarget(target, temporaryPath)
+  const place = {name: target.path, path: temporaryPath ?? target.path}
   const direct = Boolean(buffers)
   const sectorSize = target.sectorSize ?? 512
   const pool = new BufferPool(buffers ?? Array.from({length: POOL_SIZE}, () => Buffer.allocUnsafeSlow(BLOCK_SIZE)))
@@ -299,7 +324,7 @@ export async function flashImage(options: FlashOptions): Promise<FlashResult> {
       // Direct transfers are whole sectors: the last block of an image is padded with zeros, still inside the drive.
       block.buffer.fill(0, block.length, length)
       written.push({offset: block.offset, length: block.length, hash: xxh64(block.buffer.subarray(0, block.length))})
-      const task: Promise<void> = writeFully(target.path, handle, block.buffer, length, block.offset)
+      const task: Promise<void> = writeFully(place, handle, block.buffer, length, block.offset, options.writeBlock ?? handleWrite)
         .then(
           () => {
             bytesWritten += block.length
@@ -321,10 +346,10 @@ export async function flashImage(options: FlashOptions): Promise<FlashResult> {
     if (failure) throw failure
     if (imageSize === undefined) throw new ExpectedError(`${source.path} is empty`)
     if (!target.isBlockDevice) await handle.truncate(imageSize)
-    await transferWithRetries(target.path, async () => {
+    await transferWithRetries(place, async () => {
       await handle.sync()
       return 0
-    }, 'flushing the written data')
+    }, 'flushing the written data', bytesWritten)
     writeMeter.update(bytesWritten, true)
     const writeMs = Date.now() - writeStarted
 
@@ -376,7 +401,7 @@ async function verifyWritten(
       checkAborted(options.signal)
       if (mismatch || failure) break
       const buffer = await pool.acquire()
-      const task: Promise<void> = readFully(target.path, handle, buffer, roundUp(block.length, sectorSize), block.offset)
+      const task: Promise<void> = readFully({name: target.path, path: readPath}, handle, buffer, roundUp(block.length, sectorSize), block.offset)
         .then(
           (read) => {
             if (read < block.length || xxh64(buffer.subarray(0, block.length)) !== block.hash) {

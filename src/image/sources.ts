@@ -1,6 +1,8 @@
-import {createReadStream} from 'node:fs'
-import {open, stat, type FileHandle} from 'node:fs/promises'
-import {pipeline, Readable} from 'node:stream'
+import {spawn} from 'node:child_process'
+import {constants, createReadStream} from 'node:fs'
+import {access, open, stat, type FileHandle} from 'node:fs/promises'
+import path from 'node:path'
+import {pipeline, Readable, Transform} from 'node:stream'
 
 import {ExpectedError, NotFoundError} from '../errors.js'
 
@@ -23,6 +25,66 @@ export interface ImageSource {
 }
 
 const CHUNK = 1024 * 1024
+
+/**
+ * Programs that decompress .bz2 natively, best first: lbzip2 uses every core, bzip2 is on almost every Linux.
+ * Each is 6–13 times as fast as unbzip2-stream (pure JavaScript, about 3 MB/s), which is used when none is installed.
+ */
+export const BZIP2_PROGRAMS = ['lbzip2', 'bzip2']
+
+/** The first of `names` that is an executable on PATH. */
+export async function findProgram(names: string[], searchPath = process.env.PATH ?? ''): Promise<string | undefined> {
+  for (const name of names) {
+    for (const directory of searchPath.split(path.delimiter).filter(Boolean)) {
+      const candidate = path.join(directory, name)
+      if (await access(candidate, constants.X_OK).then(() => true, () => false)) return candidate
+    }
+  }
+
+  return undefined
+}
+
+/**
+ * `program -dc` fed from `input`, as a stream that ends only once the program has exited successfully: a corrupt or
+ * truncated file fails the stream (with the program's message) rather than ending it early. Destroying the stream
+ * stops the program.
+ */
+export function decompressWithProgram(program: string, input: Readable, file: string): Readable {
+  const child = spawn(program, ['-dc'], {stdio: ['pipe', 'pipe', 'pipe']})
+  let stderr = ''
+  child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr = (stderr + text).slice(-2000)))
+  const exited = new Promise<Error | undefined>((resolve) => {
+    child.once('error', (error) => resolve(new ExpectedError(`cannot run ${program} to decompress ${file}: ${error.message}`)))
+    child.once('close', (code, signal) => {
+      const reason = stderr.trim().split('\n').at(-1) || (signal ? `killed by ${signal}` : `exit code ${code}`)
+      resolve(code === 0 ? undefined : new ExpectedError(`${file} is not a readable .bz2 file (${path.basename(program)}: ${reason})`))
+    })
+  })
+  // The program's stdin closing early (it stopped on bad data) is reported by its exit, not by this pipe.
+  child.stdin.on('error', () => {})
+  input.once('error', (error) => output.destroy(error))
+  input.pipe(child.stdin)
+  const output = new Transform({
+    highWaterMark: CHUNK,
+    transform(chunk: Buffer, _encoding, callback) {
+      callback(null, chunk)
+    },
+    flush(callback) {
+      exited.then((error) => callback(error), callback)
+    },
+    destroy(error, callback) {
+      input.destroy()
+      if (child.exitCode === null && child.signalCode === null) child.kill()
+      callback(error)
+    },
+  })
+  child.stdout.once('error', (error) => output.destroy(error))
+  child.stdout.pipe(output)
+  exited.then((error) => {
+    if (error && !output.destroyed) output.destroy(error)
+  }, () => {})
+  return output
+}
 
 /** The format from the first bytes of the file, whatever its name says. */
 export function detectFormat(head: Buffer): ImageFormat {
@@ -167,6 +229,8 @@ export async function openImageSource(imagePath: string): Promise<ImageSource> {
 
     case 'bz2': {
       await handle.close()
+      const program = await findProgram(BZIP2_PROGRAMS)
+      if (program) return {...base, stream: async () => decompressWithProgram(program, fileStream(), imagePath), close: async () => {}}
       const {default: unbzip2} = await import('unbzip2-stream')
       // unbzip2-stream is an old-style stream: wrap() gives it the async iteration of a modern one.
       return {...base, stream: async () => new Readable({highWaterMark: CHUNK}).wrap(decompressed(unbzip2())), close: async () => {}}

@@ -1,5 +1,6 @@
+import {createHash} from 'node:crypto'
 import {createReadStream, createWriteStream} from 'node:fs'
-import {rename, rm, stat} from 'node:fs/promises'
+import {rename, rm, stat, writeFile} from 'node:fs/promises'
 import type {IncomingHttpHeaders} from 'node:http'
 import {Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
@@ -8,6 +9,7 @@ import {Worker} from 'node:worker_threads'
 import got, {type Request} from 'got'
 
 import {ExpectedError, InterruptedError, NotFoundError, UsageError} from '../errors.js'
+import {parseBlockMap} from '../image/bmap.js'
 import {latestOf, parseOsVersion, sortOsVersionsNewestFirst} from '../protocol/os-version.js'
 import type {FleetClient} from './client.js'
 import {odataValue} from './pine.js'
@@ -46,6 +48,8 @@ export interface DownloadOptions {
   onRetry?: (error: Error, bytes: number) => void
   /** Tries after a dropped connection within one run (a part left on disk is resumed on the next run anyway). */
   retries?: number
+  /** Told when the server offered a block map that could not be used (the image is saved without one). */
+  onWarning?: (message: string) => void
 }
 
 export interface DownloadResult {
@@ -61,11 +65,15 @@ export interface DownloadResult {
   sha256: string
   /** Whether the server published a checksum and the file matches it. */
   verified: boolean
+  /** The block map saved beside the image (where `os flash` finds it), or null when the server has none. */
+  bmap: string | null
 }
 
 const PROGRESS_INTERVAL_MS = 200
 const WRITE_CHUNK = 1024 * 1024
 const RETRIED_ERRORS = new Set(['ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ECONNREFUSED', 'ERR_STREAM_PREMATURE_CLOSE'])
+/** A bmap is a few kilobytes of XML per gigabyte of image: a larger answer is not one (a server that ignored fileType). */
+const BMAP_MAX_BYTES = 16 * 1024 * 1024
 
 /**
  * The versions of a device type's OS, newest first, asked as balena-cli asks: the hostApp fleets of the type
@@ -215,6 +223,86 @@ export function fileTypeFor(output: string): '.img' | '.gz' | '.zip' {
   if (lower.endsWith('.gz')) return '.gz'
   if (lower.endsWith('.zip')) return '.zip'
   return '.img'
+}
+
+/** Where the block map of a downloaded image is saved: the first name `os flash` (and bmaptool) look for. */
+export function blockMapPathFor(output: string): string {
+  return `${output}.bmap`
+}
+
+/**
+ * The block map the server publishes for a version ([flotilla] `fileType=.bmap`), checked: its `Digest` when sent,
+ * that it parses, and that it describes an image of `imageSize` bytes when that is known. Undefined when the server
+ * has none (any 4xx, as balenaCloud answers an unknown file type); `warn` says why an offered one was not used.
+ */
+export async function fetchBlockMap(
+  client: FleetClient,
+  options: {deviceType: string; version: string; imageSize?: number; signal?: AbortSignal; warn?: (message: string) => void},
+): Promise<Buffer | undefined> {
+  const skip = (reason: string) => {
+    options.warn?.(`the block map of ${options.deviceType} ${options.version} was not saved: ${reason} — os flash will work out the blocks to write itself`)
+    return undefined
+  }
+
+  let opened: OpenedDownload
+  try {
+    opened = await new Promise<OpenedDownload>((resolve, reject) => {
+      const stream = got.stream(`${client.apiUrl}/download`, {
+        searchParams: {deviceType: options.deviceType, version: options.version, fileType: '.bmap'},
+        headers: {'x-balena-client': 'flotilla', ...client.authHeaders()},
+        throwHttpErrors: false,
+        retry: {limit: 0},
+        timeout: {connect: 10_000, response: 60_000},
+        signal: options.signal,
+      })
+      stream.once('error', reject)
+      stream.once('response', (response: {statusCode: number; headers: IncomingHttpHeaders}) => resolve({stream, status: response.statusCode, headers: response.headers}))
+    })
+  } catch (error) {
+    if (options.signal?.aborted) throw new InterruptedError('download interrupted — run the command again')
+    return skip((error as Error).message)
+  }
+
+  const {stream, status, headers} = opened
+  // A server without bmaps refuses the file type, or (ignoring it) starts sending the image: neither is a bmap.
+  if ((status >= 400 && status < 500) || Number(headers['content-length'] ?? 0) > BMAP_MAX_BYTES) {
+    stream.destroy()
+    return undefined
+  }
+
+  if (status >= 300) {
+    stream.destroy()
+    return skip(`the server answered ${status}`)
+  }
+
+  const chunks: Buffer[] = []
+  let length = 0
+  try {
+    for await (const chunk of stream) {
+      chunks.push(chunk as Buffer)
+      length += (chunk as Buffer).length
+      if (length > BMAP_MAX_BYTES) {
+        stream.destroy()
+        return undefined
+      }
+    }
+  } catch (error) {
+    if (options.signal?.aborted) throw new InterruptedError('download interrupted — run the command again')
+    return skip((error as Error).message)
+  }
+
+  const body = Buffer.concat(chunks)
+  const digest = sha256FromHeaders(headers)
+  if (digest && createHash('sha256').update(body).digest('base64') !== digest) return skip('it does not match the checksum the server published')
+  let imageSize
+  try {
+    ;({imageSize} = parseBlockMap(body.toString('utf8'), 'the answer'))
+  } catch (error) {
+    return skip((error as Error).message)
+  }
+
+  if (options.imageSize !== undefined && imageSize !== options.imageSize) return skip(`it describes ${imageSize} bytes, the image has ${options.imageSize}`)
+  return body
 }
 
 function openDownload(client: FleetClient, options: {deviceType: string; version: string; output: string; from: number; signal?: AbortSignal}): Promise<OpenedDownload> {
@@ -378,7 +466,22 @@ async function download(client: FleetClient, options: DownloadOptions, hasher: T
     )
   }
 
+  // The bmap follows the image it was fetched with: one left from an earlier download must not describe a new image.
+  const blockMap = await fetchBlockMap(client, {
+    deviceType: options.deviceType,
+    version,
+    imageSize: fileTypeFor(options.output) === '.img' ? onDisk : undefined,
+    signal: options.signal,
+    warn: options.onWarning,
+  })
+  const blockMapPath = blockMapPathFor(options.output)
+  await rm(blockMapPath, {force: true})
   await rename(part, options.output)
+  if (blockMap) {
+    await writeFile(`${blockMapPath}.part`, blockMap)
+    await rename(`${blockMapPath}.part`, blockMapPath)
+  }
+
   return {
     file: options.output,
     device_type: options.deviceType,
@@ -388,5 +491,6 @@ async function download(client: FleetClient, options: DownloadOptions, hasher: T
     retries,
     sha256: sha256.toString('hex'),
     verified: expectedDigest !== undefined,
+    bmap: blockMap ? blockMapPath : null,
   }
 }

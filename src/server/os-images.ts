@@ -282,8 +282,8 @@ export class OsImageCatalogue {
     return versions.find((candidate) => candidate.version === wanted || candidate.version === version)
   }
 
-  /** The sha-256 of the file as it is now: cached by path, size and modification time. */
-  digestOf(file: ImageFile): Promise<string> {
+  /** The sha-256 of the file (an image or a bmap) as it is now: cached by path, size and modification time. */
+  digestOf(file: Pick<ImageFile, 'path' | 'size' | 'mtimeMs'>): Promise<string> {
     const cached = this.digests.get(file.path)
     if (cached && cached.size === file.size && cached.mtimeMs === file.mtimeMs) return cached.digest
     const digest = sha256OfFile(file.path)

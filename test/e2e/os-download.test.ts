@@ -1,15 +1,17 @@
 import {strict as assert} from 'node:assert'
 import {spawn} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
-import {existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import net from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
+import {parseBlockMap} from '../../src/image/bmap.js'
 import {CLI_BIN, type CliResult, makeCliHome, PROJECT_ROOT, runCli} from '../helpers/cli.js'
 import {eventually, FleetApi} from '../helpers/fleet-api.js'
 import {startServer, type TestServer} from '../helpers/server.js'
 import {TerminalSession} from '../helpers/terminal.js'
+import {compareRanges, type DiskFixture, makeDiskFixture} from './os-fixtures.js'
 
 const TYPE = 'raspberrypi4-64'
 const IMAGE_BYTES = 24 * 1024 * 1024
@@ -20,6 +22,8 @@ const LATEST = '5.1.20+rev10'
 const HOST_APP_QUERY =
   "/v7/application?$filter=is_host eq true and is_for__device_type/any(dt:dt/slug in ('raspberrypi4-64'))" +
   "&$expand=owns__release($select=id,raw_version,variant,phase;$filter=is_final eq true and is_invalidated eq false and status eq 'success')"
+
+const BMAP = `<?xml version="1.0"?><bmap version="2.0"><ImageSize>${IMAGE_BYTES}</ImageSize><BlockSize>4096</BlockSize><BlocksCount>6144</BlocksCount><MappedBlocksCount>1025</MappedBlocksCount><BlockMap><Range>0-1023</Range><Range>6143</Range></BlockMap></bmap>\n`
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest()
 
@@ -141,7 +145,7 @@ describe('os versions and os download (served from --images-dir)', function () {
 
     mkdirSync(path.join(imagesDir, TYPE, LATEST))
     writeFileSync(path.join(imagesDir, TYPE, LATEST, 'balena.img'), image)
-    writeFileSync(path.join(imagesDir, TYPE, LATEST, 'balena.bmap'), '<?xml version="1.0"?><bmap version="2.0"></bmap>')
+    writeFileSync(path.join(imagesDir, TYPE, LATEST, 'balena.bmap'), BMAP)
     mkdirSync(path.join(imagesDir, 'no-such-board', '1.0.0'), {recursive: true})
     writeFileSync(path.join(imagesDir, 'no-such-board', '1.0.0', 'os.img'), 'skipped')
 
@@ -258,17 +262,46 @@ describe('os versions and os download (served from --images-dir)', function () {
     assert.equal(result.exitCode, 0, result.stderr)
     const lines = jsonLines(result.stdout)
     const summary = lines.at(-1)!
-    assert.deepEqual({...summary, sha256: undefined}, {type: 'result', file: output, device_type: TYPE, version: LATEST, size: IMAGE_BYTES, resumed_from: 0, retries: 0, sha256: undefined, verified: true})
+    assert.deepEqual(
+      {...summary, sha256: undefined},
+      {type: 'result', file: output, device_type: TYPE, version: LATEST, size: IMAGE_BYTES, resumed_from: 0, retries: 0, sha256: undefined, verified: true, bmap: `${output}.bmap`},
+    )
     assert.equal(summary.sha256, sha256(image).toString('hex'))
     assert.ok(lines.slice(0, -1).every((line) => line.type === 'progress' && line.phase === 'download'), 'only progress events before the result')
     assert.ok(readFileSync(output).equals(image))
+    assert.equal(readFileSync(`${output}.bmap`, 'utf8'), BMAP, 'the block map is saved beside the image')
     assert.equal(existsSync(`${output}.part`), false)
+    assert.equal(existsSync(`${output}.bmap.part`), false)
 
     const small = path.join(scratch, 'old.img')
     const old = await runCli(['os', 'download', TYPE, '--version', '5.1.20', '-o', small], {env: guestEnv})
     assert.equal(old.exitCode, 0, old.stderr)
     assert.match(old.stderr, /downloaded raspberrypi4-64 5\.1\.20 to .*old\.img \(16 B; sha-256 checked\)/)
     assert.equal(readFileSync(small, 'utf8'), 'image of 5.1.20\n')
+    assert.equal(existsSync(`${small}.bmap`), false, 'no block map where the server has none')
+  })
+
+  it('serves the block map of a version with fileType=.bmap, checked by its Digest, and 404 where there is none', async function () {
+    const bmap = await api.call('GET', `/download?deviceType=${TYPE}&version=latest&fileType=.bmap`)
+    assert.equal(bmap.status, 200, bmap.body)
+    assert.equal(bmap.body, BMAP)
+    assert.match(String(bmap.headers['content-type']), /^application\/xml/)
+    assert.equal(bmap.headers.digest, `sha-256=${sha256(Buffer.from(BMAP)).toString('base64')}`)
+    const none = await api.call('GET', `/download?deviceType=${TYPE}&version=5.1.20&fileType=.bmap`)
+    assert.equal(none.status, 404)
+    assert.equal(none.json(), `no block map (.bmap) for ${TYPE} 5.1.20`)
+  })
+
+  it('replaces a block map left from an earlier download of another version, and does not keep one the server lacks', async function () {
+    const output = path.join(scratch, 'reused.img')
+    writeFileSync(`${output}.bmap`, 'stale')
+    const result = await runCli(['os', 'download', TYPE, '--version', '2.9.3', '-o', output], {env: guestEnv})
+    assert.equal(result.exitCode, 0, result.stderr)
+    assert.equal(existsSync(`${output}.bmap`), false, 'a stale block map beside a new image is removed')
+    const latest = await runCli(['os', 'download', TYPE, '-o', output], {env: guestEnv})
+    assert.equal(latest.exitCode, 0, latest.stderr)
+    assert.match(latest.stderr, /block map in reused\.img\.bmap\)/)
+    assert.equal(readFileSync(`${output}.bmap`, 'utf8'), BMAP)
   })
 
   it('resumes a download whose CLI was killed mid-transfer with a Range request, ending identical', async function () {
@@ -344,5 +377,70 @@ describe('os versions and os download (served from --images-dir)', function () {
     } finally {
       session.kill()
     }
+  })
+})
+
+describe('os download then os flash: the served block map makes the flash sparse', function () {
+  this.timeout(180_000)
+  let fixture: DiskFixture
+  let server: TestServer
+  let scratch: string
+  let env: NodeJS.ProcessEnv
+
+  before(async function () {
+    fixture = makeDiskFixture(128, '')
+    scratch = mkdtempSync(path.join(tmpdir(), 'flotilla-download-flash-'))
+    const folder = path.join(fixture.directory, 'images', TYPE, '6.1.0')
+    mkdirSync(folder, {recursive: true})
+    // As an images folder holds them: the image and a bmap of another name beside it.
+    renameSync(fixture.image, path.join(folder, 'balena-raspberrypi4-64.img'))
+    copyFileSync(`${fixture.image}.bmap`, path.join(folder, 'balena-raspberrypi4-64.bmap'))
+    fixture.image = path.join(folder, 'balena-raspberrypi4-64.img')
+    server = await startServer({args: ['--images-dir', path.join(fixture.directory, 'images')]})
+    env = {HOME: makeCliHome(), FLOTILLA_URL: server.url}
+  })
+
+  after(async function () {
+    await server?.stop()
+    fixture?.cleanup()
+    for (const dir of [scratch, env?.HOME]) if (dir) rmSync(dir, {recursive: true, force: true})
+  })
+
+  it('downloads the raw image with its bmap, and os flash into a regular file writes the mapped ranges by it', async function () {
+    const output = path.join(scratch, 'os.img')
+    const download = await runCli(['os', 'download', TYPE, '-o', output, '--json'], {env})
+    assert.equal(download.exitCode, 0, download.stderr)
+    assert.equal(jsonLines(download.stdout).at(-1)!.bmap, `${output}.bmap`)
+    assert.ok(readFileSync(output).equals(readFileSync(fixture.image)))
+    assert.deepEqual(parseBlockMap(readFileSync(`${output}.bmap`, 'utf8')), fixture.blockMap)
+
+    const destination = path.join(scratch, 'card.img')
+    const flash = await runCli(['os', 'flash', output, '--drive', destination, '--yes'], {env})
+    assert.equal(flash.exitCode, 0, flash.stderr)
+    assert.match(flash.stderr, new RegExp(`using ${output.replaceAll('.', '\\.')}\\.bmap: `))
+    assert.match(flash.stderr, /written and verified/)
+    assert.equal(compareRanges(fixture.image, destination, fixture.blockMap.ranges), undefined)
+  })
+
+  it('downloads the .gz form with the same bmap, and os flash writes exactly the mapped bytes of it (every byte without it)', async function () {
+    mkdirSync(path.join(scratch, 'gz'))
+    const output = path.join(scratch, 'gz', 'os.img.gz')
+    const download = await runCli(['os', 'download', TYPE, '-o', output], {env})
+    assert.equal(download.exitCode, 0, download.stderr)
+    assert.match(download.stderr, /block map in os\.img\.gz\.bmap\)/)
+
+    const sparse = path.join(scratch, 'sparse.img')
+    const flash = await runCli(['os', 'flash', output, '--drive', sparse, '--yes', '--json'], {env})
+    assert.equal(flash.exitCode, 0, flash.stderr)
+    const summary = jsonLines(flash.stdout).at(-1)!
+    assert.deepEqual({sparse: summary.sparse, verified: summary.verified, bytes_written: summary.bytes_written}, {sparse: true, verified: true, bytes_written: fixture.blockMap.mappedBytes})
+    assert.ok(fixture.blockMap.mappedBytes < fixture.blockMap.imageSize / 4, `${fixture.blockMap.mappedBytes} bytes mapped`)
+    assert.equal(statSync(sparse).size, fixture.blockMap.imageSize)
+    assert.equal(compareRanges(fixture.image, sparse, fixture.blockMap.ranges), undefined)
+
+    rmSync(`${output}.bmap`)
+    const whole = await runCli(['os', 'flash', output, '--drive', path.join(scratch, 'whole.img'), '--yes', '--json'], {env})
+    assert.equal(whole.exitCode, 0, whole.stderr)
+    assert.equal(jsonLines(whole.stdout).at(-1)!.bytes_written, fixture.blockMap.imageSize, 'without the bmap every byte is written')
   })
 })

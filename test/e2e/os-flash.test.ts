@@ -4,7 +4,8 @@ import {copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSyn
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
-import {runCli} from '../helpers/cli.js'
+import {makeCliHome, runCli} from '../helpers/cli.js'
+import {TerminalSession} from '../helpers/terminal.js'
 import {compareRanges, LoopDevices, makeDiskFixture, sha256Of, sparseFile, type DiskFixture} from './os-fixtures.js'
 
 const MiB = 1024 * 1024
@@ -200,6 +201,63 @@ describe('os flash (real loop devices; needs root)', function () {
       } finally {
         execFileSync('partx', ['--delete', target])
       }
+    })
+  })
+
+  describe('the drive picker (no --drive, on a terminal)', function () {
+    const sessions: TerminalSession[] = []
+    let home: string
+    let sentinel: string
+
+    function onTerminal(args: string[]): TerminalSession {
+      const session = new TerminalSession(args, {HOME: home, NO_COLOR: '1'})
+      sessions.push(session)
+      return session
+    }
+
+    before(function () {
+      home = makeCliHome()
+    })
+
+    beforeEach(function () {
+      execFileSync('dd', ['if=/dev/urandom', `of=${target}`, 'bs=1M', 'count=4', 'oflag=direct', 'status=none'])
+      sentinel = sha256Of(target, 160 * MiB)
+    })
+
+    afterEach(function () {
+      for (const session of sessions.splice(0)) session.kill()
+      assert.equal(sha256Of(target, 160 * MiB), sentinel, 'the picker wrote to a drive')
+    })
+
+    after(function () {
+      if (home) rmSync(home, {recursive: true, force: true})
+    })
+
+    it('lists the drives that may be flashed, and Ctrl-C cancels with exit 130 and nothing written', async function () {
+      const listed = await runCli(['util', 'available-drives', '--json'])
+      assert.equal(listed.exitCode, 0, listed.stderr)
+      const drives = JSON.parse(listed.stdout) as Array<{device: string; mountpoints: string[]}>
+      assert.ok(drives.some((drive) => drive.device === target), `util available-drives lists ${target}`)
+
+      const picker = onTerminal(['os', 'flash', fixture.image, '--allow-system-drive'])
+      await picker.waitFor(/Drive to erase/, 60_000)
+      await picker.waitFor(new RegExp(`${target} \\(loop device, 168 MB\\)`))
+      for (const drive of drives.filter((candidate) => candidate.mountpoints.includes('/'))) {
+        assert.ok(!picker.output.includes(`${drive.device} (`), `the drive holding / (${drive.device}) is not offered`)
+      }
+
+      picker.type('\u0003')
+      assert.equal(await picker.exited, 130, picker.output)
+      assert.match(picker.output, /error: interrupted/)
+    })
+
+    it('says in one line that no drive can be flashed when none is removable, without --allow-system-drive', async function () {
+      const listed = JSON.parse((await runCli(['util', 'available-drives', '--json'])).stdout) as Array<{removable: boolean}>
+      if (listed.some((drive) => drive.removable)) this.skip() // a real card reader is plugged in: the picker would offer it
+      const session = onTerminal(['os', 'flash', fixture.image])
+      assert.equal(await session.exited, 1, session.output)
+      const lines = session.output.trim().split(/\r?\n/)
+      assert.deepEqual(lines, ['error: no drive can be flashed: plug in an SD card or USB drive (see "flotilla util available-drives")'])
     })
   })
 

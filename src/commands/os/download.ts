@@ -9,6 +9,7 @@ export default class OsDownload extends FlotillaCommand {
   static override description =
     'Streams the image to <output>.part, resumes an interrupted download with an HTTP Range request (also when run again), ' +
     'checks the whole file against the sha-256 the server publishes, and only then gives it the final name. ' +
+    'When the server has a block map for the version it is saved beside the image as <output>.bmap, so that "os flash" writes only the blocks that hold data. ' +
     'A file name ending in .gz or .zip asks for that form of the image; anything else gets the raw image.'
 
   static override examples = [
@@ -47,6 +48,10 @@ export default class OsDownload extends FlotillaCommand {
           if (this.output.json) this.output.printJsonLine({type: 'retry', bytes, error: error.message})
           else this.output.warn(`connection lost after ${formatBytes(bytes)} (${error.message}): resuming`)
         },
+        onWarning: (message) => {
+          view.done()
+          this.output.warn(message)
+        },
       })
     } finally {
       view.done()
@@ -58,7 +63,8 @@ export default class OsDownload extends FlotillaCommand {
     else {
       const resumed = result.resumed_from > 0 ? `, resumed from ${formatBytes(result.resumed_from)}` : ''
       const checked = result.verified ? 'sha-256 checked' : 'the server published no checksum'
-      this.output.success(`downloaded ${args['device-type']} ${result.version} to ${flags.output} (${formatBytes(result.size)}${resumed}; ${checked})`)
+      const blockMap = result.bmap ? `, block map in ${path.basename(result.bmap)}` : ''
+      this.output.success(`downloaded ${args['device-type']} ${result.version} to ${flags.output} (${formatBytes(result.size)}${resumed}; ${checked}${blockMap})`)
     }
   }
 }

@@ -4,15 +4,17 @@ import path from 'node:path'
 import type {Readable} from 'node:stream'
 import {createGunzip, createGzip} from 'node:zlib'
 
-import type {FastifyInstance} from 'fastify'
+import type {FastifyInstance, FastifyReply} from 'fastify'
 
 import {actorOf, type ServerContext} from '../context.js'
 import {badRequest, HttpError, notFound} from '../http-errors.js'
-import {type ImageFile, OsImageCatalogue} from '../os-images.js'
+import {type ImageFile, OsImageCatalogue, type OsImageVersion} from '../os-images.js'
 
 const READ_CHUNK = 1024 * 1024
 const RESCAN_INTERVAL_MS = 10_000
-const FILE_TYPES = new Set<string>(['.img', '.gz', '.zip', '.xz', '.bz2'])
+const FILE_TYPES = new Set<string>(['.img', '.gz', '.zip', '.xz', '.bz2', '.bmap'])
+/** A bmap is XML of a few kilobytes per gigabyte of image; anything larger is not one. */
+const BMAP_MAX_BYTES = 16 * 1024 * 1024
 
 export type ByteRange = {start: number; end: number}
 
@@ -53,10 +55,27 @@ function chooseFile(files: ImageFile[], fileType: string | undefined): {file: Im
   return undefined
 }
 
+/** The block map of a version, whole (it is small): with its length and [flotilla] `Digest`, like the image. */
+async function sendBlockMap(reply: FastifyReply, catalogue: OsImageCatalogue, deviceType: string, found: OsImageVersion): Promise<FastifyReply> {
+  const info = found.bmap ? await stat(found.bmap).catch(() => undefined) : undefined
+  if (!found.bmap || !info?.isFile()) throw notFound(`no block map (.bmap) for ${deviceType} ${found.version}`)
+  if (info.size > BMAP_MAX_BYTES) throw notFound(`the block map of ${deviceType} ${found.version} is too large to be one`)
+  const file = {path: found.bmap, size: info.size, mtimeMs: info.mtimeMs}
+  reply.header('content-type', 'application/xml')
+  reply.header('content-disposition', `attachment; filename="${path.basename(found.bmap).replaceAll('"', '')}"`)
+  reply.header('accept-ranges', 'none')
+  reply.header('last-modified', info.mtime.toUTCString())
+  reply.header('digest', `sha-256=${await catalogue.digestOf(file)}`)
+  reply.header('content-length', info.size)
+  return reply.send(info.size === 0 ? '' : createReadStream(found.bmap))
+}
+
 /**
  * `GET /download?deviceType=&version=&fileType=&developmentMode=` (optional Bearer): the OS image of a published
  * version (`latest` for the newest) with its length, byte ranges (`206`/`416`) and [flotilla] `Digest: sha-256=`.
  * balenaOS images are unified, so `developmentMode` changes nothing here: config.json decides.
+ * [flotilla] `fileType=.bmap` answers the version's block map (bmaptool's XML, for the raw image; 404 when the
+ * folder has none), so that a downloaded image is flashed sparsely.
  */
 export function registerOsDownloadRoute(app: FastifyInstance, context: ServerContext, imagesDir: string | undefined): void {
   const catalogue = imagesDir ? new OsImageCatalogue(imagesDir, context.db, (message) => app.log.warn(message)) : undefined
@@ -83,6 +102,7 @@ export function registerOsDownloadRoute(app: FastifyInstance, context: ServerCon
     if (versions.length === 0) throw notFound(`no OS images for device type "${deviceType}"`)
     const found = await catalogue.find(deviceType, version)
     if (!found) throw notFound(`no OS version "${version}" for device type "${deviceType}" (available: ${versions.map((candidate) => candidate.version).join(', ')})`)
+    if (fileType === '.bmap') return sendBlockMap(reply, catalogue, deviceType, found)
     const choice = chooseFile(found.files, fileType)
     if (!choice) throw notFound(`no ${fileType} image of ${deviceType} ${found.version} (available: ${found.files.map((file) => file.fileType).join(', ')})`)
 

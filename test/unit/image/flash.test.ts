@@ -7,7 +7,8 @@ import path from 'node:path'
 import {gzipSync} from 'node:zlib'
 
 import type {BlockMap} from '../../../src/image/bmap.js'
-import {flashImage, VerificationError, type FlashProgress} from '../../../src/image/flash.js'
+import {ExpectedError} from '../../../src/errors.js'
+import {flashImage, VerificationError, type BlockWriter, type FlashProgress} from '../../../src/image/flash.js'
 import {openImageSource} from '../../../src/image/sources.js'
 
 const MiB = 1024 * 1024
@@ -90,6 +91,63 @@ describe('image/flash flashImage', function () {
     const flashing = flashImage({source, target: {path: path.join(directory, 'x.img'), isBlockDevice: false}, blockMap: {...fixture.map, imageSize: 999}, verify: true})
     await assert.rejects(flashing, /block map is for another image/)
     await source.close()
+  })
+
+  describe('transient write errors', function () {
+    const failure = (code: string) => Object.assign(new Error(`${code}: i/o error, write`), {code})
+
+    /** A drive that fails each write at `offset` with `code`, `failures` times (forever with Infinity), then writes. */
+    function flakyWriter(offset: number, code: string, failures: number): {writeBlock: BlockWriter; attempts: () => number} {
+      let attempts = 0
+      return {
+        attempts: () => attempts,
+        async writeBlock(handle, buffer, bufferOffset, length, position) {
+          if (position === offset) {
+            attempts++
+            if (attempts <= failures) throw failure(code)
+          }
+
+          return (await handle.write(buffer, bufferOffset, length, position)).bytesWritten
+        },
+      }
+    }
+
+    for (const code of ['EIO', 'EBUSY']) {
+      it(`retries a write that fails with ${code} twice, then succeeds, and the image is whole`, async function () {
+        const destination = path.join(directory, `flaky-${code}.img`)
+        const source = await openImageSource(fixture.image)
+        const drive = flakyWriter(3 * MiB, code, 2)
+        const result = await flashImage({source, target: {path: destination, isBlockDevice: false}, verify: true, writeBlock: drive.writeBlock})
+        await source.close()
+        assert.equal(drive.attempts(), 3)
+        assert.equal(result.verified, true)
+        assert.deepEqual(readFileSync(destination), fixture.content)
+      })
+    }
+
+    it('reports a drive whose writes keep failing as unplugged or failing, naming the offset, and leaves no file', async function () {
+      const destination = path.join(directory, 'failing.img')
+      const source = await openImageSource(fixture.image)
+      const drive = flakyWriter(3 * MiB, 'EIO', Number.POSITIVE_INFINITY)
+      const flashing = flashImage({source, target: {path: destination, isBlockDevice: false}, verify: true, writeBlock: drive.writeBlock})
+      await assert.rejects(flashing, (error: unknown) => {
+        assert.ok(error instanceof ExpectedError, String(error))
+        assert.match(error.message, /^writing at byte 3145728 of .*failing\.img failed 4 times \(EIO\): the drive was unplugged or is failing — check its connection and flash again, or try another card$/)
+        return true
+      })
+      await source.close()
+      assert.equal(drive.attempts(), 4, 'the first try and three retries')
+      assert.throws(() => readFileSync(destination), /ENOENT/)
+    })
+
+    it('does not retry an error that is not transient', async function () {
+      const source = await openImageSource(fixture.image)
+      const drive = flakyWriter(0, 'ENOSPC', Number.POSITIVE_INFINITY)
+      const flashing = flashImage({source, target: {path: path.join(directory, 'full-disk.img'), isBlockDevice: false}, verify: true, writeBlock: drive.writeBlock})
+      await assert.rejects(flashing, /^ExpectedError: writing at byte 0 of .*full-disk\.img failed: ENOSPC/)
+      await source.close()
+      assert.equal(drive.attempts(), 1)
+    })
   })
 
   describe('on a loop device (needs root)', function () {

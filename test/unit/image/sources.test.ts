@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
 import {execFileSync} from 'node:child_process'
-import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {open} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
-import {detectFormat, openImageSource, xzUncompressedSize} from '../../../src/image/sources.js'
+import {detectFormat, findProgram, openImageSource, xzUncompressedSize} from '../../../src/image/sources.js'
 
 describe('image/sources', function () {
   let directory: string
@@ -47,5 +47,65 @@ describe('image/sources', function () {
     for await (const chunk of await source.stream()) chunks.push(chunk as Buffer)
     await source.close()
     assert.ok(Buffer.concat(chunks).equals(Buffer.alloc(200_000, 9)))
+  })
+
+  describe('.bz2', function () {
+    this.timeout(30_000)
+    const content = Buffer.concat([Buffer.alloc(3_000_000, 5), Buffer.from(Array.from({length: 500_000}, (_, index) => (index * 7919) % 251))])
+    let bz2: string
+
+    before(function () {
+      const file = path.join(directory, 'bz.img')
+      writeFileSync(file, content)
+      execFileSync('bzip2', ['-1', '-k', '-f', file])
+      bz2 = `${file}.bz2`
+    })
+
+    async function decompressed(file: string): Promise<Buffer> {
+      const source = await openImageSource(file)
+      assert.equal(source.format, 'bz2')
+      const chunks: Buffer[] = []
+      try {
+        for await (const chunk of await source.stream()) chunks.push(chunk as Buffer)
+      } finally {
+        await source.close()
+      }
+
+      return Buffer.concat(chunks)
+    }
+
+    async function withPath<T>(searchPath: string, run: () => Promise<T>): Promise<T> {
+      const saved = process.env.PATH
+      process.env.PATH = searchPath
+      try {
+        return await run()
+      } finally {
+        process.env.PATH = saved
+      }
+    }
+
+    it('finds a native decompressor on PATH, and none on an empty one', async function () {
+      assert.match((await findProgram(['lbzip2', 'bzip2'])) ?? '', /\/(lbzip2|bzip2)$/)
+      assert.equal(await findProgram(['bzip2'], ''), undefined)
+    })
+
+    it('streams a .bz2 image through the native program, and through unbzip2-stream without one', async function () {
+      assert.ok((await decompressed(bz2)).equals(content))
+      assert.ok((await withPath('', () => decompressed(bz2))).equals(content))
+    })
+
+    it('fails a corrupt or truncated .bz2 instead of ending it early', async function () {
+      const compressed = readFileSync(bz2)
+      const corrupt = Buffer.from(compressed)
+      corrupt[Math.floor(corrupt.length / 2)] ^= 0xff
+      writeFileSync(path.join(directory, 'corrupt.img.bz2'), corrupt)
+      writeFileSync(path.join(directory, 'truncated.img.bz2'), compressed.subarray(0, Math.floor(compressed.length * 0.7)))
+      for (const name of ['corrupt.img.bz2', 'truncated.img.bz2']) {
+        await assert.rejects(decompressed(path.join(directory, name)), (error: Error) => {
+          assert.match(error.message, new RegExp(`${name.replaceAll('.', '\\.')} is not a readable \\.bz2 file \\((lbzip2|bzip2): .+\\)$`))
+          return true
+        })
+      }
+    })
   })
 })
