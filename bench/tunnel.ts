@@ -1,15 +1,15 @@
 /**
  * Tunnel: throughput and round-trip latency of a connection through `flotilla tunnel` (CLI → server's CONNECT
  * proxy → device link → agent → a port of the device) beside a direct loopback connection to the same port in
- * the same run; then how many tunnel connections are held open at once, each proven alive by an echo.
+ * the same run; then how many tunnel connections are held open at once, each proven alive by an echo. The CLI,
+ * the server and the agent each run as their own process, as they would on three machines.
  */
 import {type ChildProcess, spawn} from 'node:child_process'
-import {mkdtempSync, rmSync} from 'node:fs'
+import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
 import net from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
-import {startAgent} from '../src/agent/agent.js'
 import {CLI_BIN, makeCliHome, runCli} from '../test/helpers/cli.js'
 import {ensureDocker} from '../test/helpers/docker.js'
 import {FleetApi} from '../test/helpers/fleet-api.js'
@@ -126,13 +126,30 @@ function startTunnel(uuid: string, remotePort: number, env: NodeJS.ProcessEnv): 
   })
 }
 
+/** The agent's uuid once it has registered (config.json says so) and its link carries a tunnel connection. */
+async function waitForLinkedDevice(configPath: string, port: number, env: NodeJS.ProcessEnv): Promise<string> {
+  const deadline = Date.now() + 60_000
+  for (;;) {
+    const uuid = (JSON.parse(readFileSync(configPath, 'utf8')) as {uuid?: string}).uuid
+    if (uuid) {
+      const probe = await startTunnel(uuid, port, env).catch(() => undefined)
+      const alive = probe && (await concurrent(probe.localPort, 1)) === 1
+      probe?.child.kill('SIGTERM')
+      if (alive) return uuid
+    }
+
+    if (Date.now() > deadline) throw new Error('the agent did not link within 60 s')
+    await new Promise((resolve) => setTimeout(resolve, 500))
+  }
+}
+
 export async function run(): Promise<void> {
   await ensureDocker()
   const workDir = mkdtempSync(path.join(tmpdir(), 'flotilla-bench-tunnel-'))
   const server = await startServer()
   const service = await startDeviceService()
   let tunnel: ChildProcess | undefined
-  let agent: Awaited<ReturnType<typeof startAgent>> | undefined
+  let agent: ChildProcess | undefined
   try {
     const api = new FleetApi(server.url)
     const token = await api.login(server.admin.username, server.admin.password)
@@ -141,9 +158,11 @@ export async function run(): Promise<void> {
     const configPath = path.join(workDir, 'config.json')
     const generated = await runCli(['config', 'generate', '--fleet', fleet.slug, '-o', configPath], {env})
     if (generated.exitCode !== 0) throw new Error(generated.stderr)
-    agent = await startAgent({configPath, dataDir: path.join(workDir, 'agent'), hostNetwork: true, localApiPort: 0, pollIntervalMs: 600_000})
-    const uuid = await agent.registered
-    await agent.link.linked()
+    agent = spawn(process.execPath, [CLI_BIN, 'agent', 'start', '--config', configPath, '--data-dir', path.join(workDir, 'agent'), '--host-network', '--local-api-port', '0'], {
+      env: {PATH: process.env.PATH},
+      stdio: 'ignore',
+    })
+    const uuid = await waitForLinkedDevice(configPath, service.port, env)
     const opened = await startTunnel(uuid, service.port, env)
     tunnel = opened.child
 
@@ -163,7 +182,7 @@ export async function run(): Promise<void> {
     }
   } finally {
     tunnel?.kill('SIGINT')
-    await agent?.stop()
+    agent?.kill('SIGTERM')
     service.close()
     await server.stop()
     rmSync(workDir, {recursive: true, force: true})
