@@ -2,7 +2,7 @@ import {spawn} from 'node:child_process'
 import {constants, createReadStream} from 'node:fs'
 import {access, open, stat, type FileHandle} from 'node:fs/promises'
 import path from 'node:path'
-import {pipeline, Readable, Transform} from 'node:stream'
+import {PassThrough, pipeline, Readable, Transform} from 'node:stream'
 
 import {ExpectedError, NotFoundError} from '../errors.js'
 
@@ -232,8 +232,19 @@ export async function openImageSource(imagePath: string): Promise<ImageSource> {
       const program = await findProgram(BZIP2_PROGRAMS)
       if (program) return {...base, stream: async () => decompressWithProgram(program, fileStream(), imagePath), close: async () => {}}
       const {default: unbzip2} = await import('unbzip2-stream')
-      // unbzip2-stream is an old-style stream: wrap() gives it the async iteration of a modern one.
-      return {...base, stream: async () => new Readable({highWaterMark: CHUNK}).wrap(decompressed(unbzip2())), close: async () => {}}
+      const bunzipped = (): Readable => {
+        // unbzip2-stream is an old-style (through) stream that says 'close' right after 'end': pipeline() and wrap()
+        // take that for an early close and drop its last blocks. Plain pipes into a modern stream let it finish,
+        // with failures passed on by hand.
+        const input = fileStream()
+        const decoder = unbzip2()
+        const output = new PassThrough({highWaterMark: CHUNK})
+        for (const stream of [input, decoder]) stream.once('error', (error: Error) => output.destroy(error))
+        input.pipe(decoder).pipe(output)
+        return output
+      }
+
+      return {...base, stream: async () => bunzipped(), close: async () => {}}
     }
 
     case 'zip': {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import {execFileSync} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
 import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {open} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
@@ -92,6 +93,15 @@ describe('image/sources', function () {
     it('streams a .bz2 image through the native program, and through unbzip2-stream without one', async function () {
       assert.ok((await decompressed(bz2)).equals(content))
       assert.ok((await withPath('', () => decompressed(bz2))).equals(content))
+    })
+
+    it('keeps the last blocks of a bzip2 -9 file of barely compressible data when decompressing without a native program', async function () {
+      // Bytes that barely compress, so the compressed file arrives in many chunks, as a real image's does.
+      const text = randomBytes(4_000_000)
+      const file = path.join(directory, 'text.img')
+      writeFileSync(file, text)
+      execFileSync('bzip2', ['-9', '-k', '-f', file])
+      assert.ok((await withPath('', () => decompressed(`${file}.bz2`))).equals(text))
     })
 
     it('fails a corrupt or truncated .bz2 instead of ending it early', async function () {
