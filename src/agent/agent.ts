@@ -26,6 +26,8 @@ import {TargetStore} from './target-store.js'
 export interface AgentOptions {
   configPath: string
   dataDir: string
+  /** Where the engine's host sees dataDir, when the agent runs in a container with it mounted elsewhere (default: dataDir). */
+  hostDataDir?: string
   dockerOptions?: Docker.DockerOptions
   /** Every service runs with the host's network, whatever its composition says. */
   hostNetwork?: boolean
@@ -324,7 +326,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     deviceUuid: registered?.uuid ?? '',
     deviceType: registered?.deviceType,
     hostNetwork: options.hostNetwork,
-    lockDirOf: (appId) => executor?.lockDirOf(appId) ?? '',
+    lockDirOf: (appId) => executor?.hostLockDirOf(appId) ?? '',
     // A port picked at random (0) is not worth a new container at each start: the address stays the configured one.
     supervisorAddress: `http://127.0.0.1:${options.localApiPort || config.listenPort || 48484}`,
   })
@@ -390,6 +392,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       docker,
       deviceUuid: device.uuid,
       dataDir,
+      hostDataDir: options.hostDataDir,
       registryAuth: options.registryAuth ?? defaultRegistryAuth(device),
       onSystemLog: (message, serviceId) => shipper.systemLine(message, serviceId),
       onDownloadProgress: (image, percent) => downloadProgress.set(image, percent),

@@ -20,6 +20,8 @@ export interface DockerExecutorOptions {
   docker: Docker
   deviceUuid: string
   dataDir: string
+  /** Where the engine's host sees dataDir, when the agent runs in a container with it mounted elsewhere (default: dataDir). */
+  hostDataDir?: string
   /** Credentials for pulling an image; asked for at each fetch, since they come from the server and expire. */
   registryAuth?: (image: string) => Promise<RegistryAuth | undefined> | RegistryAuth | undefined
   /** The agent's own lines for the device logs ("Downloading image …"). */
@@ -68,6 +70,9 @@ export class DockerExecutor implements StepExecutor {
 
   /** Host directory holding an app's update lock, mounted at /tmp/balena in each of its services. */
   lockDirOf = (appId: number): string => path.join(path.resolve(this.options.dataDir), 'update-locks', String(appId))
+
+  /** The same folder as the engine sees it: what services bind-mount. */
+  hostLockDirOf = (appId: number): string => path.join(path.resolve(this.options.hostDataDir ?? this.options.dataDir), 'update-locks', String(appId))
 
   async readCurrentState(): Promise<CurrentState> {
     const [containers, images, volumes, fetched, lockedAppIds] = await Promise.all([

@@ -69,8 +69,8 @@ describe('the agent in its own container (agent.Dockerfile)', function () {
   const home = makeCliHome()
   const workDir = mkdtempSync(path.join(tmpdir(), 'flotilla-agent-container-'))
   const configDir = path.join(workDir, 'config')
-  // The same path inside the agent's container as on the host: the agent bind-mounts <data dir>/update-locks/<app>
-  // into its services, and the host's engine resolves that path on the host.
+  // Mounted at the image's own data dir; --host-data-dir tells the agent where the host has it, since the services'
+  // update-lock folders are bind-mounted from it by the host's engine.
   const dataDir = path.join(workDir, 'data')
   const agentContainers: string[] = []
   let server: TestServer | undefined
@@ -134,9 +134,9 @@ describe('the agent in its own container (agent.Dockerfile)', function () {
       const container = await docker.createContainer({
         name,
         Image: agentImage,
-        Cmd: ['agent', 'start', '--config', '/config/config.json', '--data-dir', dataDir, '--host-network', '--local-api-port', String(localApiPort), '--poll-interval', '2'],
+        Cmd: ['agent', 'start', '--config', '/config/config.json', '--data-dir', '/var/lib/flotilla', '--host-data-dir', dataDir, '--host-network', '--local-api-port', String(localApiPort), '--poll-interval', '2'],
         Env: ['NO_COLOR=1'],
-        HostConfig: {NetworkMode: 'host', Binds: [`${DOCKER_SOCKET}:${DOCKER_SOCKET}`, `${configDir}:/config`, `${dataDir}:${dataDir}`]},
+        HostConfig: {NetworkMode: 'host', Binds: [`${DOCKER_SOCKET}:${DOCKER_SOCKET}`, `${configDir}:/config`, `${dataDir}:/var/lib/flotilla`]},
       })
       agentContainers.push(name)
       await container.start()

@@ -3,6 +3,7 @@ import path from 'node:path'
 import {Flags} from '@oclif/core'
 
 import {FlotillaCommand} from '../../cli/base.js'
+import {UsageError} from '../../errors.js'
 
 /** `unix:///var/run/docker.sock`, `/var/run/docker.sock` or `tcp://127.0.0.1:2375`, as DOCKER_HOST takes them. */
 function dockerOptionsOf(dockerHost: string | undefined): {socketPath: string} | {host: string; port: number; protocol: 'http'} | undefined {
@@ -11,6 +12,12 @@ function dockerOptionsOf(dockerHost: string | undefined): {socketPath: string} |
   if (dockerHost.startsWith('/')) return {socketPath: dockerHost}
   const url = new URL(dockerHost.replace(/^tcp:/, 'http:'))
   return {host: url.hostname, port: Number(url.port || 2375), protocol: 'http'}
+}
+
+/** A host path means nothing relative to where the agent runs: it must be absolute. */
+function hostDataDirOf(flag: string | undefined): string | undefined {
+  if (flag !== undefined && !path.isAbsolute(flag)) throw new UsageError(`--host-data-dir must be an absolute path on the Docker host, not "${flag}"`)
+  return flag
 }
 
 export default class AgentStart extends FlotillaCommand {
@@ -29,6 +36,7 @@ export default class AgentStart extends FlotillaCommand {
   static override flags = {
     config: Flags.string({char: 'c', required: true, description: 'the device config.json (from "flotilla config generate")'}),
     'data-dir': Flags.string({description: "where the agent keeps its state (default: the user's data dir)"}),
+    'host-data-dir': Flags.string({description: 'where the Docker host sees --data-dir, when the agent runs in a container with it mounted elsewhere (services bind-mount their update-lock folder from it)'}),
     'docker-host': Flags.string({description: 'Docker engine to run services on (default: DOCKER_HOST, else the local socket)', env: 'DOCKER_HOST'}),
     'host-network': Flags.boolean({description: 'run every service with the host network'}),
     'poll-interval': Flags.integer({description: "seconds between target-state polls (default: config.json's appUpdatePollInterval)", min: 1}),
@@ -55,6 +63,7 @@ export default class AgentStart extends FlotillaCommand {
     const agent = await startAgent({
       configPath: path.resolve(flags.config),
       dataDir: path.resolve(flags['data-dir'] ?? path.join(this.config.dataDir, 'agent')),
+      hostDataDir: hostDataDirOf(flags['host-data-dir']),
       dockerOptions: dockerOptionsOf(flags['docker-host']),
       hostNetwork: flags['host-network'],
       pollIntervalMs: flags['poll-interval'] === undefined ? undefined : flags['poll-interval'] * 1000,
