@@ -71,9 +71,9 @@ describe('ssh and tunnel through the device link (real server, agent, engine and
   let deviceHttpPort: number
   const diagnostics: string[] = []
 
-  const cli = (args: string[], options: {input?: string; other?: boolean} = {}): Promise<CliResult> =>
+  const cli = (args: string[], options: {input?: string | Buffer; other?: boolean} = {}): Promise<CliResult> =>
     runCli(args, {input: options.input, env: {HOME: options.other ? otherHome : home, FLOTILLA_URL: server.url, FLOTILLA_TOKEN: options.other ? otherToken : token}})
-  const ssh = (args: string[], input?: string) => cli(['ssh', uuid, '--identity', identity, ...args], {input})
+  const ssh = (args: string[], input?: string | Buffer) => cli(['ssh', uuid, '--identity', identity, ...args], {input})
   const agentLog = () => `\nagent: ${diagnostics.slice(-20).join('\n')}`
 
   before(async () => {
@@ -175,6 +175,14 @@ describe('ssh and tunnel through the device link (real server, agent, engine and
     } finally {
       session.kill()
     }
+  })
+
+  it('carries binary data piped in byte for byte, as scripts copying files do', async () => {
+    const data = randomBytes(3 * 1024 * 1024)
+    const file = `/tmp/flotilla-upload-${data.subarray(0, 6).toString('hex')}`
+    const copied = await ssh(['--', `cat > ${file} && sha256sum ${file} && rm ${file}`], data)
+    assert.equal(copied.exitCode, 0, copied.stderr)
+    assert.equal(copied.stdout.split(' ')[0], createHash('sha256').update(data).digest('hex'))
   })
 
   it('says which device is unknown or offline, at the CLI and at the tunnel proxy', async () => {

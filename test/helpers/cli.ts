@@ -16,7 +16,7 @@ export interface CliResult {
 
 export interface CliOptions {
   env?: NodeJS.ProcessEnv
-  input?: string
+  input?: string | Buffer
   cwd?: string
   timeoutMs?: number
 }
