@@ -2,7 +2,6 @@ import {strict as assert} from 'node:assert'
 import {execFile} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync} from 'node:fs'
-import {createServer} from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {promisify} from 'node:util'
@@ -14,6 +13,7 @@ import type {StoredLogLine} from '../../src/protocol/log-line.js'
 import {makeCliHome, PROJECT_ROOT, runCli} from '../helpers/cli.js'
 import {BASE_IMAGE, ensureBaseImage, ensureDocker} from '../helpers/docker.js'
 import {eventually, FleetApi} from '../helpers/fleet-api.js'
+import {freeLoopbackPort} from '../helpers/net.js'
 import {startServer, type TestServer} from '../helpers/server.js'
 
 const run = promisify(execFile)
@@ -33,17 +33,6 @@ async function runScript(name: string, args: string[]): Promise<string> {
     const {stderr} = error as {stderr?: string}
     throw new Error(`scripts/${name} failed: ${stderr?.trim().split('\n').slice(-30).join('\n') || (error as Error).message}`)
   }
-}
-
-async function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))))
-    })
-  })
 }
 
 /** The text of a container's output, from the engine's multiplexed stream (8-byte frame headers) of a container without a TTY. */

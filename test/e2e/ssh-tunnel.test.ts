@@ -76,6 +76,31 @@ describe('ssh and tunnel through the device link (real server, agent, engine and
   const ssh = (args: string[], input?: string | Buffer) => cli(['ssh', uuid, '--identity', identity, ...args], {input})
   const agentLog = () => `\nagent: ${diagnostics.slice(-20).join('\n')}`
 
+  /** The CLI left running (a tunnel, a session), its output gathered as it comes. */
+  const spawnCli = (args: string[]) => {
+    const child = spawn(process.execPath, [CLI_BIN, ...args], {
+      cwd: PROJECT_ROOT,
+      env: {PATH: process.env.PATH, NO_COLOR: '1', HOME: home, FLOTILLA_URL: server.url, FLOTILLA_TOKEN: token},
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    children.push(child)
+    const output = {stdout: '', stderr: ''}
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output.stdout += chunk))
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output.stderr += chunk))
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+    return {child, output, exited}
+  }
+
+  /** `flotilla tunnel <uuid> -p … --json`, once it prints every mapping it listens on. */
+  const openTunnel = async (mappings: string[]) => {
+    const tunnel = spawnCli(['tunnel', uuid, ...mappings.flatMap((mapping) => ['-p', mapping]), '--json'])
+    const bound = await eventually(async () => {
+      const lines = tunnel.output.stdout.split('\n').filter((line) => line.startsWith('{'))
+      return lines.length === mappings.length ? lines.map((line) => JSON.parse(line) as {localPort: number; remotePort: number}) : undefined
+    }, `the tunnel's mappings\nstdout: ${tunnel.output.stdout}\nstderr: ${tunnel.output.stderr}`)
+    return {...tunnel, localPortOf: (remotePort: number) => bound.find((mapping) => mapping.remotePort === remotePort)?.localPort ?? 0}
+  }
+
   before(async () => {
     await ensureDocker()
     await ensureBaseImage()
@@ -209,21 +234,10 @@ describe('ssh and tunnel through the device link (real server, agent, engine and
     assert.equal(direct.exitCode, 0, direct.stderr)
     assert.equal(direct.stdout.trim(), 'Linux')
 
-    const tunnel = spawn(process.execPath, [CLI_BIN, 'tunnel', uuid, '-p', '22222:0', '--json'], {
-      cwd: PROJECT_ROOT,
-      env: {PATH: process.env.PATH, NO_COLOR: '1', HOME: home, FLOTILLA_URL: server.url, FLOTILLA_TOKEN: token},
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    children.push(tunnel)
-    let stdout = ''
-    tunnel.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk))
-    const {localPort} = await eventually(async () => {
-      const line = stdout.split('\n').find((candidate) => candidate.startsWith('{'))
-      return line ? (JSON.parse(line) as {localPort: number}) : undefined
-    }, 'the tunnel to 22222')
-    const {stdout: uname} = await run('ssh', [...SSH_OPTIONS, '-i', identity, '-p', String(localPort), 'root@127.0.0.1', 'uname -s'])
+    const tunnel = await openTunnel(['22222:0'])
+    const {stdout: uname} = await run('ssh', [...SSH_OPTIONS, '-i', identity, '-p', String(tunnel.localPortOf(22222)), 'root@127.0.0.1', 'uname -s'])
     assert.equal(uname.trim(), 'Linux')
-    tunnel.kill('SIGINT')
+    tunnel.child.kill('SIGINT')
   })
 
   it("opens a service's shell inside its container, which sees the container's filesystem", async () => {
@@ -285,23 +299,10 @@ describe('ssh and tunnel through the device link (real server, agent, engine and
   })
 
   it('tunnels connections to a loopback port of the device: an HTTP request, 50 MB intact, and a closed port fails alone', async () => {
-    const tunnel = spawn(process.execPath, [CLI_BIN, 'tunnel', uuid, '-p', `${deviceHttpPort}:0`, '-p', '1:0', '--json'], {
-      cwd: PROJECT_ROOT,
-      env: {PATH: process.env.PATH, NO_COLOR: '1', HOME: home, FLOTILLA_URL: server.url, FLOTILLA_TOKEN: token},
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    children.push(tunnel)
-    let stdout = ''
-    let stderr = ''
-    tunnel.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk))
-    tunnel.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
-    const mappings = await eventually(async () => {
-      const lines = stdout.split('\n').filter((line) => line.startsWith('{'))
-      return lines.length === 2 ? lines.map((line) => JSON.parse(line) as {localPort: number; remotePort: number}) : undefined
-    }, `the tunnel's mappings\nstdout: ${stdout}\nstderr: ${stderr}`)
-    const httpPort = mappings.find((mapping) => mapping.remotePort === deviceHttpPort)?.localPort
-    const closedPort = mappings.find((mapping) => mapping.remotePort === 1)?.localPort
-    assert.ok(httpPort && closedPort, stdout)
+    const tunnel = await openTunnel([`${deviceHttpPort}:0`, '1:0'])
+    const httpPort = tunnel.localPortOf(deviceHttpPort)
+    const closedPort = tunnel.localPortOf(1)
+    assert.ok(httpPort && closedPort, tunnel.output.stdout)
 
     const refused = await new Promise<string>((resolve) => {
       const socket = net.connect(closedPort, '127.0.0.1')
@@ -314,17 +315,16 @@ describe('ssh and tunnel through the device link (real server, agent, engine and
 
     const throughTunnel = (urlPath: string) =>
       fetchThrough(httpPort, urlPath).catch((error: unknown) => {
-        throw new Error(`GET ${urlPath} through the tunnel failed: ${(error as Error).message}\ntunnel stderr: ${stderr}`)
+        throw new Error(`GET ${urlPath} through the tunnel failed: ${(error as Error).message}\ntunnel stderr: ${tunnel.output.stderr}`)
       })
     const small = await throughTunnel('/hello')
     assert.equal(small.status, 200)
     const big = await throughTunnel('/payload')
     assert.equal(big.bytes, TRANSFER_BYTES)
     assert.equal(big.sha256, payloadSha256)
-    assert.equal(tunnel.exitCode, null, `the tunnel exited: ${stderr}`)
-    tunnel.kill('SIGINT')
-    const code = await new Promise<number | null>((resolve) => tunnel.once('exit', (exitCode) => resolve(exitCode)))
-    assert.equal(code, 130, stderr)
+    assert.equal(tunnel.child.exitCode, null, `the tunnel exited: ${tunnel.output.stderr}`)
+    tunnel.child.kill('SIGINT')
+    assert.equal(await tunnel.exited, 130, tunnel.output.stderr)
   })
 
   it("brings a fleet variable change to the service's output within seconds, through the link", async () => {
@@ -340,24 +340,14 @@ describe('ssh and tunnel through the device link (real server, agent, engine and
   })
 
   it('ends a session cleanly when the link drops, and the agent links again', async () => {
-    const session = spawn(process.execPath, [CLI_BIN, 'ssh', uuid, '--identity', identity, '--', 'echo started; sleep 60'], {
-      cwd: PROJECT_ROOT,
-      env: {PATH: process.env.PATH, NO_COLOR: '1', HOME: home, FLOTILLA_URL: server.url, FLOTILLA_TOKEN: token},
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    children.push(session)
-    let stdout = ''
-    let stderr = ''
-    session.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk))
-    session.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
-    const exited = new Promise<number | null>((resolve) => session.once('exit', (code) => resolve(code)))
-    await eventually(async () => stdout.includes('started'), `the session to start\nstderr: ${stderr}`)
+    const session = spawnCli(['ssh', uuid, '--identity', identity, '--', 'echo started; sleep 60'])
+    await eventually(async () => session.output.stdout.includes('started'), `the session to start\nstderr: ${session.output.stderr}`)
     const cutAt = Date.now()
     linkProxy.cut()
-    const code = await exited
+    const code = await session.exited
     assert.ok(Date.now() - cutAt < 10_000)
     assert.notEqual(code, 0)
-    assert.match(stderr, /connection to the device was lost/)
+    assert.match(session.output.stderr, /connection to the device was lost/)
     await eventually(async () => (await ssh(['--', 'echo', 'back'])).stdout.trim() === 'back', `the agent to link again${agentLog()}`, 30_000)
   })
 })

@@ -1,11 +1,11 @@
 import {execFile, spawn} from 'node:child_process'
 import {mkdtemp, rm, writeFile} from 'node:fs/promises'
-import {createServer} from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {promisify} from 'node:util'
 
 import {PROJECT_ROOT} from './cli.js'
+import {freeLoopbackPort} from './net.js'
 
 const run = promisify(execFile)
 
@@ -46,17 +46,6 @@ export function ensureBaseImage(): Promise<string> {
       throw error
     })
   return baseImageReady.then(() => BASE_IMAGE)
-}
-
-async function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))))
-    })
-  })
 }
 
 export interface RunningRegistry {

@@ -8,6 +8,18 @@ export interface CuttableProxy {
   close(): Promise<void>
 }
 
+/** A TCP port free on 127.0.0.1 right now, for a program that must be told its port before it listens. */
+export async function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))))
+    })
+  })
+}
+
 /** A loopback TCP proxy to `port` whose connections the test can cut, as a flaky network would. */
 export async function startCuttableProxy(port: number): Promise<CuttableProxy> {
   const sockets = new Set<net.Socket>()
