@@ -6,16 +6,14 @@
 set -euo pipefail
 
 image=${1:-flotilla-test/busybox:latest}
-busybox=/bin/busybox
+# shellcheck source=scripts/busybox-rootfs.sh
+. "$(dirname "$0")/busybox-rootfs.sh"
 label=io.flotilla.test-base-image
 
 built_here() { [ "$(docker image inspect --format "{{index .Config.Labels \"$label\"}}" "$image" 2>/dev/null)" = busybox-static ]; }
 
 built_here && exit 0
-if ! dpkg -S "$busybox" 2>/dev/null | grep -q '^busybox-static:'; then
-  echo "error: $busybox is not the static busybox — install it with: apt-get install busybox-static" >&2
-  exit 1
-fi
+require_static_busybox
 
 lockfile=/tmp/flotilla-base-image.lock
 exec 9>"$lockfile"
@@ -23,16 +21,8 @@ flock 9
 built_here && exit 0
 
 rootfs=$(mktemp -d)
-chmod 755 "$rootfs"
 trap 'rm -rf "$rootfs"' EXIT
-mkdir -p "$rootfs/bin" "$rootfs/sbin" "$rootfs/usr/bin" "$rootfs/usr/sbin" "$rootfs/etc" "$rootfs/root" "$rootfs/tmp" "$rootfs/var/tmp"
-chmod 1777 "$rootfs/tmp" "$rootfs/var/tmp"
-cp "$busybox" "$rootfs/bin/busybox"
-"$busybox" --list-full | while read -r applet; do
-  [ -e "$rootfs/$applet" ] || ln -s /bin/busybox "$rootfs/$applet"
-done
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$rootfs/etc/passwd"
-printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+make_busybox_rootfs "$rootfs"
 
 tar --numeric-owner --owner=0 --group=0 -C "$rootfs" -c . |
   docker import --change "LABEL $label=busybox-static" --change 'ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin' --change 'CMD ["/bin/sh"]' - "$image" >/dev/null

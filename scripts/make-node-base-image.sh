@@ -11,15 +11,13 @@ set -euo pipefail
 
 image=${1:-flotilla-test/node:20}
 root=$(cd "$(dirname "$0")/.." && pwd)
-busybox=/bin/busybox
+# shellcheck source=scripts/busybox-rootfs.sh
+. "$(dirname "$0")/busybox-rootfs.sh"
 label=io.flotilla.test-base-image
 
 node_bin=$(command -v node) || { echo "error: node is not on PATH" >&2; exit 1; }
 node_bin=$(readlink -f "$node_bin")
-if ! dpkg -S "$busybox" 2>/dev/null | grep -q '^busybox-static:'; then
-  echo "error: $busybox is not the static busybox — install it with: apt-get install busybox-static" >&2
-  exit 1
-fi
+require_static_busybox
 
 # The ELF files whose libraries the image needs: node, and the native modules built for Linux (the prebuilds of
 # other systems that some packages ship make ldd fail, and are skipped).
@@ -43,14 +41,9 @@ flock 9
 built_here && exit 0
 
 rootfs=$(mktemp -d)
-chmod 755 "$rootfs"
 trap 'rm -rf "$rootfs"' EXIT
-mkdir -p "$rootfs/bin" "$rootfs/sbin" "$rootfs/usr/bin" "$rootfs/usr/sbin" "$rootfs/usr/local/bin" "$rootfs/etc" "$rootfs/root" "$rootfs/tmp" "$rootfs/var/tmp"
-chmod 1777 "$rootfs/tmp" "$rootfs/var/tmp"
-cp "$busybox" "$rootfs/bin/busybox"
-"$busybox" --list-full | while read -r applet; do
-  [ -e "$rootfs/$applet" ] || ln -s /bin/busybox "$rootfs/$applet"
-done
+make_busybox_rootfs "$rootfs"
+mkdir -p "$rootfs/usr/local/bin"
 cp "$node_bin" "$rootfs/usr/local/bin/node"
 # Each library at the path ldd printed (the dynamic loader looks there), as a file rather than a symlink.
 echo "$libraries" | while read -r library; do
@@ -58,8 +51,6 @@ echo "$libraries" | while read -r library; do
   cp -L "$library" "$rootfs$library"
 done
 [ -f /etc/os-release ] && cp -L /etc/os-release "$rootfs/etc/os-release"
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$rootfs/etc/passwd"
-printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
 
 tar --numeric-owner --owner=0 --group=0 -C "$rootfs" -c . |
   docker import \

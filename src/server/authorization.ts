@@ -113,7 +113,8 @@ function userScope(actor: Extract<Actor, {kind: 'user'}>, resource: string, alia
     case 'device_environment_variable':
     case 'device_config_variable':
     case 'device_tag':
-    case 'image_install': {
+    case 'image_install':
+    case 'service_install': {
       return inSet(alias, 'device', sets.devices)
     }
 
@@ -127,10 +128,6 @@ function userScope(actor: Extract<Actor, {kind: 'user'}>, resource: string, alia
 
     case 'image__is_part_of__release': {
       return inSet(alias, 'is_part_of__release', sets.releases)
-    }
-
-    case 'service_install': {
-      return inSet(alias, 'device', sets.devices)
     }
 
     case 'service_environment_variable': {
@@ -165,7 +162,8 @@ function deviceScope(actor: Extract<Actor, {kind: 'device'}>, resource: string, 
     case 'device_environment_variable':
     case 'device_config_variable':
     case 'device_tag':
-    case 'image_install': {
+    case 'image_install':
+    case 'service_install': {
       return equals(alias, 'device', actor.deviceId)
     }
 
@@ -190,10 +188,6 @@ function deviceScope(actor: Extract<Actor, {kind: 'device'}>, resource: string, 
 
     case 'image__is_part_of__release': {
       return inSet(alias, 'is_part_of__release', sets.releases)
-    }
-
-    case 'service_install': {
-      return equals(alias, 'device', actor.deviceId)
     }
 
     case 'service_environment_variable': {

@@ -9,14 +9,13 @@ import Docker from 'dockerode'
 import {DockerExecutor} from '../../../src/agent/docker-executor.js'
 import {
   converge,
-  type CurrentContainer,
   type CurrentState,
-  desiredAppsOf,
   isDiskFull,
   type PlanOptions,
   type Step,
   stepFailureLine,
 } from '../../../src/agent/reconciler.js'
+import {installedFrom} from '../../helpers/target-state.js'
 import type {TargetDevice} from '../../../src/protocol/target-state.js'
 
 const APP_UUID = 'a'.repeat(32)
@@ -43,31 +42,12 @@ function target(commit: string, image: string, strategy?: string): TargetDevice 
   }
 }
 
-function running(device: TargetDevice): CurrentContainer[] {
-  return desiredAppsOf(device, options).flatMap((app) =>
-    app.services.map((service) => ({
-      id: `id-${service.spec.name}`,
-      name: service.spec.name,
-      appId: service.appId,
-      appUuid: service.appUuid,
-      serviceName: service.serviceName,
-      serviceId: service.serviceId,
-      imageId: service.imageId,
-      releaseId: service.releaseId,
-      commit: service.commit,
-      image: service.image,
-      configHash: service.configHash,
-      status: 'running' as const,
-    })),
-  )
-}
-
 describe('disk full while pulling', () => {
   const oldRelease = target('1'.repeat(32), OLD_IMAGE)
 
   /** An engine in memory whose downloads fail for want of space. */
   function fullDisk() {
-    const current: CurrentState = {containers: running(oldRelease), images: [OLD_IMAGE], fetchedImages: [OLD_IMAGE], volumes: [], lockedAppIds: []}
+    const current: CurrentState = {containers: installedFrom(oldRelease, options), images: [OLD_IMAGE], fetchedImages: [OLD_IMAGE], volumes: [], lockedAppIds: []}
     const applied: Step['action'][] = []
     return {
       current,

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict'
 
 import {
   converge,
-  type CurrentContainer,
   type CurrentState,
   desiredAppsOf,
   LABELS,
@@ -11,6 +10,7 @@ import {
   splitCommand,
   type Step,
 } from '../../../src/agent/reconciler.js'
+import {installedFrom} from '../../helpers/target-state.js'
 import type {TargetDevice, TargetService} from '../../../src/protocol/target-state.js'
 
 const APP_UUID = 'a'.repeat(32)
@@ -32,26 +32,6 @@ function target(commit: string | undefined, services: Record<string, TargetServi
   }
 }
 
-/** The containers the agent would have created for a target, in a given status. */
-function installedFrom(device: TargetDevice, status: CurrentContainer['status'] = 'running'): CurrentContainer[] {
-  return desiredAppsOf(device, options).flatMap((app) =>
-    app.services.map((desired) => ({
-      id: `id-${desired.spec.name}`,
-      name: desired.spec.name,
-      appId: desired.appId,
-      appUuid: desired.appUuid,
-      serviceName: desired.serviceName,
-      serviceId: desired.serviceId,
-      imageId: desired.imageId,
-      releaseId: desired.releaseId,
-      commit: desired.commit,
-      image: desired.image,
-      configHash: desired.configHash,
-      status,
-    })),
-  )
-}
-
 function state(overrides: Partial<CurrentState> = {}): CurrentState {
   return {containers: [], images: [], fetchedImages: [], volumes: [], lockedAppIds: [], ...overrides}
 }
@@ -63,7 +43,7 @@ const actions = (steps: Step[]) => steps.map((step) => step.action)
 describe('planSteps', () => {
   const oldTarget = target(OLD_COMMIT)
   const newTarget = target(NEW_COMMIT, {main: service({image: NEW_IMAGE, image_id: 101})}, 11)
-  const oldRunning = state({containers: installedFrom(oldTarget), ...fetched(OLD_IMAGE), volumes: ['1_data']})
+  const oldRunning = state({containers: installedFrom(oldTarget, options), ...fetched(OLD_IMAGE), volumes: ['1_data']})
 
   it('installs from nothing: volume and fetch first, then create and start', () => {
     assert.deepEqual(actions(planSteps(state(), oldTarget, options).steps), ['createVolume', 'fetch'])
@@ -121,7 +101,7 @@ describe('planSteps', () => {
     const steps = planSteps(downloaded, newTarget, options).steps
     assert.deepEqual(actions(steps), ['kill', 'remove', 'createAndStart'])
     assert.equal(steps[0].action === 'kill' && steps[0].container.commit, OLD_COMMIT)
-    const replaced = {...downloaded, containers: installedFrom(newTarget)}
+    const replaced = {...downloaded, containers: installedFrom(newTarget, options)}
     assert.deepEqual(planSteps(replaced, newTarget, options).steps, [{action: 'removeImage', image: OLD_IMAGE}])
   })
 
@@ -148,7 +128,7 @@ describe('planSteps', () => {
   it('removes a service that left the target', () => {
     const withoutServices = target(undefined)
     assert.deepEqual(actions(planSteps(oldRunning, withoutServices, options).steps), ['kill', 'remove'])
-    const exited = state({containers: installedFrom(oldTarget, 'exited'), ...fetched(OLD_IMAGE)})
+    const exited = state({containers: installedFrom(oldTarget, options, 'exited'), ...fetched(OLD_IMAGE)})
     assert.deepEqual(actions(planSteps(exited, withoutServices, options).steps), ['remove'])
   })
 
@@ -162,12 +142,12 @@ describe('planSteps', () => {
   })
 
   it('starts an installed container that was stopped', () => {
-    const stopped = {...oldRunning, containers: installedFrom(oldTarget, 'exited')}
+    const stopped = {...oldRunning, containers: installedFrom(oldTarget, options, 'exited')}
     assert.deepEqual(actions(planSteps(stopped, oldTarget, options).steps), ['start'])
   })
 
   it('leaves a restarting (crash-looping) container to the engine', () => {
-    const looping = {...oldRunning, containers: installedFrom(oldTarget, 'restarting')}
+    const looping = {...oldRunning, containers: installedFrom(oldTarget, options, 'restarting')}
     assert.deepEqual(planSteps(looping, oldTarget, options).steps, [])
   })
 
@@ -178,7 +158,7 @@ describe('planSteps', () => {
 
   it('removes a fetched reference no longer used even when the image has another name in use', () => {
     const onBase = target(NEW_COMMIT, {main: service({image: 'busybox'})}, 11)
-    const current = state({containers: installedFrom(onBase), images: ['busybox:latest', OLD_IMAGE], fetchedImages: [OLD_IMAGE], volumes: ['1_data']})
+    const current = state({containers: installedFrom(onBase, options), images: ['busybox:latest', OLD_IMAGE], fetchedImages: [OLD_IMAGE], volumes: ['1_data']})
     assert.deepEqual(planSteps(current, onBase, options).steps, [{action: 'removeImage', image: OLD_IMAGE}])
   })
 })
@@ -207,7 +187,7 @@ describe('converge', () => {
         applied.push(step.action)
         if (failing.includes(step.action)) throw new Error(`${step.action} failed`)
         if (step.action === 'fetch') current.images.push(step.image)
-        if (step.action === 'createAndStart') current.containers.push(...installedFrom(target))
+        if (step.action === 'createAndStart') current.containers.push(...installedFrom(target, options))
       },
     }
   }
