@@ -8,7 +8,8 @@ log=${FLOTILLA_DOCKERD_LOG:-/tmp/flotilla-dockerd.log}
 pidfile=${FLOTILLA_DOCKERD_PIDFILE:-/tmp/flotilla-dockerd.pid}
 deadline_seconds=${FLOTILLA_DOCKERD_TIMEOUT:-60}
 
-engine_answers() { docker info >/dev/null 2>&1; }
+# Bounded, so that a client hanging on a busy engine cannot hold the wait past its deadline.
+engine_answers() { timeout 10 docker info >/dev/null 2>&1; }
 
 if ! command -v docker >/dev/null 2>&1; then
   echo "error: the docker command is missing — install it with: apt-get install docker.io" >&2
@@ -26,20 +27,21 @@ flock 9
 engine_answers && exit 0
 
 if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-  echo "dockerd (pid $(cat "$pidfile")) is running but not answering yet; waiting" >&2
+  daemon_pid=$(cat "$pidfile")
+  echo "dockerd (pid $daemon_pid) is running but not answering yet; waiting" >&2
 else
+  # A pidfile left by a killed dockerd names a dead process: it must not be mistaken for the new one dying.
+  rm -f "$pidfile"
   echo "starting dockerd, logging to $log" >&2
   setsid dockerd --bridge=none --iptables=false --ip-masq=false --pidfile "$pidfile" >>"$log" 2>&1 </dev/null 9>&- &
+  daemon_pid=$!
 fi
 
-for ((tenth = 0; tenth < deadline_seconds * 10; tenth++)); do
+while ((SECONDS < deadline_seconds)); do
   engine_answers && exit 0
-  if [ -s "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-    break
-  fi
+  kill -0 "$daemon_pid" 2>/dev/null || break
   sleep 0.1
 done
-
 echo "error: dockerd did not answer within ${deadline_seconds}s — the end of $log says:" >&2
 tail -n 20 "$log" >&2 || true
 exit 1

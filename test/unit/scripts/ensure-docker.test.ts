@@ -1,5 +1,5 @@
 import {strict as assert} from 'node:assert'
-import {execFile} from 'node:child_process'
+import {execFile, spawnSync} from 'node:child_process'
 import {chmod, mkdir, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -70,6 +70,15 @@ describe('scripts/ensure-docker.sh', () => {
     const started = (await readFile(path.join(folder, 'arguments'), 'utf8')).trim()
     assert.match(started, /^--bridge=none --iptables=false --ip-masq=false --pidfile /)
     assert.match(await readFile(path.join(folder, 'dockerd.log'), 'utf8'), /daemon log line/)
+  })
+
+  it('starts dockerd when the pidfile was left by a killed one, and waits for the slow new one to answer', async () => {
+    const {pid: deadPid} = spawnSync('true')
+    await writeFile(path.join(folder, 'dockerd.pid'), `${deadPid}\n`)
+    await writeStandIn('dockerd', 'sleep 1\nwhile [ "$1" != --pidfile ]; do shift; done\necho $$ > "$2"\ntouch "$STATE/started"\nexec sleep 60')
+    const result = await runScript()
+    assert.equal(result.code, 0, result.stderr)
+    assert.match(result.stderr, /starting dockerd/)
   })
 
   it('does nothing when an engine already answers', async () => {
