@@ -14,7 +14,8 @@ if (args.length === 1 && (args[0] === '--version' || args[0] === '-v')) {
   // The variable is set for that check only, so that the processes commands start see the environment as it was.
   const skipEngineCheck = !('OCLIF_DISABLE_ENGINE_WARNING' in process.env)
   if (skipEngineCheck) process.env.OCLIF_DISABLE_ENGINE_WARNING = 'true'
-  const {execute} = await import('@oclif/core')
+  // The bundle (scripts/bundle-cli.mjs) carries its own @oclif/core: commands must run under that one.
+  const {execute} = await import('../dist/flotilla.js')
   if (skipEngineCheck) delete process.env.OCLIF_DISABLE_ENGINE_WARNING
   await execute({dir: import.meta.url})
 }

@@ -15,7 +15,7 @@ balena_bin=$(realpath "$1")
 [ -x "$balena_bin" ] || { echo "$1 is not an executable" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "run as root: the script edits /etc/hosts and listens on port 443" >&2; exit 2; }
 cd "$(dirname "$0")/.."
-[ -f dist/commands/version.js ] && [ -f oclif.manifest.json ] || npm run build >/dev/null
+[ -f dist/flotilla.js ] && [ -f oclif.manifest.json ] || npm run build >/dev/null
 
 domain=flotilla.test
 ssh_port=${FLOTILLA_SSH_PORT:-2222}

@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
 done
 
 cd "$root"
-for needed in dist/commands/agent/start.js oclif.manifest.json package-lock.json; do
+for needed in dist/flotilla.js oclif.manifest.json package-lock.json; do
   [ -f "$needed" ] || { echo "error: $needed is missing — run npm run build (and npm ci) first" >&2; exit 1; }
 done
 

@@ -115,6 +115,13 @@ function section(header: string, body: string, style: RootHelpStyle): string {
   return `${style.bold(header)}\n${body.replaceAll(/^(?!\s*$)/gm, '  ')}`
 }
 
+/** Command discovery whose commands the manifest lists as oclif reads them: by file pattern, or the bundle's explicit map. */
+function listsCommandsInManifest(commands: unknown): boolean {
+  if (typeof commands === 'string') return true
+  const discovery = commands as {strategy?: unknown} | undefined
+  return discovery?.strategy === 'explicit' || discovery?.strategy === 'pattern'
+}
+
 /**
  * The root help oclif would print for the CLI at `root`, or undefined when this renderer cannot promise to print
  * exactly that.
@@ -124,7 +131,7 @@ export function renderRootHelp(root: string, style: RootHelpStyle, env: NodeJS.P
   const manifest = readJson<{version: string; commands: Record<string, ManifestCommand>}>(path.join(root, 'oclif.manifest.json'))
   if (!pjson?.oclif || !manifest?.commands || manifest.version.split('-')[0] !== pjson.version.split('-')[0]) return undefined
   const {oclif} = pjson
-  if (Object.keys(oclif).some((key) => !UNDERSTOOD_SETTINGS.has(key)) || pjson.helpOptions !== undefined || typeof oclif.commands !== 'string') return undefined
+  if (Object.keys(oclif).some((key) => !UNDERSTOOD_SETTINGS.has(key)) || pjson.helpOptions !== undefined || !listsCommandsInManifest(oclif.commands)) return undefined
   if (Object.keys(oclif.hooks ?? {}).some((event) => event !== 'command_not_found')) return undefined
   if (!oclifEnvironmentIsPlain(pjson, env)) return undefined
 

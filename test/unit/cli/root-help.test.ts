@@ -67,7 +67,7 @@ describe('the root help without oclif', function () {
       assert.ok(renderRootHelp(root, plain(80), env))
     })
 
-    it('a manifest of another version, a setting it does not know, a template, a hook', () => {
+    it('a manifest of another version, a setting it does not know, a single-command CLI, a template, a hook', () => {
       editPackage((pjson) => (pjson.version = '9.9.9'))
       assert.equal(renderRootHelp(root, plain(80), env), undefined)
       editPackage((pjson) => {
@@ -77,6 +77,11 @@ describe('the root help without oclif', function () {
       assert.equal(renderRootHelp(root, plain(80), env), undefined)
       editPackage((pjson) => {
         delete pjson.oclif.state
+        pjson.oclif.commands = {strategy: 'single', target: './dist/flotilla.js'}
+      })
+      assert.equal(renderRootHelp(root, plain(80), env), undefined)
+      editPackage((pjson) => {
+        pjson.oclif.commands = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')).oclif.commands
         pjson.oclif.topics.fleet.description = 'fleets of <%= config.bin %>'
       })
       assert.equal(renderRootHelp(root, plain(80), env), undefined)
