@@ -4,10 +4,6 @@ import path from 'node:path'
 
 import {PROJECT_ROOT} from '../../helpers/cli.js'
 
-interface Manifest {
-  commands: Record<string, {id: string; aliases: string[]; hiddenAliases?: string[]}>
-}
-
 const DIST = path.join(PROJECT_ROOT, 'dist')
 /** Packages no command may load before it runs: each costs tens of milliseconds, or more, of every start-up. */
 const HEAVY_PACKAGES = ['dockerode', 'ssh2', 'fastify', 'better-sqlite3', 'kysely', 'node-pty', 'got', 'tar-stream', 'xz-decompress', 'unbzip2-stream', 'yauzl', 'fatfs']
@@ -32,17 +28,8 @@ function loadedAtStartup(): {files: string[]; packages: Set<string>} {
   return {files, packages}
 }
 
-/** What scripts/bundle-cli.mjs relies on when it sorts oclif's commands without ICU; the build made dist/ and the manifest. */
+/** What scripts/bundle-cli.mjs promises of the bundle the build made: start-up loads only what every command needs. */
 describe('scripts/bundle-cli.mjs', () => {
-  const manifest = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'oclif.manifest.json'), 'utf8')) as Manifest
-
-  it('sorts every command id and alias as localeCompare would', () => {
-    const ids = Object.values(manifest.commands).flatMap((command) => [command.id, ...command.aliases, ...(command.hiddenAliases ?? [])])
-    const byLocale = [...ids].sort((a, b) => a.localeCompare(b))
-    const byCodeUnit = [...ids].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
-    assert.deepEqual(byCodeUnit, byLocale)
-  })
-
   it('loads no heavy package, and none of the server or the agent, before a command runs', () => {
     const {files, packages} = loadedAtStartup()
     assert.ok(files.length > 1, 'the bundle shares chunks with the lazy imports')
@@ -50,11 +37,5 @@ describe('scripts/bundle-cli.mjs', () => {
     const sources = files.flatMap((file) => (JSON.parse(readFileSync(path.join(DIST, `${file}.map`), 'utf8')) as {sources: string[]}).sources)
     assert.ok(sources.some((source) => source.includes('src/commands/fleet/list.ts')))
     assert.deepEqual(sources.filter((source) => /src\/(server|agent)\//.test(source)), [])
-  })
-
-  it('bundles oclif without its localeCompare sort', () => {
-    const bundle = readFileSync(path.join(PROJECT_ROOT, 'dist', 'flotilla.js'), 'utf8')
-    assert.ok(bundle.includes('.sort((a,b)=>a.id<b.id?-1:a.id>b.id?1:0)'))
-    assert.ok(!bundle.includes('localeCompare'))
   })
 })
