@@ -9,8 +9,8 @@ if (args.length === 1 && (args[0] === '--version' || args[0] === '-v')) {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
   process.stdout.write(`flotilla/${pkg.version} ${process.platform}-${process.arch} node-${process.version}\n`)
 } else if (!(rootHelp && (await printRootHelp()))) {
-  // Loading @oclif/core checks that this Node satisfies oclif's own engines range (>=18) with semver, whose 47
-  // modules cost ~10 ms of every command's start-up; package.json already asks for a newer Node than oclif does.
+  // Loading @oclif/core checks that this Node satisfies oclif's own engines range (>=18) with semver, which costs
+  // milliseconds of every command's start-up; package.json already asks for a newer Node than oclif does.
   // The variable is set for that check only, so that the processes commands start see the environment as it was.
   const skipEngineCheck = !('OCLIF_DISABLE_ENGINE_WARNING' in process.env)
   if (skipEngineCheck) process.env.OCLIF_DISABLE_ENGINE_WARNING = 'true'
