@@ -24,9 +24,8 @@ export const LOCK_MOUNT_POINTS = ['/tmp/balena', '/tmp/resin']
 
 export type ContainerStatus = 'created' | 'running' | 'restarting' | 'paused' | 'exited' | 'dead' | 'removing'
 
-export interface CurrentContainer {
-  id: string
-  name: string
+/** Which service of which release a container runs, or is to run, and the hash of what it was created with. */
+export interface ServiceIdentity {
   appId: number
   appUuid: string
   serviceName: string
@@ -36,6 +35,11 @@ export interface CurrentContainer {
   commit: string
   image: string
   configHash: string
+}
+
+export interface CurrentContainer extends ServiceIdentity {
+  id: string
+  name: string
   status: ContainerStatus
 }
 
@@ -69,19 +73,10 @@ export interface ContainerSpec {
 
 export type UpdateStrategy = 'download-then-kill' | 'kill-then-download' | 'delete-then-download' | 'hand-over'
 
-export interface DesiredService {
-  appId: number
-  appUuid: string
+export interface DesiredService extends ServiceIdentity {
   appName: string
-  serviceName: string
-  serviceId: number
-  imageId: number
-  releaseId: number
-  commit: string
-  image: string
   strategy: UpdateStrategy
   spec: ContainerSpec
-  configHash: string
   volumes: string[]
 }
 
