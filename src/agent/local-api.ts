@@ -1,6 +1,6 @@
 import {createServer, type IncomingMessage, type ServerResponse} from 'node:http'
-import type {AddressInfo} from 'node:net'
 
+import {listen} from '../listen.js'
 import type {LocalLogLine} from '../protocol/log-line.js'
 
 /** What the local API asks of the running agent; each answer is computed when asked. */
@@ -177,12 +177,8 @@ export async function startLocalApi(options: {port?: number; host?: string; hand
     }
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(options.port ?? 48484, options.host ?? '127.0.0.1', () => resolve())
-  })
   return {
-    port: (server.address() as AddressInfo).port,
+    port: await listen(server, options.port ?? 48484, options.host ?? '127.0.0.1'),
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections()

@@ -1,5 +1,5 @@
 import {spawn} from 'node:child_process'
-import type {AddressInfo, Socket} from 'node:net'
+import type {Socket} from 'node:net'
 import {constants as osConstants, homedir} from 'node:os'
 import path from 'node:path'
 import type {Duplex} from 'node:stream'
@@ -9,6 +9,7 @@ import * as pty from 'node-pty'
 import ssh2 from 'ssh2'
 import type {AuthContext, Connection, ServerChannel, Session} from 'ssh2'
 
+import {listen} from '../listen.js'
 import type {ConfigJson} from '../protocol/config-json.js'
 import {SERVICE_ENV} from '../protocol/device-link.js'
 import {loadHostKey} from '../protocol/host-key.js'
@@ -309,28 +310,19 @@ export async function startShellService(options: ShellServiceOptions): Promise<S
 
   const linkServer = new ssh2.Server({hostKeys: [hostKey]}, (connection) => serveConnection(connection, async () => true))
   const directServer = new ssh2.Server({hostKeys: [hostKey]}, (connection) => serveConnection(connection, authorizeDirect))
-  let listening = false
 
   return {
     // ssh2 reads and writes an injected stream as it does a socket; a channel has every member it uses.
     injectLinkConnection: (stream) => linkServer.injectSocket(stream as Socket),
     injectDirectConnection: (stream) => directServer.injectSocket(stream as Socket),
-    listen: (port, host) =>
-      new Promise((resolve, reject) => {
-        directServer.once('error', reject)
-        directServer.listen(port, host, () => {
-          directServer.off('error', reject)
-          listening = true
-          resolve((directServer.address() as AddressInfo).port)
-        })
-      }),
+    listen: (port, host) => listen(directServer, port, host),
     close: () =>
       new Promise((resolve) => {
         for (const running of processes) running.kill()
         processes.clear()
         for (const connection of connections) connection.end()
-        if (listening) directServer.close(() => resolve())
-        else resolve()
+        // A server that never listened calls back at once (with an error that means just that).
+        directServer.close(() => resolve())
       }),
   }
 }

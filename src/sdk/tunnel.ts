@@ -1,8 +1,9 @@
 import {type ClientRequest, type IncomingMessage, request as httpRequest} from 'node:http'
 import {request as httpsRequest} from 'node:https'
-import {type AddressInfo, createServer, isIPv4, type Server, type Socket} from 'node:net'
+import {createServer, isIPv4, type Server, type Socket} from 'node:net'
 
 import {ExpectedError, UsageError} from '../errors.js'
+import {listen} from '../listen.js'
 import {splice} from '../protocol/splice.js'
 
 /** One `-p` of `tunnel`: a device port and where it is offered locally. */
@@ -188,18 +189,13 @@ export async function openTunnel(options: TunnelOptions): Promise<Tunnel> {
     for (const mapping of options.mappings) {
       const server = createServer({allowHalfOpen: true, pauseOnConnect: true})
       servers.push(server)
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', (error: NodeJS.ErrnoException) => {
-          const where = `${mapping.localAddress}:${mapping.localPort}`
-          reject(
-            error.code === 'EADDRINUSE'
-              ? new ExpectedError(`cannot listen on ${where}: the port is in use — choose another local port (-p ${mapping.remotePort}:<localPort>)`)
-              : new ExpectedError(`cannot listen on ${where}: ${error.message}`, {cause: error}),
-          )
-        })
-        server.listen(mapping.localPort, mapping.localAddress, () => resolve())
+      const boundPort = await listen(server, mapping.localPort, mapping.localAddress).catch((error: NodeJS.ErrnoException) => {
+        const where = `${mapping.localAddress}:${mapping.localPort}`
+        throw error.code === 'EADDRINUSE'
+          ? new ExpectedError(`cannot listen on ${where}: the port is in use — choose another local port (-p ${mapping.remotePort}:<localPort>)`)
+          : new ExpectedError(`cannot listen on ${where}: ${error.message}`, {cause: error})
       })
-      const boundMapping = {...mapping, boundPort: (server.address() as AddressInfo).port}
+      const boundMapping = {...mapping, boundPort}
       bound.push(boundMapping)
       server.on('connection', (socket: Socket) => handle(boundMapping, socket))
     }

@@ -1,19 +1,11 @@
 import {strict as assert} from 'node:assert'
 
+import type {Variable} from '../../src/sdk/variables.js'
 import {type CliResult, makeCliHome, runCli} from '../helpers/cli.js'
 import {FleetApi} from '../helpers/fleet-api.js'
 import {startServer, type TestServer} from '../helpers/server.js'
 
 const DEVICE_UUID = 'c0ffee'.padEnd(32, '5')
-
-interface ListedVariable {
-  id: number
-  name: string
-  value: string
-  fleet: string | null
-  device: string | null
-  service: string | null
-}
 
 /** A person using the CLI: their own home (credentials), talking to one server. */
 class CliUser {
@@ -59,8 +51,8 @@ describe('service variables through the CLI against the real server', function (
     return release.services.main.environment
   }
 
-  const listed = (args: string[]) => alice.json<ListedVariable[]>(['env', 'list', ...args])
-  const idOf = (variables: ListedVariable[], name: string, service: string | null, device: string | null) => {
+  const listed = (args: string[]) => alice.json<Variable[]>(['env', 'list', ...args])
+  const idOf = (variables: Variable[], name: string, service: string | null, device: string | null) => {
     const found = variables.find((variable) => variable.name === name && variable.service === service && variable.device === device)
     assert.ok(found, `${name} of ${service ?? '*'} on ${device ?? '*'} in ${JSON.stringify(variables)}`)
     return found.id

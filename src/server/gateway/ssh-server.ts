@@ -1,8 +1,8 @@
-import type {AddressInfo} from 'node:net'
 
 import ssh2 from 'ssh2'
 import type {AuthContext, ClientChannel, Connection, PseudoTtyInfo, ServerChannel, Session} from 'ssh2'
 
+import {listen} from '../../listen.js'
 import {isAuthorizedKey, parseAuthorizedKeys} from '../../protocol/authorized-keys.js'
 import {CHANNEL_SHELL, LINK_FORWARD, parseGatewayCommand, SERVICE_ENV, uuidOfLinkUsername} from '../../protocol/device-link.js'
 import {type Actor, resolveActor} from '../auth/actor.js'
@@ -159,7 +159,6 @@ export interface SshGateway {
 /** The server's SSH port: devices' links (`d_<uuid>` + device key) and users' shells (username + their keys). */
 export function createSshGateway(context: ServerContext, links: DeviceLinks, hostKey: string, log: (error: unknown, message: string) => void): SshGateway {
   const connections = new Set<Connection>()
-  let listening = false
   const server = new ssh2.Server({hostKeys: [hostKey]}, (connection) => {
     connections.add(connection)
     connection.on('close', () => connections.delete(connection))
@@ -203,19 +202,11 @@ export function createSshGateway(context: ServerContext, links: DeviceLinks, hos
   })
 
   return {
-    listen: (port, host) =>
-      new Promise((resolve, reject) => {
-        server.once('error', reject)
-        server.listen(port, host, () => {
-          server.off('error', reject)
-          listening = true
-          resolve((server.address() as AddressInfo).port)
-        })
-      }),
+    listen: (port, host) => listen(server, port, host),
+    // A server that never listened calls back at once (with an error that means just that).
     close: () =>
       new Promise((resolve) => {
         for (const connection of connections) connection.end()
-        if (!listening) return resolve()
         server.close(() => resolve())
       }),
   }
