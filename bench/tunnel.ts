@@ -3,16 +3,21 @@
  * proxy → device link → agent → a port of the device) beside a direct loopback connection to the same port in
  * the same run; then how many tunnel connections are held open at once, each proven alive by an echo. The CLI,
  * the server and the agent each run as their own process, as they would on three machines.
+ *
+ * Two more references run in the same rounds: three bare Node relays (what any three-process path costs here) and
+ * OpenSSH's own port forward (`ssh -L` through a loopback sshd, the same AES-GCM cipher as the device link), the
+ * reference implementation of an encrypted tunnel, with one process fewer than ours.
  */
-import {type ChildProcess, spawn} from 'node:child_process'
-import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
+import {type ChildProcess, execFileSync, spawn} from 'node:child_process'
+import {existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import net from 'node:net'
-import {tmpdir} from 'node:os'
+import {tmpdir, userInfo} from 'node:os'
 import path from 'node:path'
 
 import {CLI_BIN, makeCliHome, runCli} from '../test/helpers/cli.js'
 import {ensureDocker} from '../test/helpers/docker.js'
 import {FleetApi} from '../test/helpers/fleet-api.js'
+import {freeLoopbackPort} from '../test/helpers/net.js'
 import {startServer} from '../test/helpers/server.js'
 import {median, percentile} from './measure.js'
 
@@ -136,6 +141,47 @@ async function startPlainRelays(targetPort: number, hops: number): Promise<{port
   return {port, children}
 }
 
+const SSHD = '/usr/sbin/sshd'
+
+/** Resolves once something accepts connections on `port`. */
+async function waitForPort(port: number, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000
+  for (;;) {
+    const socket = await connect(port).catch(() => undefined)
+    if (socket) return void socket.destroy()
+    if (Date.now() > deadline) throw new Error(`${what} did not listen on ${port} within 10 s`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
+
+/**
+ * `ssh -N -L` to `targetPort` through an sshd of its own on loopback, with the cipher the device link negotiates
+ * (aes128-gcm). Undefined when Debian's openssh-server is not installed.
+ */
+async function startOpenSshForward(targetPort: number, workDir: string): Promise<{port: number; children: ChildProcess[]} | undefined> {
+  if (!existsSync(SSHD)) return undefined
+  const dir = path.join(workDir, 'openssh')
+  mkdirSync(dir)
+  for (const key of ['host', 'user']) execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(dir, key)])
+  const [sshdPort, localPort] = [await freeLoopbackPort(), await freeLoopbackPort()]
+  writeFileSync(path.join(dir, 'sshd_config'), [`ListenAddress 127.0.0.1:${sshdPort}`, `HostKey ${dir}/host`, `AuthorizedKeysFile ${dir}/user.pub`, 'StrictModes no', 'PasswordAuthentication no', `PidFile ${dir}/sshd.pid`, ''].join('\n'))
+  // sshd insists on its privilege-separation directory even when it will not use it.
+  mkdirSync('/run/sshd', {recursive: true})
+  const children = [spawn(SSHD, ['-D', '-E', path.join(dir, 'sshd.log'), '-f', path.join(dir, 'sshd_config')], {stdio: 'ignore'})]
+  try {
+    await waitForPort(sshdPort, 'sshd')
+    const options = ['-o', 'StrictHostKeyChecking=no', '-o', `UserKnownHostsFile=${dir}/known_hosts`, '-o', 'LogLevel=ERROR', '-o', 'ExitOnForwardFailure=yes']
+    const forward = ['-L', `${localPort}:127.0.0.1:${targetPort}`, '-p', String(sshdPort), `${userInfo().username}@127.0.0.1`]
+    children.push(spawn('ssh', ['-N', ...options, '-c', 'aes128-gcm@openssh.com', '-i', path.join(dir, 'user'), ...forward], {stdio: ['ignore', 'ignore', 'inherit']}))
+    await waitForPort(localPort, 'ssh -L')
+  } catch (error) {
+    for (const child of children) child.kill()
+    throw error
+  }
+
+  return {port: localPort, children}
+}
+
 function startTunnel(uuid: string, remotePort: number, env: NodeJS.ProcessEnv): Promise<{child: ChildProcess; localPort: number}> {
   const child = spawn(process.execPath, [CLI_BIN, 'tunnel', uuid, '-p', `${remotePort}:0`, '--json'], {env: {PATH: process.env.PATH, ...env}, stdio: ['ignore', 'pipe', 'inherit']})
   return new Promise((resolve, reject) => {
@@ -174,6 +220,7 @@ export async function run(): Promise<void> {
   let tunnel: ChildProcess | undefined
   let agent: ChildProcess | undefined
   const relays = await startPlainRelays(service.port, 3)
+  const openSsh = await startOpenSshForward(service.port, workDir)
   try {
     const api = new FleetApi(server.url)
     const token = await api.login(server.admin.username, server.admin.password)
@@ -191,11 +238,12 @@ export async function run(): Promise<void> {
     tunnel = opened.child
 
     // Interleaved rounds, medians: this machine's loopback throughput wanders by half from one run to the next.
-    const rounds: {direct: number[]; tunnel: number[]; relayed: number[]} = {direct: [], tunnel: [], relayed: []}
+    const rounds: {direct: number[]; tunnel: number[]; relayed: number[]; openSsh: number[]} = {direct: [], tunnel: [], relayed: [], openSsh: []}
     for (let round = 0; round < THROUGHPUT_ROUNDS; round++) {
       rounds.direct.push(await throughput(service.port, THROUGHPUT_BYTES))
       rounds.tunnel.push(await throughput(opened.localPort, THROUGHPUT_BYTES))
       rounds.relayed.push(await throughput(relays.port, THROUGHPUT_BYTES))
+      if (openSsh) rounds.openSsh.push(await throughput(openSsh.port, THROUGHPUT_BYTES))
     }
 
     const [directMBps, tunnelMBps, relayedMBps] = [median(rounds.direct), median(rounds.tunnel), median(rounds.relayed)]
@@ -204,6 +252,13 @@ export async function run(): Promise<void> {
     const added = median(tunnelled) - median(direct)
     console.log(`throughput (median of ${THROUGHPUT_ROUNDS} × ${THROUGHPUT_BYTES / 1024 / 1024} MiB): direct ${directMBps.toFixed(0)} MB/s, tunnel ${tunnelMBps.toFixed(0)} MB/s — ${(tunnelMBps / directMBps).toFixed(2)}× direct (target ≥ 0.5×)`)
     console.log(`  the machine's ceiling for three hops: three plain Node relays (no SSH, no proxy) ${relayedMBps.toFixed(0)} MB/s — ${(relayedMBps / directMBps).toFixed(2)}× direct`)
+    if (openSsh) {
+      const openSshMBps = median(rounds.openSsh)
+      console.log(`  OpenSSH's own forward (ssh -L through sshd, aes128-gcm, two processes): ${openSshMBps.toFixed(0)} MB/s — ${(openSshMBps / directMBps).toFixed(2)}× direct`)
+    } else {
+      console.log(`  OpenSSH's own forward: skipped, ${SSHD} is not installed (apt-get install openssh-server)`)
+    }
+
     console.log(
       `round trip (${LATENCY_SAMPLES} samples): direct p50 ${median(direct).toFixed(3)} ms p99 ${percentile(direct, 0.99).toFixed(3)} ms; tunnel p50 ${median(tunnelled).toFixed(3)} ms p99 ${percentile(tunnelled, 0.99).toFixed(3)} ms — added p50 ${added.toFixed(3)} ms (target < 2 ms)`,
     )
@@ -213,7 +268,7 @@ export async function run(): Promise<void> {
       console.log(`concurrent tunnel connections: ${alive}/${count} held open and echoing (${((performance.now() - started) / 1000).toFixed(1)} s)`)
     }
   } finally {
-    for (const relay of relays.children) relay.kill()
+    for (const relay of [...relays.children, ...(openSsh?.children ?? [])]) relay.kill()
     tunnel?.kill('SIGINT')
     agent?.kill('SIGTERM')
     service.close()
