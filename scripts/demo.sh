@@ -5,7 +5,7 @@
 # FLOTILLA_AGENT_API_PORT pick ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -f dist/commands/version.js ] && [ -f oclif.manifest.json ] || npm run build >/dev/null
+[ -f dist/flotilla.js ] && [ -f oclif.manifest.json ] || npm run build >/dev/null
 
 bash scripts/ensure-docker.sh
 bash scripts/make-base-image.sh >/dev/null

@@ -3,7 +3,7 @@
 # logs in, creates a fleet, registers a device, sets a variable and a tag, and lists them as tables and as JSON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -f dist/commands/version.js ] && [ -f oclif.manifest.json ] || npm run build >/dev/null
+[ -f dist/flotilla.js ] && [ -f oclif.manifest.json ] || npm run build >/dev/null
 
 flotilla() { node bin/run.js "$@"; }
 work=$(mktemp -d)
