@@ -18,6 +18,7 @@ import {startLocalApi} from './local-api.js'
 import {LogShipper, logStreamSender} from './log-shipper.js'
 import {ensureRegistered} from './provisioning.js'
 import {converge, type CurrentState, desiredAppsOf, type Plan, type PlanOptions, stepFailureLine} from './reconciler.js'
+import {ownContainerImage} from './own-container.js'
 import {directAccessOf, startShellService} from './shell-service.js'
 import {buildStateReport, type DeviceFacts, gatherDeviceFacts, StateReporter, stateReportSender} from './state-reporter.js'
 import {TargetPoller, fetchTargetState} from './target-poller.js'
@@ -243,12 +244,23 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     shipper.systemLine('Identify requested: this is the device')
   }
 
+  // Found at the first host session rather than now, when the engine may not answer yet; kept once it answered.
+  let ownImage: Promise<string | undefined> | undefined
+  const hostShellImage = () => {
+    ownImage ??= ownContainerImage(docker).catch((error: unknown) => {
+      ownImage = undefined
+      throw error
+    })
+    return ownImage
+  }
+
   // Holds nothing open until it listens, so a failure of what follows leaves nothing behind.
   const shell = await startShellService({
     dataDir,
     docker,
     deviceUuid: () => deviceUuid,
     directAccess: async () => directAccessOf(await loadConfig(options.configPath)),
+    hostShellImage,
   })
   const localApi = await startLocalApi({
     port: options.localApiPort ?? config.listenPort ?? 48484,

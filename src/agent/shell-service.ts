@@ -38,6 +38,11 @@ export interface ShellServiceOptions {
   deviceUuid: () => string | undefined
   /** Asked at each direct login, so keys added to config.json count without a restart. */
   directAccess: () => Promise<DirectAccess>
+  /**
+   * Asked at each host session: an image to run it from in a sibling container on the engine's host (the agent's
+   * own, when it runs in a container of the engine it drives), else undefined: the agent's host is the host.
+   */
+  hostShellImage?: () => Promise<string | undefined>
 }
 
 /** The agent's embedded SSH server: shells and commands on the host or inside a service's container. */
@@ -54,7 +59,10 @@ export interface ShellService {
 
 const HOST_KEY_FILE = 'shell_host_ed25519_key'
 
-const SERVICE_SHELL = 'if command -v bash >/dev/null 2>&1; then exec bash; else exec sh; fi'
+const LOGIN_SHELL = 'if command -v bash >/dev/null 2>&1; then exec bash; else exec sh; fi'
+
+/** Where a host session's container has the host's root, which chroot makes its root. */
+const HOST_ROOT = '/host'
 
 /** Signals SSH can name in an exit-signal message (RFC 4254 §6.10); others are reported as a shell does, 128 + number. */
 const SSH_SIGNALS = new Set(['ABRT', 'ALRM', 'FPE', 'HUP', 'ILL', 'INT', 'KILL', 'PIPE', 'QUIT', 'SEGV', 'TERM', 'USR1', 'USR2'])
@@ -154,6 +162,95 @@ function runOnHost(channel: ServerChannel, command: string | undefined, ptyReque
   }
 }
 
+/**
+ * Joins a session's channel to the engine's attach or exec stream (raw with a pty, multiplexed without); resolves
+ * once the output is whole. Like sshd with a pty, the end of the client's input does not hang up the terminal.
+ */
+function joinEngineStream(docker: Docker, stream: NodeJS.ReadWriteStream, channel: ServerChannel, ptyRequest: PtyRequest | undefined, resize: (cols: number, rows: number) => void): Promise<void> {
+  if (ptyRequest) {
+    stream.pipe(channel, {end: false})
+    resize(ptyRequest.cols, ptyRequest.rows)
+  } else {
+    docker.modem.demuxStream(stream, channel, channel.stderr)
+  }
+
+  channel.pipe(stream, {end: ptyRequest === undefined})
+  stream.on('error', () => {})
+  return new Promise((resolve) => {
+    stream.once('end', resolve)
+    stream.once('close', resolve)
+  })
+}
+
+/**
+ * A host session for an agent that runs in a container: a sibling container of the engine's, in the host's pid,
+ * network, ipc and uts namespaces, chrooted into the host's root. It has the engine's default capabilities, not
+ * every one: enough for a shell, systemctl and journalctl, not for mounting. Unlike `docker exec`, it can be
+ * signalled. It is removed once it ended.
+ */
+async function runInHostContainer(
+  docker: Docker,
+  image: string,
+  deviceUuid: string | undefined,
+  channel: ServerChannel,
+  command: string | undefined,
+  ptyRequest: PtyRequest | undefined,
+): Promise<SessionProcess> {
+  const tty = ptyRequest !== undefined
+  const container = await docker.createContainer({
+    Image: image,
+    Entrypoint: ['chroot', HOST_ROOT],
+    Cmd: ['/bin/sh', '-c', command ?? LOGIN_SHELL],
+    Env: ['HOME=/root', ...(ptyRequest ? [`TERM=${ptyRequest.term || 'xterm'}`] : [])],
+    WorkingDir: '/',
+    Labels: {[LABELS.hostShell]: 'true', ...(deviceUuid ? {[LABELS.deviceUuid]: deviceUuid} : {})},
+    Tty: tty,
+    OpenStdin: true,
+    StdinOnce: true,
+    AttachStdin: true,
+    AttachStdout: true,
+    AttachStderr: true,
+    HostConfig: {
+      Binds: [`/:${HOST_ROOT}`],
+      NetworkMode: 'host',
+      PidMode: 'host',
+      IpcMode: 'host',
+      UTSMode: 'host',
+      ConsoleSize: ptyRequest ? [ptyRequest.rows, ptyRequest.cols] : undefined,
+    },
+  })
+  const remove = () => container.remove({force: true}).catch(() => {})
+  let stream: NodeJS.ReadWriteStream
+  try {
+    stream = await container.attach({stream: true, stdin: true, stdout: true, stderr: true, hijack: true})
+    await container.start()
+  } catch (error) {
+    await remove()
+    throw error
+  }
+
+  const resize = (cols: number, rows: number) => void container.resize({h: rows, w: cols}).catch(() => {})
+  const outputEnded = joinEngineStream(docker, stream, channel, ptyRequest, resize)
+  Promise.all([container.wait({condition: 'not-running'}) as Promise<{StatusCode: number}>, outputEnded]).then(
+    ([{StatusCode}]) => reportExit(channel, {code: StatusCode}),
+    () => reportExit(channel, {code: 255}),
+  ).finally(remove)
+  return {
+    resize,
+    signal(name) {
+      container.kill({signal: `SIG${name}`}).catch(() => {})
+      return true
+    },
+    kill: () => void remove(),
+  }
+}
+
+/** Removes the host-session containers an earlier agent of this device left behind when it died mid-session. */
+async function removeHostSessionLeftovers(docker: Docker, deviceUuid: string): Promise<void> {
+  const leftovers = await docker.listContainers({all: true, filters: {label: [`${LABELS.hostShell}=true`, ownerLabel(deviceUuid)], status: ['exited']}}).catch(() => [])
+  await Promise.all(leftovers.map((leftover) => docker.getContainer(leftover.Id).remove({force: true}).catch(() => {})))
+}
+
 type ContainerSummary = Pick<Docker.ContainerInfo, 'Created' | 'Id' | 'Labels'>
 
 /**
@@ -200,7 +297,7 @@ async function runInService(
 
   const tty = ptyRequest !== undefined
   const exec = await docker.getContainer(container.Id).exec({
-    Cmd: ['/bin/sh', '-c', command ?? SERVICE_SHELL],
+    Cmd: ['/bin/sh', '-c', command ?? LOGIN_SHELL],
     AttachStdin: true,
     AttachStdout: true,
     AttachStderr: true,
@@ -211,28 +308,12 @@ async function runInService(
   })
   const stream = await exec.start({hijack: true, stdin: true, Tty: tty})
   const resize = (cols: number, rows: number) => void exec.resize({h: rows, w: cols}).catch(() => {})
-  if (ptyRequest) {
-    stream.pipe(channel, {end: false})
-    resize(ptyRequest.cols, ptyRequest.rows)
-  } else {
-    docker.modem.demuxStream(stream, channel, channel.stderr)
-  }
-
-  // Like sshd with a pty, the end of the client's input does not hang up the terminal.
-  channel.pipe(stream, {end: !tty})
-  stream.on('error', () => {})
-  let ended = false
-  const onEnd = () => {
-    if (ended) return
-    ended = true
-    exitCodeOf(exec).then(
+  joinEngineStream(docker, stream, channel, ptyRequest, resize)
+    .then(() => exitCodeOf(exec))
+    .then(
       (code) => reportExit(channel, {code: code ?? 255}),
       () => reportExit(channel, {code: 255}),
     )
-  }
-
-  stream.once('end', onEnd)
-  stream.once('close', onEnd)
   return {
     resize,
     // The engine has no way to signal an exec's process.
@@ -246,6 +327,7 @@ export async function startShellService(options: ShellServiceOptions): Promise<S
   const hostKey = await loadHostKey(path.join(options.dataDir, HOST_KEY_FILE))
   const connections = new Set<Connection>()
   const processes = new Set<SessionProcess>()
+  let leftoversRemoved: Promise<void> | undefined
 
   const serveSession = (session: Session) => {
     let ptyRequest: PtyRequest | undefined
@@ -267,6 +349,15 @@ export async function startShellService(options: ShellServiceOptions): Promise<S
     })
     session.on('signal', (accept, reject, info) => (running?.signal(info.name) ? accept?.() : reject?.()))
 
+    const runAtHost = async (channel: ServerChannel, command: string | undefined) => {
+      const image = await options.hostShellImage?.()
+      if (!image) return runOnHost(channel, command, ptyRequest)
+      const deviceUuid = options.deviceUuid()
+      if (deviceUuid) leftoversRemoved ??= removeHostSessionLeftovers(options.docker, deviceUuid)
+      await leftoversRemoved
+      return runInHostContainer(options.docker, image, deviceUuid, channel, command, ptyRequest)
+    }
+
     const start = async (channel: ServerChannel, command: string | undefined) => {
       let closed = false
       channel.once('close', () => {
@@ -276,7 +367,7 @@ export async function startShellService(options: ShellServiceOptions): Promise<S
           processes.delete(running)
         }
       })
-      running = service ? await runInService(options.docker, options.deviceUuid(), service, channel, command, ptyRequest) : runOnHost(channel, command, ptyRequest)
+      running = service ? await runInService(options.docker, options.deviceUuid(), service, channel, command, ptyRequest) : await runAtHost(channel, command)
       if (!running) return
       if (closed) running.kill()
       else processes.add(running)

@@ -1,13 +1,14 @@
 import {strict as assert} from 'node:assert'
 import {execFile} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync} from 'node:fs'
+import {existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {promisify} from 'node:util'
 
 import Docker from 'dockerode'
 
+import {ownContainerImage} from '../../src/agent/own-container.js'
 import {LABELS} from '../../src/agent/reconciler.js'
 import type {StoredLogLine} from '../../src/protocol/log-line.js'
 import {makeCliHome, PROJECT_ROOT, runCli} from '../helpers/cli.js'
@@ -15,6 +16,7 @@ import {BASE_IMAGE, ensureBaseImage, ensureDocker} from '../helpers/docker.js'
 import {eventually, FleetApi} from '../helpers/fleet-api.js'
 import {freeLoopbackPort} from '../helpers/net.js'
 import {startServer, type TestServer} from '../helpers/server.js'
+import {TerminalSession} from '../helpers/terminal.js'
 
 const run = promisify(execFile)
 
@@ -100,7 +102,7 @@ describe('the agent in its own container (agent.Dockerfile)', function () {
     rmSync(home, {recursive: true, force: true})
   })
 
-  it('registers, runs the release and ships its output; the service outlives the agent container, and the agent outlives the service', async () => {
+  it('registers, runs the release and ships its output; the service outlives the agent container, and the agent outlives the service; a host session runs on the engine\'s host', async () => {
     assert.ok(server)
     const api = new FleetApi(server.url)
     const token = await api.login(server.admin.username, server.admin.password)
@@ -210,5 +212,50 @@ describe('the agent in its own container (agent.Dockerfile)', function () {
     assert.equal(kept?.Id, before.Id, 'the running service was kept')
     assert.equal(kept?.State.StartedAt, before.State.StartedAt)
     assert.equal((await deviceRow())?.is_online, true)
+
+    // A host session runs on the engine's host, not in the agent's container: it reads a file only the host has,
+    // finds none of the agent's, and its exit status comes back. Its container is gone once it ended, and so is
+    // one an earlier agent of the device left behind.
+    const leftover = await docker.createContainer({Image: BASE_IMAGE, Cmd: ['true'], Labels: {[LABELS.hostShell]: 'true', [LABELS.deviceUuid]: deviceUuid}})
+    await leftover.start()
+    await leftover.wait()
+    const identity = path.join(workDir, 'id_ed25519')
+    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', identity])
+    const env = {HOME: home, FLOTILLA_URL: server.url, FLOTILLA_TOKEN: token}
+    const added = await runCli(['ssh-key', 'add', 'e2e', `${identity}.pub`], {env})
+    assert.equal(added.exitCode, 0, added.stderr)
+    const marker = path.join(workDir, 'only-on-the-host')
+    writeFileSync(marker, `host ${suffix}\n`)
+    const session = await runCli(['ssh', deviceUuid, '--identity', identity, '--', `cat ${marker}; test -e /app/bin/run.js && echo in-the-agent-container; exit 7`], {env})
+    assert.equal(session.stdout, `host ${suffix}\n`, `${session.stderr}\nagent container output:\n${await agentOutput(agent)}`)
+    assert.equal(session.exitCode, 7)
+    const terminal = new TerminalSession(['ssh', deviceUuid, '--identity', identity], env)
+    try {
+      await terminal.waitFor(/[#$] $/m, 30_000)
+      terminal.type(`test -t 0 && cat ${marker}; exit 5\r`)
+      assert.equal(await terminal.exited, 5, terminal.output)
+      assert.match(terminal.output, new RegExp(`^host ${suffix}\\r?$`, 'm'))
+    } finally {
+      terminal.kill()
+    }
+
+    await eventually(async () => (await docker.listContainers({all: true, filters: {label: [`${LABELS.hostShell}=true`]}})).length === 0, 'the host session container to be removed', 10_000)
+  })
+
+  it("knows the image of its own container from the engine, and that another engine's container is not one of this engine's", async () => {
+    const container = await docker.createContainer({Image: BASE_IMAGE, Cmd: ['true']})
+    try {
+      const mountinfoOf = (id: string) => {
+        const file = path.join(workDir, `mountinfo-${id.slice(0, 12)}`)
+        writeFileSync(file, `1231 1220 254:0 /var/lib/docker/containers/${id}/hostname /etc/hostname rw,relatime - ext4 /dev/vda rw\n`)
+        return file
+      }
+
+      assert.equal(await ownContainerImage(docker, mountinfoOf(container.id)), (await container.inspect()).Image)
+      assert.equal(await ownContainerImage(docker, mountinfoOf('f'.repeat(64))), undefined)
+      assert.equal(await ownContainerImage(docker, path.join(workDir, 'no-such-mountinfo')), undefined)
+    } finally {
+      await container.remove({force: true})
+    }
   })
 })
