@@ -13,8 +13,9 @@
 # rewrites config.json by renaming a new file over it when it registers. Mount the data dir at the same path as on
 # the host, or tell the agent where the host has it (agent start … --host-data-dir /srv/flotilla): the agent
 # bind-mounts <data dir>/update-locks/<app> into its services, and the engine resolves that path on the host.
-# A host session ("flotilla ssh <uuid>" without a service) runs in a sibling container from this image, chrooted
-# into the host's root with the host's namespaces, so the image keeps a chroot binary (coreutils, or busybox).
+# A host session ("flotilla ssh <uuid>" without a service) and the reboot and shutdown commands run in a sibling
+# container from this image, chrooted into the host's root with the host's namespaces, so the image keeps a chroot
+# binary (coreutils, or busybox).
 # Arguments after the image name replace the default "agent start …" (any flotilla command works).
 
 ARG BASE=node:20-bookworm-slim

@@ -12,13 +12,13 @@ import {FleetClient} from '../sdk/client.js'
 import {actionCollector, ActionListener} from './action-listener.js'
 import {loadConfig} from './config.js'
 import {DeviceLink, discoverLinkEndpoint} from './device-link.js'
-import {DeviceActions} from './device-actions.js'
+import {DeviceActions, runHostCommand} from './device-actions.js'
 import {DockerExecutor, type RegistryAuth} from './docker-executor.js'
 import {startLocalApi} from './local-api.js'
 import {LogShipper, logStreamSender} from './log-shipper.js'
 import {ensureRegistered} from './provisioning.js'
 import {converge, type CurrentState, desiredAppsOf, type Plan, type PlanOptions, stepFailureLine} from './reconciler.js'
-import {ownContainerImage} from './own-container.js'
+import {ownContainerImage, runInHostContainer} from './host-container.js'
 import {directAccessOf, startShellService} from './shell-service.js'
 import {buildStateReport, type DeviceFacts, gatherDeviceFacts, StateReporter, stateReportSender} from './state-reporter.js'
 import {TargetPoller, fetchTargetState} from './target-poller.js'
@@ -194,12 +194,28 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     }
   }
 
+  // What must run on the host (a host session, a power command) runs in a sibling container when the agent runs in
+  // a container of the engine. Found when first needed rather than now, when the engine may not answer yet; kept
+  // once the engine answered.
+  let ownImage: Promise<string | undefined> | undefined
+  const hostContainerImage = () => {
+    ownImage ??= ownContainerImage(docker).catch((error: unknown) => {
+      ownImage = undefined
+      throw error
+    })
+    return ownImage
+  }
+
   const deviceActions = new DeviceActions({
     engine: () => executor,
     systemLine: (message, serviceId) => shipper.systemLine(message, serviceId),
     holdReconciler,
     lockOverridden: () => snapshot.target?.config.BALENA_SUPERVISOR_OVERRIDE_LOCK === '1',
     commands: {reboot: options.rebootCommand, shutdown: options.shutdownCommand},
+    runCommand: async (words) => {
+      const image = await hostContainerImage()
+      return image ? runInHostContainer(docker, image, words, deviceUuid) : runHostCommand(words)
+    },
     flushLogs: async () => {
       await shipper.flush()
       await shipper.flush()
@@ -244,15 +260,6 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     shipper.systemLine('Identify requested: this is the device')
   }
 
-  // Found at the first host session rather than now, when the engine may not answer yet; kept once it answered.
-  let ownImage: Promise<string | undefined> | undefined
-  const hostShellImage = () => {
-    ownImage ??= ownContainerImage(docker).catch((error: unknown) => {
-      ownImage = undefined
-      throw error
-    })
-    return ownImage
-  }
 
   // Holds nothing open until it listens, so a failure of what follows leaves nothing behind.
   const shell = await startShellService({
@@ -260,7 +267,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     docker,
     deviceUuid: () => deviceUuid,
     directAccess: async () => directAccessOf(await loadConfig(options.configPath)),
-    hostShellImage,
+    hostShellImage: hostContainerImage,
   })
   const localApi = await startLocalApi({
     port: options.localApiPort ?? config.listenPort ?? 48484,

@@ -42,13 +42,9 @@ export interface DeviceActionsOptions {
   flushLogs?: () => Promise<void>
 }
 
-function runHostCommand(words: string[]): Promise<void> {
+/** Runs a command's words as a child process of the agent, which runs on the host; fails on a non-zero exit. */
+export function runHostCommand(words: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (words.length === 0) {
-      reject(new Error('the command is empty'))
-      return
-    }
-
     execFile(words[0], words.slice(1), {timeout: POWER_COMMAND_TIMEOUT_MS}, (error, _stdout, stderr) => {
       if (!error) resolve()
       else reject(new Error(`${words.join(' ')}: ${String(stderr).trim() || error.message}`))
@@ -127,8 +123,9 @@ export class DeviceActions {
       for (const container of current.containers.filter(isUp)) await engine.apply({action: 'kill', container})
       this.options.systemLine(words.doing)
       await this.options.flushLogs?.().catch(() => {})
-      const command = this.options.commands?.[action] ?? DEFAULT_POWER_COMMANDS[action]
-      await (this.options.runCommand ?? runHostCommand)(splitCommand(command))
+      const command = splitCommand(this.options.commands?.[action] ?? DEFAULT_POWER_COMMANDS[action])
+      if (command.length === 0) throw new Error(`the ${action} command is empty`)
+      await (this.options.runCommand ?? runHostCommand)(command)
     } catch (error) {
       if (!(error instanceof UpdateLockedError)) this.options.systemLine(`${words.noun} failed: ${(error as Error).message}`)
       release()

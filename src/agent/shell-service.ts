@@ -15,6 +15,7 @@ import {SERVICE_ENV} from '../protocol/device-link.js'
 import {loadHostKey} from '../protocol/host-key.js'
 import {isAuthorizedKey, parseAuthorizedKeys} from '../protocol/authorized-keys.js'
 import {ownerLabel} from './docker-executor.js'
+import {hostContainerOptions} from './host-container.js'
 import {LABELS} from './reconciler.js'
 
 /** Who may log in to the shell service without the server's word: a direct listener or a tunnel to its port. */
@@ -60,9 +61,6 @@ export interface ShellService {
 const HOST_KEY_FILE = 'shell_host_ed25519_key'
 
 const LOGIN_SHELL = 'if command -v bash >/dev/null 2>&1; then exec bash; else exec sh; fi'
-
-/** Where a host session's container has the host's root, which chroot makes its root. */
-const HOST_ROOT = '/host'
 
 /** Signals SSH can name in an exit-signal message (RFC 4254 §6.10); others are reported as a shell does, 128 + number. */
 const SSH_SIGNALS = new Set(['ABRT', 'ALRM', 'FPE', 'HUP', 'ILL', 'INT', 'KILL', 'PIPE', 'QUIT', 'SEGV', 'TERM', 'USR1', 'USR2'])
@@ -183,12 +181,10 @@ function joinEngineStream(docker: Docker, stream: NodeJS.ReadWriteStream, channe
 }
 
 /**
- * A host session for an agent that runs in a container: a sibling container of the engine's, in the host's pid,
- * network, ipc and uts namespaces, chrooted into the host's root. It has the engine's default capabilities, not
- * every one: enough for a shell, systemctl and journalctl, not for mounting. Unlike `docker exec`, it can be
- * signalled. It is removed once it ended.
+ * A host session for an agent that runs in a container, in a host container (see {@link hostContainerOptions}).
+ * Unlike `docker exec`, it can be signalled. It is removed once it ended.
  */
-async function runInHostContainer(
+async function runHostSessionInContainer(
   docker: Docker,
   image: string,
   deviceUuid: string | undefined,
@@ -196,28 +192,17 @@ async function runInHostContainer(
   command: string | undefined,
   ptyRequest: PtyRequest | undefined,
 ): Promise<SessionProcess> {
-  const tty = ptyRequest !== undefined
+  const options = hostContainerOptions(image, ['/bin/sh', '-c', command ?? LOGIN_SHELL], deviceUuid)
   const container = await docker.createContainer({
-    Image: image,
-    Entrypoint: ['chroot', HOST_ROOT],
-    Cmd: ['/bin/sh', '-c', command ?? LOGIN_SHELL],
-    Env: ['HOME=/root', ...(ptyRequest ? [`TERM=${ptyRequest.term || 'xterm'}`] : [])],
-    WorkingDir: '/',
-    Labels: {[LABELS.hostShell]: 'true', ...(deviceUuid ? {[LABELS.deviceUuid]: deviceUuid} : {})},
-    Tty: tty,
+    ...options,
+    Env: [...(options.Env ?? []), ...(ptyRequest ? [`TERM=${ptyRequest.term || 'xterm'}`] : [])],
+    Tty: ptyRequest !== undefined,
     OpenStdin: true,
     StdinOnce: true,
     AttachStdin: true,
     AttachStdout: true,
     AttachStderr: true,
-    HostConfig: {
-      Binds: [`/:${HOST_ROOT}`],
-      NetworkMode: 'host',
-      PidMode: 'host',
-      IpcMode: 'host',
-      UTSMode: 'host',
-      ConsoleSize: ptyRequest ? [ptyRequest.rows, ptyRequest.cols] : undefined,
-    },
+    HostConfig: {...options.HostConfig, ConsoleSize: ptyRequest ? [ptyRequest.rows, ptyRequest.cols] : undefined},
   })
   const remove = () => container.remove({force: true}).catch(() => {})
   let stream: NodeJS.ReadWriteStream
@@ -355,7 +340,7 @@ export async function startShellService(options: ShellServiceOptions): Promise<S
       const deviceUuid = options.deviceUuid()
       if (deviceUuid) leftoversRemoved ??= removeHostSessionLeftovers(options.docker, deviceUuid)
       await leftoversRemoved
-      return runInHostContainer(options.docker, image, deviceUuid, channel, command, ptyRequest)
+      return runHostSessionInContainer(options.docker, image, deviceUuid, channel, command, ptyRequest)
     }
 
     const start = async (channel: ServerChannel, command: string | undefined) => {

@@ -8,7 +8,7 @@ import {promisify} from 'node:util'
 
 import Docker from 'dockerode'
 
-import {ownContainerImage} from '../../src/agent/own-container.js'
+import {ownContainerImage} from '../../src/agent/host-container.js'
 import {LABELS} from '../../src/agent/reconciler.js'
 import type {StoredLogLine} from '../../src/protocol/log-line.js'
 import {makeCliHome, PROJECT_ROOT, runCli} from '../helpers/cli.js'
@@ -63,6 +63,8 @@ describe('the agent in its own container (agent.Dockerfile)', function () {
   // Mounted at the image's own data dir; --host-data-dir tells the agent where the host has it, since the services'
   // update-lock folders are bind-mounted from it by the host's engine.
   const dataDir = path.join(workDir, 'data')
+  /** What the agent's --reboot-command touches: a path of the host's that the agent's container does not have. */
+  const rebootedMarker = path.join(workDir, 'rebooted')
   const agentContainers: string[] = []
   let server: TestServer | undefined
   let imageTag: string | undefined
@@ -102,7 +104,7 @@ describe('the agent in its own container (agent.Dockerfile)', function () {
     rmSync(home, {recursive: true, force: true})
   })
 
-  it('registers, runs the release and ships its output; the service outlives the agent container, and the agent outlives the service; a host session runs on the engine\'s host', async () => {
+  it('registers, runs the release and ships its output; the service outlives the agent container, and the agent outlives the service; host sessions and reboots run on the engine\'s host', async () => {
     assert.ok(server)
     const api = new FleetApi(server.url)
     const token = await api.login(server.admin.username, server.admin.password)
@@ -125,7 +127,10 @@ describe('the agent in its own container (agent.Dockerfile)', function () {
       const container = await docker.createContainer({
         name,
         Image: agentImage,
-        Cmd: ['agent', 'start', '--config', '/config/config.json', '--data-dir', '/var/lib/flotilla', '--host-data-dir', dataDir, '--host-network', '--local-api-port', String(localApiPort), '--poll-interval', '2'],
+        Cmd: [
+          ...['agent', 'start', '--config', '/config/config.json', '--data-dir', '/var/lib/flotilla', '--host-data-dir', dataDir, '--host-network'],
+          ...['--local-api-port', String(localApiPort), '--poll-interval', '2', '--reboot-command', `touch ${rebootedMarker}`],
+        ],
         Env: ['NO_COLOR=1'],
         HostConfig: {NetworkMode: 'host', Binds: [`${DOCKER_SOCKET}:${DOCKER_SOCKET}`, `${configDir}:/config`, `${dataDir}:/var/lib/flotilla`]},
       })
@@ -240,6 +245,12 @@ describe('the agent in its own container (agent.Dockerfile)', function () {
     }
 
     await eventually(async () => (await docker.listContainers({all: true, filters: {label: [`${LABELS.hostShell}=true`]}})).length === 0, 'the host session container to be removed', 10_000)
+
+    // A reboot runs its command on the host too (here a stand-in that leaves a file where only the host has it).
+    const rebooted = await runCli(['device', 'reboot', deviceUuid, '--yes'], {env})
+    assert.equal(rebooted.exitCode, 0, rebooted.stderr)
+    await waitFor(async () => existsSync(rebootedMarker), 'the reboot command to run on the host', 30_000)
+    assert.equal((await serviceContainer())?.State.Running, false, 'the services were stopped first')
   })
 
   it("knows the image of its own container from the engine, and that another engine's container is not one of this engine's", async () => {

@@ -48,11 +48,13 @@ export default class AgentStart extends FlotillaCommand {
     }),
     'ssh-host': Flags.string({description: 'address the --ssh-port listens on', default: '0.0.0.0'}),
     'reboot-command': Flags.string({
-      description: 'command that reboots the host when the device is asked to reboot, run without a shell after the services are stopped',
+      description:
+        'command that reboots the host when the device is asked to reboot, run without a shell after the services are stopped (on the engine\'s host, chrooted, when the agent runs in a container)',
       default: 'systemctl reboot',
     }),
     'shutdown-command': Flags.string({
-      description: 'command that powers the host off when the device is asked to shut down, run without a shell after the services are stopped',
+      description:
+        'command that powers the host off when the device is asked to shut down, run without a shell after the services are stopped (on the engine\'s host, chrooted, when the agent runs in a container)',
       default: 'systemctl poweroff',
     }),
   }

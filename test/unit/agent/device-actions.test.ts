@@ -152,6 +152,14 @@ describe('device actions', () => {
       assert.equal(holds(), 0)
     })
 
+    it('refuses an empty command, and lets the reconciler start the services again', async () => {
+      const {actions, events, holds} = fixture({containers: [container('one', 5)]}, {commands: {reboot: '  '}})
+      await assert.rejects(actions.power('reboot'), /the reboot command is empty/)
+      assert.deepEqual(events.slice(-2), ['log: Reboot failed: the reboot command is empty', 'release'])
+      assert.ok(!events.some((event) => event.startsWith('run ')), 'nothing ran')
+      assert.equal(holds(), 0)
+    })
+
     it('runs the command as a process, without a shell, and reports a non-zero exit with its stderr', async () => {
       const folder = await mkdtemp(path.join(tmpdir(), 'flotilla-power-'))
       try {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 
-import {containerIdOfMountinfo} from '../../../src/agent/own-container.js'
+import {containerIdOfMountinfo} from '../../../src/agent/host-container.js'
 
 const ID = '6ec16df5175984cfb6984e2a4784c27b5fb9f60243e95d0723f19feca305afc6'
 const OTHER = 'a'.repeat(64)

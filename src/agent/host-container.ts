@@ -1,0 +1,80 @@
+import {readFile} from 'node:fs/promises'
+import {PassThrough, Writable} from 'node:stream'
+
+import type Docker from 'dockerode'
+
+import {LABELS} from './reconciler.js'
+
+/** Where a host container has the host's root, which chroot makes its root. */
+const HOST_ROOT = '/host'
+
+/** How long a power command may run on the host before it counts as failed. */
+const HOST_COMMAND_TIMEOUT_MS = 60_000
+
+/**
+ * The id of the container this process runs in, from the files the Docker engine bind-mounts over /etc/hostname,
+ * /etc/hosts and /etc/resolv.conf (`<data-root>/containers/<id>/…` in /proc/self/mountinfo); undefined outside one.
+ */
+export function containerIdOfMountinfo(mountinfo: string): string | undefined {
+  return /\/containers\/([a-f\d]{64})\/(?:hostname|hosts|resolv\.conf) \/etc\//.exec(mountinfo)?.[1]
+}
+
+/**
+ * The image of the agent's own container when it runs in a container of the engine it drives (agent.Dockerfile),
+ * so that what must run on the host can run in a sibling container there; undefined when the agent runs on the
+ * host, or in a container another engine runs.
+ */
+export async function ownContainerImage(docker: Docker, mountinfoPath = '/proc/self/mountinfo'): Promise<string | undefined> {
+  const id = containerIdOfMountinfo(await readFile(mountinfoPath, 'utf8').catch(() => ''))
+  if (!id) return undefined
+  try {
+    return (await docker.getContainer(id).inspect()).Image
+  } catch (error) {
+    if ((error as {statusCode?: number}).statusCode === 404) return undefined
+    throw error
+  }
+}
+
+/**
+ * A container that runs `command` on the engine's host for an agent in a container: from the agent's own image,
+ * in the host's pid, network, ipc and uts namespaces, chrooted into the host's root. It has the engine's default
+ * capabilities, not every one: enough for a shell, systemctl and journalctl, not for mounting.
+ */
+export function hostContainerOptions(image: string, command: string[], deviceUuid: string | undefined): Docker.ContainerCreateOptions {
+  return {
+    Image: image,
+    Entrypoint: ['chroot', HOST_ROOT],
+    Cmd: command,
+    Env: ['HOME=/root'],
+    WorkingDir: '/',
+    Labels: {[LABELS.hostShell]: 'true', ...(deviceUuid ? {[LABELS.deviceUuid]: deviceUuid} : {})},
+    HostConfig: {Binds: [`/:${HOST_ROOT}`], NetworkMode: 'host', PidMode: 'host', IpcMode: 'host', UTSMode: 'host'},
+  }
+}
+
+/** Runs a command's words on the engine's host in a host container (see {@link hostContainerOptions}); fails on a non-zero exit. */
+export async function runInHostContainer(docker: Docker, image: string, words: string[], deviceUuid: string | undefined): Promise<void> {
+  const container = await docker.createContainer({...hostContainerOptions(image, words, deviceUuid), AttachStdout: true, AttachStderr: true})
+  let timer: NodeJS.Timeout | undefined
+  try {
+    const output = await container.attach({stream: true, stdout: true, stderr: true})
+    const stderr: Buffer[] = []
+    const collectStderr = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        stderr.push(chunk)
+        done()
+      },
+    })
+    docker.modem.demuxStream(output, new PassThrough().resume(), collectStderr)
+    const outputEnded = new Promise((resolve) => output.once('end', resolve))
+    await container.start()
+    const timedOut = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`${words.join(' ')}: still running after ${HOST_COMMAND_TIMEOUT_MS / 1000} s`)), HOST_COMMAND_TIMEOUT_MS)
+    })
+    const [{StatusCode}] = (await Promise.race([Promise.all([container.wait({condition: 'not-running'}), outputEnded]), timedOut])) as [{StatusCode: number}, unknown]
+    if (StatusCode !== 0) throw new Error(`${words.join(' ')}: ${Buffer.concat(stderr).toString('utf8').trim() || `exited with ${StatusCode}`}`)
+  } finally {
+    clearTimeout(timer)
+    await container.remove({force: true}).catch(() => {})
+  }
+}
