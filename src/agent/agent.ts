@@ -14,11 +14,11 @@ import {loadConfig} from './config.js'
 import {DeviceLink, discoverLinkEndpoint} from './device-link.js'
 import {DeviceActions, runHostCommand} from './device-actions.js'
 import {DockerExecutor, type RegistryAuth} from './docker-executor.js'
+import {ownContainerImage, runInHostContainer} from './host-container.js'
 import {startLocalApi} from './local-api.js'
 import {LogShipper, logStreamSender} from './log-shipper.js'
 import {ensureRegistered} from './provisioning.js'
 import {converge, type CurrentState, desiredAppsOf, type Plan, type PlanOptions, stepFailureLine} from './reconciler.js'
-import {ownContainerImage, runInHostContainer} from './host-container.js'
 import {directAccessOf, startShellService} from './shell-service.js'
 import {buildStateReport, type DeviceFacts, gatherDeviceFacts, StateReporter, stateReportSender} from './state-reporter.js'
 import {TargetPoller, fetchTargetState} from './target-poller.js'
@@ -259,7 +259,6 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   function identify(): void {
     shipper.systemLine('Identify requested: this is the device')
   }
-
 
   // Holds nothing open until it listens, so a failure of what follows leaves nothing behind.
   const shell = await startShellService({

@@ -47,7 +47,7 @@ export function hostContainerOptions(image: string, command: string[], deviceUui
     Cmd: command,
     Env: ['HOME=/root'],
     WorkingDir: '/',
-    Labels: {[LABELS.hostShell]: 'true', ...(deviceUuid ? {[LABELS.deviceUuid]: deviceUuid} : {})},
+    Labels: {[LABELS.hostContainer]: 'true', ...(deviceUuid ? {[LABELS.deviceUuid]: deviceUuid} : {})},
     HostConfig: {Binds: [`/:${HOST_ROOT}`], NetworkMode: 'host', PidMode: 'host', IpcMode: 'host', UTSMode: 'host'},
   }
 }

@@ -17,8 +17,8 @@ export const LABELS = {
   configHash: 'io.flotilla.config-hash',
   /** Which agent owns it, so agents sharing one engine (tests, several simulated devices) leave each other alone. */
   deviceUuid: 'io.flotilla.device-uuid',
-  /** A host session's container, for an agent that runs in a container itself (see shell-service.ts). */
-  hostShell: 'io.flotilla.host-shell',
+  /** What runs on the host for an agent that runs in a container itself: a host session, a power command (host-container.ts). */
+  hostContainer: 'io.flotilla.host-container',
 } as const
 
 /** The update lock directory of an app is mounted here in each of its services. */

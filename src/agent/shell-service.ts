@@ -230,9 +230,9 @@ async function runHostSessionInContainer(
   }
 }
 
-/** Removes the host-session containers an earlier agent of this device left behind when it died mid-session. */
+/** Removes the host containers an earlier agent of this device left behind when it died while one ran. */
 async function removeHostSessionLeftovers(docker: Docker, deviceUuid: string): Promise<void> {
-  const leftovers = await docker.listContainers({all: true, filters: {label: [`${LABELS.hostShell}=true`, ownerLabel(deviceUuid)], status: ['exited']}}).catch(() => [])
+  const leftovers = await docker.listContainers({all: true, filters: {label: [`${LABELS.hostContainer}=true`, ownerLabel(deviceUuid)], status: ['exited']}}).catch(() => [])
   await Promise.all(leftovers.map((leftover) => docker.getContainer(leftover.Id).remove({force: true}).catch(() => {})))
 }
 

@@ -221,7 +221,7 @@ describe('the agent in its own container (agent.Dockerfile)', function () {
     // A host session runs on the engine's host, not in the agent's container: it reads a file only the host has,
     // finds none of the agent's, and its exit status comes back. Its container is gone once it ended, and so is
     // one an earlier agent of the device left behind.
-    const leftover = await docker.createContainer({Image: BASE_IMAGE, Cmd: ['true'], Labels: {[LABELS.hostShell]: 'true', [LABELS.deviceUuid]: deviceUuid}})
+    const leftover = await docker.createContainer({Image: BASE_IMAGE, Cmd: ['true'], Labels: {[LABELS.hostContainer]: 'true', [LABELS.deviceUuid]: deviceUuid}})
     await leftover.start()
     await leftover.wait()
     const identity = path.join(workDir, 'id_ed25519')
@@ -244,7 +244,7 @@ describe('the agent in its own container (agent.Dockerfile)', function () {
       terminal.kill()
     }
 
-    await eventually(async () => (await docker.listContainers({all: true, filters: {label: [`${LABELS.hostShell}=true`]}})).length === 0, 'the host session container to be removed', 10_000)
+    await eventually(async () => (await docker.listContainers({all: true, filters: {label: [`${LABELS.hostContainer}=true`]}})).length === 0, 'the host session container to be removed', 10_000)
 
     // A reboot runs its command on the host too (here a stand-in that leaves a file where only the host has it).
     const rebooted = await runCli(['device', 'reboot', deviceUuid, '--yes'], {env})
