@@ -1,7 +1,7 @@
 /**
- * Tunnel: throughput and round-trip latency of a connection through `flotilla tunnel` (CLI → server's CONNECT
- * proxy → device link → agent → a port of the device) beside a direct loopback connection to the same port in
- * the same run; then how many tunnel connections are held open at once, each proven alive by an echo. The CLI,
+ * Tunnel: throughput, each way, and round-trip latency of a connection through `flotilla tunnel` (CLI → server's
+ * CONNECT proxy → device link → agent → a port of the device) beside a direct loopback connection to the same port
+ * in the same run; then how many tunnel connections are held open at once, each proven alive by an echo. The CLI,
  * the server and the agent each run as their own process, as they would on three machines.
  *
  * Two more references run in the same rounds: three bare Node relays (what any three-process path costs here) and
@@ -26,7 +26,10 @@ const THROUGHPUT_ROUNDS = 5
 const LATENCY_SAMPLES = 2000
 const CONCURRENT_CONNECTIONS = [100, 500, 1000]
 
-/** A port on the device side: `echo` mode answers every byte, `sink` mode counts and answers once at the end. */
+/**
+ * A port on the device side: `echo` mode answers every byte, `sink` mode counts and answers once at the end,
+ * `source` mode sends as many bytes as asked for, then ends.
+ */
 async function startDeviceService(): Promise<{port: number; close: () => void}> {
   const server = net.createServer((socket) => {
     socket.once('data', (first) => {
@@ -41,6 +44,23 @@ async function startDeviceService(): Promise<{port: number; close: () => void}> 
           if (received >= expected) done()
         })
         return
+      }
+
+      if (first[0] === 0x72) {
+        // "r<bytes>\n": send that many bytes, then end.
+        let left = Number(first.subarray(1, first.indexOf(0x0a)).toString())
+        const chunk = Buffer.alloc(1024 * 1024, 9)
+        const send = () => {
+          while (left > 0) {
+            const piece = chunk.subarray(0, Math.min(left, chunk.length))
+            left -= piece.length
+            if (!socket.write(piece)) return void socket.once('drain', () => send())
+          }
+
+          socket.end()
+        }
+
+        return send()
       }
 
       socket.write(first)
@@ -60,7 +80,7 @@ function connect(port: number): Promise<net.Socket> {
 }
 
 /** MB/s of sending `bytes` through `port` until the far side says it has them all. */
-async function throughput(port: number, bytes: number): Promise<number> {
+async function upload(port: number, bytes: number): Promise<number> {
   const socket = await connect(port)
   const chunk = Buffer.alloc(1024 * 1024, 7)
   const started = performance.now()
@@ -76,6 +96,23 @@ async function throughput(port: number, bytes: number): Promise<number> {
   await answered
   const seconds = (performance.now() - started) / 1000
   socket.destroy()
+  return bytes / 1e6 / seconds
+}
+
+/** MB/s of receiving `bytes` through `port` from the far side until it ends. */
+async function download(port: number, bytes: number): Promise<number> {
+  const socket = await connect(port)
+  const started = performance.now()
+  let received = 0
+  await new Promise<void>((resolve, reject) => {
+    socket.on('data', (chunk: Buffer) => (received += chunk.length))
+    socket.once('end', resolve)
+    socket.once('error', reject)
+    socket.write(`r${bytes}\n`)
+  })
+  const seconds = (performance.now() - started) / 1000
+  socket.destroy()
+  if (received !== bytes) throw new Error(`${received} of ${bytes} bytes arrived`)
   return bytes / 1e6 / seconds
 }
 
@@ -238,27 +275,31 @@ export async function run(): Promise<void> {
     tunnel = opened.child
 
     // Interleaved rounds, medians: this machine's loopback throughput wanders by half from one run to the next.
-    const rounds: {direct: number[]; tunnel: number[]; relayed: number[]; openSsh: number[]} = {direct: [], tunnel: [], relayed: [], openSsh: []}
+    const paths = [
+      {name: 'direct', port: service.port},
+      {name: 'tunnel', port: opened.localPort},
+      {name: 'three plain Node relays (no SSH, no proxy: what any three processes reach here)', port: relays.port},
+      ...(openSsh ? [{name: "OpenSSH's ssh -L (through sshd, aes128-gcm, two processes)", port: openSsh.port}] : []),
+    ].map((path) => ({...path, upload: [] as number[], download: [] as number[]}))
     for (let round = 0; round < THROUGHPUT_ROUNDS; round++) {
-      rounds.direct.push(await throughput(service.port, THROUGHPUT_BYTES))
-      rounds.tunnel.push(await throughput(opened.localPort, THROUGHPUT_BYTES))
-      rounds.relayed.push(await throughput(relays.port, THROUGHPUT_BYTES))
-      if (openSsh) rounds.openSsh.push(await throughput(openSsh.port, THROUGHPUT_BYTES))
+      for (const path of paths) path.upload.push(await upload(path.port, THROUGHPUT_BYTES))
+      for (const path of paths) path.download.push(await download(path.port, THROUGHPUT_BYTES))
     }
 
-    const [directMBps, tunnelMBps, relayedMBps] = [median(rounds.direct), median(rounds.tunnel), median(rounds.relayed)]
+    console.log(`throughput (median of ${THROUGHPUT_ROUNDS} × ${THROUGHPUT_BYTES / 1024 / 1024} MiB each way; target: tunnel ≥ 0.5× direct)`)
+    for (const direction of ['upload', 'download'] as const) {
+      const directMBps = median(paths[0][direction])
+      for (const path of paths) {
+        const mbps = median(path[direction])
+        console.log(`  ${direction.padEnd(8)} ${path.name}: ${mbps.toFixed(0)} MB/s${path === paths[0] ? '' : ` — ${(mbps / directMBps).toFixed(2)}× direct`}`)
+      }
+    }
+
+    if (!openSsh) console.log(`  OpenSSH's ssh -L: skipped, ${SSHD} is not installed (apt-get install openssh-server)`)
+
     const direct = await roundTrips(service.port, LATENCY_SAMPLES)
     const tunnelled = await roundTrips(opened.localPort, LATENCY_SAMPLES)
     const added = median(tunnelled) - median(direct)
-    console.log(`throughput (median of ${THROUGHPUT_ROUNDS} × ${THROUGHPUT_BYTES / 1024 / 1024} MiB): direct ${directMBps.toFixed(0)} MB/s, tunnel ${tunnelMBps.toFixed(0)} MB/s — ${(tunnelMBps / directMBps).toFixed(2)}× direct (target ≥ 0.5×)`)
-    console.log(`  the machine's ceiling for three hops: three plain Node relays (no SSH, no proxy) ${relayedMBps.toFixed(0)} MB/s — ${(relayedMBps / directMBps).toFixed(2)}× direct`)
-    if (openSsh) {
-      const openSshMBps = median(rounds.openSsh)
-      console.log(`  OpenSSH's own forward (ssh -L through sshd, aes128-gcm, two processes): ${openSshMBps.toFixed(0)} MB/s — ${(openSshMBps / directMBps).toFixed(2)}× direct`)
-    } else {
-      console.log(`  OpenSSH's own forward: skipped, ${SSHD} is not installed (apt-get install openssh-server)`)
-    }
-
     console.log(
       `round trip (${LATENCY_SAMPLES} samples): direct p50 ${median(direct).toFixed(3)} ms p99 ${percentile(direct, 0.99).toFixed(3)} ms; tunnel p50 ${median(tunnelled).toFixed(3)} ms p99 ${percentile(tunnelled, 0.99).toFixed(3)} ms — added p50 ${added.toFixed(3)} ms (target < 2 ms)`,
     )
