@@ -52,6 +52,11 @@ export function hostContainerOptions(image: string, command: string[], deviceUui
   }
 }
 
+/** Removes a host container, with the anonymous volume the agent's image (VOLUME /var/lib/flotilla) gave it. */
+export async function removeHostContainer(container: Docker.Container): Promise<void> {
+  await container.remove({force: true, v: true}).catch(() => {})
+}
+
 /** Runs a command's words on the engine's host in a host container (see {@link hostContainerOptions}); fails on a non-zero exit. */
 export async function runInHostContainer(docker: Docker, image: string, words: string[], deviceUuid: string | undefined): Promise<void> {
   const container = await docker.createContainer({...hostContainerOptions(image, words, deviceUuid), AttachStdout: true, AttachStderr: true})
@@ -75,6 +80,6 @@ export async function runInHostContainer(docker: Docker, image: string, words: s
     if (StatusCode !== 0) throw new Error(`${words.join(' ')}: ${Buffer.concat(stderr).toString('utf8').trim() || `exited with ${StatusCode}`}`)
   } finally {
     clearTimeout(timer)
-    await container.remove({force: true}).catch(() => {})
+    await removeHostContainer(container)
   }
 }

@@ -15,7 +15,7 @@ import {SERVICE_ENV} from '../protocol/device-link.js'
 import {loadHostKey} from '../protocol/host-key.js'
 import {isAuthorizedKey, parseAuthorizedKeys} from '../protocol/authorized-keys.js'
 import {ownerLabel} from './docker-executor.js'
-import {hostContainerOptions} from './host-container.js'
+import {hostContainerOptions, removeHostContainer} from './host-container.js'
 import {LABELS} from './reconciler.js'
 
 /** Who may log in to the shell service without the server's word: a direct listener or a tunnel to its port. */
@@ -204,7 +204,7 @@ async function runHostSessionInContainer(
     AttachStderr: true,
     HostConfig: {...options.HostConfig, ConsoleSize: ptyRequest ? [ptyRequest.rows, ptyRequest.cols] : undefined},
   })
-  const remove = () => container.remove({force: true}).catch(() => {})
+  const remove = () => removeHostContainer(container)
   let stream: NodeJS.ReadWriteStream
   try {
     stream = await container.attach({stream: true, stdin: true, stdout: true, stderr: true, hijack: true})
@@ -233,7 +233,7 @@ async function runHostSessionInContainer(
 /** Removes the host containers an earlier agent of this device left behind when it died while one ran. */
 async function removeHostSessionLeftovers(docker: Docker, deviceUuid: string): Promise<void> {
   const leftovers = await docker.listContainers({all: true, filters: {label: [`${LABELS.hostContainer}=true`, ownerLabel(deviceUuid)], status: ['exited']}}).catch(() => [])
-  await Promise.all(leftovers.map((leftover) => docker.getContainer(leftover.Id).remove({force: true}).catch(() => {})))
+  await Promise.all(leftovers.map((leftover) => removeHostContainer(docker.getContainer(leftover.Id))))
 }
 
 type ContainerSummary = Pick<Docker.ContainerInfo, 'Created' | 'Id' | 'Labels'>

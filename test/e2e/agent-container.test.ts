@@ -81,7 +81,7 @@ describe('the agent in its own container (agent.Dockerfile)', function () {
   })
 
   after(async () => {
-    for (const name of agentContainers) await docker.getContainer(name).remove({force: true}).catch(() => undefined)
+    for (const name of agentContainers) await docker.getContainer(name).remove({force: true, v: true}).catch(() => undefined)
     // The agent writes the uuid it registered under into config.json, also when the test failed before reading it.
     deviceUuid ??= (() => {
       try {
@@ -143,6 +143,7 @@ describe('the agent in its own container (agent.Dockerfile)', function () {
     const deviceRow = async () =>
       (await api.call('GET', `/v7/device?$select=uuid,is_online&$filter=belongs_to__application eq ${fleet.id}&$expand=is_running__release($select=commit)`, {token})).json().d[0]
     const serverLogs = async (): Promise<StoredLogLine[]> => (await api.call('GET', `/device/v2/${deviceUuid}/logs`, {token})).json()
+    const volumeNames = async () => ((await docker.listVolumes()).Volumes ?? []).map((volume) => volume.Name)
     const serviceContainer = async () => {
       const [found] = await docker.listContainers({all: true, filters: {label: [`${LABELS.deviceUuid}=${deviceUuid}`, `${LABELS.serviceName}=main`]}})
       return found ? docker.getContainer(found.Id).inspect() : undefined
@@ -195,7 +196,7 @@ describe('the agent in its own container (agent.Dockerfile)', function () {
     const before = await serviceContainer()
     assert.ok(before?.State.Running)
     await agent.kill()
-    await agent.remove({force: true})
+    await agent.remove({force: true, v: true})
     const printedBefore = (await docker.getContainer(before.Id).logs({stdout: true, follow: false}))
       .toString('latin1')
       .split('seed-alive').length
@@ -221,6 +222,7 @@ describe('the agent in its own container (agent.Dockerfile)', function () {
     // A host session runs on the engine's host, not in the agent's container: it reads a file only the host has,
     // finds none of the agent's, and its exit status comes back. Its container is gone once it ended, and so is
     // one an earlier agent of the device left behind.
+    const volumesBefore = await volumeNames()
     const leftover = await docker.createContainer({Image: BASE_IMAGE, Cmd: ['true'], Labels: {[LABELS.hostContainer]: 'true', [LABELS.deviceUuid]: deviceUuid}})
     await leftover.start()
     await leftover.wait()
@@ -244,13 +246,19 @@ describe('the agent in its own container (agent.Dockerfile)', function () {
       terminal.kill()
     }
 
-    await eventually(async () => (await docker.listContainers({all: true, filters: {label: [`${LABELS.hostContainer}=true`]}})).length === 0, 'the host session container to be removed', 10_000)
+    const hostContainersGone = async (what: string) => {
+      await eventually(async () => (await docker.listContainers({all: true, filters: {label: [`${LABELS.hostContainer}=true`]}})).length === 0, `the containers of ${what} to be removed`, 10_000)
+      assert.deepEqual((await volumeNames()).filter((name) => !volumesBefore.includes(name)), [], `no volume left behind by ${what}`)
+    }
+
+    await hostContainersGone('the host sessions')
 
     // A reboot runs its command on the host too (here a stand-in that leaves a file where only the host has it).
     const rebooted = await runCli(['device', 'reboot', deviceUuid, '--yes'], {env})
     assert.equal(rebooted.exitCode, 0, rebooted.stderr)
     await waitFor(async () => existsSync(rebootedMarker), 'the reboot command to run on the host', 30_000)
     assert.equal((await serviceContainer())?.State.Running, false, 'the services were stopped first')
+    await hostContainersGone('the reboot command')
   })
 
   it("knows the image of its own container from the engine, and that another engine's container is not one of this engine's", async () => {
