@@ -16,7 +16,7 @@ import path from 'node:path'
 
 import {CLI_BIN, makeCliHome, runCli} from '../test/helpers/cli.js'
 import {ensureDocker} from '../test/helpers/docker.js'
-import {FleetApi} from '../test/helpers/fleet-api.js'
+import {eventually, FleetApi} from '../test/helpers/fleet-api.js'
 import {freeLoopbackPort} from '../test/helpers/net.js'
 import {startServer} from '../test/helpers/server.js'
 import {median, percentile} from './measure.js'
@@ -182,13 +182,13 @@ const SSHD = '/usr/sbin/sshd'
 
 /** Resolves once something accepts connections on `port`. */
 async function waitForPort(port: number, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000
-  for (;;) {
+  const accepted = async () => {
     const socket = await connect(port).catch(() => undefined)
-    if (socket) return void socket.destroy()
-    if (Date.now() > deadline) throw new Error(`${what} did not listen on ${port} within 10 s`)
-    await new Promise((resolve) => setTimeout(resolve, 100))
+    socket?.destroy()
+    return socket !== undefined
   }
+
+  await eventually(accepted, `${what} to listen on ${port}`, 10_000)
 }
 
 /**
@@ -234,19 +234,16 @@ function startTunnel(uuid: string, remotePort: number, env: NodeJS.ProcessEnv): 
 
 /** The agent's uuid once it has registered (config.json says so) and its link carries a tunnel connection. */
 async function waitForLinkedDevice(configPath: string, port: number, env: NodeJS.ProcessEnv): Promise<string> {
-  const deadline = Date.now() + 60_000
-  for (;;) {
+  const linkedUuid = async () => {
     const uuid = (JSON.parse(readFileSync(configPath, 'utf8')) as {uuid?: string}).uuid
-    if (uuid) {
-      const probe = await startTunnel(uuid, port, env).catch(() => undefined)
-      const alive = probe && (await concurrent(probe.localPort, 1)) === 1
-      probe?.child.kill('SIGTERM')
-      if (alive) return uuid
-    }
-
-    if (Date.now() > deadline) throw new Error('the agent did not link within 60 s')
-    await new Promise((resolve) => setTimeout(resolve, 500))
+    if (!uuid) return undefined
+    const probe = await startTunnel(uuid, port, env).catch(() => undefined)
+    const alive = probe && (await concurrent(probe.localPort, 1)) === 1
+    probe?.child.kill('SIGTERM')
+    return alive ? uuid : undefined
   }
+
+  return eventually(linkedUuid, 'the agent to link', 60_000)
 }
 
 export async function run(): Promise<void> {

@@ -3,6 +3,7 @@ import {PassThrough, Writable} from 'node:stream'
 
 import type Docker from 'dockerode'
 
+import {ownerLabel} from './docker-executor.js'
 import {LABELS} from './reconciler.js'
 
 /** Where a host container has the host's root, which chroot makes its root. */
@@ -57,12 +58,43 @@ export async function removeHostContainer(container: Docker.Container): Promise<
   await container.remove({force: true, v: true}).catch(() => {})
 }
 
+/** Removes the host containers an earlier agent of this device left behind when it died while one ran. */
+export async function removeLeftoverHostContainers(docker: Docker, deviceUuid: string): Promise<void> {
+  const leftovers = await docker.listContainers({all: true, filters: {label: [`${LABELS.hostContainer}=true`, ownerLabel(deviceUuid)], status: ['exited']}}).catch(() => [])
+  await Promise.all(leftovers.map((leftover) => removeHostContainer(docker.getContainer(leftover.Id))))
+}
+
+export interface StartedHostContainer {
+  container: Docker.Container
+  /** Its attached output (multiplexed without a TTY), and its input when attached with stdin. */
+  stream: NodeJS.ReadWriteStream
+  /** Its exit status, once it stopped and its output ended. */
+  exited: Promise<number>
+}
+
+/** Creates a host container, attaches to it and starts it; one that fails on the way is removed again. */
+export async function startHostContainer(docker: Docker, options: Docker.ContainerCreateOptions, attach: {stdin?: boolean; hijack?: boolean} = {}): Promise<StartedHostContainer> {
+  const container = await docker.createContainer(options)
+  try {
+    const stream = await container.attach({stream: true, stdout: true, stderr: true, ...attach})
+    const outputEnded = new Promise((resolve) => {
+      stream.once('end', resolve)
+      stream.once('close', resolve)
+    })
+    await container.start()
+    const exited = Promise.all([container.wait({condition: 'not-running'}) as Promise<{StatusCode: number}>, outputEnded]).then(([{StatusCode}]) => StatusCode)
+    return {container, stream, exited}
+  } catch (error) {
+    await removeHostContainer(container)
+    throw error
+  }
+}
+
 /** Runs a command's words on the engine's host in a host container (see {@link hostContainerOptions}); fails on a non-zero exit. */
 export async function runInHostContainer(docker: Docker, image: string, words: string[], deviceUuid: string | undefined): Promise<void> {
-  const container = await docker.createContainer({...hostContainerOptions(image, words, deviceUuid), AttachStdout: true, AttachStderr: true})
+  const {container, stream, exited} = await startHostContainer(docker, {...hostContainerOptions(image, words, deviceUuid), AttachStdout: true, AttachStderr: true})
   let timer: NodeJS.Timeout | undefined
   try {
-    const output = await container.attach({stream: true, stdout: true, stderr: true})
     const stderr: Buffer[] = []
     const collectStderr = new Writable({
       write(chunk: Buffer, _encoding, done) {
@@ -70,14 +102,12 @@ export async function runInHostContainer(docker: Docker, image: string, words: s
         done()
       },
     })
-    docker.modem.demuxStream(output, new PassThrough().resume(), collectStderr)
-    const outputEnded = new Promise((resolve) => output.once('end', resolve))
-    await container.start()
+    docker.modem.demuxStream(stream, new PassThrough().resume(), collectStderr)
     const timedOut = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => reject(new Error(`${words.join(' ')}: still running after ${HOST_COMMAND_TIMEOUT_MS / 1000} s`)), HOST_COMMAND_TIMEOUT_MS)
     })
-    const [{StatusCode}] = (await Promise.race([Promise.all([container.wait({condition: 'not-running'}), outputEnded]), timedOut])) as [{StatusCode: number}, unknown]
-    if (StatusCode !== 0) throw new Error(`${words.join(' ')}: ${Buffer.concat(stderr).toString('utf8').trim() || `exited with ${StatusCode}`}`)
+    const status = await Promise.race([exited, timedOut])
+    if (status !== 0) throw new Error(`${words.join(' ')}: ${Buffer.concat(stderr).toString('utf8').trim() || `exited with ${status}`}`)
   } finally {
     clearTimeout(timer)
     await removeHostContainer(container)

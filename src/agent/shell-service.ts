@@ -15,7 +15,7 @@ import {SERVICE_ENV} from '../protocol/device-link.js'
 import {loadHostKey} from '../protocol/host-key.js'
 import {isAuthorizedKey, parseAuthorizedKeys} from '../protocol/authorized-keys.js'
 import {ownerLabel} from './docker-executor.js'
-import {hostContainerOptions, removeHostContainer} from './host-container.js'
+import {hostContainerOptions, removeHostContainer, removeLeftoverHostContainers, startHostContainer} from './host-container.js'
 import {LABELS} from './reconciler.js'
 
 /** Who may log in to the shell service without the server's word: a direct listener or a tunnel to its port. */
@@ -193,47 +193,37 @@ async function runHostSessionInContainer(
   ptyRequest: PtyRequest | undefined,
 ): Promise<SessionProcess> {
   const options = hostContainerOptions(image, ['/bin/sh', '-c', command ?? LOGIN_SHELL], deviceUuid)
-  const container = await docker.createContainer({
-    ...options,
-    Env: [...(options.Env ?? []), ...(ptyRequest ? [`TERM=${ptyRequest.term || 'xterm'}`] : [])],
-    Tty: ptyRequest !== undefined,
-    OpenStdin: true,
-    StdinOnce: true,
-    AttachStdin: true,
-    AttachStdout: true,
-    AttachStderr: true,
-    HostConfig: {...options.HostConfig, ConsoleSize: ptyRequest ? [ptyRequest.rows, ptyRequest.cols] : undefined},
-  })
-  const remove = () => removeHostContainer(container)
-  let stream: NodeJS.ReadWriteStream
-  try {
-    stream = await container.attach({stream: true, stdin: true, stdout: true, stderr: true, hijack: true})
-    await container.start()
-  } catch (error) {
-    await remove()
-    throw error
-  }
-
+  const {container, stream, exited} = await startHostContainer(
+    docker,
+    {
+      ...options,
+      Env: [...(options.Env ?? []), ...(ptyRequest ? [`TERM=${ptyRequest.term || 'xterm'}`] : [])],
+      Tty: ptyRequest !== undefined,
+      OpenStdin: true,
+      StdinOnce: true,
+      AttachStdin: true,
+      AttachStdout: true,
+      AttachStderr: true,
+      HostConfig: {...options.HostConfig, ConsoleSize: ptyRequest ? [ptyRequest.rows, ptyRequest.cols] : undefined},
+    },
+    {stdin: true, hijack: true},
+  )
   const resize = (cols: number, rows: number) => void container.resize({h: rows, w: cols}).catch(() => {})
-  const outputEnded = joinEngineStream(docker, stream, channel, ptyRequest, resize)
-  Promise.all([container.wait({condition: 'not-running'}) as Promise<{StatusCode: number}>, outputEnded]).then(
-    ([{StatusCode}]) => reportExit(channel, {code: StatusCode}),
-    () => reportExit(channel, {code: 255}),
-  ).finally(remove)
+  void joinEngineStream(docker, stream, channel, ptyRequest, resize)
+  exited
+    .then(
+      (code) => reportExit(channel, {code}),
+      () => reportExit(channel, {code: 255}),
+    )
+    .finally(() => removeHostContainer(container))
   return {
     resize,
     signal(name) {
       container.kill({signal: `SIG${name}`}).catch(() => {})
       return true
     },
-    kill: () => void remove(),
+    kill: () => void removeHostContainer(container),
   }
-}
-
-/** Removes the host containers an earlier agent of this device left behind when it died while one ran. */
-async function removeHostSessionLeftovers(docker: Docker, deviceUuid: string): Promise<void> {
-  const leftovers = await docker.listContainers({all: true, filters: {label: [`${LABELS.hostContainer}=true`, ownerLabel(deviceUuid)], status: ['exited']}}).catch(() => [])
-  await Promise.all(leftovers.map((leftover) => removeHostContainer(docker.getContainer(leftover.Id))))
 }
 
 type ContainerSummary = Pick<Docker.ContainerInfo, 'Created' | 'Id' | 'Labels'>
@@ -338,7 +328,7 @@ export async function startShellService(options: ShellServiceOptions): Promise<S
       const image = await options.hostShellImage?.()
       if (!image) return runOnHost(channel, command, ptyRequest)
       const deviceUuid = options.deviceUuid()
-      if (deviceUuid) leftoversRemoved ??= removeHostSessionLeftovers(options.docker, deviceUuid)
+      if (deviceUuid) leftoversRemoved ??= removeLeftoverHostContainers(options.docker, deviceUuid)
       await leftoversRemoved
       return runHostSessionInContainer(options.docker, image, deviceUuid, channel, command, ptyRequest)
     }
