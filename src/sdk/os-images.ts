@@ -80,14 +80,19 @@ const BMAP_MAX_BYTES = 16 * 1024 * 1024
  * and their final, successful, valid releases. Works without a login where the server allows guests.
  */
 export async function listOsVersions(client: FleetClient, deviceType: string): Promise<OsVersionRelease[]> {
-  const filter = `is_host eq true and is_for__device_type/any(dt:dt/slug in (${odataValue(deviceType)}))`
-  const expand = `owns__release($select=id,raw_version,variant,phase;$filter=is_final eq true and is_invalidated eq false and status eq 'success')`
   const anonymous = !client.hasToken
-  const query = `$select=id&$filter=${encodeURIComponent(filter)}&$expand=${encodeURIComponent(expand)}`
-  const {d: hostApps} = await client.request<{d: HostAppRow[]}>('GET', `/v7/application?${query}`, {anonymous})
+  const hostApps = await client.pine.get<HostAppRow>(
+    'application',
+    {
+      $select: 'id',
+      $filter: `is_host eq true and is_for__device_type/any(dt:dt/slug in (${odataValue(deviceType)}))`,
+      $expand: `owns__release($select=id,raw_version,variant,phase;$filter=is_final eq true and is_invalidated eq false and status eq 'success')`,
+    },
+    {anonymous},
+  )
   const releases = hostApps.flatMap((hostApp) => hostApp.owns__release).filter((release) => release.raw_version)
   if (releases.length === 0) {
-    const {d: types} = await client.request<{d: unknown[]}>('GET', `/v7/device_type?$select=id&$filter=${encodeURIComponent(`slug eq ${odataValue(deviceType)}`)}`, {anonymous})
+    const types = await client.pine.get('device_type', {$select: 'id', $filter: `slug eq ${odataValue(deviceType)}`}, {anonymous})
     if (types.length === 0) throw new UsageError(`invalid device type "${deviceType}" — run "flotilla device-type list" to see the valid ones`)
     throw new ExpectedError(`no OS versions are published for device type "${deviceType}"`)
   }
