@@ -12,43 +12,19 @@ export interface ParsedRequest {
   binds: ODataBinds
 }
 
-function decode(text: string): string {
-  try {
-    return decodeURIComponent(text)
-  } catch {
-    throw badRequest(`malformed percent-encoding in "${text}"`)
-  }
-}
-
 /**
- * The parser reads the URL's own syntax but does not undo the percent-encoding clients apply to whole option values
- * (`%2F`, `%27`, `%24`…), so each part is decoded here and only `%` and `&` are re-escaped: inside quoted strings the
- * parser decodes those itself, and nowhere else may they appear.
+ * Parses a pine URL relative to the API root (`/device(1)?$select=uuid`) as pinejs does: the raw URL, not decoded first,
+ * so OData's own characters must arrive as they are and only literals' contents percent-encoded (the parser decodes
+ * those, and `%20`, `%27`, `%24` where it allows them). Anything else is pinejs's `400 Malformed url: '<url>'`, the URL
+ * named as the client sent it (`apiRoot` + `url`, an `apikey` in it blanked); an unknown resource is a 404.
  */
-export function normaliseODataUrl(url: string): string {
-  const questionMark = url.indexOf('?')
-  const pathPart = questionMark === -1 ? url : url.slice(0, questionMark)
-  const queryPart = questionMark === -1 ? '' : url.slice(questionMark + 1)
-  const reescape = (text: string) => text.replaceAll('%', '%25').replaceAll('&', '%26')
-  const path = reescape(decode(pathPart))
-  const parameters = queryPart
-    .split('&')
-    .filter((parameter) => parameter !== '')
-    .map((parameter) => {
-      const equals = parameter.indexOf('=')
-      if (equals === -1) return `${reescape(decode(parameter))}=`
-      return `${reescape(decode(parameter.slice(0, equals)))}=${reescape(decode(parameter.slice(equals + 1)))}`
-    })
-  return parameters.length > 0 ? `${path}?${parameters.join('&')}` : path
-}
-
-/** Parses a pine URL relative to the API root (`/device(1)?$select=uuid`), naming what is wrong when it cannot. */
-export function parseODataUrl(url: string): ParsedRequest {
+export function parseODataUrl(url: string, apiRoot = ''): ParsedRequest {
   let parsed: {tree: ODataQuery; binds: ODataBinds}
   try {
-    parsed = odataParser.parse(normaliseODataUrl(url), {startRule: 'ProcessRule', rule: 'OData'})
-  } catch (error) {
-    throw badRequest(`malformed OData URL: ${(error as Error).message}`)
+    parsed = odataParser.parse(url, {startRule: 'ProcessRule', rule: 'OData'})
+  } catch {
+    // A syntax error, or a literal whose percent-encoding does not decode (a URIError): both are the client's URL.
+    throw badRequest(`Malformed url: '${apiRoot}${url.replaceAll(/([?&]apikey=)[^&]*/gi, '$1<hidden>')}'`)
   }
 
   const {tree, binds} = parsed

@@ -10,7 +10,7 @@ import {ODataWriter} from '../odata/write.js'
 export const API_ROOT = '/v7'
 
 function parsedRequest(request: FastifyRequest) {
-  return parseODataUrl(request.url.slice(API_ROOT.length))
+  return parseODataUrl(request.url.slice(API_ROOT.length), API_ROOT)
 }
 
 /** Pine (OData) over every resource of odata/model.ts: GET, POST, PATCH (and PUT), DELETE. */
