@@ -211,11 +211,18 @@ describe('flotilla server (real binary, over HTTP)', function () {
     assert.equal((await call('POST', '/v7/application_config_variable', {token, json: {application: fleet.id, name: 'BALENA_HOST_CONFIG_gpu_mem', value: '16'}})).status, 201)
   })
 
-  it('answers malformed OData with 400 and unknown resources with 404', async () => {
+  it("answers malformed OData with pinejs's 400 Malformed url and unknown resources with 404", async () => {
     const token = await login(server.admin.username, server.admin.password)
     const malformed = await call('GET', '/v7/device?$filter=uuid eq', {token})
     assert.equal(malformed.status, 400)
-    assert.match(malformed.json(), /malformed/)
+    assert.equal(malformed.json(), "Malformed url: '/v7/device?$filter=uuid%20eq'")
+    // The raw URL is parsed, as pinejs parses it: OData's own characters percent-encoded are refused, not decoded away.
+    assert.equal((await call('GET', "/v7/device?$select=id,uuid&$filter=startswith(uuid,'0')", {token})).status, 200)
+    for (const url of ['/v7/device?$select=id%2Cuuid', '/v7/device?$filter=startswith%28uuid,%270%27)', '/v7/device?$filter=startswith(uuid%2C%270%27)', '/v7/device(uuid%3D%270%27)']) {
+      const refused = await call('GET', url, {token})
+      assert.deepEqual([refused.status, refused.json()], [400, `Malformed url: '${url}'`])
+    }
+
     assert.equal((await call('GET', '/v7/device?$filter=no_such_field eq 1', {token})).status, 400)
     assert.equal((await call('GET', '/v7/no_such_resource', {token})).status, 404)
     assert.equal((await call('GET', '/v7/device')).status, 401)
