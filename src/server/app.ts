@@ -132,6 +132,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
       sshHostKey: publicHostKeyOf(hostKey),
       version: options.version ?? '0.0.0',
       targetsMaybeChanged: () => links.targetsMaybeChanged(),
+      keysMaybeRevoked: () => links.closeLinksOfRevokedKeys(),
     }
     const settings = {
       logger: {level: options.logger?.level ?? 'warn', stream: process.stderr},

@@ -19,6 +19,8 @@ export interface ServerContext {
   version: string
   /** Called after any write that may change devices' target states: linked devices are told at once. */
   targetsMaybeChanged(): void
+  /** Called after a deletion that may have taken device keys with it (a revocation, a removed device): links opened with them close at once. */
+  keysMaybeRevoked(): Promise<void>
 }
 
 const actors = new WeakMap<FastifyRequest, Promise<Actor>>()
