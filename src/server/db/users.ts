@@ -71,6 +71,13 @@ export async function addMembership(db: Db, userId: number, organizationHandle: 
     .execute()
 }
 
+/** Gives a user a new password and ends all their sessions, as the old password may be what was stolen. */
+export async function setPassword(db: Db, userId: number, password: string): Promise<void> {
+  if (password.length < 8) throw badRequest('a password needs at least 8 characters')
+  const passwordHash = await hashPassword(password)
+  await db.updateTable('user').set({password_hash: passwordHash, jwt_secret: newSessionSecret()}).where('id', '=', userId).execute()
+}
+
 /** A new secret in every session token of the user: all of them (and their refreshes) stop working. */
 export async function rotateSessionSecret(db: Db, userId: number): Promise<void> {
   await db.updateTable('user').set({jwt_secret: newSessionSecret()}).where('id', '=', userId).execute()

@@ -27,7 +27,7 @@ describe('security: sessions and logins', function () {
   before(async () => {
     server = await startServer()
     api = new FleetApi(server.url)
-    for (const name of ['carol', 'dave', 'erin', 'mallory']) await server.addUser({email: `${name}@example.com`, username: name, password: `${name}-password-1`})
+    for (const name of ['carol', 'dave', 'erin', 'frank', 'mallory']) await server.addUser({email: `${name}@example.com`, username: name, password: `${name}-password-1`})
   })
 
   after(async () => {
@@ -70,6 +70,30 @@ describe('security: sessions and logins', function () {
     assert.equal((await api.call('POST', '/user/v1/logout', {token: session})).status, 200)
     assert.equal((await api.call('POST', '/user/v1/logout', {token: session})).status, 401)
     assert.equal(await status('/user/v1/whoami', apiKey), 200)
+  })
+
+  it('ends every session of a user whose password an admin sets, and refuses an unknown user without writing', async () => {
+    const session = await api.login('frank', 'frank-password-1')
+    const refreshed = (await api.call('GET', '/user/v1/refresh-token', {token: session})).body
+    const mallory = await api.login('mallory', 'mallory-password-1')
+    const set = await runCli(['server', 'user', 'password', '--username', 'frank', '--password-stdin', '--data-dir', server.dataDir], {input: 'frank-new-password\n'})
+    assert.equal(set.exitCode, 0, set.stderr)
+    for (const token of [session, refreshed]) {
+      assert.equal(await status('/user/v1/whoami', token), 401)
+      assert.equal(await status('/user/v1/refresh-token', token), 401)
+    }
+
+    assert.equal((await api.call('POST', '/login_', {json: {username: 'frank', password: 'frank-password-1'}})).status, 401)
+    assert.equal(await status('/user/v1/whoami', await api.login('frank', 'frank-new-password')), 200)
+    assert.equal(await status('/user/v1/whoami', mallory), 200)
+
+    const unknown = await runCli(['server', 'user', 'password', '--username', 'nobody', '--password-stdin', '--data-dir', server.dataDir], {input: 'whatever-password'})
+    assert.equal(unknown.exitCode, 1)
+    assert.match(unknown.stderr, /^error: user "nobody" not found/)
+    const short = await runCli(['server', 'user', 'password', '--username', 'mallory', '--password-stdin', '--data-dir', server.dataDir], {input: 'short'})
+    assert.equal(short.exitCode, 1)
+    assert.match(short.stderr, /at least 8 characters/)
+    assert.equal(await status('/user/v1/whoami', mallory), 200)
   })
 
   it('takes as long to refuse an unknown user as a wrong password of a real one (a bounded sample)', async () => {
