@@ -166,7 +166,8 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
       sshHostKey: publicHostKeyOf(hostKey),
       version: options.version ?? '0.0.0',
       targetsMaybeChanged: () => links.targetsMaybeChanged(),
-      keysMaybeRevoked: () => links.closeLinksOfRevokedKeys(),
+      // The deletion itself succeeded: a failure here is logged, not answered as the request's.
+      keysMaybeRevoked: () => links.closeLinksOfRevokedKeys().catch((error: unknown) => app.log.error({err: error}, 'closing links of revoked keys failed')),
     }
     const settings = {
       logger: {level: options.logger?.level ?? 'warn', stream: process.stderr},
