@@ -43,7 +43,7 @@ cp /etc/hosts "$hosts_backup"
 echo "127.0.0.1 api.$domain builder.$domain ssh.$domain tunnel.$domain" >>/etc/hosts
 
 export FLOTILLA_ADMIN_EMAIL=admin@$domain FLOTILLA_ADMIN_PASSWORD=compat-password FLOTILLA_LOG_LEVEL=${FLOTILLA_LOG_LEVEL:-debug}
-node bin/run.js server start --host 127.0.0.1 --port 443 --ssh-port "$ssh_port" --cert "$work/cert.pem" --key "$work/key.pem" \
+node bin/run.js server start --host 127.0.0.1 --port 443 --public-url "https://api.$domain" --ssh-port "$ssh_port" --cert "$work/cert.pem" --key "$work/key.pem" \
   --data-dir "$work/server" --images-dir "$work/images" >"$work/server.out" 2>"$work/server.log" &
 pids+=($!)
 mkdir -p "$work/images/raspberrypi4-64/6.0.13" && head -c 1048576 /dev/zero >"$work/images/raspberrypi4-64/6.0.13/balena.img"

@@ -27,7 +27,19 @@ export async function promptChoice<T extends string>(message: string, choices: A
 
 /** Reads all of stdin, for secrets passed as `--token -` or `--password-stdin`. */
 export async function readStdin(): Promise<string> {
+  return (await stdinText()).trim()
+}
+
+async function stdinText(): Promise<string> {
   const chunks: Buffer[] = []
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
-  return Buffer.concat(chunks).toString('utf8').trim()
+  return Buffer.concat(chunks).toString('utf8')
+}
+
+/** A password piped in for `--password-stdin` (one trailing newline dropped); `usage` shows the pipe in the error. */
+export async function readPasswordFromPipe(usage: string): Promise<string> {
+  if (process.stdin.isTTY) throw new UsageError(`--password-stdin reads the password from a pipe: printf "%s" "$PASSWORD" | ${usage}`)
+  const password = (await stdinText()).replace(/\r?\n$/, '')
+  if (password === '') throw new UsageError('no password arrived on stdin')
+  return password
 }

@@ -39,6 +39,12 @@ export default class Login extends FlotillaCommand {
   }
 
   private async chooseMethod(flags: {token?: string; credentials: boolean; email?: string; password?: string}) {
+    for (const flag of ['token', 'password'] as const) {
+      if (flags[flag] !== undefined && flags[flag] !== '-') {
+        this.output.warn(`--${flag} on the command line can be read by other users of this machine (ps, /proc) and stays in shell history — use --${flag} - and pipe it in`)
+      }
+    }
+
     if (flags.token !== undefined) {
       if (flags.credentials) throw new UsageError('give either --token or --credentials, not both')
       return {token: flags.token === '-' ? await readStdin() : flags.token}

@@ -1,3 +1,4 @@
+import {hostname} from 'node:os'
 import path from 'node:path'
 
 import type Docker from 'dockerode'
@@ -49,6 +50,11 @@ export interface ServerOptions {
   logStreamHeartbeatMs?: number
   /** OS images to publish as hostApp releases and serve at /download: `<dir>/<device-type>/<version>/<image>`. */
   imagesDir?: string
+  /**
+   * The URL clients and devices reach the server at (`https://fleet.example.com`), put in the endpoints it hands
+   * out; by default the listening URL (the machine's host name when listening on every address).
+   */
+  publicUrl?: string
   /** Serve HTTPS (API, builder, tunnel proxy) with this certificate and key (PEM). */
   tls?: {cert: string | Buffer; key: string | Buffer}
 }
@@ -62,6 +68,8 @@ export interface FlotillaServer {
   listen(): Promise<string>
   /** The bound address once listening. */
   address(): {host: string; port: number; sshPort: number}
+  /** The URL the server tells clients and devices to reach it at (complete once listening). */
+  publicUrl(): string
   close(): Promise<void>
 }
 
@@ -115,8 +123,32 @@ function sendErrors(app: FastifyInstance): void {
   })
 }
 
+/** Whether a listening address means every address of the machine (then clients need another name for it). */
+export function isWildcardAddress(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === '[::]'
+}
+
+const urlHostOf = (host: string) => (host.includes(':') && !host.startsWith('[') ? `[${host}]` : host)
+
+/** A public URL as given: http(s), a host and maybe a port, nothing else; returned without a trailing slash. */
+export function parsePublicUrl(text: string): string {
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    throw new ExpectedError(`public URL "${text}" is not a URL — give one such as https://fleet.example.com or http://192.168.1.10:7171`)
+  }
+
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
+    throw new ExpectedError(`public URL "${text}" must be http(s)://<host>[:<port>] with no path — such as https://fleet.example.com`)
+  }
+
+  return url.origin
+}
+
 /** Builds the fleet server over the database of its data dir: bootstrap, routes, error answers. Call listen() to serve. */
 export async function createServer(options: ServerOptions = {}): Promise<FlotillaServer> {
+  const publicUrl = options.publicUrl === undefined ? undefined : parsePublicUrl(options.publicUrl)
   const db = await openDatabase(options.dataDir ? {dataDir: options.dataDir} : ':memory:')
   try {
     const createdAdmin = await ensureAdmin(db, options.admin ?? {})
@@ -128,10 +160,14 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
       secret: await loadSigningSecret(options.dataDir),
       loginLimiter: new LoginRateLimiter(),
       registry: options.registry ?? null,
+      // Until listen() knows the port, when none was configured.
+      publicUrl: publicUrl ?? 'http://127.0.0.1',
       sshPort: options.sshPort ?? 2222,
       sshHostKey: publicHostKeyOf(hostKey),
       version: options.version ?? '0.0.0',
       targetsMaybeChanged: () => links.targetsMaybeChanged(),
+      // The deletion itself succeeded: a failure here is logged, not answered as the request's.
+      keysMaybeRevoked: () => links.closeLinksOfRevokedKeys().catch((error: unknown) => app.log.error({err: error}, 'closing links of revoked keys failed')),
     }
     const settings = {
       logger: {level: options.logger?.level ?? 'warn', stream: process.stderr},
@@ -167,13 +203,15 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
         }
 
         bound = {host, port: address.port, sshPort: context.sshPort}
-        const urlHost = host.includes(':') ? `[${host}]` : host
-        return `${options.tls ? 'https' : 'http'}://${urlHost}:${address.port}`
+        const scheme = options.tls ? 'https' : 'http'
+        if (publicUrl === undefined) context.publicUrl = `${scheme}://${urlHostOf(isWildcardAddress(host) ? hostname() : host)}:${address.port}`
+        return `${scheme}://${urlHostOf(host)}:${address.port}`
       },
       address() {
         if (!bound) throw new Error('the server is not listening yet')
         return bound
       },
+      publicUrl: () => context.publicUrl,
       async close() {
         links.close()
         await gateway.close()

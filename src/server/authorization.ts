@@ -91,7 +91,11 @@ function userScope(actor: Extract<Actor, {kind: 'user'}>, resource: string, alia
     }
 
     case 'api_key': {
-      return equals(alias, 'is_of__actor', actor.actorId)
+      // Their own keys, and the provisioning and device keys of the fleets and devices they reach, so members can
+      // see and revoke them; the key itself is never a field.
+      return sql`(${equals(alias, 'is_of__actor', actor.actorId)}
+        or ${sql.ref(`${alias}.is_of__actor`)} in (select key_fleet.actor from application as key_fleet where key_fleet.id in (${sets.applications}))
+        or ${sql.ref(`${alias}.is_of__actor`)} in (select key_device.actor from device as key_device where key_device.id in (${sets.devices})))`
     }
 
     case 'application': {
@@ -285,12 +289,17 @@ export function assertMayWrite(actor: Actor, resource: ResourceSpec, method: Wri
  * state, send its logs) and what its owners do (read its target and logs, send it actions, open a shell or a
  * tunnel to it).
  */
-export type DeviceAccess = 'read-target' | 'report-state' | 'write-logs' | 'read-logs' | 'send-action' | 'connect'
+export type DeviceAccess = 'read-target' | 'report-state' | 'write-logs' | 'read-logs' | 'send-action' | 'connect' | 'create-key'
 
-const DEVICE_KEY_ACCESS = new Set<DeviceAccess>(['read-target', 'report-state', 'write-logs'])
-const USER_ACCESS = new Set<DeviceAccess>(['read-target', 'read-logs', 'send-action', 'connect'])
+/** `create-key` is a rotation: a device may make itself a new key, as may its owners. */
+const DEVICE_KEY_ACCESS = new Set<DeviceAccess>(['read-target', 'report-state', 'write-logs', 'create-key'])
+const USER_ACCESS = new Set<DeviceAccess>(['read-target', 'read-logs', 'send-action', 'connect', 'create-key'])
 
-/** Whether the actor may do this to the device: its own device key, or a user who sees the device. */
+/**
+ * Whether the actor may do this to the device: its own device key, or a user who sees the device. A provisioning
+ * key may do nothing to a device, not even give it a key: as in balena, it may only register new devices, whose
+ * first key comes with the registration (a key it set for an existing device would take that device over).
+ */
 export async function mayAccessDevice(db: Db, actor: Actor, deviceId: number, access: DeviceAccess): Promise<boolean> {
   if (actor.kind === 'device') return actor.deviceId === deviceId && DEVICE_KEY_ACCESS.has(access)
   if (actor.kind !== 'user' || !USER_ACCESS.has(access)) return false

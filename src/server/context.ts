@@ -12,6 +12,11 @@ export interface ServerContext {
   secret: Uint8Array
   loginLimiter: LoginRateLimiter
   registry: string | null
+  /**
+   * The URL clients and devices reach this server at (`--public-url`, else the listening URL): every endpoint the
+   * server hands out (well-known document, config.json) is made from it, never from a request's Host header.
+   */
+  publicUrl: string
   /** The SSH gateway's port: as configured, then as bound. */
   sshPort: number
   /** The gateway's public host key (`ssh-ed25519 AAAA…`), announced so clients can pin it. */
@@ -19,6 +24,8 @@ export interface ServerContext {
   version: string
   /** Called after any write that may change devices' target states: linked devices are told at once. */
   targetsMaybeChanged(): void
+  /** Called after a deletion that may have taken device keys with it (a revocation, a removed device): links opened with them close at once. */
+  keysMaybeRevoked(): Promise<void>
 }
 
 const actors = new WeakMap<FastifyRequest, Promise<Actor>>()

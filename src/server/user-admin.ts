@@ -1,7 +1,7 @@
 import {ExpectedError, NotFoundError} from '../errors.js'
 import {generatePassword} from './auth/passwords.js'
 import {openDatabase} from './db/database.js'
-import {addMembership, createUser} from './db/users.js'
+import {addMembership, createUser, findUserByLogin, setPassword} from './db/users.js'
 import {HttpError} from './http-errors.js'
 
 export interface AddUserOptions {
@@ -27,6 +27,22 @@ export async function addServerUser(options: AddUserOptions): Promise<{username:
     const user = await createUser(db, {email: options.email, username: options.username, password: options.password ?? (generatedPassword as string)})
     if (options.organization) await addMembership(db, user.id, options.organization)
     return {username: user.username, email: user.email, generatedPassword}
+  } catch (error) {
+    throw error instanceof HttpError ? new ExpectedError(error.message) : error
+  } finally {
+    await db.destroy()
+  }
+}
+
+/** Sets a user's password in a server's database directly (generated and returned when absent); every session of the user ends. */
+export async function setServerUserPassword(options: {dataDir: string; login: string; password?: string}): Promise<{username: string; generatedPassword?: string}> {
+  const db = await openDatabase({dataDir: options.dataDir})
+  try {
+    const user = await findUserByLogin(db, options.login)
+    if (!user) throw new NotFoundError('user', options.login, 'give the username or email of an existing user')
+    const generatedPassword = options.password === undefined ? generatePassword() : undefined
+    await setPassword(db, user.id, options.password ?? (generatedPassword as string))
+    return {username: user.username, generatedPassword}
   } catch (error) {
     throw error instanceof HttpError ? new ExpectedError(error.message) : error
   } finally {

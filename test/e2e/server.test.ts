@@ -179,14 +179,14 @@ describe('flotilla server (real binary, over HTTP)', function () {
     assert.deepEqual(listed, [{device_name: DEVICE_UUID.slice(0, 7), is_online: false, should_be_running__release: null}])
   })
 
-  it('mints provisioning keys through /api-key/v2/ and device keys a client chooses', async () => {
+  it('mints provisioning keys through /api-key/v2/ and device keys a fleet member chooses', async () => {
     const token = await login(server.admin.username, server.admin.password)
     const fleet = await createFleet(token, 'keyed')
     const v2 = await call('POST', '/api-key/v2/', {token, json: {actorType: 'application', actorTypeId: fleet.id, roles: ['provisioning-api-key'], name: 'v2', description: null, expiryDate: null}})
     assert.equal(v2.status, 200, v2.body)
     const registered = (await call('POST', '/device/register', {token: v2.json(), json: {application: fleet.id, device_type: 'rpi', uuid: OTHER_UUID}})).json()
     const chosen = 'chosenDeviceKey0123456789abcdefg'
-    const deviceKey = await call('POST', `/api-key/device/${registered.id}/device-key`, {token: v2.json(), json: {apiKey: chosen}})
+    const deviceKey = await call('POST', `/api-key/device/${registered.id}/device-key`, {token, json: {apiKey: chosen}})
     assert.equal(deviceKey.json(), chosen)
     assert.equal((await call('GET', '/actor/v1/whoami', {token: chosen})).json().uuid, OTHER_UUID)
     assert.equal((await call('POST', '/api-key/v2/', {token, json: {actorType: 'device', actorTypeId: registered.id, roles: ['nonsense']}})).status, 400)

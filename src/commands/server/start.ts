@@ -25,7 +25,7 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
 
   static override examples = [
     '<%= config.bin %> server start',
-    '<%= config.bin %> server start --port 8080 --host 0.0.0.0',
+    '<%= config.bin %> server start --port 8080 --host 0.0.0.0 --public-url http://192.168.1.10:8080',
     '<%= config.bin %> server start --registry 127.0.0.1:5000',
     '<%= config.bin %> server start --images-dir ./os-images',
     '<%= config.bin %> server start --host 0.0.0.0 --cert fleet.example.com.pem --key fleet.example.com.key',
@@ -35,6 +35,7 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
   static override flags = {
     port: Flags.integer({description: 'HTTP port of the API (0 picks a free one)', default: 7171, min: 0, max: 65_535}),
     host: Flags.string({description: 'address to listen on', default: '127.0.0.1'}),
+    'public-url': Flags.string({description: 'URL clients and devices reach this server at, put in the endpoints and config.json it hands out [default: the listening URL]'}),
     'data-dir': Flags.string({description: 'where the database and secrets live [default: <flotilla data dir>/server]'}),
     'ssh-port': Flags.integer({description: 'SSH port: devices\' links, and the gateway of flotilla ssh (0 picks a free one)', default: 2222, min: 0, max: 65_535}),
     registry: Flags.string({description: 'host:port of the Docker registry images are pushed to, announced to clients'}),
@@ -52,12 +53,13 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     const imagesDir = flags['images-dir'] ? path.resolve(flags['images-dir']) : undefined
     if (imagesDir && !(await stat(imagesDir).catch(() => undefined))?.isDirectory()) throw new UsageError(`--images-dir ${flags['images-dir']} is not a folder`)
     const tls = flags.cert && flags.key ? {cert: await readPem(flags.cert, '--cert'), key: await readPem(flags.key, '--key')} : undefined
-    const {createServer} = await import('../../server/app.js')
+    const {createServer, isWildcardAddress} = await import('../../server/app.js')
     const level = process.env.FLOTILLA_LOG_LEVEL || 'warn'
     if (!LOG_LEVELS.includes(level as LogLevel)) throw new UsageError(`FLOTILLA_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, not "${level}"`)
     const server = await createServer({
       dataDir,
       host: flags.host,
+      publicUrl: flags['public-url'],
       port: flags.port,
       sshPort: flags['ssh-port'],
       registry: flags.registry ?? null,
@@ -87,6 +89,9 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     }
 
     this.output.line(`flotilla server listening on ${url}, SSH on port ${server.address().sshPort}`)
+    if (!flags['public-url'] && isWildcardAddress(flags.host)) {
+      this.output.warn(`clients and devices are told to reach this server at ${server.publicUrl()}: set --public-url to the address they can reach`)
+    }
     await new Promise<void>((resolve) => {
       const stop = () => {
         process.off('SIGINT', stop)

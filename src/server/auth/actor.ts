@@ -6,7 +6,8 @@ import {looksLikeJwt, verifySession} from './tokens.js'
 export type Actor =
   | {kind: 'user'; actorId: number; userId: number; username: string; email: string; via: 'session' | 'api-key'; authTime?: number}
   | {kind: 'application'; actorId: number; applicationId: number; slug: string}
-  | {kind: 'device'; actorId: number; deviceId: number; uuid: string; applicationId: number}
+  /** `keyId`: the device key it came with, so what that key opened (the device link) can be closed when it is revoked. */
+  | {kind: 'device'; actorId: number; deviceId: number; uuid: string; applicationId: number; keyId: number}
   /** No credentials: may read only what balena shows everyone (device types). */
   | {kind: 'guest'}
 
@@ -32,7 +33,7 @@ async function actorOfApiKey(db: Db, key: string): Promise<Actor | undefined> {
   const row = await db
     .selectFrom('api_key')
     .innerJoin('actor', 'actor.id', 'api_key.is_of__actor')
-    .select(['api_key.is_of__actor as actorId', 'api_key.expiry_date', 'actor.kind'])
+    .select(['api_key.id as keyId', 'api_key.is_of__actor as actorId', 'api_key.expiry_date', 'actor.kind'])
     .where('api_key.key_hash', '=', hashApiKey(key))
     .executeTakeFirst()
   if (!row || (row.expiry_date && new Date(row.expiry_date).getTime() <= Date.now())) return undefined
@@ -47,7 +48,7 @@ async function actorOfApiKey(db: Db, key: string): Promise<Actor | undefined> {
   }
 
   const device = await db.selectFrom('device').select(['id', 'uuid', 'belongs_to__application']).where('actor', '=', row.actorId).executeTakeFirst()
-  return device && {kind: 'device', actorId: row.actorId, deviceId: device.id, uuid: device.uuid, applicationId: device.belongs_to__application}
+  return device && {kind: 'device', actorId: row.actorId, deviceId: device.id, uuid: device.uuid, applicationId: device.belongs_to__application, keyId: row.keyId}
 }
 
 /** The actor a credential stands for, or undefined when it is unknown, expired, revoked or its owner is gone. */

@@ -25,6 +25,19 @@ export async function verifyPassword(password: string, stored: string | null): P
   return key.length === expected.length && timingSafeEqual(key, expected)
 }
 
+let dummyHash: Promise<string> | undefined
+
+/**
+ * Checks a password against a user's hash, or, when there is no such user, against a hash of nothing anyone
+ * knows: either way one scrypt runs, so how long a login takes does not tell whether the user exists.
+ */
+export async function verifyLogin(password: string, stored: string | null | undefined): Promise<boolean> {
+  if (stored) return verifyPassword(password, stored)
+  dummyHash ??= hashPassword(randomAlphanumerics(32))
+  await verifyPassword(password, await dummyHash)
+  return false
+}
+
 const ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789'
 
 /** A random password for people to copy: 20 characters without look-alikes. */

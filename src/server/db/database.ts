@@ -1,10 +1,10 @@
-import {mkdirSync} from 'node:fs'
 import path from 'node:path'
 
 import SqliteDatabase from 'better-sqlite3'
 import {Kysely, type LogConfig, Migrator, SqliteDialect} from 'kysely'
 
 import {ExpectedError} from '../../errors.js'
+import {securePrivateDir} from '../data-dir.js'
 import {migrationProvider} from './migrations.js'
 import type {Database} from './schema.js'
 
@@ -14,12 +14,13 @@ export const DATABASE_FILE = 'flotilla.db'
 
 /**
  * Opens the server's database (`<dataDir>/flotilla.db`, or an in-memory one for `:memory:`) and brings its schema
- * up to date. WAL lets `server user add` write while a server has the file open.
+ * up to date, in a data dir only the server's user can read. WAL lets `server user add` write while a server has the file open.
  */
 export async function openDatabase(location: {dataDir: string} | ':memory:', options: {log?: LogConfig} = {}): Promise<Db> {
   let file = ':memory:'
   if (location !== ':memory:') {
-    mkdirSync(location.dataDir, {recursive: true, mode: 0o700})
+    // SQLite gives its -wal and -shm files the mode of the database file, so they are private too.
+    securePrivateDir(location.dataDir, DATABASE_FILE)
     file = path.join(location.dataDir, DATABASE_FILE)
   }
 

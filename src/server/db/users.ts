@@ -19,6 +19,8 @@ export interface CreatedUser {
   organizationId: number
 }
 
+const newSessionSecret = () => randomBytes(16).toString('hex')
+
 const USERNAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_-]{0,61}$/
 const EMAIL_PATTERN = /^[^\s@]+@[^\s@]+$/
 
@@ -39,7 +41,7 @@ export async function createUser(db: Db, user: NewUser): Promise<CreatedUser> {
           username: user.username,
           email: user.email.toLowerCase(),
           password_hash: passwordHash,
-          jwt_secret: randomBytes(16).toString('hex'),
+          jwt_secret: newSessionSecret(),
           actor: actor.id,
         })
         .returning('id')
@@ -67,6 +69,18 @@ export async function addMembership(db: Db, userId: number, organizationHandle: 
     .values({created_at: now(), user: userId, is_member_of__organization: organization.id})
     .onConflict((conflict) => conflict.columns(['user', 'is_member_of__organization']).doNothing())
     .execute()
+}
+
+/** Gives a user a new password and ends all their sessions, as the old password may be what was stolen. */
+export async function setPassword(db: Db, userId: number, password: string): Promise<void> {
+  if (password.length < 8) throw badRequest('a password needs at least 8 characters')
+  const passwordHash = await hashPassword(password)
+  await db.updateTable('user').set({password_hash: passwordHash, jwt_secret: newSessionSecret()}).where('id', '=', userId).execute()
+}
+
+/** A new secret in every session token of the user: all of them (and their refreshes) stop working. */
+export async function rotateSessionSecret(db: Db, userId: number): Promise<void> {
+  await db.updateTable('user').set({jwt_secret: newSessionSecret()}).where('id', '=', userId).execute()
 }
 
 /** A user by email or username (case-insensitively), for logging in. */

@@ -21,6 +21,8 @@ export class ChannelRefusedError extends Error {}
 interface Link {
   deviceId: number
   uuid: string
+  /** The device key the link was opened with: revoking it closes the link. */
+  keyId: number
   connection: Connection
   /** The target's ETag as of the last time the device was told (or linked), to tell only on real changes. */
   targetTag?: string
@@ -47,9 +49,10 @@ export class DeviceLinks {
   ) {}
 
   /** Records a device's link; a link the device had before is closed, since an agent keeps only one. */
-  async add(deviceId: number, uuid: string, connection: Connection): Promise<void> {
+  async add(device: {deviceId: number; uuid: string; keyId: number}, connection: Connection): Promise<void> {
+    const {deviceId} = device
     const previous = this.links.get(deviceId)
-    const link: Link = {deviceId, uuid, connection}
+    const link: Link = {...device, connection}
     this.links.set(deviceId, link)
     if (previous && previous.connection !== connection) previous.connection.end()
     connection.once('close', () => {
@@ -144,6 +147,24 @@ export class DeviceLinks {
       if (tag === link.targetTag) continue
       link.targetTag = tag
       void this.send(link.deviceId, {type: 'update'})
+    }
+  }
+
+  /**
+   * Closes at once the links whose device key is gone (revoked, or deleted with its device), so a revoked key
+   * keeps no device reachable in its name. Called after every deletion that may take keys with it.
+   */
+  async closeLinksOfRevokedKeys(): Promise<void> {
+    const links = [...this.links.values()]
+    if (links.length === 0) return
+    const rows = await this.db
+      .selectFrom('api_key')
+      .select('id')
+      .where('id', 'in', links.map((link) => link.keyId))
+      .execute()
+    const live = new Set(rows.map((row) => row.id))
+    for (const link of links) {
+      if (!live.has(link.keyId)) link.connection.end()
     }
   }
 

@@ -130,11 +130,11 @@ async function relay(context: ServerContext, links: DeviceLinks, user: UserActor
 }
 
 /** A device's link: it authenticated with its own key, and asks only for the one forwarding of the protocol. */
-function serveDeviceLink(links: DeviceLinks, device: {deviceId: number; uuid: string}, connection: Connection, log: (error: unknown, message: string) => void): void {
+function serveDeviceLink(links: DeviceLinks, device: {deviceId: number; uuid: string; keyId: number}, connection: Connection, log: (error: unknown, message: string) => void): void {
   connection.on('request', (accept, reject, name, info) => {
     const bind = info as {bindAddr?: string; bindPort?: number}
     if (name === 'tcpip-forward' && bind.bindAddr === LINK_FORWARD.address && bind.bindPort === LINK_FORWARD.port) {
-      links.add(device.deviceId, device.uuid, connection).then(
+      links.add(device, connection).then(
         () => accept?.(),
         (error: unknown) => {
           log(error, `linking device ${device.uuid} failed`)
@@ -164,7 +164,7 @@ export function createSshGateway(context: ServerContext, links: DeviceLinks, hos
     connection.on('close', () => connections.delete(connection))
     connection.on('error', () => {})
     let user: UserActor | undefined
-    let device: {deviceId: number; uuid: string} | undefined
+    let device: {deviceId: number; uuid: string; keyId: number} | undefined
     connection.on('authentication', (auth) => {
       authenticate(auth).then(
         (accepted) => (accepted ? auth.accept() : auth.reject(['publickey', 'password'])),
@@ -181,7 +181,7 @@ export function createSshGateway(context: ServerContext, links: DeviceLinks, hos
         if (auth.method !== 'password') return false
         const actor = await resolveActor(context.db, context.secret, auth.password)
         if (actor?.kind !== 'device' || actor.uuid !== uuid) return false
-        device = {deviceId: actor.deviceId, uuid}
+        device = {deviceId: actor.deviceId, uuid, keyId: actor.keyId}
         return true
       }
 

@@ -2,6 +2,7 @@ import type {FastifyInstance} from 'fastify'
 
 import type {Actor} from '../auth/actor.js'
 import {createApiKey} from '../auth/api-keys.js'
+import {mayAccessDevice} from '../authorization.js'
 import {authenticatedActor, type ServerContext} from '../context.js'
 import {badRequest, unauthorized} from '../http-errors.js'
 import {RESOURCES} from '../odata/model.js'
@@ -33,9 +34,12 @@ function parseId(value: unknown): number {
   return id
 }
 
-/** The ways of minting API keys; listing and revoking them is pine's `api_key`. */
+/**
+ * The ways of minting API keys; listing and revoking them is pine's `api_key` (a user sees their own keys and the
+ * provisioning and device keys of the fleets and devices they reach).
+ */
 export function registerApiKeyRoutes(app: FastifyInstance, context: ServerContext): void {
-  const visible = async (actor: Actor, resource: 'application' | 'device', id: number) => new ODataReader(context.db, actor).allVisible(RESOURCES[resource], [id])
+  const visibleFleet = async (actor: Actor, id: number) => new ODataReader(context.db, actor).allVisible(RESOURCES.application, [id])
 
   const userKey = async (actor: Actor, body: KeyBody) => {
     if (actor.kind !== 'user') throw unauthorized()
@@ -49,19 +53,15 @@ export function registerApiKeyRoutes(app: FastifyInstance, context: ServerContex
   }
 
   const provisioningKey = async (actor: Actor, applicationId: number, body: KeyBody) => {
-    if (actor.kind !== 'user' || !(await visible(actor, 'application', applicationId))) throw unauthorized()
+    if (actor.kind !== 'user' || !(await visibleFleet(actor, applicationId))) throw unauthorized()
     const fleet = await context.db.selectFrom('application').select('actor').where('id', '=', applicationId).executeTakeFirstOrThrow()
     return createApiKey(context.db, {actorId: fleet.actor, kind: 'provisioning-api-key', ...keyDetails(body)})
   }
 
+  // A new key for a device (a rotation): the device itself or its owners, never a provisioning key (see mayAccessDevice).
   const deviceKey = async (actor: Actor, deviceId: number, body: KeyBody) => {
-    const device = await context.db.selectFrom('device').select(['actor', 'belongs_to__application']).where('id', '=', deviceId).executeTakeFirst()
-    const allowed =
-      device !== undefined &&
-      ((actor.kind === 'user' && (await visible(actor, 'device', deviceId))) ||
-        (actor.kind === 'application' && actor.applicationId === device.belongs_to__application) ||
-        (actor.kind === 'device' && actor.deviceId === deviceId))
-    if (!allowed || !device) throw unauthorized()
+    if (!(await mayAccessDevice(context.db, actor, deviceId, 'create-key'))) throw unauthorized()
+    const device = await context.db.selectFrom('device').select('actor').where('id', '=', deviceId).executeTakeFirstOrThrow()
     if (body.apiKey !== undefined && typeof body.apiKey !== 'string') throw badRequest('apiKey must be a string')
     return createApiKey(context.db, {actorId: device.actor, kind: 'device-api-key', key: body.apiKey as string | undefined, ...keyDetails(body)})
   }

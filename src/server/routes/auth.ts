@@ -1,10 +1,10 @@
 import type {FastifyInstance} from 'fastify'
 
-import {verifyPassword} from '../auth/passwords.js'
+import {verifyLogin} from '../auth/passwords.js'
 import {signSession} from '../auth/tokens.js'
 import {authenticatedActor, type ServerContext, userActor} from '../context.js'
-import {findUserByLogin} from '../db/users.js'
-import {HttpError, unauthorized} from '../http-errors.js'
+import {findUserByLogin, rotateSessionSecret} from '../db/users.js'
+import {badRequest, HttpError, unauthorized} from '../http-errors.js'
 
 /** Logging in, refreshing a session and asking who a credential belongs to. */
 export function registerAuthRoutes(app: FastifyInstance, context: ServerContext): void {
@@ -15,7 +15,8 @@ export function registerAuthRoutes(app: FastifyInstance, context: ServerContext)
     const retryAfter = context.loginLimiter.retryAfterSeconds(limitKey)
     if (retryAfter > 0) throw new HttpError(429, 'too many failed logins, try again later', {'retry-after': String(retryAfter)})
     const user = await findUserByLogin(context.db, body.username)
-    if (!user || !(await verifyPassword(body.password, user.password_hash))) {
+    const valid = await verifyLogin(body.password, user?.password_hash)
+    if (!user || !valid) {
       context.loginLimiter.recordFailure(limitKey)
       throw unauthorized()
     }
@@ -45,6 +46,15 @@ export function registerAuthRoutes(app: FastifyInstance, context: ServerContext)
         return {id: actor.actorId, actorType: 'device', actorTypeId: actor.deviceId, uuid: actor.uuid}
       }
     }
+  })
+
+  // [flotilla] balena has no way to end a session but rotating the user's jwt_secret; this does it: every session
+  // token of the user (and any refreshed from one) stops working at once. API keys are revoked on their own.
+  app.post('/user/v1/logout', async (request, reply) => {
+    const user = await userActor(context, request)
+    if (user.via !== 'session') throw badRequest('an API key is not a session: revoke it with "flotilla api-key revoke"')
+    await rotateSessionSecret(context.db, user.userId)
+    return reply.code(200).type('text/plain').send('OK')
   })
 
   app.get('/user/v1/refresh-token', async (request, reply) => {

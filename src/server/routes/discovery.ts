@@ -1,27 +1,32 @@
-import type {FastifyInstance, FastifyRequest} from 'fastify'
+import type {FastifyInstance} from 'fastify'
 
 import type {ServerContext} from '../context.js'
 import {DEVICE_TYPE_CATALOGUE} from '../db/device-types.js'
 import {CONFIG_VAR_NAME_PATTERN, RESERVED_VAR_NAMES} from '../odata/resource-rules.js'
 
-/** Where this server's services are, as a client reached it: the well-known document. */
-export function wellKnownDocument(context: ServerContext, request: FastifyRequest) {
-  const origin = `${request.protocol}://${request.host}`
+/** Where this server's services are, from its public URL (a request's Host header could name anyone's): the well-known document. */
+export function wellKnownDocument(context: ServerContext) {
+  const origin = context.publicUrl
   return {
     api: origin,
     builder: origin,
-    ssh: {host: request.hostname, port: context.sshPort, hostKey: context.sshHostKey},
+    ssh: {host: publicHostname(context), port: context.sshPort, hostKey: context.sshHostKey},
     tunnel: origin,
     registry: context.registry,
     version: context.version,
   }
 }
 
+/** The host name of the public URL, without the brackets of an IPv6 address. */
+export function publicHostname(context: ServerContext): string {
+  return new URL(context.publicUrl).hostname.replace(/^\[(.*)\]$/, '$1')
+}
+
 /** Answers anyone may ask: liveness, where this server's services are, device types, variable rules. */
 export function registerDiscoveryRoutes(app: FastifyInstance, context: ServerContext): void {
   app.get('/ping', async (_request, reply) => reply.type('text/plain').send('OK'))
 
-  app.get('/.well-known/flotilla.json', async (request) => wellKnownDocument(context, request))
+  app.get('/.well-known/flotilla.json', async () => wellKnownDocument(context))
 
   app.get('/device-types/v1', async () => {
     const rows = await context.db

@@ -6,7 +6,7 @@ import {type ServerContext, userActor} from '../context.js'
 import {badRequest, unauthorized} from '../http-errors.js'
 import {RESOURCES} from '../odata/model.js'
 import {ODataReader} from '../odata/translate.js'
-import {wellKnownDocument} from './discovery.js'
+import {publicHostname, wellKnownDocument} from './discovery.js'
 
 /** The agent's default between target polls when the request names none, in minutes. */
 const DEFAULT_POLL_INTERVAL_MINUTES = 10
@@ -19,7 +19,7 @@ const flag = (value: unknown): boolean | undefined => (value === undefined ? und
 
 /**
  * `GET|POST /download-config`: a config.json for a new device of a fleet the user sees, carrying a new
- * provisioning key, this server's endpoints as the client reached it and [flotilla] its well-known document.
+ * provisioning key, this server's endpoints (from its public URL) and [flotilla] its well-known document.
  */
 async function deviceConfigFor(context: ServerContext, request: FastifyRequest, options: Options): Promise<ConfigJson> {
   const actor = await userActor(context, request)
@@ -56,7 +56,7 @@ async function deviceConfigFor(context: ServerContext, request: FastifyRequest, 
     description: 'made by download-config',
     expiryDate: expiryDate ?? null,
   })
-  const endpoints = wellKnownDocument(context, request)
+  const endpoints = wellKnownDocument(context)
   const config: ConfigJson = {
     applicationId: appId,
     deviceType,
@@ -65,7 +65,7 @@ async function deviceConfigFor(context: ServerContext, request: FastifyRequest, 
     listenPort: AGENT_LISTEN_PORT,
     vpnPort: 443,
     apiEndpoint: endpoints.api,
-    vpnEndpoint: request.hostname,
+    vpnEndpoint: publicHostname(context),
     registryEndpoint: context.registry ?? '',
     deltaEndpoint: endpoints.api,
     apiKey,

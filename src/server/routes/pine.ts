@@ -49,6 +49,7 @@ export function registerPineRoutes(app: FastifyInstance, context: ServerContext)
     if (!parsed.key && parsed.options.$filter === undefined) throw badRequest('DELETE needs a key (resource(id)) or a $filter')
     await new ODataWriter(context.db, actor).delete(parsed)
     context.targetsMaybeChanged()
+    await context.keysMaybeRevoked()
     return reply.code(200).send('')
   })
 }

@@ -1,10 +1,9 @@
 import path from 'node:path'
-import {text} from 'node:stream/consumers'
 
 import {Flags} from '@oclif/core'
 
 import {FlotillaCommand} from '../../../cli/base.js'
-import {UsageError} from '../../../errors.js'
+import {readPasswordFromPipe} from '../../../cli/prompts.js'
 
 export default class ServerUserAdd extends FlotillaCommand {
   static override summary = 'Add a user to the local fleet server'
@@ -27,13 +26,7 @@ Without --password-stdin a password is generated and printed once.`
   async run(): Promise<void> {
     const {flags} = await this.parse(ServerUserAdd)
     const dataDir = path.resolve(flags['data-dir'] ?? path.join(this.config.dataDir, 'server'))
-    let password: string | undefined
-    if (flags['password-stdin']) {
-      if (process.stdin.isTTY) throw new UsageError('--password-stdin reads the password from a pipe: printf "%s" "$PASSWORD" | flotilla server user add …')
-      password = (await text(process.stdin)).replace(/\r?\n$/, '')
-      if (password === '') throw new UsageError('no password arrived on stdin')
-    }
-
+    const password = flags['password-stdin'] ? await readPasswordFromPipe('flotilla server user add …') : undefined
     const {addServerUser} = await import('../../../server/user-admin.js')
     const result = await addServerUser({dataDir, email: flags.email, username: flags.username, password, organization: flags.organization})
     const summary = {username: result.username, email: result.email, organization: flags.organization ?? null}
