@@ -46,10 +46,10 @@ export class ApiError extends ExpectedError {
   }
 }
 
-/** The server could not be reached at all. */
+/** The server could not be reached at all; `hint` says what to check (default: start a local server). */
 export class ConnectionError extends ExpectedError {
-  constructor(readonly url: string, cause?: unknown) {
-    super(`cannot reach the fleet server at ${url} — is it running? (start one with "flotilla server start")`, {cause})
+  constructor(readonly url: string, cause?: unknown, hint = 'is it running? (start one with "flotilla server start")') {
+    super(`cannot reach the fleet server at ${url} — ${hint}`, {cause})
   }
 }
 

@@ -49,7 +49,7 @@ export abstract class FlotillaCommand extends Command {
     if (!this.client) {
       const {FleetClient} = await import('../sdk/client.js')
       const remote = await this.settings.resolveRemote()
-      this.client = new FleetClient({remote: remote.url, token: remote.token, clientName: `flotilla/${this.config.version}`})
+      this.client = new FleetClient({remote: remote.url, token: remote.token, clientName: `flotilla/${this.config.version}`, endpointOverrides: remote.endpointOverrides})
     }
 
     return this.client

@@ -47,6 +47,11 @@ export class Output {
     else human()
   }
 
+  /** What every `rm` command answers: `{"removed": [ids or names]}` for `--json` (always a list), else the message. */
+  removed(identifiers: Array<string | number>, message: string): void {
+    this.result({removed: identifiers}, () => this.success(message))
+  }
+
   printJson(data: unknown): void {
     this.stdout.write(JSON.stringify(data, null, 2) + '\n')
   }

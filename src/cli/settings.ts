@@ -2,6 +2,7 @@ import {readFile, rm} from 'node:fs/promises'
 import path from 'node:path'
 
 import {writeFileAtomic} from '../atomic-file.js'
+import {type EndpointOverrides, endpointOverridesFrom} from '../sdk/endpoints.js'
 
 export const DEFAULT_URL = 'http://127.0.0.1:7171'
 
@@ -14,6 +15,8 @@ export interface StoredCredentials {
 export interface ResolvedRemote {
   url: string
   token?: string
+  /** `FLOTILLA_BUILDER_URL`, `FLOTILLA_TUNNEL_URL`, `FLOTILLA_SSH_HOST`. */
+  endpointOverrides: EndpointOverrides
 }
 
 async function readJson<T>(file: string): Promise<T | undefined> {
@@ -43,7 +46,7 @@ export class SettingsStore {
     const stored = await this.credentials()
     const url = this.env.FLOTILLA_URL || stored?.url || DEFAULT_URL
     const token = this.env.FLOTILLA_TOKEN || (stored && stored.url === url ? stored.token : undefined)
-    return {url, token}
+    return {url, token, endpointOverrides: endpointOverridesFrom(this.env)}
   }
 
   async saveCredentials(credentials: StoredCredentials): Promise<void> {

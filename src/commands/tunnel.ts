@@ -47,10 +47,10 @@ export default class Tunnel extends FlotillaCommand {
     const {token} = await this.settings.resolveRemote()
     if (!token) throw new NotLoggedInError()
     const {whoami} = await import('../sdk/auth.js')
-    const [device, actor, endpoints] = await Promise.all([resolveOnlineDevice(client, target), whoami(client), client.endpoints()])
+    const [device, actor, proxy] = await Promise.all([resolveOnlineDevice(client, target), whoami(client), client.endpoint('tunnel')])
     const device7 = shortUuid(device.uuid)
     const tunnel = await openTunnel({
-      proxy: endpoints.tunnel,
+      proxy,
       uuid: device.uuid,
       username: actor.username ?? 'root',
       token,

@@ -15,15 +15,16 @@ export interface DeviceConfigOptions {
 
 const WIFI_CONNECTION_NAME = 'resin-wifi'
 
+/** Checks the options together; messages name the flags of `config generate` and `os configure`, which share them. */
 export function validateDeviceConfigOptions(options: DeviceConfigOptions): void {
-  if (options.network === 'wifi' && !options.wifiSsid) throw new UsageError('--config-network wifi needs --config-wifi-ssid')
-  if (options.network !== 'wifi' && (options.wifiSsid || options.wifiKey)) throw new UsageError('--config-wifi-ssid and --config-wifi-key need --config-network wifi')
+  if (options.network === 'wifi' && !options.wifiSsid) throw new UsageError('--network wifi needs --wifiSsid (the WiFi network name)')
+  if (options.network !== 'wifi' && (options.wifiSsid || options.wifiKey)) throw new UsageError('--wifiSsid and --wifiKey need --network wifi')
   if (options.wifiKey !== undefined && options.wifiKey.length > 0 && (options.wifiKey.length < 8 || options.wifiKey.length > 63)) {
-    throw new UsageError('--config-wifi-key must be 8 to 63 characters (a WPA passphrase)')
+    throw new UsageError('--wifiKey must be 8 to 63 characters (a WPA passphrase)')
   }
 
   const interval = options.appUpdatePollIntervalMinutes
-  if (interval !== undefined && (!Number.isFinite(interval) || interval < 1)) throw new UsageError('--config-app-update-poll-interval is in minutes and must be at least 1')
+  if (interval !== undefined && (!Number.isFinite(interval) || interval < 1)) throw new UsageError('--appUpdatePollInterval is in minutes and must be at least 1')
 }
 
 /** The config.json with the options applied; the input is left as it was. */

@@ -102,3 +102,11 @@ export function sortOsVersionsNewestFirst<T>(items: T[], versionOf: (item: T) =>
 export function latestOf<T>(newestFirst: T[], versionOf: (item: T) => string): T | undefined {
   return newestFirst.find((item) => (parseOsVersion(versionOf(item))?.prerelease.length ?? 1) === 0) ?? newestFirst[0]
 }
+
+/** The newest balenaOS version balena's API refuses a config.json for (`balenaOS versions <= 1.2.0 are no longer supported`). */
+export const NEWEST_UNSUPPORTED_OS_VERSION = '1.2.0'
+
+/** Whether a device config may be made for this OS version: semver, and newer than balena's cut-off. */
+export function isConfigurableOsVersion(text: string): boolean {
+  return parseOsVersion(text) !== undefined && compareOsVersions(text, NEWEST_UNSUPPORTED_OS_VERSION) > 0
+}

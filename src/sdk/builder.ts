@@ -18,7 +18,7 @@ export interface BuildRequest {
 }
 
 async function openBuild(client: FleetClient, request: BuildRequest, headless: boolean): Promise<Readable> {
-  const {builder} = await client.endpoints()
+  const builder = await client.endpoint('builder')
   const searchParams: Record<string, string> = {
     slug: request.slug,
     nocache: String(Boolean(request.nocache)),

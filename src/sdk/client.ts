@@ -4,7 +4,16 @@ import type {Readable} from 'node:stream'
 import type {Method} from 'got'
 
 import {ApiError, ConnectionError, ExpectedError, NotLoggedInError} from '../errors.js'
-import {apiUrlOf, balenaEndpoints, type Endpoints, isFlotillaUrl} from './endpoints.js'
+import {
+  apiUrlOf,
+  balenaDomainOf,
+  balenaEndpoints,
+  type EndpointKind,
+  type EndpointOverrides,
+  type Endpoints,
+  isFlotillaUrl,
+  missingEndpointMessage,
+} from './endpoints.js'
 import {Pine} from './pine.js'
 
 export interface ClientOptions {
@@ -15,6 +24,8 @@ export interface ClientOptions {
   clientName?: string
   timeoutMs?: number
   retries?: number
+  /** Endpoints set by hand (`FLOTILLA_BUILDER_URL`…): they win over what the remote tells. */
+  endpointOverrides?: EndpointOverrides
 }
 
 export interface StreamOptions {
@@ -134,6 +145,17 @@ function describeBody(body: unknown): string {
 }
 
 /**
+ * What to check when a remote does not answer: a local server may simply not be started, while a domain
+ * (balena-style or a remote flotilla server) that does not answer points at the name, the network or a proxy.
+ */
+export function unreachableHint(remote: string, code: string): string {
+  const host = isFlotillaUrl(remote) ? new URL(remote).hostname.replace(/^\[(.*)\]$/, '$1') : remote
+  if (host === 'localhost' || host === '::1' || /^127\./.test(host)) return 'is it running? (start one with "flotilla server start")'
+  const what = code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? 'its name does not resolve' : `it did not answer (${code})`
+  return `${what}: check the spelling of "${remote}", your network and DNS`
+}
+
+/**
  * The one HTTP client of flotilla: auth headers, timeouts, retries of idempotent requests with backoff,
  * and HTTP failures mapped to messages a person can act on.
  */
@@ -146,6 +168,7 @@ export class FleetClient {
   private readonly timeoutMs: number
   private readonly retries: number
   private endpointsCache?: Promise<Endpoints>
+  private readonly endpointOverrides: EndpointOverrides
 
   constructor(options: ClientOptions) {
     this.remote = options.remote
@@ -154,6 +177,7 @@ export class FleetClient {
     this.clientName = options.clientName ?? 'flotilla'
     this.timeoutMs = options.timeoutMs ?? 30_000
     this.retries = options.retries ?? 2
+    this.endpointOverrides = options.endpointOverrides ?? {}
     this.pine = new Pine(this)
   }
 
@@ -279,7 +303,7 @@ export class FleetClient {
     }
 
     if (error instanceof RequestFailure || isGotError(error)) {
-      if (error.code && UNREACHABLE_ERRORS.has(error.code)) return new ConnectionError(this.apiUrl, error)
+      if (error.code && UNREACHABLE_ERRORS.has(error.code)) return new ConnectionError(this.apiUrl, error, unreachableHint(this.remote, error.code))
       return new ExpectedError(`request to ${this.apiUrl} failed: ${error.message}`, {cause: error})
     }
 
@@ -346,5 +370,23 @@ export class FleetClient {
       throw error
     })
     return this.endpointsCache
+  }
+
+  /**
+   * The builder, tunnel proxy or SSH gateway a command needs: set by hand, else as the remote tells it (a flotilla
+   * server's well-known document, or balena's naming for a domain or an `https://api.<domain>` URL); for any
+   * other remote without the document, one line naming the setting that points at it.
+   */
+  async endpoint<K extends EndpointKind>(kind: K): Promise<Endpoints[K]> {
+    const override = this.endpointOverrides[kind]
+    if (override) return override as Endpoints[K]
+    try {
+      return (await this.endpoints())[kind]
+    } catch (error) {
+      if (!(error instanceof ApiError && error.statusCode === 404)) throw error
+      const domain = balenaDomainOf(this.apiUrl)
+      if (domain) return balenaEndpoints(domain)[kind]
+      throw new ExpectedError(missingEndpointMessage(kind, this.remote), {cause: error})
+    }
   }
 }

@@ -78,13 +78,13 @@ export interface GatewayTarget {
 
 /** The user name for the gateway (whoami's) and its endpoint (the remote's announced one, or `ssh.<proxy>:22`). */
 export async function getGatewayTarget(client: FleetClient): Promise<GatewayTarget> {
-  const [actor, endpoints] = await Promise.all([whoami(client), client.endpoints()])
+  const [actor, ssh] = await Promise.all([whoami(client), client.endpoint('ssh')])
   if (!actor.username) {
     const owner = actor.actorType === 'user' ? 'a user without a username' : `${/^[aeiou]/.test(actor.actorType) ? 'an' : 'a'} ${actor.actorType}`
     throw new ExpectedError(`ssh needs a user's credentials, and these belong to ${owner} — run "flotilla login"`)
   }
 
-  return {username: actor.username, host: endpoints.ssh.host, port: endpoints.ssh.port, hostKey: endpoints.ssh.hostKey}
+  return {username: actor.username, host: ssh.host, port: ssh.port, hostKey: ssh.hostKey}
 }
 
 /** A known_hosts line pinning a host key: `host key` on port 22, `[host]:port key` on any other. */

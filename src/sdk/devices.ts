@@ -20,7 +20,7 @@ interface DeviceRow {
   ip_address: string | null
   last_connectivity_event: string | null
   created_at: string
-  is_pinned_on__release: {__id: number} | null
+  is_pinned_on__release: Array<{commit: string}>
   belongs_to__application: Array<{id: number; slug: string; app_name: string}>
   is_of__device_type: Array<{slug: string}>
   is_running__release: Array<{commit: string}>
@@ -42,7 +42,8 @@ export interface Device {
   ip_address: string | null
   last_connectivity_event: string | null
   is_running__release: string | null
-  is_pinned_on__release: number | null
+  /** The commit of the release the device is pinned to, as `is_running__release` gives the running one's. */
+  is_pinned_on__release: string | null
   note: string | null
   created_at: string
 }
@@ -50,10 +51,10 @@ export interface Device {
 const DEVICE_QUERY = {
   $select: [
     'id', 'uuid', 'device_name', 'note', 'is_online', 'status', 'api_heartbeat_state', 'os_version', 'supervisor_version',
-    'ip_address', 'last_connectivity_event', 'created_at', 'is_pinned_on__release',
+    'ip_address', 'last_connectivity_event', 'created_at',
   ],
   $expand:
-    'belongs_to__application($select=id,slug,app_name),is_of__device_type($select=slug),is_running__release($select=commit)',
+    'belongs_to__application($select=id,slug,app_name),is_of__device_type($select=slug),is_running__release($select=commit),is_pinned_on__release($select=commit)',
 }
 
 const DEVICE_HINT = 'run "flotilla device list" to see your devices'
@@ -75,7 +76,7 @@ function toDevice(row: DeviceRow): Device {
     ip_address: row.ip_address,
     last_connectivity_event: row.last_connectivity_event,
     is_running__release: row.is_running__release[0]?.commit ?? null,
-    is_pinned_on__release: row.is_pinned_on__release?.__id ?? null,
+    is_pinned_on__release: row.is_pinned_on__release[0]?.commit ?? null,
     note: row.note,
     created_at: row.created_at,
   }

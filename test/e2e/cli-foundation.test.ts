@@ -3,6 +3,7 @@ import {readFileSync, statSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
 import {type CliResult, makeCliHome, runCli} from '../helpers/cli.js'
+import {FleetApi} from '../helpers/fleet-api.js'
 import {startServer, type TestServer} from '../helpers/server.js'
 
 /** A person using the CLI: their own home (credentials), talking to one server. */
@@ -189,6 +190,30 @@ describe('foundation commands against the real server', function () {
       assert.deepEqual(await alice.json<unknown[]>(['tag', 'list', '--device', uuid]), [])
     })
 
+    it('shows the release a device is pinned to by its commit, not its id', async () => {
+      const api = new FleetApi(server.url)
+      const token = await api.login(server.admin.email, server.admin.password)
+      const fleet = await alice.json<{id: number}>(['fleet', 'greenhouse'])
+      const commit = 'c0de'.repeat(8)
+      await api.createRelease(token, fleet.id, commit)
+      await alice.ok(['device', 'pin', uuid, commit.slice(0, 7)])
+      assert.match(await alice.ok(['device', uuid]), new RegExp(`pinned to release\\s+${commit}$`, 'm'))
+      assert.equal((await alice.json<{is_pinned_on__release: string}>(['device', uuid])).is_pinned_on__release, commit)
+      await alice.ok(['device', 'pin', uuid, '--unpin'])
+      assert.equal((await alice.json<{is_pinned_on__release: string | null}>(['device', uuid])).is_pinned_on__release, null)
+    })
+
+    it('answers every rm --json with one shape: {"removed": [what was removed]}', async () => {
+      const spare = await alice.json<{uuid: string}>(['device', 'register', 'greenhouse'])
+      await alice.ok(['tag', 'set', 'shelf', 'top', '--device', spare.uuid])
+      await alice.ok(['env', 'set', 'SPARE', '1', '--device', spare.uuid])
+      assert.deepEqual(await alice.json(['tag', 'rm', 'shelf', '--device', spare.uuid]), {removed: ['shelf']})
+      assert.deepEqual(await alice.json(['env', 'rm', 'SPARE', '--device', spare.uuid, '--yes']), {removed: ['SPARE']})
+      assert.deepEqual(await alice.json(['device', 'rm', spare.uuid, '--yes']), {removed: [spare.uuid]})
+      await alice.ok(['fleet', 'create', 'shortlived', '--type', 'intel-nuc'])
+      assert.deepEqual(await alice.json(['fleet', 'rm', 'shortlived', '--yes']), {removed: ['admin/shortlived']})
+    })
+
     it('removes a device with --yes', async () => {
       const spare = await alice.json<{uuid: string}>(['device', 'register', 'greenhouse'])
       await alice.fails(['device', 'rm', spare.uuid], /--yes/, 2)
@@ -223,8 +248,17 @@ describe('foundation commands against the real server', function () {
       const privateFile = path.join(alice.home, 'id')
       writeFileSync(privateFile, '-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n')
       await alice.fails(['ssh-key', 'add', 'oops', privateFile], /private key/, 2)
-      await alice.ok(['ssh-key', 'rm', String(keys[0].id), '--yes'])
+      assert.deepEqual(await alice.json(['ssh-key', 'rm', String(keys[0].id), '--yes']), {removed: [keys[0].id]})
       assert.deepEqual(await alice.json<unknown[]>(['ssh-key', 'list']), [])
+    })
+
+    it('adds an SSH key piped on stdin (cat key.pub | flotilla ssh-key add ci)', async () => {
+      const publicKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK8vYH1mSxQ0c6w1n2Yp3Qe9x5m7Kq4r2t8u6v0w1y3z ci@runner'
+      const added = await alice.run(['ssh-key', 'add', 'ci', '--json'], {input: publicKey + '\n'})
+      assert.equal(added.exitCode, 0, added.stderr)
+      const keys = await alice.json<Array<{id: number; title: string; public_key: string}>>(['ssh-key', 'list'])
+      assert.deepEqual(keys.map((key) => [key.title, key.public_key]), [['ci', publicKey]])
+      await alice.ok(['ssh-key', 'rm', String(keys[0].id), '--yes'])
     })
   })
 

@@ -101,9 +101,12 @@ describe('os configure and config read|write|inject (image files)', function () 
     assert.match(badJson.stderr, /broken\.json is not valid JSON/)
     const badWifi = await runCli(['os', 'configure', image, '--config', configFile, '--config-network', 'wifi'])
     assert.equal(badWifi.exitCode, 2)
-    assert.match(badWifi.stderr, /needs --config-wifi-ssid/)
+    assert.match(badWifi.stderr, /needs --wifiSsid/)
     const noSource = await runCli(['os', 'configure', image])
     assert.equal(noSource.exitCode, 2)
+    const generationFlag = await runCli(['os', 'configure', image, '--config', configFile, '--provisioning-key-name', 'x'])
+    assert.equal(generationFlag.exitCode, 2)
+    assert.match(generationFlag.stderr, /--config takes a finished config\.json: leave out --provisioning-key-name/)
     const badType = await runCli(['config', 'write', '--drive', image, 'appUpdatePollInterval', 'often'])
     assert.equal(badType.exitCode, 1, badType.stderr)
     assert.equal(sha256Of(image), before)
@@ -136,6 +139,25 @@ describe('os configure and config read|write|inject (image files)', function () 
       assert.match(config.apiKey, /^\w{32}$/)
       assert.match(mtype(image, 'system-connections/resin-wifi'), /ssid=barn[\s\S]*psk=hay-bales-42/)
       fsckBootPartition(image, scratch)
+    } finally {
+      await server.stop()
+    }
+  })
+
+  it("takes config generate's flags too: --device alone, --network/--wifiSsid/--wifiKey, --appUpdatePollInterval, --initial-device-name", async function () {
+    const server = await startServer()
+    try {
+      const env = {HOME: makeCliHome(), FLOTILLA_URL: server.url}
+      await runCli(['login', '--credentials', '--email', server.admin.email, '--password', '-'], {env, input: server.admin.password})
+      assert.equal((await runCli(['fleet', 'create', 'field', '--type', 'raspberrypi4-64'], {env})).exitCode, 0)
+      const device = JSON.parse((await runCli(['device', 'register', 'field', '--json'], {env})).stdout) as {uuid: string}
+      const args = ['os', 'configure', image, '--device', device.uuid, '--network', 'wifi', '--wifiSsid', 'silo', '--wifiKey', 'grain-bins-7', '--appUpdatePollInterval', '3', '--initial-device-name', 'silo-1']
+      const result = await runCli(args, {env})
+      assert.equal(result.exitCode, 0, result.stderr)
+      const config = JSON.parse(mtype(image, 'config.json'))
+      assert.deepEqual([config.uuid, config.appUpdatePollInterval, config.initialDeviceName, config.apiKey], [device.uuid, 180_000, 'silo-1', undefined])
+      assert.match(config.deviceApiKey, /^\w{32}$/)
+      assert.match(mtype(image, 'system-connections/resin-wifi'), /ssid=silo[\s\S]*psk=grain-bins-7/)
     } finally {
       await server.stop()
     }

@@ -9,7 +9,7 @@ export default class DevicePin extends FlotillaCommand {
   static override examples = ['<%= config.bin %> device pin 7cf02a6 3a1b2c4', '<%= config.bin %> device pin 7cf02a6 --unpin']
   static override args = {
     device: Args.string({required: true, description: 'device UUID (or a unique prefix of 7+ characters)'}),
-    release: Args.string({description: 'release id or commit (7+ characters) of the device\'s fleet'}),
+    release: Args.string({ignoreStdin: true, description: 'release id or commit (7+ characters) of the device\'s fleet'}),
   }
 
   static override flags = {unpin: Flags.boolean({description: "follow the fleet's release again"})}

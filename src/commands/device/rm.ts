@@ -19,6 +19,6 @@ export default class DeviceRm extends FlotillaCommand {
     const names = devices.map((device) => `${device.uuid.slice(0, 7)} (${device.device_name})`).join(', ')
     if (!(await confirmDestructive(`Remove ${names}?`, flags.yes))) return
     for (const device of devices) await removeDevice(client, device)
-    this.output.result({removed: devices.map((device) => device.uuid)}, () => this.output.success(`removed ${names}`))
+    this.output.removed(devices.map((device) => device.uuid), `removed ${names}`)
   }
 }

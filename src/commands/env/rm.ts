@@ -46,6 +46,6 @@ export default class EnvRm extends FlotillaCommand {
       ? await removeVariableById(client, Number(args.variable), {owner, service: flags.service, config: flags.config})
       : await removeVariable(client, owner!, args.variable, {service: flags.service})
     if (!removed) throw new NotFoundError('variable', args.variable, 'run "flotilla env list" with the same --fleet/--device/--service to see them')
-    this.output.result({removed: byId ? Number(args.variable) : args.variable}, () => this.output.success(`removed ${what}${where ? ` from ${where}` : ''}`))
+    this.output.removed([byId ? Number(args.variable) : args.variable], `removed ${what}${where ? ` from ${where}` : ''}`)
   }
 }

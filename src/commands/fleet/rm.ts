@@ -18,6 +18,6 @@ export default class FleetRm extends FlotillaCommand {
     const devices = fleet.device_count === 1 ? '1 device' : `${fleet.device_count} devices`
     if (!(await confirmDestructive(`Remove fleet ${fleet.slug} and its ${devices}?`, flags.yes))) return
     await removeFleet(client, fleet)
-    this.output.result({removed: fleet.slug}, () => this.output.success(`removed fleet ${fleet.slug}`))
+    this.output.removed([fleet.slug], `removed fleet ${fleet.slug}`)
   }
 }

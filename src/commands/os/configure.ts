@@ -4,6 +4,7 @@ import path from 'node:path'
 import {Args, Flags} from '@oclif/core'
 
 import {FlotillaCommand} from '../../cli/base.js'
+import {deviceConfigFlags, deviceConfigOptionsFrom} from '../../cli/device-config-flags.js'
 import {ExpectedError, UsageError} from '../../errors.js'
 
 async function readInput(file: string): Promise<Buffer> {
@@ -14,49 +15,43 @@ async function readInput(file: string): Promise<Buffer> {
   }
 }
 
+/** What only a generated config can take: a config.json given with --config is already made. */
+const GENERATION_ONLY = ['fleet', 'device', 'deviceType', 'version', 'generate-device-api-key', 'provisioning-key-name', 'provisioning-key-expiry-date'] as const
+
 export default class OsConfigure extends FlotillaCommand {
   static override summary = 'Write config.json and network settings into an OS image'
   static override description =
     'Writes config.json (and NetworkManager connection files under system-connections/) into the FAT boot partition of a raw image, without mounting it. ' +
-    'The config comes from the fleet server (--fleet) or from a file (--config); the other flags change it.'
+    'The config comes from the fleet server (--fleet or --device, as "config generate" makes it) or from a file (--config); the network, interval, name and mode flags change it. ' +
+    "Flags take the names of either of balena-cli's commands: --network or --config-network, --wifiSsid or --config-wifi-ssid, --wifiKey or --config-wifi-key, --appUpdatePollInterval or --config-app-update-poll-interval."
 
   static override examples = [
     '<%= config.bin %> os configure balena.img --fleet myorg/sensors',
     '<%= config.bin %> os configure balena.img --fleet sensors --config-network wifi --config-wifi-ssid home --config-wifi-key s3cretpass',
+    '<%= config.bin %> os configure balena.img --device 7cf02a6 --version 6.5.39+rev1',
     '<%= config.bin %> os configure balena.img --config config.json --initial-device-name kitchen',
   ]
 
   static override args = {image: Args.string({required: true, description: 'raw OS image (.img) to configure in place'})}
   static override flags = {
-    fleet: Flags.string({char: 'f', description: 'fleet (slug or name) to generate config.json for'}),
-    device: Flags.string({description: 'UUID of a device registered in the fleet: the image carries its identity'}),
-    'device-type': Flags.string({description: 'device type slug (default: the fleet\'s)'}),
-    version: Flags.string({description: 'OS version of the image, passed to the server'}),
+    ...deviceConfigFlags,
     config: Flags.string({description: 'use this config.json instead of generating one'}),
-    dev: Flags.boolean({description: 'development mode (open local API and SSH on the device)', allowNo: false}),
-    'config-network': Flags.option({options: ['ethernet', 'wifi'] as const, description: 'network the device uses'})(),
-    'config-wifi-ssid': Flags.string({description: 'WiFi network name'}),
-    'config-wifi-key': Flags.string({description: 'WiFi passphrase (WPA)'}),
-    'initial-device-name': Flags.string({description: 'name the device registers with'}),
-    'config-app-update-poll-interval': Flags.integer({description: 'minutes between checks for a new release'}),
-    'system-connection': Flags.string({multiple: true, description: 'NetworkManager connection file to copy into system-connections/'}),
+    'system-connection': Flags.string({char: 'c', multiple: true, description: 'NetworkManager connection file to copy into system-connections/'}),
   }
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(OsConfigure)
-    if (!flags.fleet && !flags.config) throw new UsageError('give --fleet to generate config.json, or --config with a config.json file')
-    if (flags.fleet && flags.config) throw new UsageError('give either --fleet or --config, not both')
-    if (flags.device && !flags.fleet) throw new UsageError('--device needs --fleet')
+    const options = deviceConfigOptionsFrom(flags)
     const {applyDeviceConfigOptions, bootFilesFor, validateDeviceConfigOptions} = await import('../../image/device-config.js')
-    const options = {
-      developmentMode: flags.dev ? true : undefined,
-      appUpdatePollIntervalMinutes: flags['config-app-update-poll-interval'],
-      initialDeviceName: flags['initial-device-name'],
-      network: flags['config-network'],
-      wifiSsid: flags['config-wifi-ssid'],
-      wifiKey: flags['config-wifi-key'],
+    if (flags.config) {
+      const given = GENERATION_ONLY.filter((name) => flags[name] !== undefined && flags[name] !== false)
+      if (given.length > 0) throw new UsageError(`--config takes a finished config.json: leave out --${given.join(', --')}`)
+      validateDeviceConfigOptions(options)
+    } else {
+      const {validateGenerateOptions} = await import('../../sdk/config.js')
+      validateGenerateOptions(options)
     }
-    validateDeviceConfigOptions(options)
+
     const connections = await Promise.all((flags['system-connection'] ?? []).map(async (file) => ({name: path.basename(file), content: await readInput(file)})))
     const {describeDiskTarget} = await import('../../image/disk.js')
     await describeDiskTarget(args.image)
@@ -67,7 +62,7 @@ export default class OsConfigure extends FlotillaCommand {
       config = applyDeviceConfigOptions(parseConfigJson((await readInput(flags.config)).toString('utf8'), flags.config), options)
     } else {
       const {generateDeviceConfig} = await import('../../sdk/config.js')
-      config = await generateDeviceConfig(await this.sdk(), {...options, fleet: flags.fleet!, device: flags.device, deviceType: flags['device-type'], version: flags.version})
+      config = await generateDeviceConfig(await this.sdk(), options)
     }
 
     const files = bootFilesFor(config, connections)

@@ -12,7 +12,8 @@ export default class SshKeyAdd extends FlotillaCommand {
   static override examples = ['<%= config.bin %> ssh-key add laptop ~/.ssh/id_ed25519.pub', 'cat key.pub | <%= config.bin %> ssh-key add ci']
   static override args = {
     name: Args.string({required: true, description: 'a name for the key'}),
-    path: Args.string({required: false, description: 'path of the public key file (default: stdin)'}),
+    // ignoreStdin: oclif would otherwise fill this argument with the key piped on stdin, and read it as a path.
+    path: Args.string({required: false, ignoreStdin: true, description: 'path of the public key file (default: stdin)'}),
   }
 
   async run(): Promise<void> {

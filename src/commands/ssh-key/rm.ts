@@ -17,6 +17,6 @@ export default class SshKeyRm extends FlotillaCommand {
     if (!(await confirmDestructive(`Remove SSH key ${args.id}?`, flags.yes))) return
     const {removeSshKey} = await import('../../sdk/ssh-keys.js')
     if (!(await removeSshKey(await this.sdk(), Number(args.id)))) throw new NotFoundError('SSH key', args.id, 'run "flotilla ssh-key list" to see yours')
-    this.output.result({removed: Number(args.id)}, () => this.output.success(`removed SSH key ${args.id}`))
+    this.output.removed([Number(args.id)], `removed SSH key ${args.id}`)
   }
 }

@@ -17,6 +17,6 @@ export default class TagRm extends FlotillaCommand {
     const owner = await resolveOwner(client, flags)
     const {removeTag} = await import('../../sdk/tags.js')
     if (!(await removeTag(client, owner, args.key))) throw new NotFoundError('tag', args.key, `run "flotilla tag list" to see the tags`)
-    this.output.result({removed: args.key}, () => this.output.success(`removed tag ${args.key} from ${describeOwner(owner)}`))
+    this.output.removed([args.key], `removed tag ${args.key} from ${describeOwner(owner)}`)
   }
 }

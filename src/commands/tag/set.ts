@@ -8,7 +8,7 @@ export default class TagSet extends FlotillaCommand {
   static override examples = ['<%= config.bin %> tag set location lab --device 7cf02a6', '<%= config.bin %> tag set owner team-a --fleet myfleet']
   static override args = {
     key: Args.string({required: true, description: 'tag key'}),
-    value: Args.string({required: false, default: '', description: 'tag value (default: empty)'}),
+    value: Args.string({ignoreStdin: true, required: false, default: '', description: 'tag value (default: empty)'}),
   }
 
   static override flags = {...ownerFlags}

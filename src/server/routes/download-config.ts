@@ -1,6 +1,7 @@
 import type {FastifyInstance, FastifyRequest} from 'fastify'
 
 import type {ConfigJson} from '../../protocol/config-json.js'
+import {isConfigurableOsVersion, NEWEST_UNSUPPORTED_OS_VERSION, parseOsVersion} from '../../protocol/os-version.js'
 import {createApiKey} from '../auth/api-keys.js'
 import {type ServerContext, userActor} from '../context.js'
 import {badRequest, unauthorized} from '../http-errors.js'
@@ -43,6 +44,11 @@ async function deviceConfigFor(context: ServerContext, request: FastifyRequest, 
       .executeTakeFirst()
     if (!known) throw badRequest(`unknown device type "${askedType}"`)
     deviceType = known.slug
+  }
+
+  const version = text(options.version)
+  if (version && parseOsVersion(version) && !isConfigurableOsVersion(version)) {
+    throw badRequest(`balenaOS versions <= ${NEWEST_UNSUPPORTED_OS_VERSION} are no longer supported, please update`)
   }
 
   const minutes = options.appUpdatePollInterval === undefined ? DEFAULT_POLL_INTERVAL_MINUTES : Number(options.appUpdatePollInterval)

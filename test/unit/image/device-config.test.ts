@@ -23,8 +23,8 @@ describe('image/device-config', function () {
   })
 
   it('rejects inconsistent network options and intervals', function () {
-    assert.throws(() => applyDeviceConfigOptions(BASE, {network: 'wifi'}), /needs --config-wifi-ssid/)
-    assert.throws(() => applyDeviceConfigOptions(BASE, {wifiSsid: 'x'}), /need --config-network wifi/)
+    assert.throws(() => applyDeviceConfigOptions(BASE, {network: 'wifi'}), /needs --wifiSsid/)
+    assert.throws(() => applyDeviceConfigOptions(BASE, {wifiSsid: 'x'}), /need --network wifi/)
     assert.throws(() => applyDeviceConfigOptions(BASE, {network: 'wifi', wifiSsid: 'x', wifiKey: 'short'}), /8 to 63 characters/)
     assert.throws(() => applyDeviceConfigOptions(BASE, {appUpdatePollIntervalMinutes: 0}), /at least 1/)
   })

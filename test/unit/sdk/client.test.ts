@@ -4,7 +4,8 @@ import type {AddressInfo} from 'node:net'
 import {gzipSync} from 'node:zlib'
 
 import {ApiError, ConnectionError, ExpectedError, NotLoggedInError, UsageError} from '../../../src/errors.js'
-import {FleetClient} from '../../../src/sdk/client.js'
+import {FleetClient, unreachableHint} from '../../../src/sdk/client.js'
+import {balenaDomainOf, endpointOverridesFrom} from '../../../src/sdk/endpoints.js'
 import {odataValue} from '../../../src/sdk/pine.js'
 import {getRelease} from '../../../src/sdk/releases.js'
 import {parseDeviceReference, parseFleetReference} from '../../../src/sdk/references.js'
@@ -108,6 +109,42 @@ describe('FleetClient', () => {
     const balena = await new FleetClient({remote: 'balena-cloud.com'}).endpoints()
     assert.equal(balena.api, 'https://api.balena-cloud.com')
     assert.deepEqual(balena.ssh, {host: 'ssh.balena-devices.com', port: 22})
+  })
+
+  it('says what to check when a remote does not answer: start a local server, or the domain, network and DNS of a remote one', () => {
+    assert.match(unreachableHint('http://127.0.0.1:7171', 'ECONNREFUSED'), /flotilla server start/)
+    assert.match(unreachableHint('http://localhost:7171', 'ECONNREFUSED'), /flotilla server start/)
+    const domain = unreachableHint('balena.example.org', 'ENOTFOUND')
+    assert.doesNotMatch(domain, /server start/)
+    assert.match(domain, /its name does not resolve: check the spelling of "balena\.example\.org", your network and DNS/)
+    assert.match(unreachableHint('https://fleet.example.org', 'ETIMEDOUT'), /did not answer \(ETIMEDOUT\): check the spelling of "https:\/\/fleet\.example\.org"/)
+  })
+
+  it('finds the builder, tunnel and SSH gateway of a balena server: by the settings, by balena names for api.<domain>, else names the setting', async () => {
+    await withServer(answer(404, 'Not Found'), async (url, seen) => {
+      const overrides = endpointOverridesFrom({FLOTILLA_BUILDER_URL: 'https://builder.example.org/', FLOTILLA_TUNNEL_URL: 'https://tunnel.example.org:443', FLOTILLA_SSH_HOST: 'ssh.example.org'})
+      const configured = new FleetClient({remote: url, endpointOverrides: overrides})
+      assert.equal(await configured.endpoint('builder'), 'https://builder.example.org')
+      assert.equal(await configured.endpoint('tunnel'), 'https://tunnel.example.org:443')
+      assert.deepEqual(await configured.endpoint('ssh'), {host: 'ssh.example.org', port: 22})
+      assert.equal(seen.length, 0, 'settings need no question to the server')
+      for (const [kind, setting] of [['builder', 'FLOTILLA_BUILDER_URL'], ['tunnel', 'FLOTILLA_TUNNEL_URL'], ['ssh', 'FLOTILLA_SSH_HOST']] as const) {
+        await assert.rejects(new FleetClient({remote: url}).endpoint(kind), (error: Error) => {
+          assert.ok(error instanceof ExpectedError)
+          assert.match(error.message, new RegExp(`is not a flotilla server: it has no /.well-known/flotilla.json\\) — set ${setting}`))
+          assert.doesNotMatch(error.message, /404/)
+          return true
+        })
+      }
+    })
+    const balena = new FleetClient({remote: 'balena-cloud.com'})
+    assert.equal(await balena.endpoint('tunnel'), 'https://tunnel.balena-cloud.com:443')
+    assert.deepEqual(await balena.endpoint('ssh'), {host: 'ssh.balena-devices.com', port: 22})
+    assert.equal(balenaDomainOf('https://api.balena-cloud.com'), 'balena-cloud.com', 'https://api.<domain> is named as balena names it')
+    assert.equal(balenaDomainOf('http://127.0.0.1:7171'), undefined)
+    assert.deepEqual(endpointOverridesFrom({FLOTILLA_SSH_HOST: '[::1]:2222'}).ssh, {host: '::1', port: 2222})
+    assert.throws(() => endpointOverridesFrom({FLOTILLA_BUILDER_URL: 'builder.example.org'}), /FLOTILLA_BUILDER_URL must be an http:\/\/ or https:\/\/ URL/)
+    assert.throws(() => endpointOverridesFrom({FLOTILLA_SSH_HOST: 'ssh.example.org:99999'}), /FLOTILLA_SSH_HOST must be a host name/)
   })
 
   it('reads compressed answers, passes a 304 through, and replaces the query with searchParams', async () => {

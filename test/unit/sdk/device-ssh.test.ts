@@ -37,7 +37,7 @@ function deviceRow(overrides: Record<string, unknown> = {}): Record<string, unkn
     ip_address: null,
     last_connectivity_event: '2026-01-02T03:04:05.000Z',
     created_at: '2026-01-01T00:00:00.000Z',
-    is_pinned_on__release: null,
+    is_pinned_on__release: [],
     belongs_to__application: [{id: 1, slug: 'admin/kitchen', app_name: 'kitchen'}],
     is_of__device_type: [{slug: 'raspberrypi4-64'}],
     is_running__release: [],
