@@ -1,10 +1,10 @@
-import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 
 import {parse as parseYaml, stringify as stringifyYaml} from 'yaml'
 
 import {ExpectedError} from '../errors.js'
 import {readEnvFile} from './env-file.js'
+import {type ProjectFiles, projectFiles} from './files.js'
 import {escapeDollars, interpolateDocument} from './interpolation.js'
 
 /** The compose version balena normalises every composition to. */
@@ -208,16 +208,15 @@ function envFileReferences(value: unknown, where: string): Array<{path: string; 
 }
 
 /** The variables of a service's `env_file:` files, later files winning, read relative to the project folder. */
-async function readServiceEnvFiles(folder: string, value: unknown, where: string, options: ComposeEnvironmentOptions, lookup: (name: string) => string | undefined) {
+async function readServiceEnvFiles(files: ProjectFiles, value: unknown, where: string, options: ComposeEnvironmentOptions, lookup: (name: string) => string | undefined) {
   let variables: Record<string, string> = {}
   for (const reference of envFileReferences(value, where)) {
-    const file = path.resolve(folder, reference.path)
-    const relative = path.relative(folder, file)
-    if (!options.allowPathsOutsideProject && (relative === '..' || relative.startsWith(`..${path.sep}`) || path.isAbsolute(relative))) {
+    const relative = path.posix.normalize(reference.path.replaceAll('\\', '/'))
+    if (!options.allowPathsOutsideProject && (relative === '..' || relative.startsWith('../') || path.posix.isAbsolute(relative))) {
       throw new ExpectedError(`${where}: env_file "${reference.path}" is outside the project folder — the builder reads only the project`)
     }
 
-    variables = {...variables, ...(await readEnvFile(file, {fileName: `env_file "${reference.path}" of ${where.replace(/^.*?: /, '')}`, required: reference.required, lookup}))}
+    variables = {...variables, ...(await readEnvFile(files, relative, {fileName: `env_file "${reference.path}" of ${where.replace(/^.*?: /, '')}`, required: reference.required, lookup}))}
   }
 
   return variables
@@ -228,11 +227,13 @@ async function readServiceEnvFiles(folder: string, value: unknown, where: string
  * given environment over the project's `.env`, then each service's `env_file:` merged under its `environment`
  * (`environment` wins) and the `env_file` key dropped, then validated and normalised as balena stores it.
  */
-export async function resolveComposeFile(folder: string, fileName: string, options: ComposeEnvironmentOptions = {}): Promise<ResolvedComposition> {
-  const text = await readFile(path.join(folder, fileName), 'utf8')
+export async function resolveComposeFile(project: string | ProjectFiles, fileName: string, options: ComposeEnvironmentOptions = {}): Promise<ResolvedComposition> {
+  const files = projectFiles(project)
+  const text = await files.readText(fileName)
+  if (text === undefined) throw new ExpectedError(`${fileName} does not exist in ${files.label}`)
   const environment = options.environment ?? {}
   const shellLookup = (name: string) => environment[name]
-  const dotEnv = await readEnvFile(path.join(folder, '.env'), {fileName: '.env', required: false, lookup: shellLookup})
+  const dotEnv = await readEnvFile(files, '.env', {fileName: '.env', required: false, lookup: shellLookup})
   const lookup = (name: string) => environment[name] ?? dotEnv[name]
   const unset = new Set<string>()
   const document = interpolateDocument(parseYamlDocument(text, fileName), fileName, lookup, (name) => unset.add(name))
@@ -240,7 +241,7 @@ export async function resolveComposeFile(folder: string, fileName: string, optio
   let changed = text.includes('$')
   for (const [name, service] of Object.entries(composition.services)) {
     if (service.env_file === undefined) continue
-    const fromFiles = await readServiceEnvFiles(folder, service.env_file, `${fileName}: service "${name}"`, options, lookup)
+    const fromFiles = await readServiceEnvFiles(files, service.env_file, `${fileName}: service "${name}"`, options, lookup)
     const {env_file: _envFile, ...rest} = service
     composition.services[name] = {...rest, environment: {...fromFiles, ...service.environment}}
     changed = true

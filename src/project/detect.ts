@@ -1,8 +1,8 @@
-import {stat} from 'node:fs/promises'
 import path from 'node:path'
 
 import {ExpectedError} from '../errors.js'
 import {type ComposeBuild, type ComposeEnvironmentOptions, type Composition, compositionText, resolveComposeFile, singleServiceComposition} from './compose.js'
+import {type ProjectFiles, projectFiles} from './files.js'
 import type {TemplateTarget} from './template.js'
 
 /** Which file a service is built from: balena picks the most specific one present. */
@@ -50,12 +50,12 @@ export interface DescribeOptions extends TemplateTarget, ComposeEnvironmentOptio
 
 const COMPOSE_FILES = ['docker-compose.yml', 'docker-compose.yaml']
 
-async function isFile(file: string): Promise<boolean> {
-  return (await stat(file).catch(() => undefined))?.isFile() ?? false
+async function isFile(files: ProjectFiles, relativePath: string): Promise<boolean> {
+  return (await files.kind(relativePath)) === 'file'
 }
 
-async function isDirectory(folder: string): Promise<boolean> {
-  return (await stat(folder).catch(() => undefined))?.isDirectory() ?? false
+async function isDirectory(files: ProjectFiles, relativePath: string): Promise<boolean> {
+  return (await files.kind(relativePath)) === 'directory'
 }
 
 /** A relative POSIX path that stays inside its base, or undefined for anything absolute, remote or climbing out. */
@@ -71,7 +71,7 @@ function kindOfNamedDockerfile(name: string): DockerfileKind {
 }
 
 /** The most specific Dockerfile in a context: device type, then architecture, then template, then plain. */
-async function findDockerfile(contextFolder: string, target: TemplateTarget): Promise<{dockerfilePath: string; dockerfileKind: DockerfileKind} | undefined> {
+async function findDockerfile(files: ProjectFiles, context: string, target: TemplateTarget): Promise<{dockerfilePath: string; dockerfileKind: DockerfileKind} | undefined> {
   const candidates: Array<[string, DockerfileKind]> = [
     [`Dockerfile.${target.deviceType}`, 'device-type'],
     [`Dockerfile.${target.arch}`, 'arch'],
@@ -79,46 +79,45 @@ async function findDockerfile(contextFolder: string, target: TemplateTarget): Pr
     ['Dockerfile', 'plain'],
   ]
   for (const [name, kind] of candidates) {
-    if (await isFile(path.join(contextFolder, name))) return {dockerfilePath: name, dockerfileKind: kind}
+    if (await isFile(files, path.posix.join(context, name))) return {dockerfilePath: name, dockerfileKind: kind}
   }
 
   return undefined
 }
 
-async function findComposeFile(folder: string): Promise<string | undefined> {
+async function findComposeFile(files: ProjectFiles): Promise<string | undefined> {
   const present: string[] = []
   for (const name of COMPOSE_FILES) {
-    if (await isFile(path.join(folder, name))) present.push(name)
+    if (await isFile(files, name)) present.push(name)
   }
 
-  if (present.length > 1) throw new ExpectedError(`${folder} has both ${present.join(' and ')} — keep one of them`)
+  if (present.length > 1) throw new ExpectedError(`${files.label} has both ${present.join(' and ')} — keep one of them`)
   return present[0]
 }
 
-async function describeBuildService(folder: string, composeFile: string, serviceName: string, build: ComposeBuild, target: TemplateTarget): Promise<BuildService> {
+async function describeBuildService(files: ProjectFiles, composeFile: string, serviceName: string, build: ComposeBuild, target: TemplateTarget): Promise<BuildService> {
   const where = `${composeFile}: service "${serviceName}"`
   const context = normaliseInsidePath(build.context)
   if (context === undefined) {
     throw new ExpectedError(`${where} has build context "${build.context}", which is not a folder inside the project — flotilla sends only the project folder`)
   }
 
-  const contextFolder = path.join(folder, context)
-  if (!(await isDirectory(contextFolder))) {
-    throw new ExpectedError(`${where} has build context "${build.context}", which is not a folder in ${folder} — create it or fix the path`)
+  if (!(await isDirectory(files, context))) {
+    throw new ExpectedError(`${where} has build context "${build.context}", which is not a folder in ${files.label} — create it or fix the path`)
   }
 
   const common = {type: 'build' as const, serviceName, context, args: build.args ?? {}, ...(build.target === undefined ? {} : {target: build.target})}
   if (build.dockerfile !== undefined) {
     const dockerfilePath = normaliseInsidePath(build.dockerfile)
     if (dockerfilePath === undefined) throw new ExpectedError(`${where} has dockerfile "${build.dockerfile}", which is not inside its build context`)
-    if (!(await isFile(path.join(contextFolder, dockerfilePath)))) {
+    if (!(await isFile(files, path.posix.join(context, dockerfilePath)))) {
       throw new ExpectedError(`${where} names dockerfile "${build.dockerfile}", which is not a file in its build context "${context}"`)
     }
 
     return {...common, dockerfilePath, dockerfileKind: kindOfNamedDockerfile(dockerfilePath)}
   }
 
-  const found = await findDockerfile(contextFolder, target)
+  const found = await findDockerfile(files, context, target)
   if (!found) {
     throw new ExpectedError(`${where} has no Dockerfile in its build context "${context}" — add a Dockerfile or Dockerfile.template there`)
   }
@@ -126,26 +125,26 @@ async function describeBuildService(folder: string, composeFile: string, service
   return {...common, ...found}
 }
 
-async function describeComposeProject(folder: string, composeFile: string, options: DescribeOptions): Promise<ProjectDescription> {
+async function describeComposeProject(files: ProjectFiles, composeFile: string, options: DescribeOptions): Promise<ProjectDescription> {
   if (options.dockerfile !== undefined) {
     throw new ExpectedError(`a Dockerfile name cannot be given for a project with ${composeFile} — set build.dockerfile of its services instead`)
   }
 
-  const {composition, warnings, changed} = await resolveComposeFile(folder, composeFile, options)
+  const {composition, warnings, changed} = await resolveComposeFile(files, composeFile, options)
   const services: ProjectService[] = []
   for (const [serviceName, service] of Object.entries(composition.services)) {
-    if (service.build) services.push(await describeBuildService(folder, composeFile, serviceName, service.build, options))
+    if (service.build) services.push(await describeBuildService(files, composeFile, serviceName, service.build, options))
     else if (service.image) services.push({type: 'image', serviceName, image: service.image})
   }
 
   return {composeFile, services, composition, warnings, ...(changed ? {resolvedComposeText: compositionText(composition)} : {})}
 }
 
-async function describeSingleDockerfileProject(folder: string, options: DescribeOptions): Promise<ProjectDescription> {
+async function describeSingleDockerfileProject(files: ProjectFiles, options: DescribeOptions): Promise<ProjectDescription> {
   if (options.dockerfile !== undefined) {
     const dockerfilePath = normaliseInsidePath(options.dockerfile)
-    if (dockerfilePath === undefined) throw new ExpectedError(`Dockerfile "${options.dockerfile}" is not inside the project folder ${folder}`)
-    if (!(await isFile(path.join(folder, dockerfilePath)))) throw new ExpectedError(`Dockerfile "${options.dockerfile}" is not a file in ${folder}`)
+    if (dockerfilePath === undefined) throw new ExpectedError(`Dockerfile "${options.dockerfile}" is not inside the project folder ${files.label}`)
+    if (!(await isFile(files, dockerfilePath))) throw new ExpectedError(`Dockerfile "${options.dockerfile}" is not a file in ${files.label}`)
     return {
       services: [{type: 'build', serviceName: 'main', context: '.', dockerfilePath, dockerfileKind: kindOfNamedDockerfile(dockerfilePath), args: {}}],
       composition: singleServiceComposition(dockerfilePath),
@@ -153,10 +152,10 @@ async function describeSingleDockerfileProject(folder: string, options: Describe
     }
   }
 
-  const found = await findDockerfile(folder, options)
+  const found = await findDockerfile(files, '.', options)
   if (!found) {
     throw new ExpectedError(
-      `${folder} has nothing to build — add a Dockerfile, Dockerfile.template, Dockerfile.${options.deviceType}, Dockerfile.${options.arch} or docker-compose.yml`,
+      `${files.label} has nothing to build — add a Dockerfile, Dockerfile.template, Dockerfile.${options.deviceType}, Dockerfile.${options.arch} or docker-compose.yml`,
     )
   }
 
@@ -168,8 +167,9 @@ async function describeSingleDockerfileProject(folder: string, options: Describe
  * a compose file's services, or one service named `main` for a single Dockerfile. Throws before anything is
  * uploaded when the folder has nothing to build or its compose file is wrong.
  */
-export async function describeProject(folder: string, options: DescribeOptions): Promise<ProjectDescription> {
-  if (!(await isDirectory(folder))) throw new ExpectedError(`project folder ${folder} does not exist or is not a folder`)
-  const composeFile = await findComposeFile(folder)
-  return composeFile === undefined ? describeSingleDockerfileProject(folder, options) : describeComposeProject(folder, composeFile, options)
+export async function describeProject(project: string | ProjectFiles, options: DescribeOptions): Promise<ProjectDescription> {
+  const files = projectFiles(project)
+  if (!(await isDirectory(files, '.'))) throw new ExpectedError(`project folder ${files.label} does not exist or is not a folder`)
+  const composeFile = await findComposeFile(files)
+  return composeFile === undefined ? describeSingleDockerfileProject(files, options) : describeComposeProject(files, composeFile, options)
 }

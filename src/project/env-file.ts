@@ -1,7 +1,5 @@
-import {readFile} from 'node:fs/promises'
-import path from 'node:path'
-
 import {ExpectedError} from '../errors.js'
+import type {ProjectFiles} from './files.js'
 import {interpolateString, type VariableLookup} from './interpolation.js'
 
 const KEY = /^[A-Za-z_][A-Za-z0-9_.-]*$/
@@ -94,17 +92,10 @@ export function parseEnvFile(text: string, options: EnvFileOptions): Record<stri
   return values
 }
 
-/** Reads and parses an env file; `required: false` makes a missing file an empty one. */
-export async function readEnvFile(file: string, options: EnvFileOptions & {required: boolean}): Promise<Record<string, string>> {
-  let text: string
-  try {
-    text = await readFile(file, 'utf8')
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code
-    if (code === 'ENOENT' && !options.required) return {}
-    if (code === 'ENOENT') throw new ExpectedError(`${options.fileName} does not exist (${path.resolve(file)}) — create it or fix the path`, {cause: error})
-    throw new ExpectedError(`cannot read ${options.fileName}: ${(error as Error).message}`, {cause: error})
-  }
-
+/** Reads and parses an env file of a project; `required: false` makes a missing file an empty one. */
+export async function readEnvFile(files: ProjectFiles, relativePath: string, options: EnvFileOptions & {required: boolean}): Promise<Record<string, string>> {
+  const text = await files.readText(relativePath)
+  if (text === undefined && !options.required) return {}
+  if (text === undefined) throw new ExpectedError(`${options.fileName} does not exist (${files.describe(relativePath)}) — create it or fix the path`)
   return parseEnvFile(text, options)
 }

@@ -1,9 +1,8 @@
-import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 
 import dockerignoreModule, {type Ignore} from '@balena/dockerignore'
 
-import {ExpectedError} from '../errors.js'
+import {type ProjectFiles, projectFiles} from './files.js'
 
 /**
  * What balena-cli always sends whatever `.dockerignore` says: the builder needs these to know what to build.
@@ -35,15 +34,14 @@ export function createProjectIgnore(dockerignoreText: string): ProjectIgnore {
   }
 }
 
-/** The text of `<folder>/.dockerignore`, or undefined when there is none. */
-async function readDockerignoreText(folder: string): Promise<string | undefined> {
-  const file = path.join(folder, '.dockerignore')
-  try {
-    return await readFile(file, 'utf8')
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw new ExpectedError(`cannot read ${file}: ${(error as Error).message}`, {cause: error})
-  }
+/** The text of `<folder>/.dockerignore` (folder relative to the project), or undefined when there is none. */
+function readDockerignoreText(files: ProjectFiles, folder: string): Promise<string | undefined> {
+  return files.readText(path.posix.join(folder, '.dockerignore'))
+}
+
+/** The rules of one build context alone, as Docker applies them when it builds that context: its own `.dockerignore`. */
+export async function readContextIgnore(files: ProjectFiles, context: string): Promise<ProjectIgnore> {
+  return createProjectIgnore((await readDockerignoreText(files, context)) ?? '')
 }
 
 /** The rules of one service's build context, for the paths under it (`context` is POSIX, relative to the project). */
@@ -78,12 +76,13 @@ export function combineContextIgnores(root: ProjectIgnore, contexts: ContextIgno
  * Reads `<folder>/.dockerignore` (a missing one ignores nothing but `.git`) and, for each build context in
  * `contexts` (POSIX, relative to the folder) that has a `.dockerignore` of its own, that one for the paths under it.
  */
-export async function readProjectIgnore(folder: string, contexts: string[] = []): Promise<ProjectIgnore> {
-  const root = createProjectIgnore((await readDockerignoreText(folder)) ?? '')
+export async function readProjectIgnore(project: string | ProjectFiles, contexts: string[] = []): Promise<ProjectIgnore> {
+  const files = projectFiles(project)
+  const root = await readContextIgnore(files, '.')
   const own: ContextIgnore[] = []
   for (const context of new Set(contexts)) {
     if (context === '.' || context === '') continue
-    const text = await readDockerignoreText(path.join(folder, context))
+    const text = await readDockerignoreText(files, context)
     if (text !== undefined) own.push({context, ignore: createProjectIgnore(text)})
   }
 

@@ -58,7 +58,7 @@ const LARGE_FILE_CHUNK_BYTES = 1024 * 1024
 const OUTPUT_CHUNK_BYTES = 256 * 1024
 
 /** Counts synchronous calls and lets the event loop run once enough of them have kept it waiting. */
-class EventLoopPacer {
+export class EventLoopPacer {
   private callsSinceTurn = 0
 
   async tick(): Promise<void> {
@@ -171,7 +171,7 @@ function headerOf(entry: ProjectEntry): EntryHeader {
   return {name: entry.name, type: 'file', size: entry.size, mode, mtime, uid: 0, gid: 0}
 }
 
-function addBufferedEntry(tar: Pack, header: EntryHeader, content?: Buffer): Promise<void> {
+export function addBufferedEntry(tar: Pack, header: EntryHeader, content?: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
     tar.entry(header, content ?? Buffer.alloc(0), (error) => (error ? reject(error) : resolve()))
   })
@@ -195,31 +195,48 @@ function drained(sink: EntrySink): Promise<void> {
   })
 }
 
-async function addStreamedFile(tar: Pack, entry: ProjectEntry, onChunk: (bytes: number) => void): Promise<void> {
+interface StreamedEntryOptions {
+  onChunk?: (bytes: number) => void
+  /** The error for a source that ends before `header.size` bytes. */
+  shortError?: () => Error
+  /** Turns a read error into one a person can act on. */
+  explain?: (error: unknown) => unknown
+}
+
+/** Adds a file whose contents stream from `source`, which must yield exactly `header.size` bytes. */
+export async function addStreamedEntry(tar: Pack, header: EntryHeader, source: Readable, options: StreamedEntryOptions = {}): Promise<void> {
   let sink!: EntrySink
   const entryDone = new Promise<void>((resolve, reject) => {
-    sink = tar.entry(headerOf(entry), (error) => (error ? reject(error) : resolve()))
+    sink = tar.entry(header, (error) => (error ? reject(error) : resolve()))
   })
   entryDone.catch(() => {})
-  const source = createReadStream(entry.absolutePath, {start: 0, end: entry.size - 1, highWaterMark: LARGE_FILE_CHUNK_BYTES})
   try {
     let written = 0
     for await (const chunk of source as AsyncIterable<Buffer>) {
       written += chunk.length
-      onChunk(chunk.length)
+      options.onChunk?.(chunk.length)
       if (!sink.write(chunk)) await drained(sink)
     }
 
-    if (written !== entry.size) throw changedWhilePacking(entry)
+    if (written !== header.size) throw options.shortError?.() ?? new Error(`${header.name} gave ${written} bytes instead of ${header.size}`)
   } catch (error) {
     source.destroy()
-    const explained = explainReadError(error, entry.absolutePath, entry)
+    const explained = options.explain?.(error) ?? error
     sink.destroy(explained as Error)
     throw explained
   }
 
   sink.end(null)
   await entryDone
+}
+
+function addStreamedFile(tar: Pack, entry: ProjectEntry, onChunk: (bytes: number) => void): Promise<void> {
+  const source = createReadStream(entry.absolutePath, {start: 0, end: entry.size - 1, highWaterMark: LARGE_FILE_CHUNK_BYTES})
+  return addStreamedEntry(tar, headerOf(entry), source, {
+    onChunk,
+    shortError: () => changedWhilePacking(entry),
+    explain: (error) => explainReadError(error, entry.absolutePath, entry),
+  })
 }
 
 /** Keeps `OUTPUT_CHUNK_BYTES` or more together; a chunk that is already that large passes through uncopied. */
@@ -285,6 +302,11 @@ async function fillArchive(tar: Pack, folder: string, options: PackOptions): Pro
 export function packProjectTar(folder: string, options: PackOptions = {}): Readable {
   const tar = createTarPack()
   fillArchive(tar, folder, options).catch((error: unknown) => tar.destroy(error as Error))
+  return readableArchive(tar)
+}
+
+/** A tar being written, as a byte stream in chunks large enough for zlib and the network. */
+export function readableArchive(tar: Pack): Readable {
   return Readable.from(coalesce(tar as AsyncIterable<unknown> as AsyncIterable<Buffer>), {objectMode: false, highWaterMark: OUTPUT_CHUNK_BYTES})
 }
 

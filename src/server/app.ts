@@ -80,7 +80,7 @@ function registerRoutes(app: FastifyInstance, context: ServerContext, options: S
   registerApiKeyRoutes(app, context)
   registerDeviceRegistrationRoute(app, context)
   registerPineRoutes(app, context)
-  registerBuildRoutes(app, context, {docker: options.builder?.docker ?? localDockerEngine(), contextLimits: options.builder?.contextLimits})
+  registerBuildRoutes(app, context, {...options.builder, docker: options.builder?.docker ?? localDockerEngine()})
   const deviceActions = new DeviceActionQueue()
   registerDeviceStateRoutes(app, context, {
     actions: deviceActions,

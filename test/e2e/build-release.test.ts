@@ -6,7 +6,9 @@ import path from 'node:path'
 import Docker from 'dockerode'
 
 import type {BuildEvent} from '../../src/protocol/build-events.js'
+import {packProject} from '../../src/project/pack.js'
 import {type BuildStore, buildRelease, newImageRepository} from '../../src/server/builder/build-release.js'
+import {UploadedProject} from '../../src/server/builder/upload.js'
 import {ensureBaseImage, ensureDocker} from '../helpers/docker.js'
 
 /** The database side of a build, kept in memory: this test is about the engine, not SQL. */
@@ -54,8 +56,25 @@ describe('buildRelease on the real Docker engine', function () {
 
   async function build(store: MemoryBuildStore, signal = new AbortController().signal) {
     const events: BuildEvent[] = []
-    const result = await buildRelease({docker, contextDir: project, deviceType: 'raspberrypi4-64', arch: 'aarch64', nocache: false, registry: null, store, signal, emit: (event) => events.push(event)})
-    return {result, events, messages: events.map((event) => ('message' in event ? event.message : ''))}
+    const uploaded = await UploadedProject.receive(packProject(project))
+    try {
+      const result = await buildRelease({
+        docker,
+        project: uploaded,
+        deviceType: 'raspberrypi4-64',
+        arch: 'aarch64',
+        nocache: false,
+        registry: null,
+        store,
+        network: 'none',
+        timeoutMs: 600_000,
+        signal,
+        emit: (event) => events.push(event),
+      })
+      return {result, events, messages: events.map((event) => ('message' in event ? event.message : ''))}
+    } finally {
+      await uploaded.dispose()
+    }
   }
 
   it('builds a Dockerfile.template resolved for the fleet, and records the image', async () => {

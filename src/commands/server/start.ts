@@ -4,7 +4,9 @@ import path from 'node:path'
 import {Flags} from '@oclif/core'
 
 import {FlotillaCommand} from '../../cli/base.js'
+import {durationFlag} from '../../cli/duration-flag.js'
 import {UsageError} from '../../errors.js'
+import type {BuildNetwork} from '../../server/builder/docker-builder.js'
 
 const LOG_LEVELS = ['silent', 'fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const
 type LogLevel = (typeof LOG_LEVELS)[number]
@@ -39,7 +41,14 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     'data-dir': Flags.string({description: 'where the database and secrets live [default: <flotilla data dir>/server]'}),
     'ssh-port': Flags.integer({description: 'SSH port: devices\' links, and the gateway of flotilla ssh (0 picks a free one)', default: 2222, min: 0, max: 65_535}),
     registry: Flags.string({description: 'host:port of the Docker registry images are pushed to, announced to clients'}),
-    'max-build-context': Flags.integer({description: 'largest build context accepted from a push, in MiB', default: 2048, min: 1}),
+    'max-build-context': Flags.integer({description: 'largest build context accepted from a push, in MiB unpacked', default: 2048, min: 1}),
+    'max-upload': Flags.integer({description: 'largest upload accepted from a push, in MiB as sent (gzip\'d)', default: 1024, min: 1}),
+    'build-timeout': durationFlag({description: 'how long a release\'s build may take before it fails (90s, 30m, 2h; a bare number is minutes)', defaultMs: 60 * 60_000, defaultHelp: '60m'}),
+    'build-network': Flags.string({
+      description: 'network of the RUN steps of builds: none, the engine\'s default bridge, or the host\'s (host lets any pushed Dockerfile reach this server\'s loopback ports)',
+      options: ['none', 'default', 'host'],
+      default: 'default',
+    }),
     'device-heartbeat-timeout': Flags.integer({description: 'seconds without a state report after which a device reads as offline', default: 1800, min: 1}),
     'log-heartbeat': Flags.integer({description: 'seconds between the newlines an idle log stream sends', default: 58, min: 1}),
     cert: Flags.string({description: 'serve HTTPS with this certificate (PEM file; with --key)', dependsOn: ['key']}),
@@ -63,7 +72,11 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
       port: flags.port,
       sshPort: flags['ssh-port'],
       registry: flags.registry ?? null,
-      builder: {contextLimits: {maxBytes: flags['max-build-context'] * 1024 * 1024, maxEntries: 200_000}},
+      builder: {
+        uploadLimits: {maxBytes: flags['max-build-context'] * 1024 * 1024, maxUploadBytes: flags['max-upload'] * 1024 * 1024, maxEntries: 200_000},
+        network: flags['build-network'] as BuildNetwork,
+        timeoutMs: flags['build-timeout'],
+      },
       logger: {level: level as LogLevel},
       deviceHeartbeatTimeoutMs: flags['device-heartbeat-timeout'] * 1000,
       logStreamHeartbeatMs: flags['log-heartbeat'] * 1000,

@@ -1,5 +1,4 @@
 import {randomBytes} from 'node:crypto'
-import {readFile, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 
 import type Docker from 'dockerode'
@@ -7,9 +6,10 @@ import type Docker from 'dockerode'
 import {ExpectedError} from '../../errors.js'
 import type {BuildEvent} from '../../protocol/build-events.js'
 import {describeProject, type BuildService} from '../../project/detect.js'
-import {packProjectTar} from '../../project/pack.js'
+import {readContextIgnore} from '../../project/ignore.js'
 import {resolveDockerfileTemplate} from '../../project/template.js'
-import {type BuildLine, buildServiceImage, pushImage} from './docker-builder.js'
+import {type BuildLine, type BuildNetwork, buildServiceImage, pushImage} from './docker-builder.js'
+import type {UploadedProject} from './upload.js'
 
 /** What the build needs of the database; the route supplies it, so this module stays free of SQL. */
 export interface BuildStore {
@@ -24,7 +24,7 @@ export interface BuildStore {
 
 export interface ReleaseBuildRequest {
   docker: Docker
-  contextDir: string
+  project: UploadedProject
   deviceType: string
   arch: string
   dockerfilePath?: string
@@ -32,6 +32,10 @@ export interface ReleaseBuildRequest {
   /** `host:port` of the registry images are pushed to; null keeps them in the local engine. */
   registry: string | null
   store: BuildStore
+  /** The network RUN steps get: none, the engine's default bridge, or the host's (which reaches the server's loopback). */
+  network: BuildNetwork
+  /** How long the whole build may take before it fails. */
+  timeoutMs: number
   signal: AbortSignal
   emit: (event: BuildEvent) => void
 }
@@ -43,15 +47,23 @@ export interface ReleaseBuildResult {
   error?: string
 }
 
-/** Where a resolved template is written inside the context, so the engine builds the resolved text. */
+/** Where a resolved template is added to the context, so the engine builds the resolved text. */
 const RESOLVED_DOCKERFILE = '.flotilla.Dockerfile'
 
-async function dockerfileFor(contextFolder: string, service: BuildService, deviceType: string, arch: string): Promise<{path: string; text: string}> {
-  const text = await readFile(path.join(contextFolder, service.dockerfilePath), 'utf8')
-  if (service.dockerfileKind !== 'template') return {path: service.dockerfilePath, text}
+interface ServiceDockerfile {
+  /** Inside the context. */
+  path: string
+  text: string
+  /** Files the context gets beside the upload's. */
+  extraFiles: Record<string, string>
+}
+
+async function dockerfileFor(project: UploadedProject, service: BuildService, deviceType: string, arch: string): Promise<ServiceDockerfile> {
+  const text = await project.readText(path.posix.join(service.context, service.dockerfilePath))
+  if (text === undefined) throw new ExpectedError(`the Dockerfile of service ${service.serviceName} (${service.dockerfilePath}) is not a file in its build context`)
+  if (service.dockerfileKind !== 'template') return {path: service.dockerfilePath, text, extraFiles: {}}
   const resolved = resolveDockerfileTemplate(text, {deviceType, arch})
-  await writeFile(path.join(contextFolder, RESOLVED_DOCKERFILE), resolved)
-  return {path: RESOLVED_DOCKERFILE, text: resolved}
+  return {path: RESOLVED_DOCKERFILE, text: resolved, extraFiles: {[RESOLVED_DOCKERFILE]: resolved}}
 }
 
 /**
@@ -70,7 +82,7 @@ export async function buildRelease(request: ReleaseBuildRequest): Promise<Releas
   try {
     // No environment: `${VAR}` takes values from the project's .env only (flotilla's CLI sends the compose file
     // already resolved from the user's shell); the server's own environment never reaches a release.
-    project = await describeProject(request.contextDir, {deviceType: request.deviceType, arch: request.arch, dockerfile: request.dockerfilePath})
+    project = await describeProject(request.project, {deviceType: request.deviceType, arch: request.arch, dockerfile: request.dockerfilePath})
   } catch (error) {
     const message = error instanceof ExpectedError ? error.message : String(error)
     say(`[Error] ${message}`, {isError: true})
@@ -83,13 +95,14 @@ export async function buildRelease(request: ReleaseBuildRequest): Promise<Releas
   const tags: string[] = []
   const failures: string[] = []
   const stopOthers = new AbortController()
-  const signal = AbortSignal.any([request.signal, stopOthers.signal])
+  const timeout = AbortSignal.timeout(request.timeoutMs)
+  const signal = AbortSignal.any([request.signal, stopOthers.signal, timeout])
+  const timedOut = `the build took longer than ${formatDuration(request.timeoutMs)}, the server's limit (server start --build-timeout)`
 
   await Promise.all(
     builds.map(async (service) => {
       const prefix = `[${service.serviceName}]`
       const serviceId = await request.store.ensureService(service.serviceName)
-      const contextFolder = path.join(request.contextDir, service.context)
       let imageRow: {imageId: number; location: string} | undefined
       const serviceLog: string[] = []
       const onLine = (line: BuildLine) => {
@@ -98,15 +111,16 @@ export async function buildRelease(request: ReleaseBuildRequest): Promise<Releas
       }
 
       try {
-        const dockerfile = await dockerfileFor(contextFolder, service, request.deviceType, request.arch)
+        const dockerfile = await dockerfileFor(request.project, service, request.deviceType, request.arch)
         imageRow = await request.store.createImage(serviceId, {dockerfile: dockerfile.text, projectType: dockerfileKindLabel(service)})
         const tag = `${imageRow.location}:latest`
         tags.push(tag)
         await request.store.updateImage(imageRow.imageId, {status: 'running', start_timestamp: new Date().toISOString()})
         const built = await buildServiceImage(request.docker, {
           serviceName: service.serviceName,
-          context: packProjectTar(contextFolder),
+          context: request.project.contextTar(service.context, await readContextIgnore(request.project, service.context), dockerfile.extraFiles),
           dockerfile: dockerfile.path,
+          network: request.network,
           tag,
           buildArgs: service.args,
           nocache: request.nocache,
@@ -125,7 +139,7 @@ export async function buildRelease(request: ReleaseBuildRequest): Promise<Releas
         })
         say(`${prefix} Image built (${(built.size / 1024 / 1024).toFixed(1)} MiB)`)
       } catch (error) {
-        const message = signal.aborted ? 'build cancelled' : error instanceof Error ? error.message : String(error)
+        const message = timeout.aborted ? timedOut : signal.aborted ? 'build cancelled' : error instanceof Error ? error.message : String(error)
         failures.push(`${prefix} ${message}`)
         stopOthers.abort()
         if (imageRow) {
@@ -144,13 +158,17 @@ export async function buildRelease(request: ReleaseBuildRequest): Promise<Releas
   if (failures.length > 0 || cancelled) {
     await Promise.all(tags.map((tag) => request.docker.getImage(tag).remove({force: true}).catch(() => undefined)))
     const status = cancelled ? 'cancelled' : 'failed'
-    const error = cancelled ? 'the build was cancelled' : failures.find((failure) => !failure.endsWith('build cancelled')) ?? failures[0]
+    const error = cancelled ? 'the build was cancelled' : timeout.aborted ? `[Error] ${timedOut}` : (failures.find((failure) => !failure.endsWith('build cancelled')) ?? failures[0])
     say(cancelled ? '[Info] Build cancelled' : error, {isError: true})
     return {status, composition: project.composition, buildLog: log.join('\n'), error}
   }
 
   say('[Info] Release built and pushed', {isSuccess: true})
   return {status: 'success', composition: project.composition, buildLog: log.join('\n')}
+}
+
+function formatDuration(ms: number): string {
+  return ms % 60_000 === 0 ? `${ms / 60_000} min` : `${ms / 1000} s`
 }
 
 function dockerfileKindLabel(service: BuildService): string {

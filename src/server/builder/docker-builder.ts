@@ -10,6 +10,10 @@ export interface BuildLine {
   replace?: boolean
 }
 
+/** Where RUN steps are networked: nowhere, the engine's default bridge, or the host's network. */
+export const BUILD_NETWORKS = ['none', 'default', 'host'] as const
+export type BuildNetwork = (typeof BUILD_NETWORKS)[number]
+
 export interface ServiceImageBuild {
   serviceName: string
   /** A tar of the service's build context. */
@@ -19,6 +23,7 @@ export interface ServiceImageBuild {
   /** The tag the built image gets (`<registry>/v2/<hash>:latest` or a local name). */
   tag: string
   buildArgs?: Record<string, string>
+  network: BuildNetwork
   nocache?: boolean
   signal?: AbortSignal
   onLine: (line: BuildLine) => void
@@ -75,7 +80,7 @@ export async function buildServiceImage(docker: Docker, build: ServiceImageBuild
     buildargs: build.buildArgs ?? {},
     rm: true,
     forcerm: true,
-    networkmode: 'host',
+    networkmode: build.network,
     abortSignal: build.signal,
   } as Docker.ImageBuildOptions)
   let failure: string | undefined

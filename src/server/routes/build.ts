@@ -1,7 +1,5 @@
 import {randomBytes} from 'node:crypto'
-import {mkdtemp, rm} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
-import path from 'node:path'
+import type {ServerResponse} from 'node:http'
 import type {Readable} from 'node:stream'
 
 import type Docker from 'dockerode'
@@ -9,20 +7,28 @@ import type {FastifyInstance} from 'fastify'
 
 import type {BuildEvent} from '../../protocol/build-events.js'
 import type {BuildStore} from '../builder/build-release.js'
-import {type ContextLimits, DEFAULT_CONTEXT_LIMITS, extractBuildContext} from '../builder/context.js'
+import type {BuildNetwork} from '../builder/docker-builder.js'
+import {DEFAULT_UPLOAD_LIMITS, type UploadedProject, type UploadLimits} from '../builder/upload.js'
+import {ExpectedError} from '../../errors.js'
 import {type ServerContext, userActor} from '../context.js'
 import type {Db} from '../db/database.js'
 import {ensureServiceInstalls} from '../db/service-installs.js'
 import {now} from '../db/values.js'
-import {badRequest, notFound} from '../http-errors.js'
+import {badRequest, HttpError, notFound} from '../http-errors.js'
 import {RESOURCES} from '../odata/model.js'
 import {ODataReader} from '../odata/translate.js'
 
 export interface BuilderSettings {
   /** Where builds run; one engine per server, created on the first build. */
   docker: () => Promise<Docker>
-  contextLimits?: ContextLimits
+  uploadLimits?: UploadLimits
+  /** The network of RUN steps; `default` falls back to none on an engine without a default bridge. */
+  network?: BuildNetwork
+  /** How long one release's build may take. */
+  timeoutMs?: number
 }
+
+export const DEFAULT_BUILD_TIMEOUT_MS = 60 * 60 * 1000
 
 /** How often a running build looks whether a client cancelled its release (balena clients PATCH the status). */
 const CANCEL_POLL_MS = 1000
@@ -80,12 +86,102 @@ function jsonArrayWriter(raw: NodeJS.WritableStream) {
   }
 }
 
+interface BuildFleet {
+  id: number
+  slug: string
+  deviceType: string
+  arch: string
+}
+
+/** The fleet a build is for, when the user may build for it. */
+async function buildFleet(context: ServerContext, actor: Awaited<ReturnType<typeof userActor>>, slug: string): Promise<BuildFleet> {
+  const fleet = await context.db
+    .selectFrom('application')
+    .innerJoin('device_type', 'device_type.id', 'application.is_for__device_type')
+    .innerJoin('cpu_architecture', 'cpu_architecture.id', 'device_type.is_of__cpu_architecture')
+    .select(['application.id', 'application.slug', 'device_type.slug as deviceType', 'cpu_architecture.slug as arch'])
+    .where('application.slug', '=', slug.toLowerCase())
+    .executeTakeFirst()
+  if (!fleet || !(await new ODataReader(context.db, actor).allVisible(RESOURCES.application, [fleet.id]))) throw notFound(`fleet "${slug}" not found`)
+  return fleet
+}
+
+async function createRelease(db: Db, fleet: BuildFleet, userId: number, draft: boolean): Promise<number> {
+  const release = await db
+    .insertInto('release')
+    .values({
+      created_at: now(),
+      belongs_to__application: fleet.id,
+      commit: randomBytes(16).toString('hex'),
+      composition: '{}',
+      status: 'running',
+      source: 'cloud',
+      start_timestamp: now(),
+      is_final: draft ? 0 : 1,
+      semver: '0.0.0',
+      is_invalidated: 0,
+      is_created_by__user: userId,
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow()
+  return release.id
+}
+
+/** Ends a running release; a successful final one becomes its fleet's target when the fleet tracks the latest and it is newer. */
+async function finishRelease(context: ServerContext, fleet: BuildFleet, releaseId: number, draft: boolean, status: string, fields: {build_log: string; composition?: unknown}) {
+  await context.db
+    .updateTable('release')
+    .set({status, end_timestamp: now(), build_log: fields.build_log, ...(fields.composition === undefined ? {} : {composition: JSON.stringify(fields.composition)})})
+    .where('id', '=', releaseId)
+    .where('status', '=', 'running')
+    .execute()
+  if (status !== 'success' || draft) return
+  await context.db
+    .updateTable('application')
+    .set({should_be_running__release: releaseId})
+    .where('id', '=', fleet.id)
+    .where('should_track_latest_release', '=', 1)
+    .where((eb) => eb.or([eb('should_be_running__release', 'is', null), eb('should_be_running__release', '<', releaseId)]))
+    .execute()
+  context.targetsMaybeChanged()
+}
+
+/** A build's output: balena's streamed JSON array of events, or, headless, one JSON object once the upload is in. */
+function buildResponse(raw: ServerResponse, headless: boolean) {
+  raw.writeHead(200, headless ? {'content-type': 'application/json'} : {'content-type': 'application/json', 'cache-control': 'no-cache'})
+  const stream = headless ? undefined : jsonArrayWriter(raw)
+  return {
+    emit: (event: BuildEvent) => stream?.write(event),
+    uploadRefused(message: string) {
+      if (headless) raw.end(JSON.stringify({started: false, error: 'invalid context', message}))
+      else stream?.write({message: `[Error] ${message}`, isError: true})
+    },
+    started(releaseId: number) {
+      if (headless) raw.end(JSON.stringify({started: true, releaseId}))
+    },
+    end() {
+      stream?.end()
+      if (headless && !raw.writableEnded) raw.end()
+    },
+  }
+}
+
+/** The network builds get: `default` needs the engine's default bridge, which an engine started with `--bridge=none` lacks. */
+async function effectiveBuildNetwork(docker: Docker, wanted: BuildNetwork): Promise<{network: BuildNetwork; warning?: string}> {
+  if (wanted !== 'default') return {network: wanted}
+  const bridge = await docker.getNetwork('bridge').inspect().catch(() => undefined)
+  if (bridge) return {network: wanted}
+  return {network: 'none', warning: '[Warn] The Docker engine has no default bridge network: RUN steps run without a network (server start --build-network)'}
+}
+
 /**
  * `POST /v3/build`: receives the project as a gzip'd tar, creates a release, builds and pushes every service,
  * and streams the build log back. The release ends `success` only when every image is built and pushed; then it
  * becomes the fleet's target unless it is a draft or the fleet is pinned, and only when it is newer than the target.
+ * The upload is read into an index and one spool file, never unpacked: see UploadedProject.
  */
 export function registerBuildRoutes(app: FastifyInstance, context: ServerContext, settings: BuilderSettings): void {
+  const limits = settings.uploadLimits ?? DEFAULT_UPLOAD_LIMITS
   app.addHook('onReady', async () => {
     // A build that was running when the server stopped can never finish: say so rather than leave it "running".
     await context.db.updateTable('release').set({status: 'interrupted', end_timestamp: now()}).where('status', '=', 'running').where('source', '=', 'cloud').execute()
@@ -98,109 +194,65 @@ export function registerBuildRoutes(app: FastifyInstance, context: ServerContext
       const actor = await userActor(context, request)
       const query = request.query as BuildQuery
       if (!query.slug) throw badRequest('slug is required: the fleet to build for, as org/name')
-      const fleet = await context.db
-        .selectFrom('application')
-        .innerJoin('device_type', 'device_type.id', 'application.is_for__device_type')
-        .innerJoin('cpu_architecture', 'cpu_architecture.id', 'device_type.is_of__cpu_architecture')
-        .select(['application.id', 'application.slug', 'device_type.slug as deviceType', 'cpu_architecture.slug as arch'])
-        .where('application.slug', '=', query.slug.toLowerCase())
-        .executeTakeFirst()
-      if (!fleet || !(await new ODataReader(context.db, actor).allVisible(RESOURCES.application, [fleet.id]))) throw notFound(`fleet "${query.slug}" not found`)
-      const draft = query.isdraft === 'true'
-      const release = await context.db
-        .insertInto('release')
-        .values({
-          created_at: now(),
-          belongs_to__application: fleet.id,
-          commit: randomBytes(16).toString('hex'),
-          composition: '{}',
-          status: 'running',
-          source: 'cloud',
-          start_timestamp: now(),
-          is_final: draft ? 0 : 1,
-          semver: '0.0.0',
-          is_invalidated: 0,
-          is_created_by__user: actor.userId,
-        })
-        .returning('id')
-        .executeTakeFirstOrThrow()
+      const declaredBytes = Number(request.headers['content-length'] ?? 0)
+      if (declaredBytes > limits.maxUploadBytes) {
+        throw new HttpError(413, `the upload is ${Math.ceil(declaredBytes / 1024 / 1024)} MiB, more than the server's limit of ${Math.floor(limits.maxUploadBytes / 1024 / 1024)} MiB — make the project smaller (.dockerignore) or raise the server's --max-upload`)
+      }
 
-      const body = request.body as Readable
-      const headless = query.headless === 'true'
-      const contextDir = await mkdtemp(path.join(tmpdir(), `flotilla-build-${release.id}-`))
+      const fleet = await buildFleet(context, actor, query.slug)
+      const draft = query.isdraft === 'true'
+      const releaseId = await createRelease(context.db, fleet, actor.userId, draft)
+      const finish = (status: string, fields: {build_log: string; composition?: unknown}) => finishRelease(context, fleet, releaseId, draft, status, fields)
       const cancel = new AbortController()
       const cancelWatch = setInterval(async () => {
-        const row = await context.db.selectFrom('release').select('status').where('id', '=', release.id).executeTakeFirst()
+        const row = await context.db.selectFrom('release').select('status').where('id', '=', releaseId).executeTakeFirst()
         if (row?.status === 'cancelled') cancel.abort()
       }, CANCEL_POLL_MS)
 
       reply.hijack()
-      let stream: ReturnType<typeof jsonArrayWriter> | undefined
-      const emit = (event: BuildEvent) => stream?.write(event)
-      if (headless) {
-        reply.raw.writeHead(200, {'content-type': 'application/json'})
-      } else {
-        reply.raw.writeHead(200, {'content-type': 'application/json', 'cache-control': 'no-cache'})
-        stream = jsonArrayWriter(reply.raw)
-        emit({type: 'metadata', resource: 'buildLogId', value: release.id})
-        emit({message: `[Info] Starting build for fleet ${fleet.slug}, release ${release.id}`})
-      }
-
-      const finish = async (status: string, fields: {build_log: string; composition?: unknown}) => {
-        await context.db
-          .updateTable('release')
-          .set({status, end_timestamp: now(), build_log: fields.build_log, ...(fields.composition === undefined ? {} : {composition: JSON.stringify(fields.composition)})})
-          .where('id', '=', release.id)
-          .where('status', '=', 'running')
-          .execute()
-        if (status === 'success' && !draft) {
-          await context.db
-            .updateTable('application')
-            .set({should_be_running__release: release.id})
-            .where('id', '=', fleet.id)
-            .where('should_track_latest_release', '=', 1)
-            .where((eb) => eb.or([eb('should_be_running__release', 'is', null), eb('should_be_running__release', '<', release.id)]))
-            .execute()
-          context.targetsMaybeChanged()
-        }
-      }
-
+      const response = buildResponse(reply.raw, query.headless === 'true')
+      response.emit({type: 'metadata', resource: 'buildLogId', value: releaseId})
+      response.emit({message: `[Info] Starting build for fleet ${fleet.slug}, release ${releaseId}`})
+      let project: UploadedProject | undefined
       try {
+        const {UploadedProject} = await import('../builder/upload.js')
         try {
-          await extractBuildContext(body, contextDir, settings.contextLimits ?? DEFAULT_CONTEXT_LIMITS)
+          project = await UploadedProject.receive(request.body as Readable, limits)
         } catch (error) {
-          body.resume()
-          const message = `[Error] ${(error as Error).message}`
-          await finish('failed', {build_log: message})
-          if (headless) reply.raw.end(JSON.stringify({started: false, error: 'invalid context', message: (error as Error).message}))
-          else emit({message, isError: true})
+          if (!(error instanceof ExpectedError)) throw error
+          await finish('failed', {build_log: `[Error] ${error.message}`})
+          response.uploadRefused(error.message)
           return
         }
 
-        if (headless) reply.raw.end(JSON.stringify({started: true, releaseId: release.id}))
+        response.started(releaseId)
+        const docker = await settings.docker()
+        const {network, warning} = await effectiveBuildNetwork(docker, settings.network ?? 'default')
+        if (warning) response.emit({message: warning})
         const {buildRelease} = await import('../builder/build-release.js')
         const result = await buildRelease({
-          docker: await settings.docker(),
-          contextDir,
+          docker,
+          project,
           deviceType: fleet.deviceType,
           arch: fleet.arch,
           dockerfilePath: query.dockerfilePath || undefined,
           nocache: query.nocache === 'true',
           registry: context.registry,
-          store: releaseStore(context.db, release.id, fleet.id, context.registry),
+          store: releaseStore(context.db, releaseId, fleet.id, context.registry),
+          network,
+          timeoutMs: settings.timeoutMs ?? DEFAULT_BUILD_TIMEOUT_MS,
           signal: cancel.signal,
-          emit,
+          emit: response.emit,
         })
         await finish(result.status, {build_log: result.buildLog, composition: result.composition})
       } catch (error) {
         request.log.error({err: error}, 'build failed')
         await finish('failed', {build_log: `[Error] ${(error as Error).message}`}).catch(() => undefined)
-        emit({message: `[Error] the builder failed: ${(error as Error).message}`, isError: true})
+        response.emit({message: `[Error] the builder failed: ${(error as Error).message}`, isError: true})
       } finally {
         clearInterval(cancelWatch)
-        stream?.end()
-        if (headless && !reply.raw.writableEnded) reply.raw.end()
-        await rm(contextDir, {recursive: true, force: true})
+        await project?.dispose()
+        response.end()
       }
     })
   })

@@ -5,6 +5,7 @@ import path from 'node:path'
 
 import {ExpectedError} from '../../../src/errors.js'
 import {parseEnvFile, readEnvFile} from '../../../src/project/env-file.js'
+import {folderFiles} from '../../../src/project/files.js'
 
 function parse(text: string, shell: Record<string, string> = {}): Record<string, string> {
   return parseEnvFile(text, {fileName: 'app.env', lookup: (name) => shell[name]})
@@ -64,10 +65,10 @@ describe('env files (.env and env_file:)', () => {
 
     it('reads a file, treats a missing optional one as empty and a missing required one as an error', async () => {
       await writeFile(path.join(folder, 'a.env'), 'A=1\n')
-      assert.deepEqual(await readEnvFile(path.join(folder, 'a.env'), {fileName: 'a.env', required: true}), {A: '1'})
-      assert.deepEqual(await readEnvFile(path.join(folder, '.env'), {fileName: '.env', required: false}), {})
+      assert.deepEqual(await readEnvFile(folderFiles(folder), 'a.env', {fileName: 'a.env', required: true}), {A: '1'})
+      assert.deepEqual(await readEnvFile(folderFiles(folder), '.env', {fileName: '.env', required: false}), {})
       await assert.rejects(
-        readEnvFile(path.join(folder, 'missing.env'), {fileName: 'env_file "missing.env"', required: true}),
+        readEnvFile(folderFiles(folder), 'missing.env', {fileName: 'env_file "missing.env"', required: true}),
         (error: Error) => error instanceof ExpectedError && error.message.includes('env_file "missing.env" does not exist'),
       )
     })

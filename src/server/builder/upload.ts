@@ -1,0 +1,325 @@
+import {closeSync, createReadStream, createWriteStream, openSync, readSync} from 'node:fs'
+import {mkdtemp, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import {type Readable, Transform} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+import {createGunzip} from 'node:zlib'
+
+import {extract, type Header, pack as createTarPack, type Pack} from 'tar-stream'
+
+import {ExpectedError} from '../../errors.js'
+import type {ProjectFiles} from '../../project/files.js'
+import type {ProjectIgnore} from '../../project/ignore.js'
+import {addBufferedEntry, addStreamedEntry, EventLoopPacer, readableArchive} from '../../project/pack.js'
+
+export interface UploadLimits {
+  /** Bytes of the upload as it arrives (gzip'd). */
+  maxUploadBytes: number
+  /** Total uncompressed bytes of file contents. */
+  maxBytes: number
+  maxEntries: number
+}
+
+export const DEFAULT_UPLOAD_LIMITS: UploadLimits = {maxUploadBytes: 1024 ** 3, maxBytes: 2 * 1024 ** 3, maxEntries: 200_000}
+
+/** An upload the builder refuses: the message names the entry or the limit, and what to do. */
+export class BuildContextError extends ExpectedError {}
+
+/** Longest entry name or link target accepted; longer ones are no project's and would only cost memory. */
+const MAX_NAME_LENGTH = 4096
+/** Links followed one after another while resolving a path, as Linux allows before ELOOP. */
+const MAX_LINK_HOPS = 40
+/** Files up to this size are read from the spool in one synchronous call (the page cache has them); larger ones stream. */
+const SMALL_FILE_BYTES = 256 * 1024
+
+interface StoredEntry {
+  type: 'file' | 'directory' | 'symlink'
+  mode: number
+  mtime: Date
+  size: number
+  /** Where the file's contents start in the spool. */
+  offset: number
+  linkTarget?: string
+}
+
+/**
+ * An entry's name as a list of path parts, or an empty list for the project folder itself. Names are data here,
+ * never paths the server opens, but they are still held to what a project can contain: nothing absolute, no `..`.
+ */
+function entryParts(name: string): string[] {
+  if (name.length > MAX_NAME_LENGTH) throw new BuildContextError(`the build context holds a name longer than ${MAX_NAME_LENGTH} characters: "${name.slice(0, 80)}…"`)
+  const normalised = name.replaceAll('\\', '/')
+  if (normalised.startsWith('/') || /^[A-Za-z]:/.test(normalised)) throw new BuildContextError(`the build context holds an absolute path: "${name}"`)
+  const parts = normalised.split('/').filter((part) => part !== '' && part !== '.')
+  if (parts.includes('..')) throw new BuildContextError(`the build context holds a path with "..": "${name}"`)
+  if (parts.some((part) => part.includes('\0'))) throw new BuildContextError(`the build context holds a name with a NUL character: "${name}"`)
+  return parts
+}
+
+function entryType(header: Header): StoredEntry['type'] {
+  switch (header.type) {
+    case 'file':
+    case 'contiguous-file':
+      return 'file'
+    case 'directory':
+      return 'directory'
+    case 'symlink':
+      return 'symlink'
+    case 'link':
+      throw new BuildContextError(`the build context holds a hard link, which is not supported: "${header.name}" — replace it with a copy or a symbolic link`)
+    default:
+      throw new BuildContextError(`the build context holds "${header.name}", a ${header.type ?? 'special file'}: only files, folders and links can be built from — add it to .dockerignore`)
+  }
+}
+
+/** Counts the bytes of the upload as they arrive and stops it past the limit. */
+function uploadMeter(maxBytes: number): Transform {
+  let seen = 0
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      seen += chunk.length
+      if (seen > maxBytes) callback(new BuildContextError(`the upload is larger than ${formatMiB(maxBytes)} — make the project smaller (.dockerignore) or raise the server's --max-upload`))
+      else callback(null, chunk)
+    },
+  })
+}
+
+function formatMiB(bytes: number): string {
+  return `${Math.round((bytes / 1024 / 1024) * 10) / 10} MiB`
+}
+
+/**
+ * A project uploaded to the builder, held as an index of its entries beside one spool file of their contents.
+ * Nothing is unpacked: names and links are data, so no entry can make the server read or write outside the
+ * spool, whatever links the archive holds. The services' build contexts are made from it as tar streams.
+ */
+export class UploadedProject implements ProjectFiles {
+  readonly label = 'the uploaded project'
+  private readonly entries = new Map<string, StoredEntry>()
+  /** Folders named only as the parents of other entries. */
+  private readonly impliedFolders = new Set<string>()
+  /** The spool, open for reading once the upload is in. */
+  private descriptor?: number
+
+  private constructor(
+    private readonly spoolFolder: string,
+    private readonly spoolFile: string,
+  ) {}
+
+  /** Reads a gzip'd tar as it streams in, refusing what a project cannot hold and anything over the limits. */
+  static async receive(gzipped: Readable, limits: UploadLimits = DEFAULT_UPLOAD_LIMITS): Promise<UploadedProject> {
+    const spoolFolder = await mkdtemp(path.join(tmpdir(), 'flotilla-upload-'))
+    const project = new UploadedProject(spoolFolder, path.join(spoolFolder, 'contents'))
+    try {
+      await project.fill(gzipped, limits)
+      project.checkLinks()
+      return project
+    } catch (error) {
+      await project.dispose()
+      throw explainArchiveError(error)
+    }
+  }
+
+  private async fill(gzipped: Readable, limits: UploadLimits): Promise<void> {
+    const spool = createWriteStream(this.spoolFile, {mode: 0o600})
+    const unpack = extract()
+    let bytes = 0
+    let spooled = 0
+    const consume = (async () => {
+      for await (const entry of unpack) {
+        const {header} = entry
+        if (this.entries.size >= limits.maxEntries) throw new BuildContextError(`the build context has more than ${limits.maxEntries} entries — leave some out with .dockerignore`)
+        const parts = entryParts(header.name)
+        const type = entryType(header)
+        const size = type === 'file' ? (header.size ?? 0) : 0
+        bytes += size
+        if (bytes > limits.maxBytes) throw new BuildContextError(`the build context is larger than ${formatMiB(limits.maxBytes)} unpacked — leave some out with .dockerignore`)
+        const stored: StoredEntry = {type, mode: (header.mode ?? (type === 'directory' ? 0o755 : 0o644)) & 0o7777, mtime: header.mtime ?? new Date(0), size, offset: spooled}
+        if (type === 'symlink') stored.linkTarget = checkedLinkTarget(header)
+        if (parts.length > 0) this.add(parts, stored, header.name)
+        for await (const chunk of entry as AsyncIterable<Buffer>) {
+          if (type !== 'file') continue
+          spooled += chunk.length
+          if (!spool.write(chunk)) await new Promise<void>((resolve) => spool.once('drain', () => resolve()))
+        }
+      }
+    })()
+    // The request is piped, not made part of the pipeline: a refused upload must not destroy it, or the socket
+    // would go with it before the client reads why. What is left of it is drained and dropped instead.
+    const meter = uploadMeter(limits.maxUploadBytes)
+    gzipped.once('error', (error) => meter.destroy(error))
+    gzipped.once('close', () => gzipped.readableEnded || meter.destroy(new BuildContextError('the upload was cut off before it ended')))
+    gzipped.pipe(meter)
+    try {
+      await Promise.all([pipeline(meter, createGunzip(), unpack), consume])
+    } catch (error) {
+      gzipped.unpipe(meter)
+      gzipped.resume()
+      throw error
+    } finally {
+      unpack.destroy()
+      await new Promise<void>((resolve, reject) => spool.end((error?: Error | null) => (error ? reject(error) : resolve())))
+    }
+
+    this.descriptor = openSync(this.spoolFile, 'r')
+  }
+
+  /** Adds an entry, refusing anything placed under a link or a file, and a name given twice. */
+  private add(parts: string[], entry: StoredEntry, rawName: string): void {
+    for (let depth = 1; depth < parts.length; depth++) {
+      const parent = parts.slice(0, depth).join('/')
+      const existing = this.entries.get(parent)
+      if (existing?.type === 'symlink') throw new BuildContextError(`the build context holds "${rawName}" under the link "${parent}": entries may not be placed through links`)
+      if (existing?.type === 'file') throw new BuildContextError(`the build context holds "${rawName}" under the file "${parent}"`)
+      this.impliedFolders.add(parent)
+    }
+
+    const name = parts.join('/')
+    const existing = this.entries.get(name)
+    if (existing && !(existing.type === 'directory' && entry.type === 'directory')) throw new BuildContextError(`the build context holds "${name}" twice`)
+    if (entry.type !== 'directory' && this.impliedFolders.has(name)) throw new BuildContextError(`the build context holds "${name}" both as a folder and as a ${entry.type === 'file' ? 'file' : 'link'}`)
+    this.entries.set(name, entry)
+  }
+
+  /** Every link must lead to a place inside the project, followed as the engine would follow it. */
+  private checkLinks(): void {
+    for (const [name, entry] of this.entries) {
+      if (entry.type !== 'symlink') continue
+      const parent = name.split('/').slice(0, -1)
+      if (this.walk(parent, (entry.linkTarget ?? '').split('/'), true, name) === undefined) {
+        throw new BuildContextError(`the build context holds a link that escapes it: "${name}" → "${entry.linkTarget}"`)
+      }
+    }
+  }
+
+  /**
+   * Resolves `path` from the folder `start`, following the project's links, as a kernel would on disk: the parts
+   * of the place it leads to, or undefined when it leaves the project. The last part's link is followed when asked.
+   */
+  private walk(start: string[], path: string[], followLast: boolean, what: string): string[] | undefined {
+    const resolved = [...start]
+    const pending = [...path]
+    let hops = 0
+    while (pending.length > 0) {
+      const part = pending.shift() as string
+      if (part === '' || part === '.') continue
+      if (part === '..') {
+        if (resolved.length === 0) return undefined
+        resolved.pop()
+        continue
+      }
+
+      resolved.push(part)
+      const entry = this.entries.get(resolved.join('/'))
+      if (entry?.type !== 'symlink' || (pending.length === 0 && !followLast)) continue
+      if (++hops > MAX_LINK_HOPS) throw new BuildContextError(`the build context holds links that go round in a loop: "${what}"`)
+      resolved.pop()
+      pending.unshift(...(entry.linkTarget ?? '').split('/'))
+    }
+
+    return resolved
+  }
+
+  /** The entry a project path leads to (links followed), with its name; undefined when nothing is there. */
+  private lookup(relativePath: string): {name: string; entry?: StoredEntry} | undefined {
+    let parts: string[]
+    try {
+      parts = entryParts(relativePath)
+    } catch {
+      return undefined
+    }
+
+    const resolved = this.walk([], parts, true, relativePath)
+    if (resolved === undefined) return undefined
+    const name = resolved.join('/')
+    return {name, entry: this.entries.get(name)}
+  }
+
+  async kind(relativePath: string): Promise<'file' | 'directory' | undefined> {
+    const found = this.lookup(relativePath)
+    if (found === undefined) return undefined
+    if (found.name === '' || found.entry?.type === 'directory' || this.impliedFolders.has(found.name)) return 'directory'
+    return found.entry?.type === 'file' ? 'file' : undefined
+  }
+
+  async readText(relativePath: string): Promise<string | undefined> {
+    const entry = this.lookup(relativePath)?.entry
+    return entry?.type === 'file' ? this.readContents(entry).toString('utf8') : undefined
+  }
+
+  describe(relativePath: string): string {
+    return `${relativePath} in ${this.label}`
+  }
+
+  private readContents(entry: StoredEntry): Buffer {
+    const buffer = Buffer.allocUnsafe(entry.size)
+    if (entry.size === 0) return buffer
+    if (this.descriptor === undefined) throw new Error('the uploaded project was disposed of')
+    let done = 0
+    while (done < entry.size) {
+      const read = readSync(this.descriptor, buffer, done, entry.size - done, entry.offset + done)
+      if (read === 0) throw new Error('the upload spool ended early')
+      done += read
+    }
+
+    return buffer
+  }
+
+  /**
+   * The uncompressed tar of one service's build context (a folder of the project, links followed), as the
+   * engine's build API takes it: the context's own `.dockerignore` applied, and `extraFiles` (a resolved
+   * template) added in place of any entry of the same name.
+   */
+  contextTar(context: string, ignore: ProjectIgnore, extraFiles: Record<string, string> = {}): Readable {
+    const found = this.lookup(context)
+    const tar = createTarPack()
+    this.fillContext(tar, found?.name ?? '', ignore, extraFiles).catch((error: unknown) => tar.destroy(error as Error))
+    return readableArchive(tar)
+  }
+
+  private async fillContext(tar: Pack, folder: string, ignore: ProjectIgnore, extraFiles: Record<string, string>): Promise<void> {
+    const prefix = folder === '' ? '' : `${folder}/`
+    const pacer = new EventLoopPacer()
+    for (const [name, entry] of this.entries) {
+      if (!name.startsWith(prefix)) continue
+      const relative = name.slice(prefix.length)
+      if (Object.hasOwn(extraFiles, relative) || ignore.ignores(relative)) continue
+      const header = {name: entry.type === 'directory' ? `${relative}/` : relative, type: entry.type, mode: entry.mode, mtime: entry.mtime, uid: 0, gid: 0}
+      if (entry.type === 'symlink') await addBufferedEntry(tar, {...header, linkname: entry.linkTarget})
+      else if (entry.type === 'directory' || entry.size <= SMALL_FILE_BYTES) await addBufferedEntry(tar, {...header, size: entry.size}, entry.type === 'file' ? this.readContents(entry) : undefined)
+      else await addStreamedEntry(tar, {...header, size: entry.size}, createReadStream(this.spoolFile, {start: entry.offset, end: entry.offset + entry.size - 1}))
+      await pacer.tick()
+    }
+
+    for (const [name, text] of Object.entries(extraFiles)) await addBufferedEntry(tar, {name, type: 'file', mode: 0o644, mtime: new Date(), uid: 0, gid: 0}, Buffer.from(text))
+    tar.finalize()
+  }
+
+  /** Removes the spool; the project cannot be read afterwards. */
+  async dispose(): Promise<void> {
+    if (this.descriptor !== undefined) closeSync(this.descriptor)
+    this.descriptor = undefined
+    await rm(this.spoolFolder, {recursive: true, force: true})
+  }
+}
+
+/** A link's target as the archive gives it, refused when it is absolute: a project's links point inside it. */
+function checkedLinkTarget(header: Header): string {
+  const target = header.linkname ?? ''
+  if (target.length > MAX_NAME_LENGTH) throw new BuildContextError(`the build context holds a link with a target longer than ${MAX_NAME_LENGTH} characters: "${header.name}"`)
+  if (target === '' || target.startsWith('/') || /^[A-Za-z]:/.test(target)) throw new BuildContextError(`the build context holds a link that escapes it: "${header.name}" → "${target}"`)
+  return target
+}
+
+/** The refusal as it stands, or a broken archive said in one line. */
+function explainArchiveError(error: unknown): unknown {
+  if (error instanceof ExpectedError) return error
+  const code = (error as NodeJS.ErrnoException).code
+  const message = (error as Error).message
+  if (code === 'Z_DATA_ERROR' || code === 'Z_BUF_ERROR' || /header|tar|unexpected end/i.test(message)) {
+    return new BuildContextError(`the build context is not a valid gzip'd tar archive: ${message}`)
+  }
+
+  return error
+}
