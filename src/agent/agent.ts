@@ -10,7 +10,7 @@ import {DEVICE_SSH_PORT} from '../protocol/device-link.js'
 import type {TargetDevice} from '../protocol/target-state.js'
 import {FleetClient} from '../sdk/client.js'
 import {actionCollector, ActionListener} from './action-listener.js'
-import {loadConfig} from './config.js'
+import {loadConfig, pollIntervalOf} from './config.js'
 import {DeviceLink, discoverLinkEndpoint} from './device-link.js'
 import {DeviceActions, runHostCommand} from './device-actions.js'
 import {DockerExecutor, type RegistryAuth} from './docker-executor.js'
@@ -72,7 +72,6 @@ export interface RunningAgent {
   stop(): Promise<void>
 }
 
-const DEFAULT_POLL_INTERVAL_MS = 15 * 60_000
 const FACTS_REFRESH_MS = 5 * 60_000
 
 async function packageVersion(): Promise<string> {
@@ -419,6 +418,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     reporter = new StateReporter({send: stateReportSender(client), minIntervalMs: options.reportIntervalMs, onError: (error) => log(`state report failed: ${(error as Error).message}`)})
     const stored = await store.load()
     const fleetClient = client
+    const poll = pollIntervalOf(device, options.configPath)
+    if (poll.raisedFrom !== undefined && options.pollIntervalMs === undefined) log(`appUpdatePollInterval ${poll.raisedFrom} ms is below the minimum: polling every ${poll.intervalMs} ms`)
     poller = new TargetPoller({
       fetch: (etag) => fetchTargetState(fleetClient, device.uuid, etag),
       onTarget: async (target, etag) => {
@@ -426,7 +427,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         reconcileWakeup.wake()
       },
       onError: (error) => log(`target state poll failed: ${(error as Error).message}`),
-      intervalMs: options.pollIntervalMs ?? device.appUpdatePollInterval ?? DEFAULT_POLL_INTERVAL_MS,
+      intervalMs: options.pollIntervalMs ?? poll.intervalMs,
       initialEtag: stored?.etag,
     })
     poller.start()

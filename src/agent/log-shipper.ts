@@ -45,6 +45,14 @@ function sinceArgument(nanoseconds: bigint): string {
   return `${nanoseconds / 1_000_000_000n}.${fraction}`
 }
 
+type StreamName = 'stdout' | 'stderr'
+
+/** Where a stream of a container was read up to: the timestamp of its last line and how many lines carried it. */
+interface StreamCursor {
+  at: bigint
+  count: number
+}
+
 /**
  * Follows the service containers' output and the agent's own system lines, hands every line to local
  * subscribers at once and ships them to the server in batches. While the server cannot be reached it keeps
@@ -59,8 +67,11 @@ export class LogShipper {
   private readonly timer: NodeJS.Timeout
   private readonly listeners = new Set<(line: LocalLogLine) => void>()
   private readonly followed = new Map<string, Readable>()
-  /** Per container, the timestamp of the last line shipped, so following again after a restart sends no line twice. */
-  private readonly lastSeen = new Map<string, bigint>()
+  /**
+   * Per container and per stream, where its output was read up to, so following again sends no line twice and
+   * misses none: stdout and stderr are read apart, and either may run ahead of the other.
+   */
+  private readonly cursors = new Map<string, Partial<Record<StreamName, StreamCursor>>>()
   private stopped = false
   private readonly now: () => number
 
@@ -90,7 +101,11 @@ export class LogShipper {
     this.followed.set(container.id, placeholder)
     try {
       const {Config: config} = await handle.inspect()
-      const since = this.lastSeen.get(container.id) ?? BigInt(sinceMs) * 1_000_000n
+      const cursors = this.cursors.get(container.id) ?? {}
+      // From the stream read least far (a stream not read yet starts at sinceMs). Docker's `since` includes lines
+      // at that very time: the lines already read there are skipped by count.
+      const starts = (['stdout', 'stderr'] as const).map((name) => cursors[name]?.at ?? BigInt(sinceMs) * 1_000_000n)
+      const since = starts[0] < starts[1] ? starts[0] : starts[1]
       const raw = (await handle.logs({follow: true, stdout: true, stderr: true, timestamps: true, since: sinceArgument(since)})) as unknown as Readable
       if (this.stopped) {
         raw.destroy()
@@ -102,7 +117,7 @@ export class LogShipper {
       const stderr = new PassThrough()
       if (config.Tty) raw.pipe(stdout)
       else docker.modem.demuxStream(raw, stdout, stderr)
-      const finished = Promise.all([this.readLines(stdout, container, false), this.readLines(stderr, container, true)])
+      const finished = Promise.all([this.readLines(stdout, container, 'stdout'), this.readLines(stderr, container, 'stderr')])
       let ended = false
       const endBoth = () => {
         if (ended) return
@@ -123,7 +138,7 @@ export class LogShipper {
 
     if (this.stopped) return
     const state = await handle.inspect().then((info) => info.State, () => undefined)
-    if (state?.Running) await this.followContainer(docker, container)
+    if (state?.Running) await this.followContainer(docker, container, sinceMs)
   }
 
   /** Sends what is buffered now; resolves when that attempt is over. */
@@ -164,29 +179,43 @@ export class LogShipper {
     await this.flush()
   }
 
-  private async readLines(stream: Readable, container: FollowedContainer, isStdErr: boolean): Promise<void> {
+  private async readLines(stream: Readable, container: FollowedContainer, name: StreamName): Promise<void> {
     let partial = ''
+    // Lines at the cursor's own timestamp seen again in this reading: the first `count` of them were read before.
+    const replayed = {at: this.cursors.get(container.id)?.[name]?.at, count: 0}
     for await (const chunk of stream) {
       partial += (chunk as Buffer).toString('utf8')
       let newline: number
       while ((newline = partial.indexOf('\n')) !== -1) {
-        this.containerLine(partial.slice(0, newline).replace(/\r$/, ''), container, isStdErr)
+        this.containerLine(partial.slice(0, newline).replace(/\r$/, ''), container, name, replayed)
         partial = partial.slice(newline + 1)
       }
     }
 
-    if (partial) this.containerLine(partial, container, isStdErr)
+    if (partial) this.containerLine(partial, container, name, replayed)
   }
 
-  private containerLine(text: string, container: FollowedContainer, isStdErr: boolean): void {
+  private containerLine(text: string, container: FollowedContainer, name: StreamName, replayed: {at?: bigint; count: number}): void {
     const space = text.indexOf(' ')
     const stamp = space === -1 ? text : text.slice(0, space)
     const nanoseconds = nanosecondsOf(stamp)
-    const last = this.lastSeen.get(container.id)
-    if (last !== undefined && nanoseconds <= last) return
-    this.lastSeen.set(container.id, nanoseconds)
+    const cursors = this.cursors.get(container.id) ?? {}
+    this.cursors.set(container.id, cursors)
+    const cursor = cursors[name]
+    if (cursor && nanoseconds < cursor.at) return
+    if (cursor && nanoseconds === cursor.at) {
+      if (replayed.at === cursor.at && replayed.count < cursor.count) {
+        replayed.count++
+        return
+      }
+
+      cursor.count++
+    } else {
+      cursors[name] = {at: nanoseconds, count: 1}
+    }
+
     const message = space === -1 ? '' : text.slice(space + 1)
-    this.push({message, timestamp: Number(nanoseconds / 1_000_000n), isSystem: false, isStdErr, serviceId: container.serviceId}, container.serviceName)
+    this.push({message, timestamp: Number(nanoseconds / 1_000_000n), isSystem: false, isStdErr: name === 'stderr', serviceId: container.serviceId}, container.serviceName)
   }
 
   private push(line: LogLine, serviceName?: string): void {

@@ -23,8 +23,28 @@ export interface StoredLogLine extends LogLine {
 /** The server keeps at most this many characters of a message. */
 export const MAX_LOG_MESSAGE_LENGTH = 10_000
 
+/**
+ * The most a device sends in one log request: at most this many lines, of fewer message characters than this.
+ * The server stores such a request whole or not at all, so a device that retries a failed request repeats nothing.
+ */
+export const MAX_LOG_BATCH_LINES = 500
+export const MAX_LOG_BATCH_CHARACTERS = 1024 * 1024
+
+/** Ends a message that was cut to MAX_LOG_MESSAGE_LENGTH, so a reader knows the rest is missing. */
+export const TRUNCATED_MARK = ' [truncated]'
+
+/** The start of a message that goes on, marked: TRUNCATED_MARK ends it, in at most MAX_LOG_MESSAGE_LENGTH characters. */
+export function cutLogMessage(start: string): string {
+  let end = Math.min(start.length, MAX_LOG_MESSAGE_LENGTH - TRUNCATED_MARK.length)
+  // Never keep half of a surrogate pair.
+  const last = start.charCodeAt(end - 1)
+  if (last >= 0xd8_00 && last <= 0xdb_ff) end--
+  return start.slice(0, end) + TRUNCATED_MARK
+}
+
+/** The message, or its start marked as cut when it is longer than MAX_LOG_MESSAGE_LENGTH. */
 export function truncateLogMessage(message: string): string {
-  return message.length > MAX_LOG_MESSAGE_LENGTH ? message.slice(0, MAX_LOG_MESSAGE_LENGTH) : message
+  return message.length > MAX_LOG_MESSAGE_LENGTH ? cutLogMessage(message) : message
 }
 
 export function toNdjson(lines: readonly LogLine[]): string {

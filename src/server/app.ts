@@ -10,7 +10,7 @@ import {loadSigningSecret} from './auth/tokens.js'
 import {type AdminSettings, type CreatedAdmin, ensureAdmin} from './bootstrap.js'
 import type {ServerContext} from './context.js'
 import {type Db, openDatabase} from './db/database.js'
-import {HttpError} from './http-errors.js'
+import {diskFull, HttpError, isDiskFullError} from './http-errors.js'
 import {registerApiKeyRoutes} from './routes/api-keys.js'
 import {registerAuthRoutes} from './routes/auth.js'
 import {DeviceActionQueue} from './device-actions.js'
@@ -87,7 +87,7 @@ function registerRoutes(app: FastifyInstance, context: ServerContext, options: S
     heartbeatTimeoutMs: options.deviceHeartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS,
     linkedDeviceIds: () => links.linkedDeviceIds(),
   })
-  const deviceLogs = new DeviceLogStore(context.db, {onWriteError: (error) => app.log.error({err: error}, 'storing device logs failed')})
+  const deviceLogs = new DeviceLogStore(context.db)
   app.addHook('onClose', async () => deviceLogs.flush())
   registerDeviceLogRoutes(app, context, {store: deviceLogs, heartbeatMs: options.logStreamHeartbeatMs ?? DEFAULT_LOG_HEARTBEAT_MS})
   registerDownloadConfigRoute(app, context)
@@ -118,6 +118,12 @@ function sendErrors(app: FastifyInstance): void {
 
     const status = (error as FastifyError).statusCode
     if (status && status >= 400 && status < 500) return reply.code(status).type('application/json').send(JSON.stringify(error.message))
+    if (isDiskFullError(error)) {
+      request.log.error({err: error}, 'disk full: a write failed for want of space')
+      const answer = diskFull()
+      return reply.code(answer.statusCode).type('application/json').send(JSON.stringify(answer.message))
+    }
+
     request.log.error({err: error}, 'request failed')
     return reply.code(500).type('application/json').send(JSON.stringify('Server error'))
   })

@@ -36,21 +36,29 @@ export function logLineOf(value: unknown): LogLine | undefined {
   return line
 }
 
+interface PendingLine {
+  device: number
+  line: StoredLogLine
+  settle: (error?: unknown) => void
+}
+
 /**
- * The last lines of every device: each line gets its id and reaches live subscribers at once, and is written
- * to the database afterwards in batches, each batch trimming its devices to the retention. Reads of history
- * wait for the writes before them, so history and the live lines meet without a gap.
+ * The last lines of every device. Lines of concurrent requests are written together in batches, each batch
+ * trimming its devices to the retention; `append` resolves once its lines are in the database (so a device is
+ * told its lines are kept only when they are) and rejects when the write failed, and only stored lines reach live
+ * subscribers, in id order. Reads of history wait for the writes before them, so history and the live lines meet
+ * without a gap.
  */
 export class DeviceLogStore {
   private nextId?: number
   private readonly subscribers = new Map<number, Set<Subscriber>>()
-  private pending: Array<{device: number; line: StoredLogLine}> = []
+  private pending: PendingLine[] = []
   private writing: Promise<void> = Promise.resolve()
   private flushScheduled = false
 
   constructor(
     private readonly db: Db,
-    private readonly options: {retention?: number; onWriteError?: (error: unknown) => void} = {},
+    private readonly options: {retention?: number} = {},
   ) {}
 
   private async ids(): Promise<number> {
@@ -62,19 +70,19 @@ export class DeviceLogStore {
     return this.nextId
   }
 
-  /** Stores lines of a device and publishes them to its subscribers before any database write. */
+  /** Stores lines of a device; resolves once they are in the database, then publishes them to its subscribers. */
   async append(deviceId: number, lines: LogLine[]): Promise<void> {
     if (lines.length === 0) return
     await this.ids()
     const createdAt = Date.now()
-    const listeners = this.subscribers.get(deviceId)
-    for (const line of lines) {
+    const settled = lines.map((line) => {
       const stored: StoredLogLine = {...line, id: this.nextId!++, createdAt}
-      this.pending.push({device: deviceId, line: stored})
-      for (const listener of listeners ?? []) listener(stored)
-    }
-
+      return new Promise<void>((resolve, reject) => {
+        this.pending.push({device: deviceId, line: stored, settle: (error) => (error === undefined ? resolve() : reject(error))})
+      })
+    })
     this.scheduleFlush()
+    await Promise.all(settled)
   }
 
   private scheduleFlush(): void {
@@ -87,16 +95,23 @@ export class DeviceLogStore {
             this.flushScheduled = false
             const batch = this.pending
             this.pending = []
-            this.write(batch).then(resolve, (error: unknown) => {
-              this.options.onWriteError?.(error)
-              resolve()
-            })
+            this.write(batch).then(
+              () => {
+                for (const {device, line} of batch) for (const listener of this.subscribers.get(device) ?? []) listener(line)
+                for (const entry of batch) entry.settle()
+                resolve()
+              },
+              (error: unknown) => {
+                for (const entry of batch) entry.settle(error)
+                resolve()
+              },
+            )
           })
         }),
     )
   }
 
-  private async write(batch: Array<{device: number; line: StoredLogLine}>): Promise<void> {
+  private async write(batch: PendingLine[]): Promise<void> {
     if (batch.length === 0) return
     const devices = new Set(batch.map((entry) => entry.device))
     await this.db.transaction().execute(async (trx) => {

@@ -29,3 +29,12 @@ export function isForeignKeyError(error: unknown): boolean {
   const code = (error as {code?: string} | undefined)?.code
   return code === 'SQLITE_CONSTRAINT_FOREIGNKEY' || code === '23503'
 }
+
+/** Whether a write failed for want of disk space: SQLite's SQLITE_FULL, PostgreSQL's disk_full, or the file system's ENOSPC. */
+export function isDiskFullError(error: unknown): boolean {
+  const code = (error as {code?: string} | undefined)?.code
+  return code === 'SQLITE_FULL' || code === 'ENOSPC' || code === '53100'
+}
+
+/** 507 Insufficient Storage: the client keeps what it sent and tries again later. */
+export const diskFull = () => new HttpError(507, 'disk full: the server cannot store this now, try again later')

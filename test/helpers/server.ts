@@ -12,6 +12,8 @@ export interface TestServer {
   /** The SSH port: devices' links and the users' gateway. */
   sshPort: number
   dataDir: string
+  /** The server process's id, to look at it from outside (its memory in /proc/<pid>/status). */
+  pid: number
   admin: {email: string; username: string; password: string}
   addUser(user: {email: string; username: string; password: string; organization?: string}): Promise<void>
   stop(): Promise<void>
@@ -94,6 +96,7 @@ export async function startServer(options: {env?: NodeJS.ProcessEnv; dataDir?: s
     port: Number(new URL(url).port),
     sshPort,
     dataDir,
+    pid: child.pid!,
     admin,
     async addUser(user) {
       const args = ['server', 'user', 'add', '--email', user.email, '--username', user.username, '--password-stdin', '--data-dir', dataDir]

@@ -1,7 +1,7 @@
 import path from 'node:path'
 
 import SqliteDatabase from 'better-sqlite3'
-import {Kysely, type LogConfig, Migrator, SqliteDialect} from 'kysely'
+import {type DatabaseConnection, type Driver, Kysely, type LogConfig, Migrator, SqliteDialect, SqliteDriver} from 'kysely'
 
 import {ExpectedError} from '../../errors.js'
 import {securePrivateDir} from '../data-dir.js'
@@ -11,6 +11,25 @@ import type {Database} from './schema.js'
 export type Db = Kysely<Database>
 
 export const DATABASE_FILE = 'flotilla.db'
+
+/**
+ * SQLite ends a transaction by itself when a write fails for want of space (SQLITE_FULL) or memory; rolling it
+ * back again would fail with "cannot rollback - no transaction is active" and hide the real cause from the caller.
+ */
+class SqliteDialectKeepingCauses extends SqliteDialect {
+  constructor(private readonly connection: SqliteDatabase.Database) {
+    super({database: connection})
+  }
+
+  override createDriver(): Driver {
+    const {connection} = this
+    return new (class extends SqliteDriver {
+      override async rollbackTransaction(databaseConnection: DatabaseConnection): Promise<void> {
+        if (connection.inTransaction) await super.rollbackTransaction(databaseConnection)
+      }
+    })({database: connection})
+  }
+}
 
 /**
  * Opens the server's database (`<dataDir>/flotilla.db`, or an in-memory one for `:memory:`) and brings its schema
@@ -30,7 +49,7 @@ export async function openDatabase(location: {dataDir: string} | ':memory:', opt
   connection.pragma('busy_timeout = 5000')
   // OData's startswith/contains are case-sensitive; SQLite's LIKE is not unless asked.
   connection.pragma('case_sensitive_like = ON')
-  const db = new Kysely<Database>({dialect: new SqliteDialect({database: connection}), log: options.log})
+  const db = new Kysely<Database>({dialect: new SqliteDialectKeepingCauses(connection), log: options.log})
   const {error, results} = await new Migrator({db, provider: migrationProvider}).migrateToLatest()
   if (error) {
     await db.destroy()

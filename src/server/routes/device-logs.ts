@@ -1,14 +1,14 @@
-import {createInterface} from 'node:readline'
-import {PassThrough, type Readable} from 'node:stream'
+import {type Duplex, PassThrough, type Readable} from 'node:stream'
 import {createGunzip, createInflate} from 'node:zlib'
 
 import type {FastifyInstance} from 'fastify'
 
-import type {LogLine, StoredLogLine} from '../../protocol/log-line.js'
+import {type LogLine, MAX_LOG_BATCH_CHARACTERS, MAX_LOG_BATCH_LINES, type StoredLogLine} from '../../protocol/log-line.js'
 import type {ServerContext} from '../context.js'
 import type {DeviceLogStore} from '../device-logs.js'
 import {logLineOf} from '../device-logs.js'
 import {badRequest} from '../http-errors.js'
+import {logLinesOfNdjson, MAX_LOG_LINE_BYTES} from '../log-stream-lines.js'
 import {deviceForRequest} from './device-state.js'
 
 export interface DeviceLogSettings {
@@ -19,14 +19,93 @@ export interface DeviceLogSettings {
 
 export const DEFAULT_LOG_HEARTBEAT_MS = 58_000
 
-/** Lines of one request written to the store together, so a fast writer does not make one write a line. */
-const APPEND_BATCH = 50
+/** Lines of one request stored together: a request of the agent (no more than this) is kept whole or not at all. */
+const APPEND_BATCH_LINES = MAX_LOG_BATCH_LINES
+const APPEND_BATCH_CHARACTERS = MAX_LOG_BATCH_CHARACTERS
+/** A long-lived request (balena's supervisor keeps one open) has its lines stored at least this soon. */
+const APPEND_BATCH_DELAY_MS = 200
+/** The batch form: at most this many lines a request, each read as a log-stream line is. */
+const MAX_BATCH_LINES = 10
 
+/**
+ * Stores the lines of one log request in batches, one write at a time, so a slow database slows the reading of the
+ * request instead of piling lines up in memory; the first failure stops the writes and is thrown by `finish`.
+ */
+class LogRequestWriter {
+  private batch: LogLine[] = []
+  private characters = 0
+  private timer?: NodeJS.Timeout
+  private stored: Promise<void> = Promise.resolve()
+  failure?: unknown
+
+  constructor(
+    private readonly store: DeviceLogStore,
+    private readonly deviceId: number,
+  ) {}
+
+  async add(line: LogLine): Promise<void> {
+    this.batch.push(line)
+    this.characters += line.message.length
+    if (this.batch.length < APPEND_BATCH_LINES && this.characters < APPEND_BATCH_CHARACTERS) {
+      this.timer ??= setTimeout(() => this.write(), APPEND_BATCH_DELAY_MS)
+      return
+    }
+
+    this.write()
+    await this.stored
+  }
+
+  /** Resolves once every line added is stored; throws what made a write fail. */
+  async finish(): Promise<void> {
+    this.write()
+    await this.stored
+    if (this.failure !== undefined) throw this.failure
+  }
+
+  /** Forgets the lines not written yet (the request failed: the device sends them again). */
+  abandon(): void {
+    clearTimeout(this.timer)
+    this.batch = []
+  }
+
+  private write(): void {
+    clearTimeout(this.timer)
+    this.timer = undefined
+    const lines = this.batch
+    this.batch = []
+    this.characters = 0
+    if (lines.length === 0) return
+    this.stored = this.stored.then(async () => {
+      if (this.failure === undefined) await this.store.append(this.deviceId, lines)
+    }).catch((error: unknown) => {
+      this.failure ??= error
+    })
+  }
+}
+
+/**
+ * The body as sent before its content-encoding. The request itself is piped, never consumed here: when reading stops
+ * early (a limit, a failed write) the server discards the rest of the request and answers, instead of resetting
+ * the connection under the client.
+ */
 function decodedBody(payload: Readable, encoding: string | string[] | undefined): Readable {
-  if (encoding === 'gzip') return payload.pipe(createGunzip())
-  if (encoding === 'deflate') return payload.pipe(createInflate())
-  if (encoding === undefined || encoding === 'identity') return payload
-  throw badRequest(`unsupported content-encoding "${String(encoding)}"`)
+  let decoded: Duplex
+  if (encoding === 'gzip') decoded = createGunzip()
+  else if (encoding === 'deflate') decoded = createInflate()
+  else if (encoding === undefined || encoding === 'identity') decoded = new PassThrough()
+  else throw badRequest(`unsupported content-encoding "${String(encoding)}"`)
+  payload.once('error', (error) => decoded.destroy(error))
+  return payload.pipe(decoded)
+}
+
+async function* decompressionErrorsAsBadRequests(lines: AsyncIterable<LogLine>, encoding: string | string[] | undefined): AsyncGenerator<LogLine> {
+  try {
+    yield* lines
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code?.startsWith('Z_')) throw badRequest(`the body is not valid ${String(encoding)} data (${code})`)
+    throw error
+  }
 }
 
 function parseCount(value: string | undefined, fallback: number | 'all'): number | 'all' {
@@ -64,32 +143,32 @@ export function registerDeviceLogRoutes(app: FastifyInstance, context: ServerCon
       const deviceId = await deviceForRequest(context, request, request.params.uuid, 'write-logs')
       const body = request.body as Readable | undefined
       if (!body || typeof body.pipe !== 'function') throw badRequest('send the log lines as application/x-ndjson')
-      let batch: LogLine[] = []
-      for await (const text of createInterface({input: decodedBody(body, request.headers['content-encoding']), crlfDelay: Number.POSITIVE_INFINITY})) {
-        if (text.trim() === '') continue
-        let parsed: unknown
-        try {
-          parsed = JSON.parse(text)
-        } catch {
-          continue
+      const writer = new LogRequestWriter(store, deviceId)
+      try {
+        const encoding = request.headers['content-encoding']
+        for await (const line of decompressionErrorsAsBadRequests(logLinesOfNdjson(decodedBody(body, encoding)), encoding)) {
+          if (writer.failure !== undefined) break
+          await writer.add(line)
         }
-
-        const line = logLineOf(parsed)
-        if (line) batch.push(line)
-        if (batch.length >= APPEND_BATCH) {
-          await store.append(deviceId, batch)
-          batch = []
-        }
+      } catch (error) {
+        writer.abandon()
+        throw error
+      } finally {
+        // Whatever is left of a request refused midway is read and discarded, so the answer reaches the client.
+        body.unpipe()
+        body.resume()
       }
 
-      await store.append(deviceId, batch)
+      // 201 only once every line is stored: a device that gets an error keeps its lines and sends them again.
+      await writer.finish()
       return reply.code(201).send()
     })
   })
 
-  app.post<{Params: {uuid: string}}>('/device/v2/:uuid/logs', async (request, reply) => {
+  app.post<{Params: {uuid: string}}>('/device/v2/:uuid/logs', {bodyLimit: MAX_BATCH_LINES * MAX_LOG_LINE_BYTES}, async (request, reply) => {
     const deviceId = await deviceForRequest(context, request, request.params.uuid, 'write-logs')
     if (!Array.isArray(request.body)) throw badRequest('send the log lines as a JSON array')
+    if (request.body.length > MAX_BATCH_LINES) throw badRequest(`send at most ${MAX_BATCH_LINES} log lines a request (or use /device/v2/:uuid/log-stream)`)
     await store.append(
       deviceId,
       request.body.map((item) => logLineOf(item)).filter((line): line is LogLine => line !== undefined),

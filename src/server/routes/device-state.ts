@@ -8,7 +8,7 @@ import type {DeviceActionQueue} from '../device-actions.js'
 import {computeTargetState, entityTagOf, matchesEntityTag} from '../device-target.js'
 import {deviceIdOfUuid, markSilentDevicesOffline} from '../db/devices.js'
 import {now} from '../db/values.js'
-import {badRequest, unauthorized} from '../http-errors.js'
+import {badRequest, isDiskFullError, unauthorized} from '../http-errors.js'
 
 export interface DeviceStateSettings {
   actions: DeviceActionQueue
@@ -113,8 +113,14 @@ export function registerDeviceStateRoutes(app: FastifyInstance, context: ServerC
 
   app.get<{Params: {uuid: string}}>('/device/v3/:uuid/state', async (request, reply) => {
     const deviceId = await deviceForRequest(context, request, request.params.uuid, 'read-target')
-    // A device asking for its target is alive: its poll is a heartbeat as much as its report.
-    if ((await authenticatedActor(context, request)).kind === 'device') await markOnline(context, deviceId)
+    // A device asking for its target is alive: its poll is a heartbeat as much as its report. A heartbeat that
+    // cannot be written (a full disk) is logged, and never keeps the device from its target.
+    if ((await authenticatedActor(context, request)).kind === 'device') {
+      await markOnline(context, deviceId).catch((error: unknown) => {
+        request.log.warn({err: error}, isDiskFullError(error) ? 'disk full: the heartbeat of a target-state poll was not stored' : 'the heartbeat of a target-state poll was not stored')
+      })
+    }
+
     const target = await computeTargetState(context.db, deviceId)
     if (!target) throw unauthorized()
     const body = JSON.stringify(target)

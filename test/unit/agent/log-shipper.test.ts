@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict'
+import {PassThrough, type Writable} from 'node:stream'
+
+import type Docker from 'dockerode'
 
 import {LogShipper} from '../../../src/agent/log-shipper.js'
 import type {LocalLogLine, LogLine} from '../../../src/protocol/log-line.js'
@@ -71,5 +74,56 @@ describe('LogShipper', () => {
     shipper.systemLine('unseen')
     assert.equal(seen.length, 1)
     assert.equal(seen[0].message.length, 10_000)
+  })
+
+  /**
+   * An engine holding one container's log as Docker keeps it (RFC 3339 nanosecond timestamps, a stream each line);
+   * `logs` answers the lines at or after `since` as Docker does, stdout and stderr delivered apart (stdout first).
+   */
+  function engineWithLog(entries: Array<{at: string; stream: 'stdout' | 'stderr'; text: string}>, runningFollows: number) {
+    let follows = 0
+    const sinces: string[] = []
+    const docker = {
+      modem: {
+        demuxStream(raw: PassThrough, stdout: Writable, stderr: Writable) {
+          raw.on('data', (entry: {stream: 'stdout' | 'stderr'; line: string}) => (entry.stream === 'stdout' ? stdout : stderr).write(entry.line))
+        },
+      },
+      getContainer: () => ({
+        inspect: async () => ({Config: {Tty: false}, State: {Running: follows < runningFollows}}),
+        async logs(options: {since: string}) {
+          follows++
+          sinces.push(options.since)
+          const [seconds, fraction] = options.since.split('.')
+          const since = BigInt(seconds) * 1_000_000_000n + BigInt(fraction)
+          const raw = new PassThrough({objectMode: true})
+          const nanos = (at: string) => BigInt(Date.parse(`${at.slice(0, 19)}Z`)) * 1_000_000n + BigInt(at.slice(20, 29))
+          const selected = entries.filter((entry) => nanos(entry.at) >= since)
+          for (const stream of ['stdout', 'stderr'] as const) for (const entry of selected.filter((candidate) => candidate.stream === stream)) raw.write({stream, line: `${entry.at} ${entry.text}\n`})
+          setImmediate(() => raw.end())
+          return raw
+        },
+      }),
+    }
+    return {docker: docker as unknown as Docker, sinces}
+  }
+
+  it('reads stdout and stderr with a cursor each: following again loses and repeats no line, even at the same nanosecond', async () => {
+    const entries = [
+      {at: '2030-01-01T00:00:01.000000001Z', stream: 'stderr' as const, text: 'err 1'},
+      {at: '2030-01-01T00:00:02.000000000Z', stream: 'stdout' as const, text: 'out 1'},
+      {at: '2030-01-01T00:00:02.000000000Z', stream: 'stdout' as const, text: 'out 2, same time'},
+      {at: '2030-01-01T00:00:02.500000000Z', stream: 'stderr' as const, text: 'err 2'},
+      {at: '2030-01-01T00:00:03.000000000Z', stream: 'stdout' as const, text: 'out 3'},
+    ]
+    const batches: LogLine[][] = []
+    shipper = new LogShipper({send: async (lines) => void batches.push(lines), batchIntervalMs: 60_000})
+    const engine = engineWithLog(entries, 3)
+    await shipper.followContainer(engine.docker, {id: 'c1', serviceId: 7, serviceName: 'main'}, Date.parse('2030-01-01T00:00:00Z'))
+    await shipper.flush()
+    const shipped = batches.flat()
+    assert.equal(engine.sinces.length, 3, 'followed three times: the container kept running twice')
+    assert.deepEqual(shipped.map((line) => [line.isStdErr ? 'stderr' : 'stdout', line.message]).sort(), entries.map((entry) => [entry.stream, entry.text]).sort())
+    assert.equal(engine.sinces[1], '1893456002.500000000', 'the next reading starts where the stream read least far stopped')
   })
 })

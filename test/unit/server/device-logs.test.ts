@@ -1,20 +1,25 @@
 import {strict as assert} from 'node:assert'
 
-import type {Kysely} from 'kysely'
+import {gzipSync} from 'node:zlib'
+
+import {type Kysely, sql} from 'kysely'
 
 import type {StoredLogLine} from '../../../src/protocol/log-line.js'
 import type {Actor} from '../../../src/server/auth/actor.js'
 import {type Db, openDatabase} from '../../../src/server/db/database.js'
 import {createUser} from '../../../src/server/db/users.js'
 import {DeviceLogStore, logLineOf} from '../../../src/server/device-logs.js'
+import {type FlotillaServer, createServer} from '../../../src/server/app.js'
+import {createApiKey} from '../../../src/server/auth/api-keys.js'
 import {parseODataUrl} from '../../../src/server/odata/parse.js'
 import {ODataWriter} from '../../../src/server/odata/write.js'
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- rows are JSON */
+const line = (message: string) => ({message, timestamp: 1, isSystem: false, isStdErr: false})
+
 describe('DeviceLogStore', () => {
   let db: Db
   let devices: number[]
-  const line = (message: string) => ({message, timestamp: 1, isSystem: false, isStdErr: false})
 
   before(async () => {
     db = await openDatabase(':memory:')
@@ -30,15 +35,18 @@ describe('DeviceLogStore', () => {
     await db.destroy()
   })
 
-  it("publishes a device's lines to its subscribers before they are stored, with increasing ids", async () => {
+  it("publishes a device's lines to its subscribers once they are stored, with increasing ids", async () => {
     const store = new DeviceLogStore(db)
     const seen: StoredLogLine[] = []
     const others: StoredLogLine[] = []
-    const unsubscribe = store.subscribe(devices[0], (stored) => seen.push(stored))
+    const unsubscribe = store.subscribe(devices[0], (stored) => {
+      seen.push(stored)
+      assert.equal(stored.id === undefined, false)
+    })
     store.subscribe(devices[1], (stored) => others.push(stored))
     await store.append(devices[0], [line('a'), line('b')])
     assert.deepEqual(seen.map((stored) => stored.message), ['a', 'b'])
-    assert.equal(await db.selectFrom('device_log').select('id').executeTakeFirst(), undefined)
+    assert.deepEqual((await db.selectFrom('device_log').select('message').where('device', '=', devices[0]).execute()).map((row) => row.message), ['a', 'b'], 'stored when append resolves')
     assert.ok(seen[1].id! > seen[0].id!)
     assert.deepEqual(others, [])
     unsubscribe()
@@ -62,7 +70,88 @@ describe('DeviceLogStore', () => {
   it('accepts only log lines, cutting long messages', () => {
     assert.equal(logLineOf({timestamp: 1}), undefined)
     assert.equal(logLineOf('text'), undefined)
-    assert.equal(logLineOf({message: 'x'.repeat(10_001), timestamp: 5, serviceId: 3})?.message.length, 10_000)
+    assert.equal(logLineOf({message: 'x'.repeat(10_001), timestamp: 5, serviceId: 3})?.message, `${'x'.repeat(10_000 - ' [truncated]'.length)} [truncated]`)
     assert.deepEqual(logLineOf({message: 'm', timestamp: 5, isSystem: true, serviceId: 3}), {message: 'm', timestamp: 5, isSystem: true, isStdErr: false, serviceId: 3})
+  })
+
+  it('rejects an append whose write failed, with the database\'s own cause, and publishes none of its lines', async () => {
+    const store = new DeviceLogStore(db)
+    const seen: StoredLogLine[] = []
+    store.subscribe(devices[0], (stored) => seen.push(stored))
+    const {pages} = (await sql<{pages: number}>`select page_count as pages from pragma_page_count()`.execute(db)).rows[0]
+    await sql.raw(`pragma max_page_count = ${pages}`).execute(db)
+    try {
+      await assert.rejects(store.append(devices[0], Array.from({length: 50}, (_, index) => line(`${index}`.repeat(5000)))), (error: unknown) => (error as {code?: string}).code === 'SQLITE_FULL')
+    } finally {
+      await sql.raw('pragma max_page_count = 1073741823').execute(db)
+    }
+
+    assert.equal(seen.length, 0)
+    await store.append(devices[0], [line('after')])
+    assert.deepEqual(seen.map((stored) => stored.message), ['after'])
+  })
+})
+
+describe('device log routes on a full disk', () => {
+  let server: FlotillaServer
+  let uuid: string
+  let headers: Record<string, string>
+
+  before(async () => {
+    server = await createServer({logger: {level: 'silent'}})
+    const user = await createUser(server.db, {email: 'bo@example.com', username: 'bo', password: 'password1'})
+    const owner: Actor = {kind: 'user', actorId: user.actorId, userId: user.id, username: 'bo', email: 'bo@example.com', via: 'session', authTime: Date.now()}
+    const writer = new ODataWriter(server.db as unknown as Kysely<any>, owner)
+    const fleet = await writer.create(parseODataUrl('/application').resource, {app_name: 'full', organization: user.organizationId, is_for__device_type: 1})
+    const device = await writer.create(parseODataUrl('/device').resource, {belongs_to__application: fleet.id, is_of__device_type: 1})
+    uuid = device.uuid as string
+    const {actor} = await server.db.selectFrom('device').select('actor').where('uuid', '=', uuid).executeTakeFirstOrThrow()
+    headers = {authorization: `Bearer ${await createApiKey(server.db, {actorId: actor, kind: 'device-api-key'})}`}
+  })
+
+  after(async () => {
+    await server.close()
+  })
+
+  async function withFullDisk<T>(run: () => Promise<T>): Promise<T> {
+    const {pages} = (await sql<{pages: number}>`select page_count as pages from pragma_page_count()`.execute(server.db)).rows[0]
+    await sql.raw(`pragma max_page_count = ${pages}`).execute(server.db)
+    try {
+      return await run()
+    } finally {
+      await sql.raw('pragma max_page_count = 1073741823').execute(server.db)
+    }
+  }
+
+  const lines = (count: number) => Array.from({length: count}, (_, index) => JSON.stringify(line(`line ${index} ${'z'.repeat(5000)}`))).join('\n')
+
+  it('answers 507 "disk full" when the lines cannot be stored, and 201 only once they are', async () => {
+    const refused = await withFullDisk(() => server.app.inject({method: 'POST', url: `/device/v2/${uuid}/log-stream`, headers: {...headers, 'content-type': 'application/x-ndjson', 'content-encoding': 'gzip'}, payload: gzipSync(lines(100))}))
+    assert.equal(refused.statusCode, 507)
+    assert.match(JSON.parse(refused.body) as string, /^disk full/)
+    const batch = await withFullDisk(() => server.app.inject({method: 'POST', url: `/device/v2/${uuid}/logs`, headers, payload: Array.from({length: 10}, (_, index) => line(`${index}`.repeat(9000)))}))
+    assert.equal(batch.statusCode, 507)
+    const deviceId = (await server.db.selectFrom('device').select('id').where('uuid', '=', uuid).executeTakeFirstOrThrow()).id
+    assert.equal((await server.db.selectFrom('device_log').select('id').where('device', '=', deviceId).execute()).length, 0)
+    const accepted = await server.app.inject({method: 'POST', url: `/device/v2/${uuid}/log-stream`, headers: {...headers, 'content-type': 'application/x-ndjson'}, payload: lines(100)})
+    assert.equal(accepted.statusCode, 201)
+    assert.equal((await server.db.selectFrom('device_log').select('id').where('device', '=', deviceId).execute()).length, 100, 'every line is stored by the time of the 201')
+  })
+
+  it('serves the target state when the heartbeat cannot be written', async () => {
+    await sql.raw(`create temp trigger heartbeat_fails before update on device begin select raise(fail, 'database or disk is full'); end`).execute(server.db)
+    try {
+      const answer = await server.app.inject({method: 'GET', url: `/device/v3/${uuid}/state`, headers})
+      assert.equal(answer.statusCode, 200)
+      assert.ok((JSON.parse(answer.body) as Record<string, unknown>)[uuid])
+    } finally {
+      await sql.raw('drop trigger heartbeat_fails').execute(server.db)
+    }
+  })
+
+  it('refuses a batch of more than 10 lines', async () => {
+    const answer = await server.app.inject({method: 'POST', url: `/device/v2/${uuid}/logs`, headers, payload: Array.from({length: 11}, () => line('x'))})
+    assert.equal(answer.statusCode, 400)
+    assert.match(JSON.parse(answer.body) as string, /at most 10 log lines/)
   })
 })

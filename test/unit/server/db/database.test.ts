@@ -19,6 +19,23 @@ describe('the server database', () => {
 
   afterEach(() => rmSync(dataDir, {recursive: true, force: true}))
 
+  it('keeps the cause of a failed transaction that SQLite already ended (as it does on a full disk)', async () => {
+    const db = await openDatabase(':memory:')
+    try {
+      const full = Object.assign(new Error('database or disk is full'), {code: 'SQLITE_FULL'})
+      await assert.rejects(
+        db.transaction().execute(async (trx) => {
+          await sql`rollback`.execute(trx)
+          throw full
+        }),
+        (error: unknown) => error === full,
+      )
+      assert.equal((await sql<{one: number}>`select 1 as one`.execute(db)).rows[0].one, 1, 'the connection is still usable')
+    } finally {
+      await db.destroy()
+    }
+  })
+
   it('lives in <data-dir>/flotilla.db in WAL mode, migrated once and seeded with device types', async () => {
     const db = await openDatabase({dataDir})
     assert.ok(existsSync(path.join(dataDir, 'flotilla.db')))
