@@ -49,6 +49,7 @@ function checkType(resource: ResourceSpec, name: string, field: FieldSpec, value
 
     case 'text': {
       if (typeof value !== 'string') throw wrong('a string')
+      if (field.maxLength !== undefined && value.length > field.maxLength) throw badRequest(`${resource.name}.${name} is ${value.length} characters long: at most ${field.maxLength} are allowed`)
       return value
     }
 
