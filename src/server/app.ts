@@ -29,6 +29,12 @@ import {loadHostKey, publicHostKeyOf} from '../protocol/host-key.js'
 import {createSshGateway, HOST_KEY_FILE} from './gateway/ssh-server.js'
 import {serveTunnels} from './gateway/tunnel-proxy.js'
 
+/**
+ * The largest JSON (or text) request body any route takes; twice balena's API's 512 KB. Uploads that are streams
+ * (builds, log streams) are not parsed whole and keep limits of their own.
+ */
+export const JSON_BODY_LIMIT_BYTES = 1024 * 1024
+
 export interface ServerOptions {
   /** Where the database and the session secret live; without one the server keeps everything in memory. */
   dataDir?: string
@@ -116,6 +122,10 @@ function sendErrors(app: FastifyInstance): void {
       return reply.type('application/json').send(JSON.stringify(error.message))
     }
 
+    if ((error as FastifyError).code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      return reply.code(413).type('application/json').send(JSON.stringify(`the request body is larger than ${JSON_BODY_LIMIT_BYTES / 1024 / 1024} MiB, the most this server takes: send less`))
+    }
+
     const status = (error as FastifyError).statusCode
     if (status && status >= 400 && status < 500) return reply.code(status).type('application/json').send(JSON.stringify(error.message))
     if (isDiskFullError(error)) {
@@ -179,7 +189,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
       logger: {level: options.logger?.level ?? 'warn', stream: process.stderr},
       logController: new LogController({disableRequestLogging: true}),
       routerOptions: {maxParamLength: 8192},
-      bodyLimit: 16 * 1024 * 1024,
+      bodyLimit: JSON_BODY_LIMIT_BYTES,
     }
     // An HTTPS instance serves the same routes; only its server type differs.
     const app = options.tls ? (Fastify({...settings, https: options.tls}) as unknown as FastifyInstance) : Fastify(settings)

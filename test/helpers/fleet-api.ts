@@ -13,7 +13,8 @@ export interface Answer {
 export class FleetApi {
   constructor(readonly url: string) {}
 
-  async call(method: Method, path: string, options: {token?: string; json?: unknown; body?: string | Buffer; headers?: Record<string, string>} = {}): Promise<Answer> {
+  /** `timeoutMs` bounds the whole exchange (a hostile request must not hang the test with the server). */
+  async call(method: Method, path: string, options: {token?: string; json?: unknown; body?: string | Buffer; headers?: Record<string, string>; timeoutMs?: number} = {}): Promise<Answer> {
     const response = await got(`${this.url}${path}`, {
       method,
       json: options.json,
@@ -21,8 +22,15 @@ export class FleetApi {
       headers: {...(options.token ? {authorization: `Bearer ${options.token}`} : {}), ...options.headers},
       throwHttpErrors: false,
       retry: {limit: 0},
+      timeout: options.timeoutMs === undefined ? undefined : {request: options.timeoutMs},
     })
     return {status: response.statusCode, body: response.body, json: () => JSON.parse(response.body), headers: response.headers}
+  }
+
+  /** Asserts that the server still answers `GET /ping` within the deadline (after or during a hostile request). */
+  async assertResponsive(deadlineMs = 2000): Promise<void> {
+    const answer = await this.call('GET', '/ping', {timeoutMs: deadlineMs})
+    assert.equal(answer.status, 200, answer.body)
   }
 
   async login(username: string, password: string): Promise<string> {

@@ -18,6 +18,8 @@ export interface FieldSpec {
   update?: boolean
   /** Must be present (and not null) in a POST body, unless a resource hook fills it in. */
   required?: boolean
+  /** Text: the most characters a client may write. */
+  maxLength?: number
 }
 
 export interface NavigationSpec {
@@ -45,27 +47,33 @@ const reference = (target: string, extra: Partial<FieldSpec> = {}): FieldSpec =>
 const settable = (target: string, extra: Partial<FieldSpec> = {}): FieldSpec => reference(target, {create: true, update: true, ...extra})
 const toMany = (target: string, childField: string): NavigationSpec => ({target, many: true, parentField: 'id', childField})
 
-function variableResource(name: string, parent: string): Omit<ResourceSpec, 'name' | 'table'> {
+/**
+ * Variables' and tags' lengths are balena's (its model, open-balena-api's balena.sbvr; names are its 255-character
+ * short text), so what one server accepts the other does too.
+ */
+const NAME_MAX_LENGTH = 255
+
+function variableResource(parent: string, valueMaxLength: number): Omit<ResourceSpec, 'name' | 'table'> {
   return {
     fields: {
       id,
       created_at: createdAt,
       [parent]: reference(parent, {create: true, required: true}),
-      name: editable('text', {required: true}),
-      value: editable('text', {required: true}),
+      name: editable('text', {required: true, maxLength: NAME_MAX_LENGTH}),
+      value: editable('text', {required: true, maxLength: valueMaxLength}),
     },
     navigations: {},
   }
 }
 
-function tagResource(parent: string): Omit<ResourceSpec, 'name' | 'table'> {
+function tagResource(parent: string, keyMaxLength: number, valueMaxLength: number): Omit<ResourceSpec, 'name' | 'table'> {
   return {
     fields: {
       id,
       created_at: createdAt,
       [parent]: reference(parent, {create: true, required: true}),
-      tag_key: editable('text', {required: true}),
-      value: editable('text', {required: true}),
+      tag_key: editable('text', {required: true, maxLength: keyMaxLength}),
+      value: editable('text', {required: true, maxLength: valueMaxLength}),
     },
     navigations: {},
   }
@@ -241,7 +249,7 @@ const definitions: Record<string, Omit<ResourceSpec, 'name' | 'table'>> = {
       should_be_running_on__device: toMany('device', 'is_pinned_on__release'),
     },
   },
-  release_tag: tagResource('release'),
+  release_tag: tagResource('release', 164, 1000),
   service: {
     fields: {id, created_at: createdAt, application: reference('application', {create: true, required: true}), service_name: {type: 'text', create: true, required: true}},
     navigations: {
@@ -295,14 +303,14 @@ const definitions: Record<string, Omit<ResourceSpec, 'name' | 'table'>> = {
     },
     navigations: {},
   },
-  application_environment_variable: variableResource('application_environment_variable', 'application'),
-  application_config_variable: variableResource('application_config_variable', 'application'),
-  device_environment_variable: variableResource('device_environment_variable', 'device'),
-  device_config_variable: variableResource('device_config_variable', 'device'),
-  service_environment_variable: variableResource('service_environment_variable', 'service'),
-  device_service_environment_variable: variableResource('device_service_environment_variable', 'service_install'),
-  application_tag: tagResource('application'),
-  device_tag: tagResource('device'),
+  application_environment_variable: variableResource('application', 106_104),
+  application_config_variable: variableResource('application', 492_001),
+  device_environment_variable: variableResource('device', 515_798),
+  device_config_variable: variableResource('device', 372_340),
+  service_environment_variable: variableResource('service', 100_000),
+  device_service_environment_variable: variableResource('service_install', 285_082),
+  application_tag: tagResource('application', 100, 1000),
+  device_tag: tagResource('device', 100, 60_158),
 }
 
 /** Other names clients use for a resource (balena's short aliases). */

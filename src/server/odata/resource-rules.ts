@@ -144,7 +144,8 @@ function variableRules(kind: 'environment' | 'config' | 'service'): ResourceRule
 
 const tag: ResourceRules = {
   async beforeCreate(_context, values) {
-    if (typeof values.tag_key !== 'string' || values.tag_key.trim() === '' || values.tag_key.length > 100) throw badRequest('tag_key must be 1 to 100 characters')
+    // Its most characters are the model's (maxLength), checked with the other fields' types.
+    if (typeof values.tag_key !== 'string' || values.tag_key.trim() === '') throw badRequest('tag_key must not be empty')
   },
   async beforeUpdate(_context, _ids, values) {
     if (values.tag_key !== undefined && (typeof values.tag_key !== 'string' || values.tag_key.trim() === '')) throw badRequest('tag_key must not be empty')

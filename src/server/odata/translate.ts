@@ -5,6 +5,7 @@ import type {Actor} from '../auth/actor.js'
 import {type RowAccess, visibleRows} from '../authorization.js'
 import {fromDatabaseValue, toDatabaseParameter} from '../db/values.js'
 import {badRequest} from '../http-errors.js'
+import {AnswerBudget, type AnswerWeight, checkNavigationDepth, pagingValue} from './limits.js'
 import {fieldOf, fieldSql, navigationOf, type NavigationSpec, RESOURCES, type ResourceSpec} from './model.js'
 import type {ParsedRequest} from './parse.js'
 
@@ -26,6 +27,10 @@ interface Context {
   counter: {next: number}
   /** Lambda variables in scope: `d` of `owns__device/any(d: d/is_online eq true)`. */
   lambdas: Map<string, {resource: ResourceSpec; alias: string}>
+  /** Navigations the SQL being built is nested in (all, and to-many ones), held to limits.ts. */
+  depth: {navigations: number; toMany: number}
+  /** Rows and bytes the answer has spent so far, held to limits.ts. */
+  budget: AnswerBudget
 }
 
 interface Base {
@@ -84,10 +89,12 @@ function navigationFrom(resource: ResourceSpec, name: string): NavigationSpec {
   return navigation
 }
 
-/** A sub-select over the navigation's visible target rows that belong to the parent row. */
-function related(context: Context, parent: Base, navigation: NavigationSpec, build: (child: Base) => {select: Sql; where?: Sql}): Sql {
+/** A sub-select over the navigation's visible target rows that belong to the parent row (built in `context` one navigation deeper). */
+function related(context: Context, parent: Base, navigation: NavigationSpec, build: (child: Base, context: Context) => {select: Sql; where?: Sql}): Sql {
   const child = {resource: targetOf(navigation), alias: newAlias(context)}
-  const {select, where} = build(child)
+  const depth = {navigations: context.depth.navigations + 1, toMany: context.depth.toMany + (navigation.many ? 1 : 0)}
+  checkNavigationDepth(depth)
+  const {select, where} = build(child, {...context, depth})
   return sql`select ${select} from ${sql.table(child.resource.table)} as ${sql.id(child.alias)} where ${correlate(context, parent, navigation, child.alias)} and ${visibleRows(context.actor, child.resource, child.alias, context.access)}${where ? sql` and (${where})` : sql``}`
 }
 
@@ -112,7 +119,7 @@ function compileValuePath(context: Context, node: Node, base: Base): Sql {
     const navigation = navigationFrom(base.resource, node.name)
     if (!navigation.many) throw badRequest(`$count needs a to-many navigation, and "${node.name}" is not one`)
     const filter = node.options?.$filter
-    return sql`(${related(context, base, navigation, (child) => ({select: sql`count(*)`, where: filter ? compileCondition(context, filter, child) : undefined}))})`
+    return sql`(${related(context, base, navigation, (child, inner) => ({select: sql`count(*)`, where: filter ? compileCondition(inner, filter, child) : undefined}))})`
   }
 
   if (!node.property) {
@@ -123,7 +130,7 @@ function compileValuePath(context: Context, node: Node, base: Base): Sql {
 
   const navigation = navigationFrom(base.resource, node.name)
   if (navigation.many) throw badRequest(`"${node.name}" leads to many rows: use ${node.name}/any(x: ...) or ${node.name}/all(x: ...)`)
-  return sql`(${related(context, base, navigation, (child) => ({select: compileValuePath(context, node.property, child)}))})`
+  return sql`(${related(context, base, navigation, (child, inner) => ({select: compileValuePath(inner, node.property, child)}))})`
 }
 
 function compileValue(context: Context, node: Node, base: Base): Sql {
@@ -202,9 +209,9 @@ function compileLambda(context: Context, parent: Base, node: Node): Sql {
   const navigation = navigationFrom(parent.resource, node.name)
   const {identifier, method, expression} = node.lambda
   if (method !== 'any' && method !== 'all') throw badRequest(`unsupported lambda ${method}()`)
-  const subquery = related(context, parent, navigation, (child) => {
-    const lambdas = new Map(context.lambdas).set(identifier, child)
-    const inner = compileCondition({...context, lambdas}, expression, parent)
+  const subquery = related(context, parent, navigation, (child, nested) => {
+    const lambdas = new Map(nested.lambdas).set(identifier, child)
+    const inner = compileCondition({...nested, lambdas}, expression, parent)
     return {select: sql`1`, where: method === 'any' ? inner : sql`not (${inner})`}
   })
   return method === 'any' ? sql`exists (${subquery})` : sql`not exists (${subquery})`
@@ -216,7 +223,7 @@ function compileConditionPath(context: Context, node: Node, base: Base): Sql {
   if (!node.property) return sql`${compileValuePath(context, node, base)} = ${toDatabaseParameter(true)}`
   const navigation = navigationFrom(base.resource, node.name)
   if (navigation.many) throw badRequest(`"${node.name}" leads to many rows: use ${node.name}/any(x: ...) or ${node.name}/all(x: ...)`)
-  return sql`exists (${related(context, base, navigation, (child) => ({select: sql`1`, where: compileConditionPath(context, node.property, child)}))})`
+  return sql`exists (${related(context, base, navigation, (child, inner) => ({select: sql`1`, where: compileConditionPath(inner, node.property, child)}))})`
 }
 
 /** Compiles a $filter expression tree into a SQL condition over `base`. */
@@ -267,13 +274,6 @@ function compileCondition(context: Context, node: Node, base: Base): Sql {
   throw badRequest('malformed $filter: expected a condition')
 }
 
-function integerOption(context: Context, option: unknown, name: string): number | undefined {
-  if (option === undefined) return undefined
-  const value = typeof option === 'object' && option !== null && 'bind' in option ? bindValue(context, option as {bind: number}) : option
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) throw badRequest(`${name} must be a whole number`)
-  return value
-}
-
 function orderBy(context: Context, options: ODataOptions, base: Base): Sql {
   const terms = (options.$orderby?.properties ?? []).map((property: Node) => {
     const direction = property.order === 'desc' ? 'desc' : 'asc'
@@ -290,6 +290,8 @@ function selectList(resource: ResourceSpec, alias: string): Sql {
 export interface Fetched {
   values: Row
   expanded: Record<string, unknown>
+  /** What this row stands for in the answer, with every copy of what is expanded under it. */
+  weight: AnswerWeight
 }
 
 export class ODataReader {
@@ -301,7 +303,7 @@ export class ODataReader {
   ) {}
 
   private context(binds: ODataBinds): Context {
-    return {actor: this.actor, access: this.access, binds, counter: {next: 0}, lambdas: new Map()}
+    return {actor: this.actor, access: this.access, binds, counter: {next: 0}, lambdas: new Map(), depth: {navigations: 0, toMany: 0}, budget: new AnswerBudget()}
   }
 
   /** The rows a request names (collection, or key), shaped as pine answers them; a number for $count. */
@@ -315,6 +317,7 @@ export class ODataReader {
     }
 
     const rows = await this.fetch(context, base, request.options, conditions, true)
+    context.budget.check(rows.reduce((total, row) => addWeight(total, row.weight), {rows: 0, bytes: 0}))
     return rows.map((row) => shapeRow(base.resource, row, request.options))
   }
 
@@ -357,16 +360,20 @@ export class ODataReader {
 
   private async fetch(context: Context, base: Base, options: ODataOptions, conditions: Sql[], paged: boolean, link?: Sql): Promise<Array<Fetched & {link?: unknown}>> {
     validateSelect(base.resource, options)
-    const top = integerOption(context, options.$top, '$top')
-    const skip = integerOption(context, options.$skip, '$skip')
-    let paging = sql``
-    if (paged && (top !== undefined || skip !== undefined)) paging = sql` limit ${top ?? Number.MAX_SAFE_INTEGER} offset ${skip ?? 0}`
+    const top = pagingValue(context.binds, options.$top, '$top')
+    const skip = pagingValue(context.binds, options.$skip, '$skip')
+    // Every query asks for at most one row more than the answer may still hold, so no query can fill the memory.
+    const limit = Math.min(paged ? (top ?? Number.POSITIVE_INFINITY) : Number.POSITIVE_INFINITY, context.budget.queryLimit())
+    const paging = sql` limit ${limit}${paged && skip ? sql` offset ${skip}` : sql``}`
     const linkColumn = link ? sql`, ${link} as ${sql.id('__link')}` : sql``
     const query = sql<Row>`select ${selectList(base.resource, base.alias)}${linkColumn} from ${sql.table(base.resource.table)} as ${sql.id(base.alias)} where ${sql.join(conditions, sql` and `)} order by ${orderBy(context, options, base)}${paging}`
     const result = await query.execute(this.db)
+    context.budget.fetchedRows(result.rows.length)
     const rows = result.rows.map((values) => {
       const {__link: linkValue, ...rest} = values
-      return {values: rest, expanded: {} as Record<string, unknown>, link: linkValue}
+      const fetched = {values: rest, expanded: {} as Record<string, unknown>, link: linkValue, weight: {rows: 1, bytes: 0}}
+      fetched.weight.bytes = JSON.stringify(shapeRow(base.resource, fetched, options)).length + 1
+      return fetched
     })
     for (const property of (options.$expand?.properties ?? []) as ExpandPropertyPath[]) await this.expand(context, base, rows, property)
     return rows
@@ -402,8 +409,8 @@ export class ODataReader {
     }
 
     const children = parentValues.length > 0 ? await this.fetch(context, child, options, conditions, false, link) : []
-    const top = integerOption(context, options.$top, '$top')
-    const skip = integerOption(context, options.$skip, '$skip') ?? 0
+    const top = pagingValue(context.binds, options.$top, '$top')
+    const skip = pagingValue(context.binds, options.$skip, '$skip') ?? 0
     const groups = new Map<unknown, Array<Fetched>>()
     for (const fetched of children) {
       const group = groups.get(fetched.link) ?? []
@@ -414,9 +421,19 @@ export class ODataReader {
     for (const row of rows) {
       const group = groups.get(row.values[navigation.parentField]) ?? []
       const page = group.slice(skip, top === undefined ? undefined : skip + top)
+      // Rows shared by several parents are sent once under each: the answer's weight counts every copy.
+      context.budget.shapedRows(page.length)
       row.expanded[property.name] = page.map((fetched) => shapeRow(child.resource, fetched, options))
+      for (const fetched of page) addWeight(row.weight, fetched.weight)
+      context.budget.check(row.weight)
     }
   }
+}
+
+function addWeight(total: AnswerWeight, weight: AnswerWeight): AnswerWeight {
+  total.rows += weight.rows
+  total.bytes += weight.bytes
+  return total
 }
 
 function validateSelect(resource: ResourceSpec, options: ODataOptions): void {

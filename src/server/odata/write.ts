@@ -49,6 +49,7 @@ function checkType(resource: ResourceSpec, name: string, field: FieldSpec, value
 
     case 'text': {
       if (typeof value !== 'string') throw wrong('a string')
+      if (field.maxLength !== undefined && value.length > field.maxLength) throw badRequest(`${resource.name}.${name} is ${value.length} characters long: at most ${field.maxLength} are allowed`)
       return value
     }
 
@@ -85,8 +86,17 @@ function databaseRow(resource: ResourceSpec, values: Values): Values {
   return row
 }
 
+/**
+ * A clash on one unique column names the column as balena's pine does (`"uuid" must be unique.`) and nothing else:
+ * the clashing row may belong to an organization the writer cannot see, so where it is is never said.
+ */
+function uniqueViolationOf(error: unknown): Error {
+  const column = /^UNIQUE constraint failed: \w+\.(\w+)$/.exec((error as Error).message ?? '')?.[1]
+  return column ? uniqueViolation(`"${column}" must be unique.`) : uniqueViolation()
+}
+
 function translateDatabaseError(error: unknown): unknown {
-  if (isUniqueConstraintError(error)) return uniqueViolation()
+  if (isUniqueConstraintError(error)) return uniqueViolationOf(error)
   if (isForeignKeyError(error)) return badRequest('a referenced row does not exist')
   const message = (error as {code?: string; message?: string}).code === 'SQLITE_CONSTRAINT_NOTNULL' ? (error as Error).message : undefined
   if (message) return badRequest(message.replace('NOT NULL constraint failed: ', 'missing required field '))

@@ -3,14 +3,18 @@ import type {FastifyInstance, FastifyRequest} from 'fastify'
 import {GUEST_READABLE_RESOURCES} from '../authorization.js'
 import {actorOf, authenticatedActor, type ServerContext} from '../context.js'
 import {badRequest, unauthorized} from '../http-errors.js'
+import {checkODataLimits} from '../odata/limits.js'
 import {parseODataUrl} from '../odata/parse.js'
 import {ODataReader} from '../odata/translate.js'
 import {ODataWriter} from '../odata/write.js'
 
 export const API_ROOT = '/v7'
 
+/** The request's pine URL, parsed and held to the limits of odata/limits.ts before anything is read. */
 function parsedRequest(request: FastifyRequest) {
-  return parseODataUrl(request.url.slice(API_ROOT.length), API_ROOT)
+  const parsed = parseODataUrl(request.url.slice(API_ROOT.length), API_ROOT)
+  checkODataLimits(parsed)
+  return parsed
 }
 
 /** Pine (OData) over every resource of odata/model.ts: GET, POST, PATCH (and PUT), DELETE. */
