@@ -107,9 +107,12 @@ export class UploadedProject implements ProjectFiles {
     private readonly spoolFile: string,
   ) {}
 
-  /** Reads a gzip'd tar as it streams in, refusing what a project cannot hold and anything over the limits. */
-  static async receive(gzipped: Readable, limits: UploadLimits = DEFAULT_UPLOAD_LIMITS): Promise<UploadedProject> {
-    const spoolFolder = await mkdtemp(path.join(tmpdir(), 'flotilla-upload-'))
+  /**
+   * Reads a gzip'd tar as it streams in, refusing what a project cannot hold and anything over the limits. The
+   * spool is a new folder in `spoolParent`, removed by dispose() or when the upload is refused.
+   */
+  static async receive(gzipped: Readable, limits: UploadLimits = DEFAULT_UPLOAD_LIMITS, spoolParent = tmpdir()): Promise<UploadedProject> {
+    const spoolFolder = await mkdtemp(path.join(spoolParent, 'flotilla-upload-'))
     const project = new UploadedProject(spoolFolder, path.join(spoolFolder, 'contents'))
     try {
       await project.fill(gzipped, limits)

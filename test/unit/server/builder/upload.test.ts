@@ -1,5 +1,5 @@
 import {strict as assert} from 'node:assert'
-import {existsSync, readdirSync} from 'node:fs'
+import {existsSync, mkdtempSync, readdirSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {Readable} from 'node:stream'
@@ -25,8 +25,11 @@ async function tarBytes(entries: Entry[]): Promise<Buffer> {
   return Buffer.concat(chunks)
 }
 
+/** Where the tests' uploads spool: a folder of their own, so that a spool left behind is seen whatever else runs. */
+let spoolParent: string
+
 async function upload(entries: Entry[], limits?: Partial<UploadLimits>): Promise<UploadedProject> {
-  return UploadedProject.receive(Readable.from([gzipSync(await tarBytes(entries))]), {...DEFAULT_UPLOAD_LIMITS, ...limits})
+  return UploadedProject.receive(Readable.from([gzipSync(await tarBytes(entries))]), {...DEFAULT_UPLOAD_LIMITS, ...limits}, spoolParent)
 }
 
 interface UnpackedEntry {
@@ -51,16 +54,15 @@ async function unpack(tar: Readable): Promise<Map<string, UnpackedEntry>> {
   return entries
 }
 
-/** The upload spools live under the system's temporary folder; a refused one must leave none behind. */
 function spools(): string[] {
-  return readdirSync(tmpdir()).filter((name) => name.startsWith('flotilla-upload-'))
+  return readdirSync(spoolParent)
 }
 
 describe('UploadedProject', () => {
-  let before: string[]
   beforeEach(() => {
-    before = spools()
+    spoolParent = mkdtempSync(path.join(tmpdir(), 'flotilla-upload-test-'))
   })
+  afterEach(() => rmSync(spoolParent, {recursive: true, force: true}))
 
   it('reads files, folders and links as data, and makes a service context tar from them with modes, mtimes and links kept', async () => {
     const mtime = new Date('2024-05-06T07:08:09Z')
@@ -100,7 +102,7 @@ describe('UploadedProject', () => {
       await project.dispose()
     }
 
-    assert.deepEqual(spools(), before, 'dispose removes the spool')
+    assert.deepEqual(spools(), [], 'dispose removes the spool')
   })
 
   const refusals: Array<[string, Entry[], RegExp]> = [
@@ -124,7 +126,8 @@ describe('UploadedProject', () => {
   for (const [what, entries, message] of refusals) {
     it(`refuses ${what}, naming the entry, and keeps no spool`, async () => {
       await assert.rejects(upload(entries), (error: Error) => error instanceof BuildContextError && message.test(error.message))
-      assert.deepEqual(spools(), before)
+      assert.deepEqual(spools(), [])
+      assert.equal(existsSync(path.join(spoolParent, 'x', 'y.txt')), false)
       assert.equal(existsSync(path.join(tmpdir(), 'x', 'y.txt')), false)
     })
   }
@@ -136,11 +139,11 @@ describe('UploadedProject', () => {
     await assert.rejects(upload(many, {maxEntries: 10}), /more than 10 entries/)
     const random = Buffer.from(Array.from({length: 64 * 1024}, () => Math.floor(Math.random() * 256)))
     await assert.rejects(upload([{name: 'noise', content: random}], {maxUploadBytes: 32 * 1024}), /upload is larger than .*--max-upload/)
-    assert.deepEqual(spools(), before)
+    assert.deepEqual(spools(), [])
   })
 
   it('refuses what is not a gzip\'d tar in one line', async () => {
-    await assert.rejects(UploadedProject.receive(Readable.from([Buffer.from('not gzip at all')])), (error: Error) => error instanceof BuildContextError && /not a valid gzip'd tar/.test(error.message))
+    await assert.rejects(UploadedProject.receive(Readable.from([Buffer.from('not gzip at all')]), DEFAULT_UPLOAD_LIMITS, spoolParent), (error: Error) => error instanceof BuildContextError && /not a valid gzip'd tar/.test(error.message))
   })
 
   it('reads a 20,000-file upload and packs it back within seconds', async function () {
