@@ -31,7 +31,7 @@ const SDK_MODULES: Record<string, Record<string, unknown>> = {
 /** Exported functions of those modules that send no request at all. */
 const OFFLINE = new Set([
   'devices.generateDeviceUuid', 'os-images.selectOsVersion', 'os-images.sha256FromHeaders', 'os-images.totalFromContentRange', 'os-images.fileTypeFor',
-  'os-images.blockMapPathFor', 'ssh-keys.parsePublicKey', 'variables.isConfigVariableName', 'variables.variableResource', 'variables.validateVariableName',
+  'os-images.blockMapPathFor', 'config.normalizeOsVersion', 'config.validateGenerateOptions', 'ssh-keys.parsePublicKey', 'variables.isConfigVariableName', 'variables.variableResource', 'variables.validateVariableName',
 ])
 /** Text users type that ends up inside OData literals: every character a URL treats specially, quotes, non-Latin letters. */
 const AWKWARD = `o'brien's&co#1+2%20=;:,$/?(x) é中😀`
@@ -149,6 +149,7 @@ describe('pine conformance: the URLs the SDK sends, read by pinejs’s own parse
     for await (const line of await run('logs.streamLogs', async () => logs.streamLogs(client, device.uuid, {count: 'all'}))) lines.push(line)
     assert.deepEqual(lines.map((line) => line.serviceName), ['main'])
     await run('config.generateDeviceConfig', () => config.generateDeviceConfig(client, {fleet: fleet.slug, device: device.uuid}))
+    await run('config.defaultOsVersion', () => config.defaultOsVersion(client, TYPE))
 
     const sshKey = await run('ssh-keys.addSshKey', () => sshKeys.addSshKey(client, AWKWARD, ssh2.utils.generateKeyPairSync('ed25519').public))
     await run('ssh-keys.listSshKeys', () => sshKeys.listSshKeys(client))
