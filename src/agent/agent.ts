@@ -390,9 +390,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     snapshot.plan = result.plan
     snapshot.target = stored.target
     snapshot.commitOf = new Map(desiredAppsOf(stored.target, common).map((app) => [app.appId, app.commit]))
-    for (const container of result.current.containers) {
-      if (container.status === 'running') void shipper.followContainer(docker, {id: container.id, serviceId: container.serviceId, serviceName: container.serviceName})
-    }
+    // Stopped ones too: what they wrote while the agent was away is read once.
+    for (const container of result.current.containers) void shipper.followContainer(docker, {id: container.id, serviceId: container.serviceId, serviceName: container.serviceName})
 
     downloadProgress.clear()
     report(result.current, result.plan)

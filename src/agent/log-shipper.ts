@@ -67,6 +67,8 @@ export class LogShipper {
   private readonly timer: NodeJS.Timeout
   private readonly listeners = new Set<(line: LocalLogLine) => void>()
   private readonly followed = new Map<string, Readable>()
+  /** Stopped containers whose output was read to its end: nothing new comes until they start again. */
+  private readonly readToEnd = new Set<string>()
   private stopped = false
   private readonly now: () => number
 
@@ -88,7 +90,8 @@ export class LogShipper {
 
   /**
    * Follows a container's stdout and stderr until it stops, from where its streams were read up to (a container
-   * never read from the journal's start); following a container already followed does nothing.
+   * never read from the journal's start); following a container already followed, or a stopped one already read
+   * to its end, does nothing. A container that stopped while the agent was away has its last lines read.
    */
   async followContainer(docker: Docker, container: FollowedContainer): Promise<void> {
     if (this.stopped || this.followed.has(container.id)) return
@@ -96,7 +99,8 @@ export class LogShipper {
     const placeholder = new PassThrough()
     this.followed.set(container.id, placeholder)
     try {
-      const {Config: config} = await handle.inspect()
+      const {Config: config, State: initial} = await handle.inspect()
+      if (!initial.Running && this.readToEnd.has(container.id)) return
       // From the stream read least far (a stream not read yet starts with the journal). Docker's `since` includes
       // lines at that very time: the lines already read there are skipped by count.
       const starts = (['stdout', 'stderr'] as const).map((name) => this.journal.cursor(container.id, name)?.at ?? this.journal.followSince)
@@ -134,6 +138,7 @@ export class LogShipper {
     if (this.stopped) return
     const state = await handle.inspect().then((info) => info.State, () => undefined)
     if (state?.Running) await this.followContainer(docker, container)
+    else this.readToEnd.add(container.id)
   }
 
   /**

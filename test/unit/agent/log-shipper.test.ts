@@ -158,6 +158,18 @@ describe('LogShipper', () => {
     assert.equal(engine.sinces[1], '1893456002.500000000', 'the next reading starts where the stream read least far stopped')
   })
 
+  it('reads a stopped container (one that stopped while the agent was away) to its end, once while it stays stopped', async () => {
+    const entries = [{at: '2030-01-01T00:00:01.000000000Z', stream: 'stdout' as const, text: 'written while the agent was away'}]
+    const batches: LogLine[][] = []
+    shipper = new LogShipper({journalPath, send: async (lines) => void batches.push(lines), batchIntervalMs: 60_000, now: () => Date.parse('2030-01-01T00:00:00Z')})
+    const engine = engineWithLog(entries, 0)
+    await shipper.followContainer(engine.docker, {id: 'c1', serviceId: 7, serviceName: 'main'})
+    await shipper.followContainer(engine.docker, {id: 'c1', serviceId: 7, serviceName: 'main'})
+    await shipper.flush()
+    assert.deepEqual(batches.flat().map((line) => line.message), ['written while the agent was away'])
+    assert.equal(engine.sinces.length, 1, 'its log is not read again while it stays stopped')
+  })
+
   it('follows a container again after a restart from the cursors it journaled: the lines it read and could not send are sent, none twice', async () => {
     const entries = [
       {at: '2030-01-01T00:00:01.000000000Z', stream: 'stdout' as const, text: 'out 1'},
