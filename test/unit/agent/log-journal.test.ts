@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict'
+import {execFile} from 'node:child_process'
 import {appendFileSync, mkdtempSync, readFileSync, rmSync, statSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
+import {promisify} from 'node:util'
 
 import {LogJournal} from '../../../src/agent/log-journal.js'
 import {type LogLine, MAX_LOG_BATCH_CHARACTERS, MAX_LOG_BATCH_LINES} from '../../../src/protocol/log-line.js'
+import {PROJECT_ROOT} from '../../helpers/cli.js'
 
 const line = (message: string, extra: Partial<LogLine> = {}): LogLine => ({message, timestamp: 1000, isSystem: false, isStdErr: false, ...extra})
 const messagesOf = (journal: LogJournal) => journal.takeBatch()?.lines.map((entry) => entry.message)
@@ -135,5 +138,22 @@ describe('LogJournal', () => {
     const reopened = openJournal()
     assert.deepEqual(messagesOf(reopened), ['unsent'])
     assert.deepEqual(reopened.cursor('c1', 'stdout'), {at: 300n, count: 1})
+  })
+
+  it('keeps taking lines when its file cannot grow (a full disk), and is whole again once a settled batch lets it rewrite the file', async () => {
+    // A child process whose files may not grow past 16 KiB (`ulimit -f`): writes past it fail as on a full disk.
+    const script = `
+      const {LogJournal} = await import(${JSON.stringify(path.join(PROJECT_ROOT, 'src/agent/log-journal.ts'))})
+      const line = (message) => ({message, timestamp: 1, isSystem: false, isStdErr: false})
+      const journal = LogJournal.open(${JSON.stringify(file)})
+      for (let index = 1; index <= 300; index++) journal.append(line('line ' + index))
+      const batch = journal.takeBatch()
+      journal.acknowledge(batch)
+      journal.append(line('after'))
+      journal.close()
+      console.log(JSON.stringify(batch.lines.map((entry) => entry.message)))`
+    const {stdout} = await promisify(execFile)('bash', ['-c', 'ulimit -f 16 && exec "$0" --import tsx --no-warnings --input-type=module -e "$1"', process.execPath, script], {cwd: PROJECT_ROOT})
+    assert.deepEqual(JSON.parse(stdout), Array.from({length: 300}, (_, index) => `line ${index + 1}`), 'every line, also those the file had no room for')
+    assert.deepEqual(messagesOf(openJournal()), ['after'], 'the file rewritten whole: the line after it is kept')
   })
 })
