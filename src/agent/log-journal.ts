@@ -55,7 +55,7 @@ interface Entry {
   bytes: number
 }
 
-export function suppressedNotice(count: number, timestamp: number): LogLine {
+function suppressedNotice(count: number, timestamp: number): LogLine {
   return {message: `Suppressed ${count} log line${count === 1 ? '' : 's'} while the server was unreachable`, timestamp, isSystem: true, isStdErr: false}
 }
 
