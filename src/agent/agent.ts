@@ -143,7 +143,6 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const dataDir = path.resolve(options.dataDir)
   await mkdir(dataDir, {recursive: true})
   const agentVersion = options.agentVersion ?? (await packageVersion())
-  const startedAt = Date.now()
   const docker = new Docker(options.dockerOptions)
   const store = new TargetStore(dataDir)
   const reconcileWakeup = new Wakeup()
@@ -162,6 +161,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   let executor: DockerExecutor | undefined
 
   const shipper = new LogShipper({
+    journalPath: path.join(dataDir, 'logs.journal'),
     send: async (lines) => {
       if (!client || !deviceUuid) throw new Error('not registered yet')
       await logStreamSender(client, deviceUuid)(lines)
@@ -390,9 +390,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     snapshot.plan = result.plan
     snapshot.target = stored.target
     snapshot.commitOf = new Map(desiredAppsOf(stored.target, common).map((app) => [app.appId, app.commit]))
-    for (const container of result.current.containers) {
-      if (container.status === 'running') void shipper.followContainer(docker, {id: container.id, serviceId: container.serviceId, serviceName: container.serviceName}, startedAt)
-    }
+    // Stopped ones too: what they wrote while the agent was away is read once.
+    for (const container of result.current.containers) void shipper.followContainer(docker, {id: container.id, serviceId: container.serviceId, serviceName: container.serviceName})
 
     downloadProgress.clear()
     report(result.current, result.plan)
@@ -454,7 +453,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     while (!stopped) {
       try {
         unwatchEvents ??= await runner.watchContainerEvents((event) => {
-          if (event.action === 'start') void shipper.followContainer(docker, {id: event.containerId, serviceId: event.serviceId, serviceName: event.serviceName}, startedAt)
+          if (event.action === 'start') void shipper.followContainer(docker, {id: event.containerId, serviceId: event.serviceId, serviceName: event.serviceName})
           else shipper.systemLine(`Service exited '${event.serviceName}'${event.exitCode === undefined ? '' : ` with code ${event.exitCode}`}`, event.serviceId)
           reconcileWakeup.wake()
         }, () => {

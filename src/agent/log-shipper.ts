@@ -4,12 +4,13 @@ import type Docker from 'dockerode'
 
 import {type LocalLogLine, type LogLine, toNdjson, truncateLogMessage} from '../protocol/log-line.js'
 import type {FleetClient} from '../sdk/client.js'
+import {type LinePosition, LogJournal, type StreamName} from './log-journal.js'
 
 export type LogSender = (lines: LogLine[]) => Promise<void>
 
 /**
  * Sends lines to `POST /device/v2/<uuid>/log-stream` in batches: one short NDJSON request per batch rather
- * than one long request, so a failed request loses nothing (its lines go back in the buffer).
+ * than one long request, so a failed request loses nothing (its lines stay in the journal).
  */
 export function logStreamSender(client: FleetClient, deviceUuid: string): LogSender {
   return async (lines) => {
@@ -19,10 +20,11 @@ export function logStreamSender(client: FleetClient, deviceUuid: string): LogSen
 
 export interface LogShipperOptions {
   send: LogSender
+  /** The journal file (in the agent's data dir) holding unsent lines and the containers' cursors across restarts. */
+  journalPath: string
   batchIntervalMs?: number
-  maxBatchLines?: number
-  /** Lines kept while the server is unreachable; older ones are dropped beyond it. */
-  maxBufferedLines?: number
+  /** Journal bytes of lines kept while the server is unreachable; older ones are dropped beyond it. */
+  maxUnsentBytes?: number
   maxRetryDelayMs?: number
   now?: () => number
 }
@@ -45,38 +47,34 @@ function sinceArgument(nanoseconds: bigint): string {
   return `${nanoseconds / 1_000_000_000n}.${fraction}`
 }
 
-type StreamName = 'stdout' | 'stderr'
-
-/** Where a stream of a container was read up to: the timestamp of its last line and how many lines carried it. */
-interface StreamCursor {
-  at: bigint
-  count: number
-}
-
 /**
  * Follows the service containers' output and the agent's own system lines, hands every line to local
- * subscribers at once and ships them to the server in batches. While the server cannot be reached it keeps
- * the newest lines up to a bound and, once through again, says how many it had to drop.
+ * subscribers at once and ships them to the server in batches, each within the server's per-write cap. A line
+ * is kept in the journal until the server acknowledged it, also across restarts of the agent; while the server
+ * cannot be reached the journal keeps the newest lines up to a bound and, once through again, says how many it
+ * had to drop.
  */
 export class LogShipper {
-  private pending: LogLine[] = []
-  private dropped = 0
+  /**
+   * Unsent lines, and per container and per stream where its output was read up to, so following again (also
+   * after a restart) sends no line twice and misses none: stdout and stderr are read apart, and either may run
+   * ahead of the other.
+   */
+  private readonly journal: LogJournal
   private failures = 0
   private nextAttemptAt = 0
   private sending?: Promise<void>
   private readonly timer: NodeJS.Timeout
   private readonly listeners = new Set<(line: LocalLogLine) => void>()
   private readonly followed = new Map<string, Readable>()
-  /**
-   * Per container and per stream, where its output was read up to, so following again sends no line twice and
-   * misses none: stdout and stderr are read apart, and either may run ahead of the other.
-   */
-  private readonly cursors = new Map<string, Partial<Record<StreamName, StreamCursor>>>()
+  /** Stopped containers whose output was read to its end: nothing new comes until they start again. */
+  private readonly readToEnd = new Set<string>()
   private stopped = false
   private readonly now: () => number
 
   constructor(private readonly options: LogShipperOptions) {
     this.now = options.now ?? Date.now
+    this.journal = LogJournal.open(options.journalPath, {maxUnsentBytes: options.maxUnsentBytes, now: this.now})
     this.timer = setInterval(() => void this.flush(), options.batchIntervalMs ?? 1000)
   }
 
@@ -91,20 +89,21 @@ export class LogShipper {
   }
 
   /**
-   * Follows a container's stdout and stderr until it stops; following a container already followed does
-   * nothing. Lines older than `sinceMs` are skipped (the agent passes its start time for containers it found running).
+   * Follows a container's stdout and stderr until it stops, from where its streams were read up to (a container
+   * never read from the journal's start); following a container already followed, or a stopped one already read
+   * to its end, does nothing. A container that stopped while the agent was away has its last lines read.
    */
-  async followContainer(docker: Docker, container: FollowedContainer, sinceMs = 0): Promise<void> {
+  async followContainer(docker: Docker, container: FollowedContainer): Promise<void> {
     if (this.stopped || this.followed.has(container.id)) return
     const handle = docker.getContainer(container.id)
     const placeholder = new PassThrough()
     this.followed.set(container.id, placeholder)
     try {
-      const {Config: config} = await handle.inspect()
-      const cursors = this.cursors.get(container.id) ?? {}
-      // From the stream read least far (a stream not read yet starts at sinceMs). Docker's `since` includes lines
-      // at that very time: the lines already read there are skipped by count.
-      const starts = (['stdout', 'stderr'] as const).map((name) => cursors[name]?.at ?? BigInt(sinceMs) * 1_000_000n)
+      const {Config: config, State: initial} = await handle.inspect()
+      if (!initial.Running && this.readToEnd.has(container.id)) return
+      // From the stream read least far (a stream not read yet starts with the journal). Docker's `since` includes
+      // lines at that very time: the lines already read there are skipped by count.
+      const starts = (['stdout', 'stderr'] as const).map((name) => this.journal.cursor(container.id, name)?.at ?? this.journal.followSince)
       const since = starts[0] < starts[1] ? starts[0] : starts[1]
       const raw = (await handle.logs({follow: true, stdout: true, stderr: true, timestamps: true, since: sinceArgument(since)})) as unknown as Readable
       if (this.stopped) {
@@ -138,28 +137,27 @@ export class LogShipper {
 
     if (this.stopped) return
     const state = await handle.inspect().then((info) => info.State, () => undefined)
-    if (state?.Running) await this.followContainer(docker, container, sinceMs)
+    if (state?.Running) await this.followContainer(docker, container)
+    else this.readToEnd.add(container.id)
   }
 
-  /** Sends what is buffered now; resolves when that attempt is over. */
+  /**
+   * Sends the oldest unsent lines, as many as one request of the server's cap holds; resolves when that attempt
+   * is over. They are settled only once the server answered 2xx; a failure keeps them for a later try.
+   */
   async flush(): Promise<void> {
     if (this.sending) return this.sending
-    if (this.pending.length === 0 || this.now() < this.nextAttemptAt) return
-    const batch = this.pending.splice(0, this.options.maxBatchLines ?? 500)
-    const dropped = this.dropped
-    this.dropped = 0
-    const notice: LogLine[] = dropped > 0
-      ? [{message: `Suppressed ${dropped} log line${dropped === 1 ? '' : 's'} while the server was unreachable`, timestamp: batch[0].timestamp, isSystem: true, isStdErr: false}]
-      : []
-    this.sending = this.options.send([...notice, ...batch]).then(
+    if (this.now() < this.nextAttemptAt) return
+    const batch = this.journal.takeBatch()
+    if (!batch) return
+    this.sending = this.options.send(batch.lines).then(
       () => {
+        this.journal.acknowledge(batch)
         this.failures = 0
         this.nextAttemptAt = 0
       },
       () => {
-        this.pending.unshift(...batch)
-        this.dropped += dropped
-        this.trim()
+        this.journal.release()
         this.failures++
         this.nextAttemptAt = this.now() + Math.min(this.options.maxRetryDelayMs ?? 30_000, 500 * 2 ** this.failures)
       },
@@ -169,7 +167,7 @@ export class LogShipper {
     return this.sending
   }
 
-  /** Stops following and sends what is left, once. */
+  /** Stops following and sends what is left, once; what the server did not take stays in the journal for the next start. */
   async stop(): Promise<void> {
     this.stopped = true
     clearInterval(this.timer)
@@ -177,12 +175,13 @@ export class LogShipper {
     await this.sending
     this.nextAttemptAt = 0
     await this.flush()
+    this.journal.close()
   }
 
   private async readLines(stream: Readable, container: FollowedContainer, name: StreamName): Promise<void> {
     let partial = ''
     // Lines at the cursor's own timestamp seen again in this reading: the first `count` of them were read before.
-    const replayed = {at: this.cursors.get(container.id)?.[name]?.at, count: 0}
+    const replayed = {at: this.journal.cursor(container.id, name)?.at, count: 0}
     for await (const chunk of stream) {
       partial += (chunk as Buffer).toString('utf8')
       let newline: number
@@ -199,36 +198,22 @@ export class LogShipper {
     const space = text.indexOf(' ')
     const stamp = space === -1 ? text : text.slice(0, space)
     const nanoseconds = nanosecondsOf(stamp)
-    const cursors = this.cursors.get(container.id) ?? {}
-    this.cursors.set(container.id, cursors)
-    const cursor = cursors[name]
+    const cursor = this.journal.cursor(container.id, name)
     if (cursor && nanoseconds < cursor.at) return
-    if (cursor && nanoseconds === cursor.at) {
-      if (replayed.at === cursor.at && replayed.count < cursor.count) {
-        replayed.count++
-        return
-      }
-
-      cursor.count++
-    } else {
-      cursors[name] = {at: nanoseconds, count: 1}
+    if (cursor && nanoseconds === cursor.at && replayed.at === cursor.at && replayed.count < cursor.count) {
+      replayed.count++
+      return
     }
 
+    const count = cursor && nanoseconds === cursor.at ? cursor.count + 1 : 1
     const message = space === -1 ? '' : text.slice(space + 1)
-    this.push({message, timestamp: Number(nanoseconds / 1_000_000n), isSystem: false, isStdErr: name === 'stderr', serviceId: container.serviceId}, container.serviceName)
+    const line = {message, timestamp: Number(nanoseconds / 1_000_000n), isSystem: false, isStdErr: name === 'stderr', serviceId: container.serviceId}
+    this.push(line, {serviceName: container.serviceName, position: {container: container.id, stream: name, at: nanoseconds, count}})
   }
 
-  private push(line: LogLine, serviceName?: string): void {
+  private push(line: LogLine, from?: {serviceName: string; position: LinePosition}): void {
     const shipped = {...line, message: truncateLogMessage(line.message)}
-    for (const listener of this.listeners) listener(serviceName ? {...shipped, serviceName} : shipped)
-    this.pending.push(shipped)
-    this.trim()
-  }
-
-  private trim(): void {
-    const excess = this.pending.length - (this.options.maxBufferedLines ?? 2000)
-    if (excess <= 0) return
-    this.pending.splice(0, excess)
-    this.dropped += excess
+    for (const listener of this.listeners) listener(from ? {...shipped, serviceName: from.serviceName} : shipped)
+    this.journal.append(shipped, from?.position)
   }
 }

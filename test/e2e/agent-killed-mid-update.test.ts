@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict'
-import {type ChildProcess, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {mkdtempSync, rmSync} from 'node:fs'
 import {readFile} from 'node:fs/promises'
@@ -10,7 +9,8 @@ import path from 'node:path'
 import Docker from 'dockerode'
 
 import {LABELS} from '../../src/agent/reconciler.js'
-import {CLI_BIN, makeCliHome, PROJECT_ROOT, runCli} from '../helpers/cli.js'
+import {AgentProcess} from '../helpers/agent.js'
+import {makeCliHome, runCli} from '../helpers/cli.js'
 import {BASE_IMAGE, ensureBaseImage, ensureDocker, type RunningRegistry, startRegistry} from '../helpers/docker.js'
 import {eventually, FleetApi} from '../helpers/fleet-api.js'
 import {startServer, type TestServer} from '../helpers/server.js'
@@ -65,39 +65,6 @@ class HoldingRelay {
     socket.once('close', () => upstream.destroy())
     upstream.once('close', () => socket.destroy())
     socket.pipe(upstream).pipe(socket)
-  }
-}
-
-/** `flotilla agent start` as its own process, as a device runs it, to be killed like a power cut. */
-class AgentProcess {
-  output = ''
-  private child?: ChildProcess
-  private exited?: Promise<void>
-
-  constructor(private readonly args: string[]) {}
-
-  async start(): Promise<number> {
-    const child = spawn(process.execPath, [CLI_BIN, 'agent', 'start', ...this.args], {
-      cwd: PROJECT_ROOT,
-      env: {PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: '1', ...(process.env.DOCKER_HOST ? {DOCKER_HOST: process.env.DOCKER_HOST} : {})},
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    this.child = child
-    this.exited = new Promise((resolve) => child.once('exit', () => resolve()))
-    const collect = (chunk: string) => (this.output += chunk)
-    child.stdout?.setEncoding('utf8').on('data', collect)
-    child.stderr?.setEncoding('utf8').on('data', collect)
-    const port = await eventually(async () => {
-      if (child.exitCode !== null) throw new Error(`the agent exited (${child.exitCode}): ${this.output}`)
-      return /local API on 127\.0\.0\.1:(\d+)/.exec(this.output)?.[1]
-    }, `the agent to start\n${this.output}`, 30_000)
-    return Number(port)
-  }
-
-  /** SIGKILL: no clean-up of any kind, as when the power goes. */
-  async kill(): Promise<void> {
-    this.child?.kill('SIGKILL')
-    await this.exited
   }
 }
 

@@ -16,7 +16,8 @@ export interface TestServer {
   pid: number
   admin: {email: string; username: string; password: string}
   addUser(user: {email: string; username: string; password: string; organization?: string}): Promise<void>
-  stop(): Promise<void>
+  /** Stops the server as `kill` would (SIGTERM: requests under way are answered), and removes its data dir unless told to keep it. */
+  stop(options?: {keepDataDir?: boolean}): Promise<void>
   /** Kills the server at once (SIGKILL), as a crash or power loss would, keeping its data dir. */
   crash(): Promise<void>
 }
@@ -39,9 +40,10 @@ function waitForExit(child: ChildProcess, deadlineMs: number): Promise<boolean> 
 /**
  * Starts the real `flotilla server start` on an ephemeral loopback port with a fresh data dir and a known admin,
  * and resolves once it prints its listening line (or rejects with its output when it dies or takes too long).
- * `args` are extra flags of `server start` (`['--registry', '127.0.0.1:5000']`).
+ * `args` are extra flags of `server start` (`['--registry', '127.0.0.1:5000']`); `ports` starts it again where a stopped
+ * one listened (with its `dataDir`), as a restarted server would.
  */
-export async function startServer(options: {env?: NodeJS.ProcessEnv; dataDir?: string; args?: string[]} = {}): Promise<TestServer> {
+export async function startServer(options: {env?: NodeJS.ProcessEnv; dataDir?: string; args?: string[]; ports?: {http: number; ssh: number}} = {}): Promise<TestServer> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'flotilla-server-'))
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
@@ -52,7 +54,7 @@ export async function startServer(options: {env?: NodeJS.ProcessEnv; dataDir?: s
     ...options.env,
   }
   const admin = {email: env.FLOTILLA_ADMIN_EMAIL as string, username: env.FLOTILLA_ADMIN_USERNAME as string, password: env.FLOTILLA_ADMIN_PASSWORD as string}
-  const child = spawn(process.execPath, [CLI_BIN, 'server', 'start', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--ssh-port', '0', ...(options.args ?? [])], {
+  const child = spawn(process.execPath, [CLI_BIN, 'server', 'start', '--port', String(options.ports?.http ?? 0), '--host', '127.0.0.1', '--data-dir', dataDir, '--ssh-port', String(options.ports?.ssh ?? 0), ...(options.args ?? [])], {
     cwd: PROJECT_ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -104,14 +106,14 @@ export async function startServer(options: {env?: NodeJS.ProcessEnv; dataDir?: s
       const result = await runCli(args, {input: user.password})
       if (result.exitCode !== 0) throw new Error(`flotilla server user add ${user.username} failed (${result.exitCode}): ${result.stderr}`)
     },
-    async stop() {
+    async stop(stopOptions = {}) {
       child.kill('SIGTERM')
       if (!(await waitForExit(child, STOP_DEADLINE_MS))) {
         child.kill('SIGKILL')
         await waitForExit(child, STOP_DEADLINE_MS)
       }
 
-      rmSync(dataDir, {recursive: true, force: true})
+      if (!stopOptions.keepDataDir) rmSync(dataDir, {recursive: true, force: true})
     },
     async crash() {
       child.kill('SIGKILL')

@@ -23,7 +23,7 @@ function hostDataDirOf(flag: string | undefined): string | undefined {
 export default class AgentStart extends FlotillaCommand {
   static override summary = 'Run the device agent: register, pull releases, run services, ship logs'
   static override description =
-    'Runs until interrupted. With only a provisioning key in config.json, the agent registers the device first and rewrites config.json (atomically) with its identity. Services keep running when the agent stops or the server is unreachable.'
+    'Runs until interrupted. With only a provisioning key in config.json, the agent registers the device first and rewrites config.json (atomically) with its identity. Services keep running when the agent stops or the server is unreachable. Log lines wait in <data-dir>/logs.journal until the server has stored them, with where the output of each service was read up to, so a restart of the agent or an outage of the server loses none (at most 4 MiB of them: older ones are then dropped, and a line says how many); a power loss can lose the last few seconds of them.'
 
   static override examples = [
     '<%= config.bin %> agent start --config config.json',

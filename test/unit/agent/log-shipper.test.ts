@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict'
+import {mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
 import {PassThrough, type Writable} from 'node:stream'
 
 import type Docker from 'dockerode'
@@ -8,14 +11,21 @@ import type {LocalLogLine, LogLine} from '../../../src/protocol/log-line.js'
 
 describe('LogShipper', () => {
   let shipper: LogShipper | undefined
+  let dataDir: string
+  let journalPath: string
+  beforeEach(() => {
+    dataDir = mkdtempSync(path.join(tmpdir(), 'flotilla-log-shipper-'))
+    journalPath = path.join(dataDir, 'logs.journal')
+  })
   afterEach(async () => {
     await shipper?.stop()
     shipper = undefined
+    rmSync(dataDir, {recursive: true, force: true})
   })
 
   it('sends buffered lines in one batch', async () => {
     const batches: LogLine[][] = []
-    shipper = new LogShipper({send: async (lines) => void batches.push(lines), batchIntervalMs: 60_000, now: () => 1000})
+    shipper = new LogShipper({journalPath, send: async (lines) => void batches.push(lines), batchIntervalMs: 60_000, now: () => 1000})
     shipper.systemLine('Starting service main', 7)
     shipper.systemLine('Started service main', 7)
     await shipper.flush()
@@ -30,12 +40,14 @@ describe('LogShipper', () => {
     let reachable = false
     const batches: LogLine[][] = []
     shipper = new LogShipper({
+      journalPath,
       send: async (lines) => {
         if (!reachable) throw new Error('ECONNREFUSED')
         batches.push(lines)
       },
       batchIntervalMs: 60_000,
-      maxBufferedLines: 3,
+      // Room for three of these lines' records.
+      maxUnsentBytes: 3 * 100,
       now: () => clock,
     })
     for (let index = 1; index <= 5; index++) shipper.systemLine(`line ${index}`)
@@ -49,10 +61,28 @@ describe('LogShipper', () => {
     assert.equal(batches[0][0].isSystem, true)
   })
 
+  it('keeps lines the server refused (507) across a restart of the agent, and sends them once it takes them', async () => {
+    const refused: LogLine[][] = []
+    shipper = new LogShipper({journalPath, send: async (lines) => {
+      refused.push(lines)
+      throw new Error('507 disk full')
+    }, batchIntervalMs: 60_000, now: () => 1000})
+    shipper.systemLine('before the restart')
+    await shipper.stop()
+    assert.equal(refused.length, 1, 'tried once, when stopping')
+
+    const batches: LogLine[][] = []
+    shipper = new LogShipper({journalPath, send: async (lines) => void batches.push(lines), batchIntervalMs: 60_000, now: () => 2000})
+    shipper.systemLine('after the restart')
+    await shipper.flush()
+    await shipper.flush()
+    assert.deepEqual(batches.flat().map((line) => line.message), ['before the restart', 'after the restart'])
+  })
+
   it('waits before trying again after a failure', async () => {
     let attempts = 0
     let clock = 0
-    shipper = new LogShipper({send: async () => {
+    shipper = new LogShipper({journalPath, send: async () => {
       attempts++
       throw new Error('down')
     }, batchIntervalMs: 60_000, now: () => clock})
@@ -66,7 +96,7 @@ describe('LogShipper', () => {
   })
 
   it('hands every line to local subscribers and cuts long messages', async () => {
-    shipper = new LogShipper({send: async () => {}, batchIntervalMs: 60_000, now: () => 5})
+    shipper = new LogShipper({journalPath, send: async () => {}, batchIntervalMs: 60_000, now: () => 5})
     const seen: LocalLogLine[] = []
     const unsubscribe = shipper.subscribe((line) => seen.push(line))
     shipper.systemLine('a'.repeat(20_000))
@@ -117,13 +147,49 @@ describe('LogShipper', () => {
       {at: '2030-01-01T00:00:03.000000000Z', stream: 'stdout' as const, text: 'out 3'},
     ]
     const batches: LogLine[][] = []
-    shipper = new LogShipper({send: async (lines) => void batches.push(lines), batchIntervalMs: 60_000})
+    // A journal begun at midnight: a container not read yet is read from then.
+    shipper = new LogShipper({journalPath, send: async (lines) => void batches.push(lines), batchIntervalMs: 60_000, now: () => Date.parse('2030-01-01T00:00:00Z')})
     const engine = engineWithLog(entries, 3)
-    await shipper.followContainer(engine.docker, {id: 'c1', serviceId: 7, serviceName: 'main'}, Date.parse('2030-01-01T00:00:00Z'))
+    await shipper.followContainer(engine.docker, {id: 'c1', serviceId: 7, serviceName: 'main'})
     await shipper.flush()
     const shipped = batches.flat()
     assert.equal(engine.sinces.length, 3, 'followed three times: the container kept running twice')
     assert.deepEqual(shipped.map((line) => [line.isStdErr ? 'stderr' : 'stdout', line.message]).sort(), entries.map((entry) => [entry.stream, entry.text]).sort())
     assert.equal(engine.sinces[1], '1893456002.500000000', 'the next reading starts where the stream read least far stopped')
+  })
+
+  it('reads a stopped container (one that stopped while the agent was away) to its end, once while it stays stopped', async () => {
+    const entries = [{at: '2030-01-01T00:00:01.000000000Z', stream: 'stdout' as const, text: 'written while the agent was away'}]
+    const batches: LogLine[][] = []
+    shipper = new LogShipper({journalPath, send: async (lines) => void batches.push(lines), batchIntervalMs: 60_000, now: () => Date.parse('2030-01-01T00:00:00Z')})
+    const engine = engineWithLog(entries, 0)
+    await shipper.followContainer(engine.docker, {id: 'c1', serviceId: 7, serviceName: 'main'})
+    await shipper.followContainer(engine.docker, {id: 'c1', serviceId: 7, serviceName: 'main'})
+    await shipper.flush()
+    assert.deepEqual(batches.flat().map((line) => line.message), ['written while the agent was away'])
+    assert.equal(engine.sinces.length, 1, 'its log is not read again while it stays stopped')
+  })
+
+  it('follows a container again after a restart from the cursors it journaled: the lines it read and could not send are sent, none twice', async () => {
+    const entries = [
+      {at: '2030-01-01T00:00:01.000000000Z', stream: 'stdout' as const, text: 'out 1'},
+      {at: '2030-01-01T00:00:01.000000000Z', stream: 'stdout' as const, text: 'out 2, same time'},
+      {at: '2030-01-01T00:00:02.000000000Z', stream: 'stderr' as const, text: 'err 1'},
+    ]
+    const midnight = () => Date.parse('2030-01-01T00:00:00Z')
+    shipper = new LogShipper({journalPath, send: async () => {
+      throw new Error('ECONNREFUSED')
+    }, batchIntervalMs: 60_000, now: midnight})
+    await shipper.followContainer(engineWithLog(entries.slice(0, 2), 1).docker, {id: 'c1', serviceId: 7, serviceName: 'main'})
+    await shipper.stop()
+
+    // Started again later: what it read before comes from the journal, the rest from where each stream stopped.
+    const batches: LogLine[][] = []
+    shipper = new LogShipper({journalPath, send: async (lines) => void batches.push(lines), batchIntervalMs: 60_000, now: () => Date.parse('2030-01-01T00:00:01.500Z')})
+    const engine = engineWithLog(entries, 1)
+    await shipper.followContainer(engine.docker, {id: 'c1', serviceId: 7, serviceName: 'main'})
+    await shipper.flush()
+    assert.equal(engine.sinces[0], '1893456000.000000000', 'stderr, never read, from when the journal began')
+    assert.deepEqual(batches.flat().map((line) => line.message), ['out 1', 'out 2, same time', 'err 1'])
   })
 })

@@ -1,0 +1,139 @@
+import assert from 'node:assert/strict'
+import {randomBytes} from 'node:crypto'
+import {mkdtempSync, rmSync} from 'node:fs'
+import {readFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+
+import Docker from 'dockerode'
+
+import {LABELS} from '../../src/agent/reconciler.js'
+import type {StoredLogLine} from '../../src/protocol/log-line.js'
+import {AgentProcess} from '../helpers/agent.js'
+import {makeCliHome, runCli} from '../helpers/cli.js'
+import {BASE_IMAGE, ensureBaseImage, ensureDocker} from '../helpers/docker.js'
+import {eventually, FleetApi} from '../helpers/fleet-api.js'
+import {startServer, type TestServer} from '../helpers/server.js'
+
+/** Lines the service writes on each stream: with the agent's own lines, fewer than the 1000 the server keeps. */
+const COUNT = 300
+
+/** `out <n>` on stdout and `err <n>` on stderr, n = 1..COUNT, 20 pairs a second; then it sleeps (SIGTERM ends it). */
+const WRITER = `trap "exit 0" TERM; i=1; while [ $i -le ${COUNT} ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); usleep 50000; done; sleep 3600 & wait`
+
+describe('no device log line lost or repeated (real engine, agent and server)', function () {
+  this.timeout(90_000)
+  const docker = new Docker()
+  const home = makeCliHome()
+  const workDir = mkdtempSync(path.join(tmpdir(), 'flotilla-agent-logs-'))
+  let server: TestServer
+  let token: string
+  let api: FleetApi
+  const agents: AgentProcess[] = []
+  const devices: string[] = []
+  const images: string[] = []
+
+  before(async () => {
+    await ensureDocker()
+    await ensureBaseImage()
+    server = await startServer()
+    api = new FleetApi(server.url)
+    token = await api.login(server.admin.username, server.admin.password)
+  })
+
+  after(async () => {
+    for (const agent of agents) await agent.kill()
+    for (const uuid of devices) {
+      for (const container of await docker.listContainers({all: true, filters: {label: [`${LABELS.deviceUuid}=${uuid}`]}})) await docker.getContainer(container.Id).remove({force: true})
+    }
+
+    for (const image of images) await docker.getImage(image).remove().catch(() => undefined)
+    await server?.stop()
+    rmSync(workDir, {recursive: true, force: true})
+    rmSync(home, {recursive: true, force: true})
+  })
+
+  /** A fleet whose release runs WRITER, and a device of it registered by a running agent. */
+  async function deviceWritingLines(name: string) {
+    const fleet = await api.createFleet(token, name)
+    const release = await api.createRelease(token, fleet.id, randomBytes(16).toString('hex'), {image: 'main', command: ['sh', '-c', WRITER]})
+    await docker.getImage(BASE_IMAGE).tag({repo: release.location, tag: 'latest'})
+    images.push(`${release.location}:latest`)
+    const configPath = path.join(workDir, `${name}.json`)
+    const generated = await runCli(['config', 'generate', '--fleet', fleet.slug, '-o', configPath], {env: {HOME: home, FLOTILLA_URL: server.url, FLOTILLA_TOKEN: token}})
+    assert.equal(generated.exitCode, 0, generated.stderr)
+    const args = ['--config', configPath, '--data-dir', path.join(workDir, name), '--host-network', '--local-api-port', '0', '--poll-interval', '1']
+    const startAgent = async () => {
+      const agent = new AgentProcess(args)
+      agents.push(agent)
+      await agent.start()
+      return agent
+    }
+
+    const agent = await startAgent()
+    const uuid = await eventually(async () => (JSON.parse(await readFile(configPath, 'utf8')) as {uuid?: string}).uuid, 'the device registered')
+    devices.push(uuid)
+    /** How many lines the service wrote on stdout so far, as the engine keeps them. */
+    const written = async () => {
+      const [container] = await docker.listContainers({filters: {label: [`${LABELS.deviceUuid}=${uuid}`]}})
+      if (!container) return 0
+      return (await docker.getContainer(container.Id).logs({stdout: true})).toString('utf8').split('\n').filter((line) => /out \d+/.test(line)).length
+    }
+
+    return {uuid, agent, startAgent, written}
+  }
+
+  /** The numbers of the service's lines the server stored, by stream, in the order stored. */
+  async function storedNumbers(uuid: string): Promise<{stdout: number[]; stderr: number[]}> {
+    const answer = await api.call('GET', `/device/v2/${uuid}/logs?count=all`, {token})
+    assert.equal(answer.status, 200, answer.body)
+    const numbers = {stdout: [] as number[], stderr: [] as number[]}
+    for (const line of answer.json() as StoredLogLine[]) {
+      const match = /^(out|err) (\d+)$/.exec(line.message)
+      if (!match || line.isSystem) continue
+      assert.equal(match[1], line.isStdErr ? 'err' : 'out', `"${line.message}" stored as ${line.isStdErr ? 'stderr' : 'stdout'}`)
+      numbers[line.isStdErr ? 'stderr' : 'stdout'].push(Number(match[2]))
+    }
+
+    return numbers
+  }
+
+  async function assertEveryLineOnce(uuid: string, agent: AgentProcess): Promise<void> {
+    const numbers = await eventually(async () => {
+      const stored = await storedNumbers(uuid)
+      return stored.stdout.includes(COUNT) && stored.stderr.includes(COUNT) ? stored : undefined
+    }, `the service's last lines stored\n${agent.output}`, 30_000)
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const seen = new Set(numbers[stream])
+      const missing = Array.from({length: COUNT}, (_, index) => index + 1).filter((number) => !seen.has(number))
+      const repeated = numbers[stream].filter((number, index) => numbers[stream].indexOf(number) !== index)
+      assert.deepEqual({missing, repeated}, {missing: [], repeated: []}, `${stream} lines lost or repeated\n${agent.output}`)
+    }
+  }
+
+  it('keeps every line across a kill -9 of the agent: it resumes from its cursors on disk', async () => {
+    const device = await deviceWritingLines('killed')
+    await eventually(async () => (await storedNumbers(device.uuid)).stdout.length >= 20, `lines stored\n${device.agent.output}`, 30_000)
+    await device.agent.kill()
+    const atKill = await device.written()
+    await eventually(async () => (await device.written()) >= Math.min(COUNT, atKill + 40), 'the service writing on while the agent is dead')
+    const restarted = await device.startAgent()
+    await assertEveryLineOnce(device.uuid, restarted)
+  })
+
+  it('keeps every line across a server outage during which the agent is killed: its offline buffer is on disk', async () => {
+    const device = await deviceWritingLines('outage')
+    await eventually(async () => (await storedNumbers(device.uuid)).stdout.length >= 20, `lines stored\n${device.agent.output}`, 30_000)
+    const ports = {http: server.port, ssh: server.sshPort}
+    await server.stop({keepDataDir: true})
+    // The agent reads lines it cannot send, and is killed holding them.
+    const atStop = await device.written()
+    await eventually(async () => (await device.written()) >= Math.min(COUNT, atStop + 40), 'the service writing on while the server is down')
+    await device.agent.kill()
+    const restarted = await device.startAgent()
+    const atRestart = await device.written()
+    await eventually(async () => (await device.written()) >= Math.min(COUNT, atRestart + 20), 'the service writing on while the restarted agent is offline')
+    server = await startServer({dataDir: server.dataDir, ports})
+    await assertEveryLineOnce(device.uuid, restarted)
+  })
+})
