@@ -20,8 +20,9 @@ const OLD_IMAGE = 'registry.local/v2/old@sha256:' + '1'.repeat(64)
 const NEW_IMAGE = 'registry.local/v2/new@sha256:' + '2'.repeat(64)
 const options: PlanOptions = {deviceUuid: 'd'.repeat(32), deviceType: 'generic-amd64', lockDirOf: (appId) => `/data/locks/${appId}`}
 
+/** A service on the host's network, as most of these tests are about updates rather than networks. */
 function service(overrides: Partial<TargetService> = {}): TargetService {
-  return {id: 7, image_id: 100, image: OLD_IMAGE, environment: {GREETING: 'hello'}, labels: {}, composition: {volumes: ['data:/data']}, ...overrides}
+  return {id: 7, image_id: 100, image: OLD_IMAGE, environment: {GREETING: 'hello'}, labels: {}, composition: {volumes: ['data:/data'], network_mode: 'host'}, ...overrides}
 }
 
 function target(commit: string | undefined, services: Record<string, TargetService> = {main: service()}, releaseId = 10): TargetDevice {
@@ -173,7 +174,7 @@ describe('converge', () => {
   const target: TargetDevice = {
     name: 'pi',
     config: {},
-    apps: {[APP_UUID]: {id: 1, name: 'fleet', is_host: false, class: 'fleet', releases: {[OLD_COMMIT]: {id: 10, services: {main: service({composition: {}})}, volumes: {}, networks: {}}}}},
+    apps: {[APP_UUID]: {id: 1, name: 'fleet', is_host: false, class: 'fleet', releases: {[OLD_COMMIT]: {id: 10, services: {main: service({composition: {network_mode: 'host'}})}, volumes: {}, networks: {}}}}},
   }
 
   /** An engine in memory: fetch adds the image, createAndStart adds a running container. */
