@@ -95,7 +95,7 @@ function portRange(text: string, key: string, entry: string): number[] {
   const match = /^(\d+)(?:-(\d+))?$/.exec(text)
   const first = match ? Number(match[1]) : Number.NaN
   const last = match?.[2] ? Number(match[2]) : first
-  if (!match || first < 1 || last > 65_535 || last < first) fail(`"${key}" entry "${entry}" has no valid port — write "8080:80", "80" or "127.0.0.1:8080:80/udp"`)
+  if (!match || first < 1 || last > 65_535 || last < first) fail(`"${key}" entry "${entry}" is not a port mapping — write "8080:80", "80" or "127.0.0.1:8080:80/udp"`)
   return Array.from({length: last - first + 1}, (_, index) => first + index)
 }
 
