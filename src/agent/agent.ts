@@ -1,4 +1,5 @@
 import {mkdir, readFile} from 'node:fs/promises'
+import {uptime} from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -344,6 +345,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     deviceType: registered?.deviceType,
     hostNetwork: options.hostNetwork,
     lockDirOf: (appId) => executor?.hostLockDirOf(appId) ?? '',
+    apiEndpoint: registered?.apiEndpoint,
+    deviceApiKey: registered?.deviceApiKey,
+    bootTime: Date.now() - uptime() * 1000,
     // A port picked at random (0) is not worth a new container at each start: the address stays the configured one.
     supervisorAddress: `http://127.0.0.1:${options.localApiPort || config.listenPort || 48484}`,
   })

@@ -8,6 +8,7 @@ import {
   type ContainerStatus,
   type CurrentContainer,
   type CurrentState,
+  type DesiredService,
   LABELS,
   normalizeImageReference,
   type Step,
@@ -37,8 +38,6 @@ export interface ContainerEvent {
   exitCode?: number
 }
 
-const STOP_TIMEOUT_SECONDS = 10
-
 /** Docker answers 304 for "already started/stopped" and 404 for "already gone": both mean the step is done. */
 function isAlreadyDone(error: unknown): boolean {
   const status = (error as {statusCode?: number}).statusCode
@@ -47,6 +46,19 @@ function isAlreadyDone(error: unknown): boolean {
 
 function labelNumber(labels: Record<string, string>, key: string): number {
   return Number(labels[key] ?? Number.NaN)
+}
+
+/** The engine's list says a container's health in its status line: "Up 5 seconds (healthy)". */
+function healthOf(status: string | undefined): CurrentContainer['health'] {
+  const match = /\((healthy|unhealthy|health: starting)\)/.exec(status ?? '')
+  if (!match) return undefined
+  return match[1] === 'health: starting' ? 'starting' : (match[1] as 'healthy' | 'unhealthy')
+}
+
+/** Feature binds whose host path exists; the others are left out, as balena does for /lib/modules and /lib/firmware. */
+async function presentBinds(binds: string[]): Promise<string[]> {
+  const present = await Promise.all(binds.map((bind) => access(bind.slice(0, bind.indexOf(':'))).then(() => true, () => false)))
+  return binds.filter((_, index) => present[index])
 }
 
 /** The label filter that picks the containers of one device's agent. */
@@ -75,13 +87,14 @@ export class DockerExecutor implements StepExecutor {
   hostLockDirOf = (appId: number): string => path.join(path.resolve(this.options.hostDataDir ?? this.options.dataDir), 'update-locks', String(appId))
 
   async readCurrentState(): Promise<CurrentState> {
-    const [containers, images, volumes, fetched, lockedAppIds] = await Promise.all([
+    const [containers, images, volumes, fetched, lockedAppIds, networks] = await Promise.all([
       this.docker.listContainers({all: true, filters: {label: [`${LABELS.supervised}=true`, this.ownerLabel]}}),
       this.docker.listImages(),
       // Every volume by name, whoever made it: a named volume that exists is kept and reused, never created again.
       this.docker.listVolumes(),
       this.fetchedImages(),
       this.lockedAppIds(),
+      this.docker.listNetworks({filters: {label: [`${LABELS.supervised}=true`, this.ownerLabel]}}),
     ])
     const references = images.flatMap((image) => [...(image.RepoTags ?? []), ...(image.RepoDigests ?? [])]).filter((reference) => !reference.includes('<none>'))
     return {
@@ -100,8 +113,13 @@ export class DockerExecutor implements StepExecutor {
           image: container.Image,
           configHash: labels[LABELS.configHash] ?? '',
           status: container.State as ContainerStatus,
+          health: healthOf(container.Status),
+          networks: Object.keys(container.NetworkSettings?.Networks ?? {}),
+          networkMode: container.HostConfig?.NetworkMode,
+          createdAt: container.Created * 1000,
         }
       }),
+      networks: networks.map((network) => ({name: network.Name, appId: labelNumber(network.Labels ?? {}, LABELS.appId), configHash: network.Labels?.[LABELS.configHash] ?? ''})),
       images: references,
       fetchedImages: references.filter((reference) => fetched.has(normalizeImageReference(reference))),
       volumes: (volumes.Volumes ?? []).map((volume) => volume.Name),
@@ -130,32 +148,38 @@ export class DockerExecutor implements StepExecutor {
 
       case 'createVolume': {
         log(`Creating volume '${step.name}'`)
-        await this.docker.createVolume({Name: step.name, Labels: {[LABELS.supervised]: 'true', [LABELS.appId]: String(step.appId), [LABELS.deviceUuid]: this.options.deviceUuid}})
+        const settings = step.settings ?? {Driver: 'local', DriverOpts: {}, Labels: {}}
+        await this.docker.createVolume({Name: step.name, ...settings, Labels: {...settings.Labels, ...this.ownership(step.appId)}})
         return
       }
 
+      case 'createNetwork': {
+        const {network} = step
+        log(`Creating network '${network.name}'`)
+        await this.docker.createNetwork({
+          Name: network.name,
+          ...network.settings,
+          CheckDuplicate: true,
+          Labels: {...network.settings.Labels, ...this.ownership(network.appId), [LABELS.configHash]: network.configHash},
+        })
+        return
+      }
+
+      case 'removeNetwork': {
+        log(`Removing network '${step.name}'`)
+        await this.docker.getNetwork(step.name).remove().catch(this.unlessDone)
+        return
+      }
+
+      case 'create':
       case 'createAndStart': {
         const {service} = step
-        const {spec} = service
-        await mkdir(this.lockDirOf(service.appId), {recursive: true})
-        log(`Installing service '${service.serviceName} ${service.image}'`, service.serviceId)
-        const container = await this.docker.createContainer({
-          name: spec.name,
-          Image: spec.image,
-          Cmd: spec.command,
-          Entrypoint: spec.entrypoint,
-          Env: Object.entries(spec.environment).map(([name, value]) => `${name}=${value}`),
-          Labels: {...spec.labels, [LABELS.configHash]: service.configHash},
-          WorkingDir: spec.workingDir,
-          User: spec.user,
-          Tty: spec.tty,
-          HostConfig: {
-            NetworkMode: spec.networkMode,
-            RestartPolicy: {Name: spec.restart === 'no' ? '' : spec.restart},
-            Binds: spec.binds,
-            Privileged: spec.privileged,
-          },
-        })
+        const container = await this.createContainer(service)
+        if (step.action === 'create') {
+          log(`Service '${service.serviceName}' is installed and starts after the device reboots (io.balena.update.requires-reboot)`, service.serviceId)
+          return
+        }
+
         log(`Starting service '${service.serviceName} ${service.image}'`, service.serviceId)
         await container.start()
         return
@@ -169,7 +193,8 @@ export class DockerExecutor implements StepExecutor {
 
       case 'kill': {
         log(`Killing service '${step.container.serviceName} ${step.container.image}'`, step.container.serviceId)
-        await this.docker.getContainer(step.container.id).stop({t: STOP_TIMEOUT_SECONDS}).catch(this.unlessDone)
+        // The engine waits the container's own stop_grace_period (10 s unless the composition says otherwise).
+        await this.docker.getContainer(step.container.id).stop().catch(this.unlessDone)
         log(`Killed service '${step.container.serviceName} ${step.container.image}'`, step.container.serviceId)
         return
       }
@@ -233,6 +258,52 @@ export class DockerExecutor implements StepExecutor {
       stream.removeListener('end', onEnded)
       stream.destroy()
     }
+  }
+
+  private ownership(appId: number): Record<string, string> {
+    return {[LABELS.supervised]: 'true', [LABELS.appId]: String(appId), [LABELS.deviceUuid]: this.options.deviceUuid}
+  }
+
+  /** Creates a service's container as its spec says, attached to each of its networks, without starting it. */
+  private async createContainer(service: DesiredService): Promise<Docker.Container> {
+    const {spec} = service
+    await mkdir(this.lockDirOf(service.appId), {recursive: true})
+    this.options.onSystemLog?.(`Installing service '${service.serviceName} ${service.image}'`, service.serviceId)
+    const [mainNetwork, ...otherNetworks] = Object.entries(spec.networks)
+    const container = await this.docker.createContainer({
+      ...spec.settings.container,
+      name: spec.name,
+      Image: spec.image,
+      Cmd: spec.command,
+      Entrypoint: spec.entrypoint,
+      Env: Object.entries(spec.environment).map(([name, value]) => `${name}=${value}`),
+      Labels: {...spec.labels, [LABELS.configHash]: service.configHash},
+      WorkingDir: spec.workingDir,
+      User: spec.user,
+      Tty: spec.tty,
+      NetworkingConfig: mainNetwork ? {EndpointsConfig: {[mainNetwork[0]]: mainNetwork[1]}} : undefined,
+      HostConfig: {
+        ...spec.settings.host,
+        NetworkMode: await this.networkModeOf(service),
+        RestartPolicy: {Name: spec.restart === 'no' ? '' : spec.restart},
+        Binds: [...spec.binds, ...(await presentBinds(spec.featureBinds))],
+        Privileged: spec.privileged,
+      },
+    })
+    // The engine attaches a new container to one network; it joins the others before it starts.
+    for (const [name, endpoint] of otherNetworks) await this.docker.getNetwork(name).connect({Container: container.id, EndpointConfig: endpoint})
+    return container
+  }
+
+  /** `service:<name>` becomes the container of that service of the same app, which the plan made sure runs. */
+  private async networkModeOf(service: DesiredService): Promise<string> {
+    const host = /^service:(.+)$/.exec(service.spec.networkMode)?.[1]
+    if (!host) return service.spec.networkMode
+    const [hostContainer] = await this.docker.listContainers({
+      filters: {label: [this.ownerLabel, `${LABELS.appId}=${service.appId}`, `${LABELS.serviceName}=${host}`], status: ['running']},
+    })
+    if (!hostContainer) throw new Error(`service '${host}', whose network '${service.serviceName}' shares, is not running`)
+    return `container:${hostContainer.Id}`
   }
 
   private readonly unlessDone = (error: unknown): void => {

@@ -1,6 +1,16 @@
 import {createHash} from 'node:crypto'
 
-import type {ServiceComposition, TargetDevice, TargetService} from '../protocol/target-state.js'
+import {
+  type DependencyCondition,
+  dependenciesOf,
+  engineSettingsOf,
+  type EngineSettings,
+  networkSettingsOf,
+  type ServiceNetworkEndpoint,
+  serviceNetworksOf,
+  volumeSettingsOf,
+} from '../protocol/service-config.js'
+import type {ServiceComposition, TargetDevice, TargetRelease, TargetService} from '../protocol/target-state.js'
 
 /** Labels by which the agent (and balena's tools) recognise the containers and volumes it owns. */
 export const LABELS = {
@@ -13,8 +23,10 @@ export const LABELS = {
   releaseId: 'io.balena.release-id',
   commit: 'io.balena.commit',
   updateStrategy: 'io.balena.update.strategy',
-  /** Hash of everything the container was created with: a different hash means a new container. */
+  /** Hash of everything the container (or network) was created with: a different hash means a new one. */
   configHash: 'io.flotilla.config-hash',
+  /** A service created under this label waits for the device's next boot before it starts. */
+  requiresReboot: 'io.balena.update.requires-reboot',
   /** Which agent owns it, so agents sharing one engine (tests, several simulated devices) leave each other alone. */
   deviceUuid: 'io.flotilla.device-uuid',
   /** What runs on the host for an agent that runs in a container itself: a host session, a power command (host-container.ts). */
@@ -43,6 +55,21 @@ export interface CurrentContainer extends ServiceIdentity {
   id: string
   name: string
   status: ContainerStatus
+  /** The engine's verdict on its healthcheck, when it has one. */
+  health?: 'starting' | 'healthy' | 'unhealthy'
+  /** Engine names of the networks it is attached to. */
+  networks?: string[]
+  /** As the engine holds it: `container:<id>` for a service sharing another's network. */
+  networkMode?: string
+  /** Milliseconds since the epoch. */
+  createdAt?: number
+}
+
+/** A network of an app the agent created, with the hash of the settings it was created with. */
+export interface CurrentNetwork {
+  name: string
+  appId: number
+  configHash: string
 }
 
 /** What the engine holds that the agent owns, plus which apps hold their update lock. */
@@ -53,6 +80,8 @@ export interface CurrentState {
   /** The references among them that the agent pulled itself, so it may remove them once nothing uses them. */
   fetchedImages: string[]
   volumes: string[]
+  /** The app networks this agent created. */
+  networks?: CurrentNetwork[]
   lockedAppIds: number[]
 }
 
@@ -67,10 +96,34 @@ export interface ContainerSpec {
   restart: 'no' | 'always' | 'on-failure' | 'unless-stopped'
   /** `<volume or host dir>:<container path>[:ro]` */
   binds: string[]
+  /** Host paths a feature label asks for (`/lib/modules:/lib/modules`); bound only when the host has them. */
+  featureBinds: string[]
+  /** Engine networks joined, by name, with the endpoint settings (aliases, addresses) of each; the first is `networkMode`. */
+  networks: Record<string, NetworkEndpoint>
   workingDir?: string
   user?: string
   privileged: boolean
   tty: boolean
+  /** Everything else the compose keys ask of the engine. */
+  settings: EngineSettings
+}
+
+export interface NetworkEndpoint {
+  Aliases: string[]
+  IPAMConfig?: {IPv4Address?: string; IPv6Address?: string; LinkLocalIPs?: string[]}
+}
+
+export interface DesiredNetwork {
+  name: string
+  appId: number
+  settings: ReturnType<typeof networkSettingsOf>
+  configHash: string
+}
+
+export interface DesiredVolume {
+  name: string
+  appId: number
+  settings: ReturnType<typeof volumeSettingsOf>
 }
 
 export type UpdateStrategy = 'download-then-kill' | 'kill-then-download' | 'delete-then-download' | 'hand-over'
@@ -80,6 +133,10 @@ export interface DesiredService extends ServiceIdentity {
   strategy: UpdateStrategy
   spec: ContainerSpec
   volumes: string[]
+  /** Services of the same app that must run (or be healthy) before this one starts. */
+  dependsOn: Record<string, DependencyCondition>
+  /** Created, then started only after the device's next boot. */
+  requiresReboot: boolean
 }
 
 export interface DesiredApp {
@@ -89,7 +146,8 @@ export interface DesiredApp {
   commit?: string
   releaseId?: number
   services: DesiredService[]
-  volumes: string[]
+  volumes: DesiredVolume[]
+  networks: DesiredNetwork[]
 }
 
 export interface PlanOptions {
@@ -102,13 +160,24 @@ export interface PlanOptions {
   supervisorAddress?: string
   /** Kill even when an app holds its update lock (a forced update). */
   overrideLock?: boolean
+  /** What `io.balena.features.balena-api` gives a service: the server's API and the device's key. */
+  apiEndpoint?: string
+  deviceApiKey?: string
+  /** The engine's socket on the host, for `io.balena.features.balena-socket` (default /var/run/docker.sock). */
+  engineSocket?: string
+  /** When the device booted (ms since the epoch): a requires-reboot service created since then waits. */
+  bootTime?: number
 }
 
 export type Step =
   | {action: 'fetch'; image: string; appId: number; serviceName: string}
-  | {action: 'createVolume'; name: string; appId: number}
+  | {action: 'createVolume'; name: string; appId: number; settings?: DesiredVolume['settings']}
+  | {action: 'createNetwork'; network: DesiredNetwork}
+  | {action: 'removeNetwork'; name: string}
   /** Creates the container and starts it. */
   | {action: 'createAndStart'; service: DesiredService}
+  /** Creates the container of a service that starts only after the next boot. */
+  | {action: 'create'; service: DesiredService}
   | {action: 'start'; container: CurrentContainer}
   | {action: 'kill'; container: CurrentContainer}
   | {action: 'remove'; container: CurrentContainer}
@@ -127,6 +196,12 @@ export function containerNameOf(service: {serviceName: string; imageId: number; 
 export function volumeNameOf(appId: number, name: string): string {
   return `${appId}_${name}`
 }
+
+/** Networks are named like volumes, `<appId>_<name>`, as balena names them. */
+export const networkNameOf = volumeNameOf
+
+/** The network every service of an app joins when its composition names none. */
+export const DEFAULT_NETWORK = 'default'
 
 /** `busybox` and `busybox:latest` are one image; digests and explicit tags stay as they are. */
 export function normalizeImageReference(reference: string): string {
@@ -210,15 +285,98 @@ function strategyOf(labels: Record<string, string>): UpdateStrategy {
   return strategy === 'kill-then-download' || strategy === 'delete-then-download' || strategy === 'hand-over' ? strategy : 'download-then-kill'
 }
 
-/** Hash of a container spec with its keys in a fixed order, so equal specs hash alike. */
-export function hashSpec(spec: ContainerSpec): string {
+/** Hash of a configuration with its keys in a fixed order, so equal configurations hash alike. */
+export function hashConfig(config: unknown): string {
   const canonical = (value: unknown): unknown => {
     if (Array.isArray(value)) return value.map(canonical)
     if (value && typeof value === 'object') return Object.fromEntries(Object.keys(value).sort().map((key) => [key, canonical((value as Record<string, unknown>)[key])]))
     return value
   }
 
-  return createHash('sha256').update(JSON.stringify(canonical(spec))).digest('hex').slice(0, 32)
+  return createHash('sha256').update(JSON.stringify(canonical(config))).digest('hex').slice(0, 32)
+}
+
+const truthy = (value: string | undefined) => value !== undefined && ['1', 'true', 'on', 'yes'].includes(value.toLowerCase())
+
+/** `io.resin.*` labels (older releases, balena's single-Dockerfile defaults) also count under their `io.balena.*` names. */
+function withBalenaLabelNames(labels: Record<string, string>): Record<string, string> {
+  const renamed = Object.entries(labels).filter(([key]) => key.startsWith('io.resin.')).map(([key, value]) => [key.replaceAll('resin', 'balena'), value])
+  return {...Object.fromEntries(renamed), ...labels}
+}
+
+/** The engine socket inside a service with the balena-socket feature, where balena puts it. */
+const SERVICE_ENGINE_SOCKET = '/host/run/balena-engine.sock'
+
+/** The host paths and variables that balena's feature labels give a service. */
+function featuresOf(labels: Record<string, string>, options: PlanOptions): {binds: string[]; environment: Record<string, string>} {
+  const has = (feature: string) => truthy(labels[`io.balena.features.${feature}`])
+  const binds: string[] = []
+  const environment: Record<string, string> = {}
+  if (has('kernel-modules')) binds.push('/lib/modules:/lib/modules')
+  if (has('firmware')) binds.push('/lib/firmware:/lib/firmware')
+  if (has('dbus')) {
+    binds.push('/run/dbus:/host/run/dbus')
+    environment.DBUS_SYSTEM_BUS_ADDRESS = 'unix:path=/host/run/dbus/system_bus_socket'
+  }
+
+  if (has('balena-socket')) {
+    const socket = options.engineSocket ?? '/var/run/docker.sock'
+    binds.push(`${socket}:${SERVICE_ENGINE_SOCKET}`, `${socket}:/var/run/balena-engine.sock`, `${socket}:/var/run/balena.sock`)
+    environment.DOCKER_HOST = `unix://${SERVICE_ENGINE_SOCKET}`
+  }
+
+  if (has('sysfs')) binds.push('/sys:/sys')
+  if (has('procfs')) binds.push('/proc:/proc')
+  if (has('journal-logs')) binds.push('/var/log/journal:/var/log/journal:ro', '/run/log/journal:/run/log/journal:ro', '/etc/machine-id:/etc/machine-id:ro')
+  if (has('balena-api')) {
+    for (const prefix of ['BALENA_', 'RESIN_']) {
+      environment[`${prefix}API_KEY`] = options.deviceApiKey ?? ''
+      environment[`${prefix}API_URL`] = options.apiEndpoint ?? ''
+    }
+  }
+
+  return {binds, environment}
+}
+
+/** Which network a service's container is created in and which app networks it joins, with its aliases there. */
+function networkingOf(appId: number, serviceName: string, composition: ServiceComposition, options: PlanOptions): Pick<ContainerSpec, 'networkMode' | 'networks'> {
+  if (options.hostNetwork) return {networkMode: 'host', networks: {}}
+  if (composition.network_mode) return {networkMode: composition.network_mode, networks: {}}
+  const joined = Object.entries(serviceNetworksOf(composition))
+  const entries: Array<[string, ServiceNetworkEndpoint]> = joined.length > 0 ? joined : [[DEFAULT_NETWORK, {}]]
+  const networks = Object.fromEntries(entries.map(([name, endpoint]): [string, NetworkEndpoint] => {
+    const addresses = {IPv4Address: endpoint.ipv4_address, IPv6Address: endpoint.ipv6_address, LinkLocalIPs: endpoint.link_local_ips}
+    const hasAddress = Object.values(addresses).some((value) => value !== undefined)
+    // The service's name is always an alias, so the other services reach it by name.
+    return [networkNameOf(appId, name), {Aliases: [...new Set([...(endpoint.aliases ?? []), serviceName])], ...(hasAddress ? {IPAMConfig: addresses} : {})}]
+  }))
+  return {networkMode: Object.keys(networks)[0], networks}
+}
+
+/** The networks of a release the agent creates: the declared ones, and the default one when a service is on it. */
+function desiredNetworksOf(appId: number, release: TargetRelease, services: DesiredService[], options: PlanOptions): DesiredNetwork[] {
+  if (options.hostNetwork) return []
+  const definitions: Record<string, Record<string, unknown>> = {}
+  for (const [name, definition] of Object.entries(release.networks ?? {})) definitions[name] = (definition ?? {}) as Record<string, unknown>
+  if (services.some((service) => service.spec.networks[networkNameOf(appId, DEFAULT_NETWORK)])) definitions[DEFAULT_NETWORK] ??= {}
+  return Object.entries(definitions).map(([name, definition]) => {
+    const settings = networkSettingsOf(definition)
+    return {name: networkNameOf(appId, name), appId, settings, configHash: hashConfig(settings)}
+  })
+}
+
+/** The named volumes of a release: the declared ones with their driver options, and any a service mounts without declaring. */
+function desiredVolumesOf(appId: number, release: TargetRelease, services: DesiredService[]): DesiredVolume[] {
+  const volumes = new Map<string, DesiredVolume>()
+  for (const [name, definition] of Object.entries(release.volumes ?? {})) {
+    volumes.set(volumeNameOf(appId, name), {name: volumeNameOf(appId, name), appId, settings: volumeSettingsOf((definition ?? {}) as Record<string, unknown>)})
+  }
+
+  for (const name of services.flatMap((service) => service.volumes)) {
+    if (!volumes.has(name)) volumes.set(name, {name, appId, settings: volumeSettingsOf({})})
+  }
+
+  return [...volumes.values()]
 }
 
 function desiredServiceOf(
@@ -233,9 +391,8 @@ function desiredServiceOf(
   const lockDir = options.lockDirOf(app.appId)
   const supervisorAddress = options.supervisorAddress ?? 'http://127.0.0.1:48484'
   const deviceType = options.deviceType ?? ''
-  const labels = {
-    ...asMap(composition.labels),
-    ...target.labels,
+  const labels: Record<string, string> = {
+    ...withBalenaLabelNames({...asMap(composition.labels), ...target.labels}),
     [LABELS.supervised]: 'true',
     [LABELS.appId]: String(app.appId),
     [LABELS.appUuid]: app.appUuid,
@@ -246,6 +403,7 @@ function desiredServiceOf(
     [LABELS.commit]: app.commit,
     [LABELS.deviceUuid]: options.deviceUuid,
   }
+  const features = featuresOf(labels, options)
   const spec: ContainerSpec = {
     name: containerNameOf(identity),
     image: target.image,
@@ -272,14 +430,17 @@ function desiredServiceOf(
       BALENA_APP_LOCK_PATH: '/tmp/balena/updates.lock',
     },
     labels,
-    networkMode: options.hostNetwork ? 'host' : (composition.network_mode ?? 'bridge'),
+    ...networkingOf(app.appId, serviceName, composition, options),
     restart: composition.restart ?? 'always',
     binds: [...binds, ...LOCK_MOUNT_POINTS.map((mountPoint) => `${lockDir}:${mountPoint}`)],
+    featureBinds: features.binds,
     workingDir: composition.working_dir,
     user: composition.user,
     privileged: composition.privileged === true,
     tty: composition.tty === true,
+    settings: engineSettingsOf(composition),
   }
+  spec.environment = {...features.environment, ...spec.environment}
   return {
     ...identity,
     appId: app.appId,
@@ -289,8 +450,10 @@ function desiredServiceOf(
     image: target.image,
     strategy: strategyOf(labels),
     spec,
-    configHash: hashSpec(spec),
+    configHash: hashConfig(spec),
     volumes,
+    dependsOn: dependenciesOf(composition),
+    requiresReboot: truthy(labels[LABELS.requiresReboot]),
   }
 }
 
@@ -299,13 +462,17 @@ export function desiredAppsOf(target: TargetDevice, options: PlanOptions): Desir
   // The host app is the operating system itself, updated by other means than containers.
   return Object.entries(target.apps).filter(([, app]) => !app.is_host).map(([appUuid, app]) => {
     const [commit, release] = Object.entries(app.releases ?? {})[0] ?? []
-    if (!commit || !release) return {appId: app.id, appUuid, name: app.name, services: [], volumes: []}
+    if (!commit || !release) return {appId: app.id, appUuid, name: app.name, services: [], volumes: [], networks: []}
     const identity = {appId: app.id, appUuid, name: app.name, commit, releaseId: release.id}
-    return {
-      ...identity,
-      services: Object.entries(release.services).map(([serviceName, service]) => desiredServiceOf(identity, serviceName, service, options)),
-      volumes: Object.keys(release.volumes ?? {}).map((name) => volumeNameOf(app.id, name)),
+    const services = Object.entries(release.services).map(([serviceName, service]) => desiredServiceOf(identity, serviceName, service, options))
+    const networks = desiredNetworksOf(app.id, release, services, options)
+    // A service joins the networks as they are configured now: a network created anew means a container created anew.
+    for (const service of services) {
+      const joined = networks.filter((network) => service.spec.networks[network.name]).map((network) => network.configHash)
+      if (joined.length > 0) service.configHash = hashConfig({spec: service.spec, networks: joined})
     }
+
+    return {...identity, services, volumes: desiredVolumesOf(app.id, release, services), networks}
   })
 }
 
@@ -318,6 +485,67 @@ export function hasImage(current: CurrentState, image: string): boolean {
   return current.images.some((reference) => normalizeImageReference(reference) === wanted)
 }
 
+/** What decides whether a service may start now: its networks, volumes and the services it depends on. */
+class Readiness {
+  constructor(
+    private readonly current: CurrentState,
+    private readonly desired: DesiredService[],
+    private readonly networks: DesiredNetwork[],
+    private readonly options: PlanOptions,
+  ) {}
+
+  /** Every service it depends on runs (and is healthy when asked), in the configuration the target wants. */
+  dependenciesMet(service: DesiredService): boolean {
+    return Object.entries(service.dependsOn).every(([name, condition]) => {
+      const dependency = this.desired.find((other) => other.appId === service.appId && other.serviceName === name)
+      if (!dependency) return true
+      const container = this.current.containers.find((candidate) => matches(candidate, dependency))
+      return container?.status === 'running' && (condition !== 'service_healthy' || container.health === 'healthy')
+    })
+  }
+
+  /** Its networks exist as the target configures them, and its volumes exist. */
+  resourcesReady(service: DesiredService): boolean {
+    const existing = this.current.networks ?? []
+    const networksReady = Object.keys(service.spec.networks).every((name) => {
+      const wanted = this.networks.find((network) => network.name === name)
+      return existing.some((network) => network.name === name && network.configHash === wanted?.configHash)
+    })
+    return networksReady && service.volumes.every((volume) => this.current.volumes.includes(volume))
+  }
+
+  /** A container created since the device booted, for a service that asks for a reboot first, waits for that boot. */
+  waitsForReboot(service: DesiredService, container: CurrentContainer): boolean {
+    return service.requiresReboot && this.options.bootTime !== undefined && (container.createdAt ?? 0) > this.options.bootTime
+  }
+
+  /** A service in the network of another (`network_mode: service:<name>`) must join that one's current container. */
+  joinsCurrentNetworkHost(service: DesiredService, container: CurrentContainer): boolean {
+    const host = /^service:(.+)$/.exec(service.spec.networkMode)?.[1]
+    if (!host || container.networkMode === undefined) return true
+    const hostContainer = this.current.containers.find((candidate) => candidate.appId === service.appId && candidate.serviceName === host && isUp(candidate))
+    return !hostContainer || container.networkMode === `container:${hostContainer.id}`
+  }
+}
+
+/** Creates the networks the target wants; one whose settings changed is removed first, once no container uses it. */
+function planNetworks(current: CurrentState, networks: DesiredNetwork[], steps: Step[]): void {
+  const inUse = (name: string) => current.containers.some((container) => container.networks?.includes(name))
+  for (const network of networks) {
+    const existing = (current.networks ?? []).find((candidate) => candidate.name === network.name)
+    if (!existing) steps.push({action: 'createNetwork', network})
+    else if (existing.configHash !== network.configHash && !inUse(network.name)) steps.push({action: 'removeNetwork', name: network.name})
+  }
+}
+
+/** Removes the agent's networks the target no longer has, once no container uses them. */
+function planNetworkRemovals(current: CurrentState, networks: DesiredNetwork[], steps: Step[]): void {
+  const wanted = new Set(networks.map((network) => network.name))
+  for (const network of current.networks ?? []) {
+    if (!wanted.has(network.name) && !current.containers.some((container) => container.networks?.includes(network.name))) steps.push({action: 'removeNetwork', name: network.name})
+  }
+}
+
 /**
  * The next steps from the current state towards the target. Only steps whose preconditions hold now are
  * planned; the executor applies them in order and plans again, until nothing remains.
@@ -327,6 +555,8 @@ export function planSteps(current: CurrentState, target: TargetDevice, options: 
   const waitingForLock: Plan['waitingForLock'] = []
   const apps = desiredAppsOf(target, options)
   const desired = apps.flatMap((app) => app.services)
+  const networks = apps.flatMap((app) => app.networks)
+  const readiness = new Readiness(current, desired, networks, options)
   const locked = (appId: number) => !options.overrideLock && current.lockedAppIds.includes(appId)
   const existingVolumes = new Set(current.volumes)
 
@@ -345,19 +575,18 @@ export function planSteps(current: CurrentState, target: TargetDevice, options: 
     return true
   }
 
-  for (const app of apps) {
-    for (const volume of new Set([...app.volumes, ...app.services.flatMap((service) => service.volumes)])) {
-      if (!existingVolumes.has(volume)) steps.push({action: 'createVolume', name: volume, appId: app.appId})
-    }
+  for (const volume of apps.flatMap((app) => app.volumes)) {
+    if (!existingVolumes.has(volume.name)) steps.push({action: 'createVolume', name: volume.name, appId: volume.appId, settings: volume.settings})
   }
 
+  planNetworks(current, networks, steps)
   for (const service of desired) {
     const containers = current.containers.filter((container) => container.appId === service.appId && container.serviceName === service.serviceName)
-    const installed = containers.find((container) => matches(container, service))
+    const installed = containers.find((container) => matches(container, service) && readiness.joinsCurrentNetworkHost(service, container))
     if (installed) {
       // A container that exited by itself stays down unless its restart policy says otherwise; one stopped by hand comes back.
-      const shouldRun = installed.status === 'created' || (installed.status === 'exited' && service.spec.restart === 'always')
-      if (shouldRun) steps.push({action: 'start', container: installed})
+      const shouldRun = (installed.status === 'created' && !readiness.waitsForReboot(service, installed)) || (installed.status === 'exited' && service.spec.restart === 'always')
+      if (shouldRun && readiness.dependenciesMet(service)) steps.push({action: 'start', container: installed})
       if (installed.status === 'dead') stopAndRemove(installed)
       for (const other of containers.filter((container) => container !== installed)) stopAndRemove(other)
       continue
@@ -377,8 +606,9 @@ export function planSteps(current: CurrentState, target: TargetDevice, options: 
       continue
     }
 
-    const volumesReady = service.volumes.every((volume) => existingVolumes.has(volume))
-    if (allGone && volumesReady) steps.push({action: 'createAndStart', service})
+    if (allGone && readiness.resourcesReady(service) && readiness.dependenciesMet(service)) {
+      steps.push({action: service.requiresReboot && options.bootTime !== undefined ? 'create' : 'createAndStart', service})
+    }
   }
 
   const wantedServices = new Set(desired.map((service) => `${service.appId}/${service.serviceName}`))
@@ -386,6 +616,7 @@ export function planSteps(current: CurrentState, target: TargetDevice, options: 
     if (!wantedServices.has(`${container.appId}/${container.serviceName}`)) stopAndRemove(container)
   }
 
+  planNetworkRemovals(current, networks, steps)
   const imagesInUse = new Set([...desired.map((service) => service.image), ...current.containers.map((container) => container.image)].map(normalizeImageReference))
   // A reference is removed, not the image: an image also known by another name stays for that name.
   for (const image of current.fetchedImages) {
@@ -403,10 +634,16 @@ export function describeStep(step: Step): string {
       return `image '${step.image}'`
     }
 
-    case 'createVolume': {
-      return `volume '${step.name}'`
+    case 'createVolume':
+    case 'removeNetwork': {
+      return `${step.action === 'createVolume' ? 'volume' : 'network'} '${step.name}'`
     }
 
+    case 'createNetwork': {
+      return `network '${step.network.name}'`
+    }
+
+    case 'create':
     case 'createAndStart': {
       return `service '${step.service.serviceName}'`
     }
@@ -460,11 +697,14 @@ export interface ConvergeResult {
 function serviceKeyOf(step: Step): string {
   switch (step.action) {
     case 'fetch': return `${step.appId}/${step.serviceName}`
+    case 'create':
     case 'createAndStart': return `${step.service.appId}/${step.service.serviceName}`
     case 'start':
     case 'kill':
     case 'remove': return `${step.container.appId}/${step.container.serviceName}`
     case 'createVolume': return `volume/${step.name}`
+    case 'createNetwork': return `network/${step.network.name}`
+    case 'removeNetwork': return `network/${step.name}`
     case 'removeImage': return `image/${step.image}`
   }
 }

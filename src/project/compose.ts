@@ -3,6 +3,17 @@ import path from 'node:path'
 import {parse as parseYaml, stringify as stringifyYaml} from 'yaml'
 
 import {ExpectedError} from '../errors.js'
+import {
+  dependenciesOf,
+  engineSettingsOf,
+  networkSettingsOf,
+  ServiceConfigError,
+  serviceNetworksOf,
+  SUPPORTED_NETWORK_KEYS,
+  SUPPORTED_SERVICE_KEYS,
+  SUPPORTED_VOLUME_KEYS,
+  volumeSettingsOf,
+} from '../protocol/service-config.js'
 import {readEnvFile} from './env-file.js'
 import {type ProjectFiles, projectFiles} from './files.js'
 import {escapeDollars, interpolateDocument} from './interpolation.js'
@@ -39,8 +50,8 @@ export interface Composition {
 
 const TOP_LEVEL_KEYS = new Set(['version', 'services', 'volumes', 'networks'])
 
-/** The service keys of the compose file format 2.4 that balena's builder accepts. */
-const SERVICE_KEYS = new Set([
+/** The service keys of the compose file format 2.4: the ones the device does not apply are refused by name. */
+const COMPOSE_SERVICE_KEYS = new Set([
   'blkio_config', 'build', 'cap_add', 'cap_drop', 'cgroup_parent', 'command', 'container_name', 'cpu_period', 'cpu_quota',
   'cpu_rt_period', 'cpu_rt_runtime', 'cpu_shares', 'cpus', 'cpuset', 'depends_on', 'device_cgroup_rules', 'devices', 'dns',
   'dns_opt', 'dns_search', 'domainname', 'entrypoint', 'env_file', 'environment', 'expose', 'extends', 'external_links',
@@ -50,6 +61,8 @@ const SERVICE_KEYS = new Set([
   'restart', 'runtime', 'security_opt', 'shm_size', 'stdin_open', 'stop_grace_period', 'stop_signal', 'storage_opt',
   'sysctls', 'tmpfs', 'tty', 'ulimits', 'user', 'userns_mode', 'volume_driver', 'volumes', 'volumes_from', 'working_dir',
 ])
+
+const SERVICE_KEYS = new Set<string>(SUPPORTED_SERVICE_KEYS)
 
 const BUILD_KEYS = new Set(['args', 'cache_from', 'context', 'dockerfile', 'extra_hosts', 'labels', 'network', 'shm_size', 'target'])
 
@@ -122,7 +135,9 @@ function normaliseService(name: string, service: unknown, fileName: string): Com
   if (!NAME.test(name)) throw new ExpectedError(`${where} has an invalid name — use letters, digits, ".", "_" and "-"`)
   if (!isMapping(service)) throw new ExpectedError(`${where} must be a map of settings`)
   for (const key of Object.keys(service)) {
-    if (!SERVICE_KEYS.has(key) && !isExtension(key)) throw new ExpectedError(`${where} has an unknown key "${key}" — check its spelling`)
+    if (SERVICE_KEYS.has(key) || isExtension(key)) continue
+    if (COMPOSE_SERVICE_KEYS.has(key)) throw new ExpectedError(`${where} uses "${key}", which devices do not apply — remove it (balena's supervisor does not support it either)`)
+    throw new ExpectedError(`${where} has an unknown key "${key}" — check its spelling`)
   }
 
   if (service.build === undefined && service.image === undefined) {
@@ -137,7 +152,81 @@ function normaliseService(name: string, service: unknown, fileName: string): Com
   if (service.build !== undefined) normalised.build = normaliseBuild(service.build, where)
   if (service.environment !== undefined) normalised.environment = normaliseKeyValues(service.environment, `${where}: environment`)
   if (service.labels !== undefined) normalised.labels = normaliseKeyValues(service.labels, `${where}: labels`)
+  checkDeviceSettings(normalised, where)
   return normalised
+}
+
+/** What a `volumes:` entry of a service mounts: a volume name or a host path; undefined for an anonymous volume or a tmpfs. */
+function volumeSourceOf(volume: unknown): unknown {
+  if (typeof volume === 'string') return volume.includes(':') ? volume.slice(0, volume.indexOf(':')) : undefined
+  return isMapping(volume) ? volume.source : undefined
+}
+
+/** Converts what the device will convert, so a value it could not apply is refused here rather than on the device. */
+function checkDeviceSettings(service: ComposeService, where: string): void {
+  try {
+    engineSettingsOf(service)
+    dependenciesOf(service)
+    serviceNetworksOf(service)
+  } catch (error) {
+    if (error instanceof ServiceConfigError) throw new ExpectedError(`${where}: ${error.message}`)
+    throw error
+  }
+
+  const networkMode = service.network_mode
+  if (networkMode !== undefined && (typeof networkMode !== 'string' || !/^(host|bridge|none|service:.+)$/.test(networkMode))) {
+    throw new ExpectedError(`${where}: "network_mode" must be host, bridge, none or service:<name> — a container outside the app cannot be joined`)
+  }
+
+  if (networkMode !== undefined && service.networks !== undefined) throw new ExpectedError(`${where} has both "network_mode" and "networks" — keep one`)
+  for (const volume of Array.isArray(service.volumes) ? service.volumes : service.volumes === undefined ? [] : [service.volumes]) {
+    const source = volumeSourceOf(volume)
+    const type = isMapping(volume) ? volume.type : undefined
+    if (typeof volume !== 'string' && !isMapping(volume)) throw new ExpectedError(`${where}: "volumes" must list "name:/path" strings or {type, source, target} maps`)
+    if (type === 'bind' || (typeof source === 'string' && /^[./~]/.test(source))) {
+      throw new ExpectedError(`${where} mounts the host path "${String(source)}" — devices allow named volumes only; host paths come through io.balena.features.* labels`)
+    }
+  }
+}
+
+/** The names a service refers to (volumes, networks, other services) exist in the file, as compose requires. */
+function checkReferences(composition: Composition, fileName: string): void {
+  for (const [name, service] of Object.entries(composition.services)) {
+    const where = `${fileName}: service "${name}"`
+    for (const dependency of Object.keys(dependenciesOf(service))) {
+      if (!composition.services[dependency]) throw new ExpectedError(`${where} depends on "${dependency}", which is not a service of this file`)
+      if (dependency === name) throw new ExpectedError(`${where} depends on itself`)
+    }
+
+    for (const network of Object.keys(serviceNetworksOf(service))) {
+      if (network !== 'default' && !composition.networks[network]) throw new ExpectedError(`${where} joins network "${network}", which the file does not declare under "networks:"`)
+    }
+
+    for (const volume of Array.isArray(service.volumes) ? service.volumes : []) {
+      const source = volumeSourceOf(volume)
+      if (typeof source === 'string' && !composition.volumes[source]) throw new ExpectedError(`${where} mounts volume "${source}", which the file does not declare under "volumes:"`)
+    }
+  }
+}
+
+function checkDefinitions(composition: Composition, fileName: string): void {
+  const kinds = [
+    {key: 'networks', definitions: composition.networks, supported: new Set<string>(SUPPORTED_NETWORK_KEYS), convert: networkSettingsOf},
+    {key: 'volumes', definitions: composition.volumes, supported: new Set<string>(SUPPORTED_VOLUME_KEYS), convert: volumeSettingsOf},
+  ]
+  for (const {key, definitions, supported, convert} of kinds) {
+    for (const [name, definition] of Object.entries(definitions)) {
+      const where = `${fileName}: ${key} "${name}"`
+      const refused = Object.keys(definition).find((option) => !supported.has(option) && !isExtension(option))
+      if (refused) throw new ExpectedError(`${where} uses "${refused}", which devices do not apply — supported: ${[...supported].join(', ')}`)
+      try {
+        convert(definition)
+      } catch (error) {
+        if (error instanceof ServiceConfigError) throw new ExpectedError(`${where}: ${error.message}`)
+        throw error
+      }
+    }
+  }
 }
 
 function parseYamlDocument(text: string, fileName: string): unknown {
@@ -164,12 +253,15 @@ function normaliseDocument(document: unknown, fileName: string): Composition {
     throw new ExpectedError(`${fileName} defines no services — add a "services:" map`)
   }
 
-  return {
+  const composition: Composition = {
     version: COMPOSITION_VERSION,
     services: Object.fromEntries(Object.entries(document.services).map(([name, service]) => [name, normaliseService(name, service, fileName)])),
     volumes: normaliseNamedMappings(document.volumes, 'volumes', fileName),
     networks: normaliseNamedMappings(document.networks, 'networks', fileName),
   }
+  checkDefinitions(composition, fileName)
+  checkReferences(composition, fileName)
+  return composition
 }
 
 /** Parses, validates and normalises the text of a compose file as it is, without substitution; `fileName` only names the file in errors. */

@@ -104,6 +104,14 @@ describe('flotilla push of a compose project with ${VAR}, .env, env_file and a p
     assert.equal(services.api.environment?.DB_URL, 'postgres://db/second')
   })
 
+  it('refuses a compose key devices do not apply before uploading, naming the service and the key', async () => {
+    writeFileSync(path.join(folder, 'docker-compose.yml'), 'services:\n  api:\n    build: api\n    privileged: false\n    links: [db]\n')
+    const result = await cli(['push', 'compose-env', '--source', folder])
+    assert.equal(result.exitCode, 1)
+    assert.match(result.stderr, /error: docker-compose\.yml: service "api" uses "links", which devices do not apply — remove it/)
+    assert.doesNotMatch(result.stderr, /uploading|at .*\.js:\d+/)
+  })
+
   it('refuses a required variable that is not set before uploading, naming it', async () => {
     writeFileSync(path.join(folder, 'docker-compose.yml'), 'services:\n  api:\n    build: api\n    image: "${IMAGE:?set IMAGE}"\n')
     const result = await cli(['push', 'compose-env', '--source', folder])

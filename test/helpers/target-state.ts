@@ -4,7 +4,7 @@ import type {TargetDevice, TargetService, TargetVolume} from '../../src/protocol
 /** The target state of a test device running one release of one fleet, as the server would send it. */
 export function deviceTarget(
   app: {uuid: string; id: number},
-  release: {commit: string; id: number; services: Record<string, TargetService>; volumes?: Record<string, TargetVolume>},
+  release: {commit: string; id: number; services: Record<string, TargetService>; volumes?: Record<string, TargetVolume>; networks?: Record<string, unknown>},
 ): TargetDevice {
   return {
     name: 'test-device',
@@ -15,7 +15,7 @@ export function deviceTarget(
         name: 'testfleet',
         is_host: false,
         class: 'fleet',
-        releases: {[release.commit]: {id: release.id, services: release.services, volumes: release.volumes ?? {}, networks: {}}},
+        releases: {[release.commit]: {id: release.id, services: release.services, volumes: release.volumes ?? {}, networks: release.networks ?? {}}},
       },
     },
   }

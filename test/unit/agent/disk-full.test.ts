@@ -36,7 +36,7 @@ function target(commit: string, image: string, strategy?: string): TargetDevice 
         name: 'fleet',
         is_host: false,
         class: 'fleet',
-        releases: {[commit]: {id: commit === '1'.repeat(32) ? 10 : 11, services: {main: {id: 7, image_id: commit === '1'.repeat(32) ? 100 : 101, image, environment: {}, labels, composition: {}}}, volumes: {}, networks: {}}},
+        releases: {[commit]: {id: commit === '1'.repeat(32) ? 10 : 11, services: {main: {id: 7, image_id: commit === '1'.repeat(32) ? 100 : 101, image, environment: {}, labels, composition: {network_mode: 'host'}}}, volumes: {}, networks: {}}},
       },
     },
   }

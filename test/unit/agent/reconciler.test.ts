@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 
 import {
   converge,
+  type CurrentContainer,
   type CurrentState,
   desiredAppsOf,
   LABELS,
@@ -20,8 +21,9 @@ const OLD_IMAGE = 'registry.local/v2/old@sha256:' + '1'.repeat(64)
 const NEW_IMAGE = 'registry.local/v2/new@sha256:' + '2'.repeat(64)
 const options: PlanOptions = {deviceUuid: 'd'.repeat(32), deviceType: 'generic-amd64', lockDirOf: (appId) => `/data/locks/${appId}`}
 
+/** A service on the host's network, as most of these tests are about updates rather than networks. */
 function service(overrides: Partial<TargetService> = {}): TargetService {
-  return {id: 7, image_id: 100, image: OLD_IMAGE, environment: {GREETING: 'hello'}, labels: {}, composition: {volumes: ['data:/data']}, ...overrides}
+  return {id: 7, image_id: 100, image: OLD_IMAGE, environment: {GREETING: 'hello'}, labels: {}, composition: {volumes: ['data:/data'], network_mode: 'host'}, ...overrides}
 }
 
 function target(commit: string | undefined, services: Record<string, TargetService> = {main: service()}, releaseId = 10): TargetDevice {
@@ -173,7 +175,7 @@ describe('converge', () => {
   const target: TargetDevice = {
     name: 'pi',
     config: {},
-    apps: {[APP_UUID]: {id: 1, name: 'fleet', is_host: false, class: 'fleet', releases: {[OLD_COMMIT]: {id: 10, services: {main: service({composition: {}})}, volumes: {}, networks: {}}}}},
+    apps: {[APP_UUID]: {id: 1, name: 'fleet', is_host: false, class: 'fleet', releases: {[OLD_COMMIT]: {id: 10, services: {main: service({composition: {network_mode: 'host'}})}, volumes: {}, networks: {}}}}},
   }
 
   /** An engine in memory: fetch adds the image, createAndStart adds a running container. */
@@ -220,5 +222,116 @@ describe('converge', () => {
     assert.equal(result.settled, false)
     assert.deepEqual(engine.applied, ['fetch'])
     assert.deepEqual(result.failures.map((failure) => [failure.step.action, (failure.error as Error).message]), [['fetch', 'fetch failed']])
+  })
+})
+
+describe('planSteps for compose apps', () => {
+  const compose = (composition: TargetService['composition'], labels: Record<string, string> = {}, id = 7) => service({id, composition, labels})
+  const app = (services: Record<string, TargetService>, networks: Record<string, unknown> = {}): TargetDevice => ({
+    name: 'pi',
+    config: {},
+    apps: {[APP_UUID]: {id: 1, name: 'fleet', is_host: false, class: 'fleet', releases: {[OLD_COMMIT]: {id: 10, services, volumes: {data: {}}, networks}}}},
+  })
+  /** The engine once the target's networks exist and its containers run, with their health. */
+  const runningWith = (device: TargetDevice, health: CurrentContainer['health'] = undefined): CurrentState => {
+    const [desired] = desiredAppsOf(device, options)
+    return state({
+      containers: installedFrom(device, options).map((container) => ({...container, health})),
+      ...fetched(OLD_IMAGE),
+      volumes: ['1_data'],
+      networks: desired.networks.map((network) => ({name: network.name, appId: 1, configHash: network.configHash})),
+    })
+  }
+
+  it("creates the app's default network first, then the service in it with its name as an alias", () => {
+    const device = app({main: compose({volumes: ['data:/data']})})
+    const first = planSteps(state({...fetched(OLD_IMAGE), volumes: ['1_data']}), device, options).steps
+    assert.deepEqual(actions(first), ['createNetwork'])
+    assert.ok(first[0].action === 'createNetwork' && first[0].network.name === '1_default')
+    const withNetwork = {...runningWith(device), containers: []}
+    const [step] = planSteps(withNetwork, device, options).steps
+    assert.ok(step.action === 'createAndStart')
+    assert.equal(step.service.spec.networkMode, '1_default')
+    assert.deepEqual(step.service.spec.networks, {'1_default': {Aliases: ['main']}})
+  })
+
+  it('joins declared networks as <appId>_<name>, with aliases and addresses, and removes networks nothing uses', () => {
+    const device = app({main: compose({networks: {backend: {aliases: ['db'], ipv4_address: '172.28.0.5'}, front: null}})}, {backend: {internal: true}, front: {}, unused: {}})
+    const [desired] = desiredAppsOf(device, options)
+    assert.deepEqual(desired.networks.map((network) => [network.name, network.settings.Internal]), [['1_backend', true], ['1_front', false], ['1_unused', false]])
+    assert.deepEqual(desired.services[0].spec.networks, {'1_backend': {Aliases: ['db', 'main'], IPAMConfig: {IPv4Address: '172.28.0.5', IPv6Address: undefined, LinkLocalIPs: undefined}}, '1_front': {Aliases: ['main']}})
+    const leftover = runningWith(device)
+    leftover.networks!.push({name: '1_old', appId: 1, configHash: 'x'})
+    assert.deepEqual(planSteps(leftover, device, options).steps, [{action: 'removeNetwork', name: '1_old'}])
+  })
+
+  it('a network whose settings changed is made anew once its containers are gone, and they are recreated', () => {
+    const before = app({main: compose({networks: ['backend']})}, {backend: {internal: false}})
+    const after = app({main: compose({networks: ['backend']})}, {backend: {internal: true}})
+    const current = runningWith(before)
+    current.containers = current.containers.map((container) => ({...container, networks: ['1_backend']}))
+    assert.deepEqual(actions(planSteps(current, after, options).steps), ['kill', 'remove'])
+    const emptied = {...current, containers: []}
+    assert.deepEqual(planSteps(emptied, after, options).steps, [{action: 'removeNetwork', name: '1_backend'}])
+  })
+
+  it('starts a service only once the services it depends on run, or are healthy when it asks', () => {
+    const device = app({db: compose({healthcheck: {test: 'true'}}, {}, 1), api: compose({depends_on: {db: {condition: 'service_healthy'}}}, {}, 2), web: compose({depends_on: ['api']}, {}, 3)})
+    const withoutContainers = {...runningWith(device), containers: []}
+    assert.deepEqual(planSteps(withoutContainers, device, options).steps.map((step) => step.action === 'createAndStart' && step.service.serviceName), ['db'])
+    const dbOnly = (health: CurrentContainer['health']) => ({...withoutContainers, containers: runningWith(device, health).containers.filter((container) => container.serviceName === 'db')})
+    assert.deepEqual(planSteps(dbOnly('starting'), device, options).steps, [], 'api waits for the healthcheck')
+    assert.deepEqual(planSteps(dbOnly('healthy'), device, options).steps.map((step) => step.action === 'createAndStart' && step.service.serviceName), ['api'])
+  })
+
+  it('network_mode service:<name> waits for that service and is recreated when its container is replaced', () => {
+    const device = app({vpn: compose({}, {}, 1), app: compose({network_mode: 'service:vpn'}, {}, 2)})
+    const current = runningWith(device)
+    const vpn = current.containers.find((container) => container.serviceName === 'vpn')!
+    current.containers = current.containers.map((container) => (container.serviceName === 'app' ? {...container, networkMode: `container:${vpn.id}`} : container))
+    assert.deepEqual(planSteps(current, device, options).steps, [])
+    const vpnReplaced = {...current, containers: current.containers.map((container) => (container === vpn ? {...container, id: 'new-vpn'} : container))}
+    assert.deepEqual(actions(planSteps(vpnReplaced, device, options).steps), ['kill', 'remove', 'createAndStart'])
+  })
+
+  const changes: Array<[string, TargetService['composition']]> = [
+    ['ports', {ports: ['8080:80']}], ['devices', {devices: ['/dev/zero']}], ['cap_add', {cap_add: ['NET_ADMIN']}], ['healthcheck', {healthcheck: {test: 'true'}}],
+    ['mem_limit', {mem_limit: '64m'}], ['cpus', {cpus: 0.5}], ['tmpfs', {tmpfs: '/run'}], ['sysctls', {sysctls: {'net.core.somaxconn': 1024}}],
+    ['dns', {dns: '10.0.0.1'}], ['hostname', {hostname: 'box'}], ['read_only', {read_only: true}], ['networks', {networks: ['backend']}],
+  ]
+  for (const [key, extra] of changes) {
+    it(`a change of ${key} recreates the container; the same composition leaves it alone`, () => {
+      const base = app({main: compose({volumes: ['data:/data']})}, {backend: {}})
+      const changed = app({main: compose({volumes: ['data:/data'], ...extra})}, {backend: {}})
+      assert.deepEqual(planSteps(runningWith(changed), changed, options).steps, [])
+      assert.deepEqual(actions(planSteps({...runningWith(base), networks: runningWith(changed).networks}, changed, options).steps), ['kill', 'remove', 'createAndStart'])
+    })
+  }
+
+  it("balena's feature labels (also as io.resin.*) bind their host paths and set their variables", () => {
+    const labels = {'io.resin.features.kernel-modules': '1', 'io.balena.features.dbus': 'true', 'io.balena.features.balena-socket': '1', 'io.resin.features.resin-api': '1', 'io.balena.features.sysfs': '0'}
+    const [desired] = desiredAppsOf(app({main: compose({}, labels)}), {...options, apiEndpoint: 'https://api.example', deviceApiKey: 'key'})
+    const {spec} = desired.services[0]
+    assert.deepEqual(spec.featureBinds, [
+      '/lib/modules:/lib/modules',
+      '/run/dbus:/host/run/dbus',
+      '/var/run/docker.sock:/host/run/balena-engine.sock',
+      '/var/run/docker.sock:/var/run/balena-engine.sock',
+      '/var/run/docker.sock:/var/run/balena.sock',
+    ])
+    assert.equal(spec.environment.DBUS_SYSTEM_BUS_ADDRESS, 'unix:path=/host/run/dbus/system_bus_socket')
+    assert.equal(spec.environment.DOCKER_HOST, 'unix:///host/run/balena-engine.sock')
+    assert.equal(spec.environment.BALENA_API_KEY, 'key')
+    assert.equal(spec.environment.RESIN_API_URL, 'https://api.example')
+  })
+
+  it('io.balena.update.requires-reboot: the container is created, and starts only after the next boot', () => {
+    const device = app({main: compose({}, {'io.balena.update.requires-reboot': '1'})})
+    const bootTime = Date.parse('2025-01-01T00:00:00Z')
+    const ready = {...runningWith(device), containers: []}
+    assert.deepEqual(actions(planSteps(ready, device, {...options, bootTime}).steps), ['create'])
+    const created = {...ready, containers: installedFrom(device, options, 'created').map((container) => ({...container, createdAt: bootTime + 60_000}))}
+    assert.deepEqual(planSteps(created, device, {...options, bootTime}).steps, [], 'waits for the reboot')
+    assert.deepEqual(actions(planSteps(created, device, {...options, bootTime: bootTime + 120_000}).steps), ['start'], 'starts after it')
   })
 })
