@@ -249,6 +249,11 @@ describe('ssh and tunnel through the device link (real server, agent, engine and
     assert.match(unknown.stderr, /no running service "nosuch"/)
   })
 
+  it("tells balena-sdk the link is up (is_connected_to_vpn) and the device operational (overall_status)", async () => {
+    const [device] = (await api.call('GET', `/v7/device(uuid='${uuid}')?$select=is_connected_to_vpn,overall_status`, {token})).json().d
+    assert.deepEqual(device, {is_connected_to_vpn: true, overall_status: 'operational'})
+  })
+
   it('serves balena ssh <uuid> <service>: the host lists the containers with balena-cli\'s command, then enter opens the one it names', async () => {
     const gatewaySsh = (command: string, input = '') =>
       new Promise<{code: number | null; stdout: string; stderr: string}>((resolve) => {
