@@ -4,7 +4,7 @@
  */
 export type DeviceAction =
   | {action: 'restart'; appId: number}
-  | {action: 'restart-service'; appId: number; serviceName?: string; imageId?: number}
+  | {action: 'restart-service' | 'stop-service' | 'start-service'; appId: number; serviceName?: string; imageId?: number}
   | {action: 'reboot' | 'shutdown'; force: boolean}
   | {action: 'purge'; appId: number; force?: boolean}
   /** Identify the device (balena blinks its LED). */

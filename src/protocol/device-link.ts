@@ -74,9 +74,10 @@ export function decodeLinkMessage(text: string): LinkMessage | undefined {
 }
 
 /**
- * What a user asks of the SSH gateway, as the command of their session:
- * `host <uuid> [<service>] [-- <command…>]`, or balena's `enter <uuid> <container-or-service> [-- <command…>]`.
- * Without a command the session is an interactive shell.
+ * What a user asks of the SSH gateway, as the command of their session, in balena's words:
+ * `host <uuid> [<command…>]` for the device's host (balena-cli lists a device's containers this way, with an
+ * engine `ps` command) and `enter <uuid> <container-or-service> [-- <command…>]` for a service's container.
+ * `host <uuid> -- <command…>` is taken too. Without a command the session is an interactive shell.
  */
 export interface GatewayRequest {
   uuid: string
@@ -85,23 +86,37 @@ export interface GatewayRequest {
 }
 
 export function formatGatewayCommand(request: GatewayRequest): string {
-  const words = ['host', request.uuid]
-  if (request.service) words.push(request.service)
-  if (request.command !== undefined) words.push('--', request.command)
-  return words.join(' ')
+  if (request.service) return [`enter ${request.uuid} ${request.service}`, ...(request.command === undefined ? [] : ['--', request.command])].join(' ')
+  // A command that itself starts with "--" keeps a separator before it, so it is not read as one.
+  const command = request.command?.trim() ? (/^--(\s|$)/.test(request.command.trim()) ? `-- ${request.command}` : request.command) : undefined
+  return command === undefined ? `host ${request.uuid}` : `host ${request.uuid} ${command}`
+}
+
+const GATEWAY_USAGE = 'expected "host <uuid> [<command>]" or "enter <uuid> <container> [-- <command>]"'
+
+/** What follows an explicit "--": the command, or undefined when nothing does. */
+function commandAfterSeparator(text: string): string | undefined {
+  const command = text.replace(/^--(\s|$)/, '')
+  return command.trim() === '' ? undefined : command
 }
 
 /** Parses a gateway session command; returns an error message for anything else. */
 export function parseGatewayCommand(commandLine: string): GatewayRequest | {error: string} {
-  const trimmed = commandLine.trim()
-  const separator = trimmed.search(/(^|\s)--(\s|$)/)
-  const head = separator === -1 ? trimmed : trimmed.slice(0, separator)
-  const command = separator === -1 ? undefined : trimmed.slice(separator).replace(/^\s*--\s?/, '')
-  const words = head.split(/\s+/).filter(Boolean)
-  const usage = 'expected "host <uuid> [<service>] [-- <command>]" or "enter <uuid> <container> [-- <command>]"'
-  if (words.length < 2 || (words[0] !== 'host' && words[0] !== 'enter')) return {error: usage}
-  if (!/^[a-f\d]{7,62}$/i.test(words[1])) return {error: `"${words[1]}" is not a device uuid; ${usage}`}
-  if (words[0] === 'enter' && words.length !== 3) return {error: usage}
-  if (words.length > 3) return {error: `unexpected "${words.slice(3).join(' ')}": put a command after "--"; ${usage}`}
-  return {uuid: words[1].toLowerCase(), service: words[2], command: command === '' ? undefined : command}
+  const match = /^\s*(\S+)(?:\s+(\S+))?(?:\s+([^]*))?$/.exec(commandLine)
+  const [verb, uuid, rest = ''] = match ? [match[1], match[2], match[3]] : []
+  if ((verb !== 'host' && verb !== 'enter') || uuid === undefined) return {error: GATEWAY_USAGE}
+  if (!/^[a-f\d]{7,62}$/i.test(uuid)) return {error: `"${uuid}" is not a device uuid; ${GATEWAY_USAGE}`}
+  if (verb === 'host') {
+    // balena's form: everything after the uuid is the command, quotes and all, for the device's shell to read.
+    const command = /^--(\s|$)/.test(rest) ? commandAfterSeparator(rest) : rest.trim() === '' ? undefined : rest
+    return {uuid: uuid.toLowerCase(), service: undefined, command}
+  }
+
+  const enter = /^(?!--(?:\s|$))(\S+)(?:\s+(--(?:\s[^]*)?))?\s*$/.exec(rest)
+  if (!enter) {
+    if (rest.trim() === '') return {error: GATEWAY_USAGE}
+    return {error: `unexpected "${rest.trim().split(/\s+/).slice(1).join(' ')}": put a command after "--"; ${GATEWAY_USAGE}`}
+  }
+
+  return {uuid: uuid.toLowerCase(), service: enter[1], command: enter[2] === undefined ? undefined : commandAfterSeparator(enter[2])}
 }

@@ -23,8 +23,9 @@ import {registerDiscoveryRoutes} from './routes/discovery.js'
 import {registerDownloadConfigRoute} from './routes/download-config.js'
 import {registerOsDownloadRoute} from './routes/os-download.js'
 import {registerPineRoutes} from './routes/pine.js'
-import {registerSupervisorRoute} from './routes/supervisor.js'
+import {registerFleetRestartRoute, registerSupervisorRoute} from './routes/supervisor.js'
 import {DeviceLinks} from './gateway/device-links.js'
+import type {DeviceAction} from '../protocol/device-action.js'
 import {loadHostKey, publicHostKeyOf} from '../protocol/host-key.js'
 import {createSshGateway, HOST_KEY_FILE} from './gateway/ssh-server.js'
 import {serveTunnels} from './gateway/tunnel-proxy.js'
@@ -98,9 +99,12 @@ function registerRoutes(app: FastifyInstance, context: ServerContext, options: S
   registerDeviceLogRoutes(app, context, {store: deviceLogs, heartbeatMs: options.logStreamHeartbeatMs ?? DEFAULT_LOG_HEARTBEAT_MS})
   registerDownloadConfigRoute(app, context)
   registerOsDownloadRoute(app, context, options.imagesDir)
-  registerSupervisorRoute(app, context, async (deviceId, action) => {
+  const deliverAction = async (deviceId: number, action: DeviceAction) => {
     if (!(await links.deliverAction(deviceId, action))) deviceActions.enqueue(deviceId, action)
-  })
+  }
+
+  registerSupervisorRoute(app, context, deliverAction)
+  registerFleetRestartRoute(app, context, deliverAction)
 }
 
 /** The local engine (DOCKER_HOST or its socket), connected on the first build: dockerode loads only then. */

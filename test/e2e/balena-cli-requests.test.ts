@@ -20,6 +20,7 @@ describe('requests of the official balena-cli', function () {
   let imagesDir: string
   let token: string
   let fleet: {id: number; slug: string}
+  let device: {id: number; uuid: string; api_key: string}
 
   before(async () => {
     imagesDir = mkdtempSync(path.join(tmpdir(), 'flotilla-images-'))
@@ -29,7 +30,7 @@ describe('requests of the official balena-cli', function () {
     api = new FleetApi(server.url)
     token = await api.login(server.admin.email, server.admin.password)
     fleet = await api.createFleet(token, 'clifleet')
-    await api.registerDevice(token, fleet.id, UUID)
+    device = await api.registerDevice(token, fleet.id, UUID)
   })
 
   after(async () => {
@@ -93,5 +94,81 @@ describe('requests of the official balena-cli', function () {
     // The type is the server's to say.
     const changed = await api.call('PATCH', `/v7/application(${fleet.id})`, {token, json: {application_type: 2}})
     assert.equal(changed.status, 400, changed.body)
+  })
+
+  /** The device reports once (it is online, running supervisor 17), as a supervisor does. */
+  async function reportOnline(): Promise<void> {
+    const report = await api.call('PATCH', '/device/v3/state', {token: device.api_key, json: {[UUID]: {status: 'Idle', supervisor_version: '17.0.0', api_port: 48484}}})
+    assert.equal(report.status, 200, report.body)
+  }
+
+  /** The actions waiting for the device, as its agent collects them. */
+  async function actionsOfDevice(): Promise<unknown[]> {
+    return (await api.call('GET', `/device/v3/${UUID}/actions`, {token: device.api_key})).json()
+  }
+
+  it('tracks the newest release that passed its tests (fleet track-latest)', async () => {
+    const tested = await api.createRelease(token, fleet.id, 'a'.repeat(32))
+    const untested = await api.createRelease(token, fleet.id, 'b'.repeat(32))
+    await api.patch(token, `release(${untested.id})`, {is_passing_tests: false})
+    await api.patch(token, `application(${fleet.id})`, {should_track_latest_release: false, should_be_running__release: null})
+    const [found] = await get(
+      `/v7/application(${fleet.id})?$select=id&$expand=owns__release($select=id;$top=1;$filter=is_final eq true and is_passing_tests eq true and is_invalidated eq false and status eq 'success';$orderby=created_at desc)`,
+    )
+    assert.deepEqual(found.owns__release, [{id: tested.id}])
+    await api.patch(token, `application(${fleet.id})`, {should_track_latest_release: true, should_be_running__release: tested.id})
+    const [tracking] = await get(`/v7/application(${fleet.id})?$select=should_track_latest_release,should_be_running__release`)
+    assert.deepEqual([tracking.should_track_latest_release, tracking.should_be_running__release], [true, {__id: tested.id}])
+  })
+
+  it('restarts the services of every online device of a fleet (fleet restart), and no fleet the caller cannot see', async () => {
+    await reportOnline()
+    const restarted = await api.call('POST', `/application/${fleet.id}/restart`, {token})
+    assert.equal(restarted.status, 200, restarted.body)
+    assert.deepEqual(await actionsOfDevice(), [{action: 'restart', appId: fleet.id}])
+    const unknown = await api.call('POST', '/application/999999/restart', {token})
+    assert.equal(unknown.status, 404, unknown.body)
+  })
+
+  it('stops and starts a service by its image id through the supervisor proxy (device stop-service, start-service)', async () => {
+    await reportOnline()
+    for (const verb of ['stop', 'start']) {
+      const answer = await api.call('POST', `/supervisor/v2/applications/${fleet.id}/${verb}-service`, {token, json: {deviceId: device.id, appId: fleet.id, data: {appId: fleet.id, imageId: 7}}})
+      assert.equal(answer.status, 200, answer.body)
+    }
+
+    assert.deepEqual(await actionsOfDevice(), [
+      {action: 'stop-service', appId: fleet.id, imageId: 7},
+      {action: 'start-service', appId: fleet.id, imageId: 7},
+    ])
+  })
+
+  it("answers the supervisor's ping and status through the proxy (balena-sdk device.ping, getSupervisorState)", async () => {
+    await reportOnline()
+    const ping = await api.call('POST', '/supervisor/ping', {token, json: {method: 'GET', deviceId: device.id, appId: fleet.id}})
+    assert.deepEqual([ping.status, ping.body], [200, 'OK'])
+    const status = await api.call('POST', '/supervisor/v1/device', {token, json: {uuid: UUID, method: 'GET'}})
+    assert.equal(status.status, 200, status.body)
+    assert.deepEqual([status.json().supervisor_version, status.json().api_port, status.json().status], ['17.0.0', 48484, 'Idle'])
+  })
+
+  it('deactivates a device, which then reads as inactive (device deactivate)', async () => {
+    const other = await api.registerDevice(token, fleet.id, 'd'.repeat(32))
+    const [before] = await get(`/v7/device(uuid='${other.uuid}')?$select=is_active,is_connected_to_vpn,overall_status`)
+    assert.deepEqual(before, {is_active: true, is_connected_to_vpn: false, overall_status: 'configuring'})
+    const patched = await api.call('PATCH', `/v7/device?$filter=uuid in ('${other.uuid}')`, {token, json: {is_active: false}})
+    assert.equal(patched.status, 200, patched.body)
+    const [after] = await get(`/v7/device(uuid='${other.uuid}')?$select=is_active,overall_status`)
+    assert.deepEqual(after, {is_active: false, overall_status: 'inactive'})
+  })
+
+  it('creates a release naming the caller as its creator, and refuses another user (deploy)', async () => {
+    const userId = (await api.call('GET', '/user/v1/whoami', {token})).json().id
+    const release = {belongs_to__application: fleet.id, commit: 'c'.repeat(32), status: 'running', source: 'local', composition: {}, start_timestamp: new Date().toISOString()}
+    const created = await api.call('POST', '/v7/release', {token, json: {...release, is_created_by__user: userId}})
+    assert.equal(created.status, 201, created.body)
+    assert.deepEqual(created.json().is_created_by__user, {__id: userId})
+    const impersonating = await api.call('POST', '/v7/release', {token, json: {...release, commit: 'e'.repeat(32), is_created_by__user: userId + 1}})
+    assert.equal(impersonating.status, 401, impersonating.body)
   })
 })

@@ -249,6 +249,35 @@ describe('ssh and tunnel through the device link (real server, agent, engine and
     assert.match(unknown.stderr, /no running service "nosuch"/)
   })
 
+  it("tells balena-sdk the link is up (is_connected_to_vpn) and the device operational (overall_status)", async () => {
+    const [device] = (await api.call('GET', `/v7/device(uuid='${uuid}')?$select=is_connected_to_vpn,overall_status`, {token})).json().d
+    assert.deepEqual(device, {is_connected_to_vpn: true, overall_status: 'operational'})
+  })
+
+  it('serves balena ssh <uuid> <service>: the host lists the containers with balena-cli\'s command, then enter opens the one it names', async () => {
+    const gatewaySsh = (command: string, input = '') =>
+      new Promise<{code: number | null; stdout: string; stderr: string}>((resolve) => {
+        const child = spawn('ssh', [...SSH_OPTIONS, '-i', identity, '-p', String(server.sshPort), `${server.admin.username}@127.0.0.1`, command])
+        const output = {stdout: '', stderr: ''}
+        child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output.stdout += chunk))
+        child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output.stderr += chunk))
+        child.once('close', (code) => resolve({code, ...output}))
+        child.stdin.end(input)
+      })
+    // balena-cli's own words (src/utils/device/ssh.ts): the engine's binary, then ps with ids and names.
+    const listing = await gatewaySsh(`host ${uuid} "$(if [ -f /usr/bin/balena ]; then echo "balena"; else echo "docker"; fi)" ps --format "{{.ID}} {{.Names}}"`)
+    assert.equal(listing.code, 0, listing.stderr)
+    const [main] = await docker.listContainers({filters: {label: [`${LABELS.deviceUuid}=${uuid}`, `${LABELS.serviceName}=main`]}})
+    const line = listing.stdout.split('\n').find((entry) => entry.startsWith(`${main.Id.slice(0, 12)} `))
+    // balena-cli finds the service's container by this name pattern.
+    assert.match(line ?? listing.stdout, /^[\da-f]{12} main_\d+_\d+_[\da-f]{32}$/)
+
+    // Without a terminal, balena-cli pipes the commands into the container's shell.
+    const entered = await gatewaySsh(`enter ${uuid} ${main.Id.slice(0, 12)}`, 'cat /tmp/flotilla-marker; exit 4\n')
+    assert.equal(entered.stdout.trim(), 'in-the-service', entered.stderr)
+    assert.equal(entered.code, 4)
+  })
+
   it("refuses another organization's user at the gateway and at the tunnel proxy", async () => {
     const gateway = await run('ssh', [...SSH_OPTIONS, '-i', otherIdentity, '-p', String(server.sshPort), 'mallory@127.0.0.1', `host ${uuid} -- uname -s`]).then(
       () => ({code: 0, stderr: ''}),

@@ -308,6 +308,19 @@ const applicationTypes: Migration = {
   },
 }
 
+/**
+ * Fields balena-cli and balena-sdk read and write: whether a device is active (`device deactivate`), whether its
+ * link to the server is up (balena's `is_connected_to_vpn`; the device link stands in for the VPN), and whether
+ * a release passed its tests (`fleet track-latest` looks for the newest such release).
+ */
+const balenaSdkFields: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema.alterTable('device').addColumn('is_active', TYPES.boolean, (column) => column.notNull().defaultTo(1)).execute()
+    await db.schema.alterTable('device').addColumn('is_connected_to_vpn', TYPES.boolean, (column) => column.notNull().defaultTo(0)).execute()
+    await db.schema.alterTable('release').addColumn('is_passing_tests', TYPES.boolean, (column) => column.notNull().defaultTo(1)).execute()
+  },
+}
+
 /** Every schema change in order; a name once shipped is never edited, only followed by a new one. */
 export const MIGRATIONS: Record<string, Migration> = {
   '0001_initial_schema': initialSchema,
@@ -317,6 +330,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0005_device_type_self_aliases': deviceTypeSelfAliases,
   '0006_balena_cli_fields': balenaCliFields,
   '0007_application_types': applicationTypes,
+  '0008_balena_sdk_fields': balenaSdkFields,
 }
 
 export const migrationProvider: MigrationProvider = {

@@ -108,6 +108,11 @@ export interface DeviceTable {
   is_running__release: number | null
   is_pinned_on__release: number | null
   update_status: string | null
+  download_progress: number | null
+  /** Defaults to true. */
+  is_active: Generated<number>
+  /** Defaults to false; the device link sets it. */
+  is_connected_to_vpn: Generated<number>
 }
 
 export interface DeviceTypeTable {
@@ -150,6 +155,8 @@ export interface ReleaseTable {
   note: string | null
   known_issue_list: string | null
   is_created_by__user: number | null
+  /** Defaults to true. */
+  is_passing_tests: Generated<number>
 }
 
 export interface ServiceTable {

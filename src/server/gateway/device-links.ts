@@ -60,12 +60,13 @@ export class DeviceLinks {
       this.links.delete(deviceId)
       this.db
         .updateTable('device')
-        .set({is_online: 0, api_heartbeat_state: 'offline', last_connectivity_event: now()})
+        .set({is_online: 0, is_connected_to_vpn: 0, api_heartbeat_state: 'offline', last_connectivity_event: now()})
         .where('id', '=', deviceId)
         .execute()
         .catch((error: unknown) => this.onError(error, 'marking an unlinked device offline failed'))
     })
-    await this.db.updateTable('device').set({is_online: 1, api_heartbeat_state: 'online', last_connectivity_event: now()}).where('id', '=', deviceId).execute()
+    // balena's is_connected_to_vpn: the link is the device's VPN here.
+    await this.db.updateTable('device').set({is_online: 1, is_connected_to_vpn: 1, api_heartbeat_state: 'online', last_connectivity_event: now()}).where('id', '=', deviceId).execute()
     const target = await computeTargetState(this.db, deviceId)
     link.targetTag = target && entityTagOf(JSON.stringify(target))
   }

@@ -54,7 +54,8 @@ async function connectToShellService(links: DeviceLinks, device: {id: number; uu
 }
 
 /**
- * A user's session: the command names the device and what to run (`host <uuid> [service] [-- command]`); the
+ * A user's session: the command names the device and what to run (`host <uuid> [command]`,
+ * `enter <uuid> <container-or-service> [-- command]`); the
  * session is relayed to the agent's shell service, pty, window changes, signals and exit status included.
  */
 function serveUserSession(context: ServerContext, links: DeviceLinks, user: UserActor, session: Session): void {
@@ -75,7 +76,7 @@ function serveUserSession(context: ServerContext, links: DeviceLinks, user: User
   })
   session.on('env', (accept) => accept?.())
   session.on('shell', (accept) => {
-    fail(accept(), 'name a device: ssh <user>@<gateway> host <uuid> [<service>] [-- <command>]', 2)
+    fail(accept(), 'name a device: ssh <user>@<gateway> host <uuid> [<command>], or enter <uuid> <container> [-- <command>]', 2)
   })
   session.on('exec', (accept, _reject, info) => {
     const channel = accept()

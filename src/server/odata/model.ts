@@ -1,5 +1,7 @@
 import {type RawBuilder, sql} from 'kysely'
 
+import {overallStatusSql} from './overall-status.js'
+
 /**
  * The pine resources the server exposes under /v7: every table, column and navigation the OData translation may
  * name comes from here, so nothing a client writes in a URL ever becomes an identifier in SQL.
@@ -209,8 +211,10 @@ const definitions: Record<string, Omit<ResourceSpec, 'name' | 'table'>> = {
           sql`coalesce(${sql.ref(`${alias}.is_pinned_on__release`)}, (select fleet.should_be_running__release from application as fleet where fleet.id = ${sql.ref(`${alias}.belongs_to__application`)}))`,
       }),
       update_status: editable('text'),
-      overall_status: editable('text'),
+      overall_status: {type: 'text', computed: overallStatusSql},
       is_web_accessible: editable('boolean'),
+      is_active: editable('boolean'),
+      is_connected_to_vpn: {type: 'boolean'},
     },
     navigations: {
       device_tag: toMany('device_tag', 'device'),
@@ -241,7 +245,8 @@ const definitions: Record<string, Omit<ResourceSpec, 'name' | 'table'>> = {
       is_invalidated: editable('boolean'),
       note: editable('text'),
       known_issue_list: editable('text'),
-      is_created_by__user: reference('user'),
+      is_created_by__user: reference('user', {create: true}),
+      is_passing_tests: editable('boolean'),
     },
     navigations: {
       release_tag: toMany('release_tag', 'release'),

@@ -96,7 +96,7 @@ const device: ResourceRules = {
       values.uuid = values.uuid.toLowerCase()
     }
 
-    defaults(values, {uuid: newUuid(), is_online: false, api_heartbeat_state: 'unknown', is_undervolted: false, is_web_accessible: false, overall_status: 'inactive'})
+    defaults(values, {uuid: newUuid(), is_online: false, api_heartbeat_state: 'unknown', is_undervolted: false, is_web_accessible: false})
     defaults(values, {device_name: (values.uuid as string).slice(0, 7)})
     if (values.is_pinned_on__release !== undefined) await checkRunnableRelease(context, values.is_pinned_on__release, values.belongs_to__application)
     values.actor = await newActor(context, 'device')
@@ -170,7 +170,10 @@ const release: ResourceRules = {
   async beforeCreate(context, values) {
     if (values.commit !== undefined && (typeof values.commit !== 'string' || !/^[0-9a-f]{6,64}$/.test(values.commit))) throw badRequest('commit must be hex characters')
     defaults(values, {commit: newUuid(), status: 'running', source: 'cloud', is_final: true, is_invalidated: false, semver: '0.0.0', composition: {}, start_timestamp: now()})
-    if (context.actor.kind === 'user') values.is_created_by__user = context.actor.userId
+    // balena deploy names the caller as the release's creator; nobody may name another user.
+    const creator = context.actor.kind === 'user' ? context.actor.userId : null
+    if (values.is_created_by__user !== undefined && values.is_created_by__user !== creator) throw unauthorized()
+    values.is_created_by__user = creator
   },
   afterWrite: followLatestRelease,
 }

@@ -43,21 +43,49 @@ function actionOf(path: string, data: Record<string, unknown>, appId: number): D
     }
   }
 
-  const restartService = /^\/v2\/applications\/(\d+)\/restart-service$/.exec(path)
-  if (restartService) {
+  const serviceAction = /^\/v2\/applications\/(\d+)\/(restart|stop|start)-service$/.exec(path)
+  if (serviceAction) {
+    const action = `${serviceAction[2] as 'restart' | 'stop' | 'start'}-service` as const
     const serviceName = typeof data.serviceName === 'string' ? data.serviceName : undefined
     const imageId = positiveInteger(data.imageId)
-    if (!serviceName && imageId === undefined) throw badRequest('restart-service needs serviceName or imageId')
-    return {action: 'restart-service', appId: Number(restartService[1]), serviceName, imageId}
+    if (!serviceName && imageId === undefined) throw badRequest(`${action} needs serviceName or imageId`)
+    return {action, appId: Number(serviceAction[1]), serviceName, imageId}
   }
 
   throw badRequest(`unsupported supervisor action: ${path}`)
+}
+
+/** The supervisor reads the server answers itself, from what the device last reported. */
+const READS = new Set(['/ping', '/v1/device'])
+
+/** The supervisor's `GET /v1/device` (its status), from the device's last report. */
+async function supervisorDeviceOf(context: ServerContext, deviceId: number): Promise<Record<string, unknown>> {
+  const device = await context.db
+    .selectFrom('device')
+    .leftJoin('release', 'release.id', 'device.is_running__release')
+    .select(['device.api_port', 'device.ip_address', 'device.mac_address', 'device.os_version', 'device.supervisor_version', 'device.status', 'device.update_status', 'device.download_progress', 'release.commit'])
+    .where('device.id', '=', deviceId)
+    .executeTakeFirstOrThrow()
+  return {
+    api_port: device.api_port,
+    ip_address: device.ip_address,
+    mac_address: device.mac_address,
+    os_version: device.os_version,
+    supervisor_version: device.supervisor_version,
+    status: device.status ?? 'Idle',
+    download_progress: device.download_progress ?? null,
+    commit: device.commit ?? null,
+    update_pending: device.update_status !== null && device.update_status !== 'done',
+    update_downloaded: device.update_status === 'downloaded',
+    update_failed: device.update_status === 'aborted' || device.update_status === 'rejected',
+  }
 }
 
 /**
  * `POST /supervisor/<path>`: a supervisor API call for the online devices the body names (one by uuid or id, or
  * every device of a fleet by appId). [flotilla] the call goes to each device as an action, through its link or else
  * queued for `GET /device/v3/:uuid/actions`; the answer says it was sent, not what the device made of it.
+ * `method: "GET"` of `/ping` and `/v1/device` are answered by the server from the device's last report.
  */
 export function registerSupervisorRoute(app: FastifyInstance, context: ServerContext, deliver: (deviceId: number, action: DeviceAction) => Promise<void>): void {
   app.post<{Params: {'*': string}}>('/supervisor/*', async (request, reply) => {
@@ -65,7 +93,7 @@ export function registerSupervisorRoute(app: FastifyInstance, context: ServerCon
     const body = (request.body ?? {}) as SupervisorBody
     const path = `/${request.params['*'].replace(/^\/+/, '')}`
     const method = typeof body.method === 'string' ? body.method.toUpperCase() : 'POST'
-    if (method !== 'POST') throw badRequest(`${method} ${path} is not supported through the server`)
+    if (method !== 'POST' && !(method === 'GET' && READS.has(path))) throw badRequest(`${method} ${path} is not supported through the server`)
     let query = context.db.selectFrom('device').select(['id', 'belongs_to__application']).where('is_online', '=', 1)
     const uuid = typeof body.uuid === 'string' ? body.uuid.toLowerCase() : undefined
     const deviceId = positiveInteger(body.deviceId)
@@ -80,6 +108,11 @@ export function registerSupervisorRoute(app: FastifyInstance, context: ServerCon
     }
 
     if (devices.length === 0) throw notFound('No online device(s) found')
+    if (method === 'GET') {
+      if (devices.length > 1) throw badRequest(`GET ${path} reads one device: name it by uuid or deviceId`)
+      return path === '/ping' ? reply.type('text/plain').send('OK') : reply.send(await supervisorDeviceOf(context, devices[0].id))
+    }
+
     const data = typeof body.data === 'object' && body.data !== null ? (body.data as Record<string, unknown>) : {}
     const queued = devices.map((device) => ({device, action: actionOf(path, data, positiveInteger(data.appId) ?? appId ?? device.belongs_to__application)}))
     for (const {device, action} of queued) await deliver(device.id, action)
@@ -87,3 +120,31 @@ export function registerSupervisorRoute(app: FastifyInstance, context: ServerCon
     return reply.code(207).send(queued.map(() => ({statusCode: 200, body: 'OK'})))
   })
 }
+
+/**
+ * balena's `POST /application/<id>/restart` (`balena fleet restart`): restarts the services of every online device
+ * of the fleet, as `POST /supervisor/v1/restart` with its appId does. A fleet the caller cannot see is a 404.
+ */
+export function registerFleetRestartRoute(app: FastifyInstance, context: ServerContext, deliver: (deviceId: number, action: DeviceAction) => Promise<void>): void {
+  app.post<{Params: {id: string}}>('/application/:id/restart', async (request, reply) => {
+    const actor = await userActor(context, request)
+    const appId = positiveInteger(request.params.id)
+    const member =
+      appId !== undefined &&
+      (await context.db
+        .selectFrom('application')
+        .innerJoin('organization_membership as membership', 'membership.is_member_of__organization', 'application.organization')
+        .select('application.id')
+        .where('application.id', '=', appId)
+        .where('membership.user', '=', actor.userId)
+        .executeTakeFirst())
+    if (!member || appId === undefined) throw notFound(`no fleet ${request.params.id} that you can access`)
+    const devices = await context.db.selectFrom('device').select('id').where('belongs_to__application', '=', appId).where('is_online', '=', 1).execute()
+    for (const device of devices) {
+      if (await mayAccessDevice(context.db, actor, device.id, 'send-action')) await deliver(device.id, {action: 'restart', appId})
+    }
+
+    return reply.type('text/plain').send('OK')
+  })
+}
+

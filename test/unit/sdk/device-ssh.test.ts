@@ -110,8 +110,8 @@ describe('device-ssh', () => {
     })
 
     it('names the service and the command in the gateway command', () => {
-      assert.deepEqual(gatewaySshArgs(gateway, UUID, {service: 'main', command: 'uname -a'}), ['-p', '2222', 'alice@127.0.0.1', `host ${UUID} main -- uname -a`])
-      assert.deepEqual(gatewaySshArgs(gateway, UUID, {command: 'ls /'}), ['-p', '2222', 'alice@127.0.0.1', `host ${UUID} -- ls /`])
+      assert.deepEqual(gatewaySshArgs(gateway, UUID, {service: 'main', command: 'uname -a'}), ['-p', '2222', 'alice@127.0.0.1', `enter ${UUID} main -- uname -a`])
+      assert.deepEqual(gatewaySshArgs(gateway, UUID, {command: 'ls /'}), ['-p', '2222', 'alice@127.0.0.1', `host ${UUID} ls /`])
     })
 
     it('passes identity, verbose and a port override, and leaves out -p for port 22', () => {
