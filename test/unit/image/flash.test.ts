@@ -63,7 +63,7 @@ describe('image/flash flashImage', function () {
         ['write', 'verify'],
       )
       for (const phase of ['write', 'verify']) {
-        const last = events.findLast((event) => event.phase === phase)
+        const last = events.filter((event) => event.phase === phase).at(-1)
         assert.deepEqual([last?.fraction, last?.bytes], [1, fixture.content.length], phase)
       }
     })
