@@ -3,7 +3,7 @@
 // scripts make, and startup is a feature. Anything else, and a help that src/cli/root-help.ts cannot render
 // exactly as oclif would, goes to oclif.
 const args = process.argv.slice(2)
-const rootHelp = args.length === 0 || (args.length === 1 && args[0] === '--help')
+const rootHelp = args.length === 0 || (args.length === 1 && ['--help', '-h', 'help'].includes(args[0]))
 if (args.length === 1 && (args[0] === '--version' || args[0] === '-v')) {
   const {readFileSync} = await import('node:fs')
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))

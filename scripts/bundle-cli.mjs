@@ -35,6 +35,7 @@ const commands = commandFiles(commandsDir).sort()
 const entry = [
   "export {execute} from '@oclif/core'",
   "export {default as commandNotFound} from './hooks/command-not-found.ts'",
+  "export {FlotillaHelp} from './cli/help.ts'",
   ...commands.map((file, index) => `import command${index} from './${path.relative(source, file).split(path.sep).join('/')}'`),
   'export const COMMANDS = {',
   ...commands.map((file, index) => `  ${JSON.stringify(commandId(file))}: command${index},`),

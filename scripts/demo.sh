@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole loop on one machine: a local fleet server, a device agent on the local Docker engine, a push of
 # examples/hello, and its logs followed live. Ctrl-C stops it and removes what it started.
-# FLOTILLA_DEMO_LINES=N stops after N log lines (for tests); FLOTILLA_DEMO_PORT, FLOTILLA_DEMO_SSH_PORT and
-# FLOTILLA_AGENT_API_PORT pick ports.
+# FLOTILLA_DEMO_LINES=N stops after N log lines (for tests). Every port is a free one the system picks (another
+# server or agent on this machine may hold the usual 7171, 2222 and 48484); FLOTILLA_DEMO_PORT,
+# FLOTILLA_DEMO_SSH_PORT and FLOTILLA_AGENT_API_PORT choose them instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f dist/flotilla.js ] && [ -f oclif.manifest.json ] || npm run build >/dev/null
@@ -28,18 +29,31 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_for() { # wait_for <seconds> <description> <command…>
-  local deadline=$((SECONDS + $1)) what=$2
-  shift 2
+# wait_for <seconds> <state> <name> <pid> <log> <command…>: waits for the command to succeed while the process it
+# depends on runs. When that process dies, or time runs out, prints the process's log (cleanup deletes it) and fails.
+wait_for() {
+  local seconds=$1 state=$2 name=$3 pid=$4 log=$5 code=0
+  local deadline=$((SECONDS + seconds))
+  shift 5
   until "$@" >/dev/null 2>&1; do
-    if [ $SECONDS -ge $deadline ]; then echo "demo: timed out waiting for $what" >&2; return 1; fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      wait "$pid" 2>/dev/null || code=$?
+      echo "demo: the $name exited (code $code) before it was $state; its log:" >&2
+      sed 's/^/  /' "$log" >&2
+      return 1
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      echo "demo: the $name was still not $state after $seconds s; its log:" >&2
+      sed 's/^/  /' "$log" >&2
+      return 1
+    fi
     sleep 0.5
   done
 }
 
-node bin/run.js server start --port "${FLOTILLA_DEMO_PORT:-7171}" --ssh-port "${FLOTILLA_DEMO_SSH_PORT:-2222}" --data-dir "$work/server" >"$work/server.log" 2>&1 &
+node bin/run.js server start --port "${FLOTILLA_DEMO_PORT:-0}" --ssh-port "${FLOTILLA_DEMO_SSH_PORT:-0}" --data-dir "$work/server" >"$work/server.log" 2>&1 &
 server=$!
-wait_for 30 "the server" grep -q listening "$work/server.log"
+wait_for 30 "listening" "fleet server" "$server" "$work/server.log" grep -q listening "$work/server.log"
 export FLOTILLA_URL=$(sed -n 's/^flotilla server listening on \([^,]*\),.*/\1/p' "$work/server.log")
 echo "demo: fleet server at $FLOTILLA_URL"
 
@@ -51,10 +65,10 @@ flotilla config generate --fleet hello -o "$work/config.json" >/dev/null
 echo "demo: fleet admin/hello ($type) created"
 
 node bin/run.js agent start --config "$work/config.json" --data-dir "$work/agent" --host-network --poll-interval 2 \
-  --local-api-port "${FLOTILLA_AGENT_API_PORT:-48484}" >"$work/agent.log" 2>&1 &
+  --local-api-port "${FLOTILLA_AGENT_API_PORT:-0}" >"$work/agent.log" 2>&1 &
 agent=$!
 registered() { node -e 'process.exit(require(process.argv[1]).uuid ? 0 : 1)' "$work/config.json"; }
-wait_for 60 "the agent to register" registered
+wait_for 60 "registered" "agent" "$agent" "$work/agent.log" registered
 uuid=$(node -e 'console.log(require(process.argv[1]).uuid)' "$work/config.json")
 echo "demo: device $uuid registered"
 
@@ -63,7 +77,7 @@ flotilla push hello --source examples/hello
 # The device link: a shell in the service through the fleet server, with a throw-away key.
 ssh-keygen -q -t ed25519 -N '' -C flotilla-demo -f "$work/demo_key"
 flotilla ssh-key add demo "$work/demo_key.pub" >/dev/null
-wait_for 60 "the service to run" flotilla ssh "$uuid" hello --identity "$work/demo_key" -- true
+wait_for 60 "running the service" "agent" "$agent" "$work/agent.log" flotilla ssh "$uuid" hello --identity "$work/demo_key" -- true
 echo "demo: flotilla ssh $uuid hello -- uname -sm"
 flotilla ssh "$uuid" hello --identity "$work/demo_key" -- uname -sm
 

@@ -10,7 +10,7 @@ import type {GenerateDeviceConfigOptions} from '../sdk/config.js'
 export const deviceConfigFlags = {
   fleet: Flags.string({char: 'f', description: 'fleet slug (org/name) or name (default with --device: the device\'s)'}),
   device: Flags.string({description: 'UUID of a registered device: the config carries its identity and a new device key'}),
-  deviceType: Flags.string({aliases: ['device-type'], description: "device type slug (default: the device's or the fleet's)"}),
+  'device-type': Flags.string({aliases: ['deviceType'], description: "device type slug (default: the device's or the fleet's)"}),
   version: Flags.string({description: 'balenaOS version of the image, such as 6.5.39+rev1 (default: the newest the server publishes for the device type)'}),
   dev: Flags.boolean({description: 'development mode: the local API and SSH of the agent open on the device'}),
   network: Flags.option({options: ['ethernet', 'wifi'] as const, aliases: ['config-network'], description: 'network the device uses'})(),
@@ -35,7 +35,7 @@ export function deviceConfigOptionsFrom(flags: DeviceConfigFlagValues): Generate
   return {
     fleet: flags.fleet,
     device: flags.device,
-    deviceType: flags.deviceType,
+    deviceType: flags['device-type'],
     version: flags.version,
     developmentMode: flags.dev ? true : undefined,
     // As balena-cli's os configure: a WiFi name alone means a WiFi network.

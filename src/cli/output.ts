@@ -12,11 +12,48 @@ export interface OutputOptions {
   stderr?: NodeJS.WriteStream
 }
 
+const ISO_TIMESTAMP = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.\d+(Z|[+-]\d\d:\d\d)$/
+const ANSI_SGR = /\u001B\[[\d;]*m/g
+/** The narrowest a table column is cut to, so that a cut value still says what it was. */
+const MIN_CUT_WIDTH = 8
+
 function display(value: unknown): string {
   if (value === null || value === undefined) return ''
   if (Array.isArray(value)) return value.map(display).join(', ')
   if (typeof value === 'object') return JSON.stringify(value)
-  return String(value)
+  // People read timestamps to the second; --json keeps the API's milliseconds.
+  return String(value).replace(ISO_TIMESTAMP, '$1$2')
+}
+
+/** The columns a value takes on a terminal: its characters without colour codes. */
+export function visibleLength(text: string): number {
+  return text.replaceAll(ANSI_SGR, '').length
+}
+
+/** A cell padded to `width` visible columns, or cut to them with "…" (colour dropped from what is cut). */
+function fit(text: string, width: number, pad: boolean): string {
+  const length = visibleLength(text)
+  if (length > width) return `${text.replaceAll(ANSI_SGR, '').slice(0, width - 1)}…`
+  return pad ? text + ' '.repeat(width - length) : text
+}
+
+/**
+ * Column widths that fit `available` columns when they can: the widest column gives way first, down to
+ * MIN_CUT_WIDTH (or its header), so short columns (UUID, ONLINE) stay whole.
+ */
+export function fitWidths(widths: number[], minimums: number[], available: number | undefined): number[] {
+  const fitted = [...widths]
+  if (!available) return fitted
+  let excess = fitted.reduce((sum, width) => sum + width, 0) - available
+  while (excess > 0) {
+    let widest = -1
+    for (const [index, width] of fitted.entries()) if (width > minimums[index] && (widest < 0 || width > fitted[widest])) widest = index
+    if (widest < 0) break
+    fitted[widest]--
+    excess--
+  }
+
+  return fitted
 }
 
 /**
@@ -65,12 +102,16 @@ export class Output {
     this.stdout.write(text + '\n')
   }
 
+  /** Rows under a header, padded by what shows on screen and, on a terminal, cut to its width rather than wrapped. */
   table<T>(rows: T[], columns: Column<T>[]): void {
     const cells = rows.map((row) => columns.map((column) => display(column.value(row))))
-    const widths = columns.map((column, index) => Math.max(column.header.length, ...cells.map((row) => row[index].length)))
+    const natural = columns.map((column, index) => Math.max(column.header.length, ...cells.map((row) => visibleLength(row[index]))))
+    const minimums = columns.map((column, index) => Math.min(natural[index], Math.max(column.header.length, MIN_CUT_WIDTH)))
+    const terminalWidth = this.stdout.isTTY ? this.stdout.columns : undefined
+    const widths = fitWidths(natural, minimums, terminalWidth && terminalWidth - 2 * (columns.length - 1))
     const format = (values: string[]) =>
       values
-        .map((value, index) => (index === values.length - 1 ? value : value.padEnd(widths[index])))
+        .map((value, index) => fit(value, widths[index], index < values.length - 1))
         .join('  ')
         .trimEnd()
     this.line(this.color.bold(format(columns.map((column) => column.header))))

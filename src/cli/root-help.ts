@@ -12,6 +12,8 @@ import {createRequire} from 'node:module'
 import {arch, homedir, release} from 'node:os'
 import path from 'node:path'
 
+import {rootExamplesBody} from './root-examples.js'
+
 interface ManifestCommand {
   id: string
   summary?: string
@@ -54,7 +56,9 @@ export interface RootHelpStyle {
 }
 
 /** The settings of package.json's oclif section this renderer knows to have no effect on the root help. */
-const UNDERSTOOD_SETTINGS = new Set(['bin', 'dirname', 'commands', 'topicSeparator', 'topics', 'hooks', 'description'])
+const UNDERSTOOD_SETTINGS = new Set(['bin', 'dirname', 'commands', 'topicSeparator', 'topics', 'hooks', 'description', 'helpClass', 'additionalHelpFlags'])
+/** The help class whose root help this renders: oclif's, with the examples of root-examples.ts (src/cli/help.ts). */
+const FLOTILLA_HELP_CLASS = JSON.stringify({target: './dist/flotilla.js', identifier: 'FlotillaHelp'})
 /** Printable ASCII words separated by single spaces: text that wrap-ansi leaves as it is when it fits. */
 const PLAIN_TEXT = /^[\x21-\x7E]+(?: [\x21-\x7E]+)*$/
 
@@ -133,6 +137,7 @@ export function renderRootHelp(root: string, style: RootHelpStyle, env: NodeJS.P
   const {oclif} = pjson
   if (Object.keys(oclif).some((key) => !UNDERSTOOD_SETTINGS.has(key)) || pjson.helpOptions !== undefined || !listsCommandsInManifest(oclif.commands)) return undefined
   if (Object.keys(oclif.hooks ?? {}).some((event) => event !== 'command_not_found')) return undefined
+  if (oclif.helpClass !== undefined && JSON.stringify(oclif.helpClass) !== FLOTILLA_HELP_CLASS) return undefined
   if (!oclifEnvironmentIsPlain(pjson, env)) return undefined
 
   const separator = oclif.topicSeparator === ' ' ? ' ' : ':'
@@ -187,7 +192,9 @@ export function renderRootHelp(root: string, style: RootHelpStyle, env: NodeJS.P
   const userAgent = `${pjson.name}/${pjson.version} ${process.platform}-${arch() === 'ia32' ? 'x86' : arch()} node-${process.version}`
   const usage = `$ ${bin} [COMMAND]`
   if (!PLAIN_TEXT.test(userAgent) || userAgent.length > style.width - 2 || !PLAIN_TEXT.test(usage) || usage.length > style.width - 2) return undefined
-  const head = [description, section('VERSION', userAgent, style), section('USAGE', usage, style)].filter(Boolean).join('\n\n')
+  const sections = [description, section('VERSION', userAgent, style), section('USAGE', usage, style)]
+  if (oclif.helpClass !== undefined) sections.push(section('EXAMPLES', rootExamplesBody(bin), style))
+  const head = sections.filter(Boolean).join('\n\n')
   let output = `${head}\n\n`
 
   if (rootTopics.length > 0) {

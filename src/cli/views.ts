@@ -27,13 +27,27 @@ export function showFleet(output: Output, fleet: Fleet): void {
   ])
 }
 
-function shortUuid(uuid: string): string {
-  return uuid.slice(0, 7)
+/**
+ * How many leading characters tell these UUIDs apart: 7, as balena and git show them, or more when two share
+ * their first 7, so that every short UUID in a table can be typed back to mean one device.
+ */
+export function distinctPrefixLength(uuids: string[], minimum = 7): number {
+  const longest = Math.max(minimum, ...uuids.map((uuid) => uuid.length))
+  for (let length = minimum; length < longest; length++) {
+    if (new Set(uuids.map((uuid) => uuid.slice(0, length))).size === new Set(uuids).size) return length
+  }
+
+  return longest
 }
 
-export function deviceColumns(output: Output): Column<Device>[] {
+function shortUuid(uuid: string, length = 7): string {
+  return uuid.slice(0, length)
+}
+
+export function deviceColumns(output: Output, devices: Device[] = []): Column<Device>[] {
+  const length = distinctPrefixLength(devices.map((device) => device.uuid))
   return [
-    {header: 'UUID', value: (device) => shortUuid(device.uuid)},
+    {header: 'UUID', value: (device) => shortUuid(device.uuid, length)},
     {header: 'NAME', value: (device) => device.device_name},
     {header: 'DEVICE TYPE', value: (device) => device.device_type},
     {header: 'FLEET', value: (device) => device.fleet},

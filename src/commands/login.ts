@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {FlotillaCommand} from '../cli/base.js'
 import {canPrompt, promptChoice, promptText, readStdin} from '../cli/prompts.js'
-import {DEFAULT_URL} from '../cli/settings.js'
+import {checkRemote, DEFAULT_URL} from '../cli/settings.js'
 import {UsageError} from '../errors.js'
 
 export default class Login extends FlotillaCommand {
@@ -27,7 +27,7 @@ export default class Login extends FlotillaCommand {
   async run(): Promise<void> {
     const {flags} = await this.parse(Login)
     const stored = await this.settings.resolveRemote()
-    const url = flags.url ?? stored.url
+    const url = flags.url === undefined ? stored.url : checkRemote(flags.url, '--url')
     const method = await this.chooseMethod(flags)
     const {establishSession} = await import('../sdk/session.js')
     const {token, actor} = await establishSession(url, method, `flotilla/${this.config.version}`)

@@ -3,16 +3,16 @@ import {Args, Flags} from '@oclif/core'
 import {FlotillaCommand} from '../cli/base.js'
 import {BuildLogView} from '../cli/build-log-view.js'
 import {ExpectedError, UsageError} from '../errors.js'
+import {formatBytes} from '../image/format.js'
 
-function formatBytes(bytes: number): string {
-  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`
-  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`
-}
-
-/** The upload progress line: bytes sent so far and the mean rate since the upload began. */
-export function formatUploadProgress(bytes: number, elapsedMs: number): string {
-  const rate = elapsedMs > 0 ? bytes / 1024 / 1024 / (elapsedMs / 1000) : 0
-  return `uploading ${formatBytes(bytes)} (${rate.toFixed(1)} MiB/s)`
+/**
+ * The upload progress line: the share of the project read into the upload (of its total size), what was sent
+ * (compressed) and the mean rate since the upload began, in the units os download and os flash use.
+ */
+export function formatUploadProgress(event: {bytes: number; elapsedMs: number; read: number; total: number}): string {
+  const rate = event.elapsedMs > 0 ? event.bytes / (event.elapsedMs / 1000) : 0
+  const share = event.total > 0 ? `${Math.min(100, Math.floor((event.read / event.total) * 100))}% of ${formatBytes(event.total)}, ` : ''
+  return `uploading ${share}${formatBytes(event.bytes)} sent (${formatBytes(rate)}/s)`
 }
 
 /** Time between two redraws of the upload progress line. */
@@ -97,7 +97,7 @@ export default class Push extends FlotillaCommand {
           this.output.info(`pushing ${event.fleet.slug}: ${event.services.join(', ')}`)
         } else if (event.kind === 'upload' && Date.now() - lastUploadLine > UPLOAD_LINE_INTERVAL_MS) {
           lastUploadLine = Date.now()
-          this.output.progress(formatUploadProgress(event.bytes, event.elapsedMs))
+          this.output.progress(formatUploadProgress(event))
         } else if (event.kind === 'build') {
           this.output.endProgress()
           view.show(event.event)

@@ -88,13 +88,20 @@ export async function listDevices(client: FleetClient, options: {fleet?: string}
   return rows.map(toDevice)
 }
 
+/** How many of the devices an ambiguous UUID prefix matches are named in the error. */
+const AMBIGUOUS_SHOWN = 5
+
 /** Finds a device by full UUID or by a unique prefix of 7 or more characters. */
 export async function getDevice(client: FleetClient, reference: string): Promise<Device> {
   const {uuid, exact} = parseDeviceReference(reference)
   const filter = exact ? `uuid eq ${odataValue(uuid)}` : `startswith(uuid,${odataValue(uuid)})`
-  const rows = await client.pine.get<DeviceRow>('device', {...DEVICE_QUERY, $filter: filter, $top: 2})
+  const rows = await client.pine.get<DeviceRow>('device', {...DEVICE_QUERY, $filter: filter, $top: AMBIGUOUS_SHOWN + 1, $orderby: 'uuid asc'})
   if (rows.length === 0) throw new NotFoundError('device', reference, DEVICE_HINT)
-  if (rows.length > 1) throw new UsageError(`device "${reference}" is ambiguous — give more characters of its UUID`)
+  if (rows.length > 1) {
+    const shown = rows.slice(0, AMBIGUOUS_SHOWN).map((row) => `${row.uuid} (${row.device_name})`)
+    const more = rows.length > AMBIGUOUS_SHOWN ? ', …' : ''
+    throw new UsageError(`device "${reference}" is ambiguous: it matches ${shown.join(', ')}${more} — give more characters of its UUID`)
+  }
   return toDevice(rows[0])
 }
 

@@ -24,16 +24,25 @@ export interface PushOptions {
 /** What a push reports while it runs, for the command to render. */
 export type PushEvent =
   | {kind: 'project'; fleet: Fleet; services: string[]; warnings: string[]}
-  | {kind: 'upload'; bytes: number; elapsedMs: number}
+  | UploadEvent
   | {kind: 'build'; event: BuildEvent}
   | {kind: 'release'; releaseId: number}
+
+/** The upload so far: `bytes` sent (compressed); `read` of the project's `total` bytes packed, the share done. */
+export interface UploadEvent {
+  kind: 'upload'
+  bytes: number
+  elapsedMs: number
+  read: number
+  total: number
+}
 
 export interface PushResult {
   releaseId: number
   failed: boolean
 }
 
-async function prepare(client: FleetClient, options: PushOptions) {
+async function prepare(client: FleetClient, options: PushOptions, upload?: UploadProgress) {
   const fleet = await getFleet(client, options.fleet)
   const deviceType = await resolveDeviceType(client, fleet.device_type)
   const {describeProject} = await import('../project/detect.js')
@@ -47,6 +56,7 @@ async function prepare(client: FleetClient, options: PushOptions) {
   })
   const {packProject} = await import('../project/pack.js')
   const tarball = packProject(folder, {
+    onProgress: upload && ((progress) => upload.packed(progress.bytesRead, progress.totalBytes)),
     contexts: project.services.flatMap((service) => (service.type === 'build' ? [service.context] : [])),
     // The builder reads the compose file as sent: it gets the variables of this shell and the env_files resolved.
     ...(project.composeFile && project.resolvedComposeText !== undefined ? {replacements: {[project.composeFile]: project.resolvedComposeText}} : {}),
@@ -59,6 +69,14 @@ class UploadProgress {
   private readonly started = Date.now()
   private latest: number | undefined
   private wake: (() => void) | undefined
+  private read = 0
+  private total = 0
+
+  /** How much of the project has been read into the upload, of how much. */
+  packed(read: number, total: number): void {
+    this.read = read
+    this.total = total
+  }
 
   report(bytes: number): void {
     this.latest = bytes
@@ -71,9 +89,9 @@ class UploadProgress {
   }
 
   /** The progress not yet handed on, once. */
-  take(): {kind: 'upload'; bytes: number; elapsedMs: number} | undefined {
+  take(): UploadEvent | undefined {
     if (this.latest === undefined) return undefined
-    const event = {kind: 'upload' as const, bytes: this.latest, elapsedMs: Date.now() - this.started}
+    const event = {kind: 'upload' as const, bytes: this.latest, elapsedMs: Date.now() - this.started, read: this.read, total: this.total}
     this.latest = undefined
     return event
   }
@@ -86,7 +104,7 @@ class UploadProgress {
 async function* withUploadProgress(
   events: AsyncGenerator<BuildEvent>,
   upload: UploadProgress,
-): AsyncGenerator<{kind: 'upload'; bytes: number; elapsedMs: number} | {kind: 'build'; event: BuildEvent}> {
+): AsyncGenerator<UploadEvent | {kind: 'build'; event: BuildEvent}> {
   let next = events.next()
   try {
     while (true) {
@@ -114,9 +132,9 @@ async function finishRelease(client: FleetClient, releaseId: number, options: Pu
  * before anything is uploaded. When `signal` aborts, the release is marked cancelled and an InterruptedError ends it.
  */
 export async function* pushProject(client: FleetClient, options: PushOptions): AsyncGenerator<PushEvent, PushResult> {
-  const {fleet, project, tarball} = await prepare(client, options)
-  yield {kind: 'project', fleet, services: project.services.map((service) => service.serviceName), warnings: project.warnings}
   const upload = new UploadProgress()
+  const {fleet, project, tarball} = await prepare(client, options, upload)
+  yield {kind: 'project', fleet, services: project.services.map((service) => service.serviceName), warnings: project.warnings}
   let releaseId: number | undefined
   let failed = false
   const stop = new AbortController()

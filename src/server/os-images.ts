@@ -2,6 +2,8 @@ import {createHash, randomBytes} from 'node:crypto'
 import {createReadStream} from 'node:fs'
 import {readdir, stat} from 'node:fs/promises'
 import path from 'node:path'
+import type {Readable} from 'node:stream'
+import {createGunzip, createGzip} from 'node:zlib'
 
 import {coreOf, latestOf, parseOsVersion, revisionOf, sortOsVersionsNewestFirst} from '../protocol/os-version.js'
 import type {Db} from './db/database.js'
@@ -87,6 +89,32 @@ export async function scanImagesDir(dir: string): Promise<OsImageVersion[]> {
   }
 
   return found
+}
+
+/** A stored form served as another: a raw image gzip'd, or a gzip'd one unpacked, on the fly. */
+export type ImageConversion = 'gzip' | 'gunzip'
+
+/**
+ * The bytes of `file` converted, always made the same way (one chunk size, one zlib level), so that the length
+ * and digest measured once hold for every later answer.
+ */
+export function convertedImageStream(file: string, conversion: ImageConversion): Readable {
+  const source = createReadStream(file, {highWaterMark: HASH_CHUNK})
+  const converted = conversion === 'gzip' ? createGzip({level: 6}) : createGunzip()
+  source.once('error', (error) => converted.destroy(error))
+  return source.pipe(converted)
+}
+
+/** The length and sha-256 (base64) of a converted form, measured by making it once. */
+async function measureConversion(file: string, conversion: ImageConversion): Promise<{size: number; digest: string}> {
+  const hash = createHash('sha256')
+  let size = 0
+  for await (const chunk of convertedImageStream(file, conversion)) {
+    hash.update(chunk as Buffer)
+    size += (chunk as Buffer).length
+  }
+
+  return {size, digest: hash.digest('base64')}
 }
 
 /** The sha-256 (base64) of a whole file, read in large chunks. */
@@ -221,6 +249,7 @@ export class OsImageCatalogue {
   private lastScan = 0
   private timer?: NodeJS.Timeout
   private readonly digests = new Map<string, {size: number; mtimeMs: number; digest: Promise<string>}>()
+  private readonly conversions = new Map<string, {size: number; mtimeMs: number; measured: Promise<{size: number; digest: string}>}>()
 
   constructor(
     readonly dir: string,
@@ -280,6 +309,22 @@ export class OsImageCatalogue {
     if (['latest', 'recommended', 'default'].includes(version)) return latestOf(versions, (candidate) => candidate.version)
     const wanted = version.replace(/^v(?=\d)/, '')
     return versions.find((candidate) => candidate.version === wanted || candidate.version === version)
+  }
+
+  /**
+   * The length and sha-256 of a file served converted, so that a client sees its progress and checks what it got
+   * as for a stored form: measured on first use, then cached by path, conversion, size and modification time.
+   */
+  conversionOf(file: Pick<ImageFile, 'path' | 'size' | 'mtimeMs'>, conversion: ImageConversion): Promise<{size: number; digest: string}> {
+    const key = `${conversion}:${file.path}`
+    const cached = this.conversions.get(key)
+    if (cached && cached.size === file.size && cached.mtimeMs === file.mtimeMs) return cached.measured
+    const entry = {size: file.size, mtimeMs: file.mtimeMs, measured: measureConversion(file.path, conversion)}
+    this.conversions.set(key, entry)
+    entry.measured.catch(() => {
+      if (this.conversions.get(key) === entry) this.conversions.delete(key)
+    })
+    return entry.measured
   }
 
   /** The sha-256 of the file (an image or a bmap) as it is now: cached by path, size and modification time. */

@@ -234,7 +234,7 @@ describe('foundation commands against the real server', function () {
       await alice.ok(['api-key', 'revoke', String(deploy.id)])
       const revoked = await runCli(['whoami'], {env: {HOME: makeCliHome(), FLOTILLA_URL: server.url, FLOTILLA_TOKEN: key}})
       assert.equal(revoked.exitCode, 1)
-      assert.match(revoked.stderr, /rejected your credentials/)
+      assert.match(revoked.stderr, /rejected FLOTILLA_TOKEN/)
     })
 
     it('adds, lists and removes SSH keys, refusing a private key', async () => {

@@ -1,24 +1,31 @@
 import {strict as assert} from 'node:assert'
 import {spawn} from 'node:child_process'
+import net from 'node:net'
 
 import Docker from 'dockerode'
 
 import {PROJECT_ROOT} from '../helpers/cli.js'
 
+/** Runs `npm run demo`'s script to its end; its stdout and stderr together, as a person sees them. */
+async function runDemo(env: NodeJS.ProcessEnv): Promise<{exitCode: number | null; output: string}> {
+  const child = spawn('bash', ['scripts/demo.sh'], {cwd: PROJECT_ROOT, env: {...process.env, NO_COLOR: '1', ...env}, stdio: ['ignore', 'pipe', 'pipe']})
+  let output = ''
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
+  const exitCode = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+  return {exitCode, output}
+}
+
 describe('npm run demo: server, agent, push of examples/hello, logs --tail', function () {
   this.timeout(240_000)
 
-  it('shows the pushed service’s output through the logs of the device it runs on, and cleans up after itself', async () => {
-    const child = spawn('bash', ['scripts/demo.sh'], {
-      cwd: PROJECT_ROOT,
-      env: {...process.env, FLOTILLA_DEMO_LINES: '2', FLOTILLA_DEMO_PORT: '0', FLOTILLA_DEMO_SSH_PORT: '0', FLOTILLA_AGENT_API_PORT: '0', NO_COLOR: '1'},
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let output = ''
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
-    const exitCode = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+  it('shows the pushed service’s output through the logs of the device it runs on, on ports it picks, and cleans up after itself', async () => {
+    // No port given: the demo must not use the usual ones, which another server or agent on the machine may hold.
+    const demoPorts = ['FLOTILLA_DEMO_PORT', 'FLOTILLA_DEMO_SSH_PORT', 'FLOTILLA_AGENT_API_PORT']
+    const {exitCode, output} = await runDemo({FLOTILLA_DEMO_LINES: '2', ...Object.fromEntries(demoPorts.map((name) => [name, undefined]))})
     assert.equal(exitCode, 0, output)
+    const serverPort = Number(/demo: fleet server at http:\/\/127\.0\.0\.1:(\d+)/.exec(output)?.[1])
+    assert.ok(serverPort > 0 && serverPort !== 7171, output)
     const uuid = /device ([\da-f]{32}) registered/.exec(output)?.[1]
     assert.ok(uuid, output)
     const lines = output.split('\n').filter((line) => line.includes(`[hello] hello from ${uuid} (hello), greeting=hi there`))
@@ -28,5 +35,22 @@ describe('npm run demo: server, agent, push of examples/hello, logs --tail', fun
     assert.match(output, /^demo: flotilla ssh [\da-f]{32} hello -- uname -sm\nLinux \S+$/m)
     const leftovers = await new Docker().listContainers({all: true, filters: {label: [`io.flotilla.device-uuid=${uuid}`]}})
     assert.deepEqual(leftovers, [])
+  })
+
+  it('stops as soon as the agent dies, printing the agent’s log', async () => {
+    // The agent's local API port, taken: the agent cannot start.
+    const holder = net.createServer()
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve))
+    const {port} = holder.address() as net.AddressInfo
+    try {
+      const started = Date.now()
+      const {exitCode, output} = await runDemo({FLOTILLA_AGENT_API_PORT: String(port)})
+      assert.notEqual(exitCode, 0, output)
+      assert.match(output, /^demo: the agent exited \(code \d+\) before it was registered; its log:$/m)
+      assert.match(output, /^ {2}.*EADDRINUSE/m)
+      assert.ok(Date.now() - started < 60_000, `the demo waited for a dead agent: ${output}`)
+    } finally {
+      holder.close()
+    }
   })
 })

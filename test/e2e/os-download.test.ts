@@ -5,6 +5,7 @@ import {copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSy
 import net from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
+import {gunzipSync} from 'node:zlib'
 
 import {parseBlockMap} from '../../src/image/bmap.js'
 import {CLI_BIN, type CliResult, makeCliHome, PROJECT_ROOT, runCli} from '../helpers/cli.js'
@@ -298,7 +299,7 @@ describe('os versions and os download (served from --images-dir)', function () {
     const result = await runCli(['os', 'download', TYPE, '--version', '2.9.3', '-o', output], {env: guestEnv})
     assert.equal(result.exitCode, 0, result.stderr)
     assert.equal(existsSync(`${output}.bmap`), false, 'a stale block map beside a new image is removed')
-    const latest = await runCli(['os', 'download', TYPE, '-o', output], {env: guestEnv})
+    const latest = await runCli(['os', 'download', TYPE, '-o', output, '--force'], {env: guestEnv})
     assert.equal(latest.exitCode, 0, latest.stderr)
     assert.match(latest.stderr, /block map in reused\.img\.bmap\)/)
     assert.equal(readFileSync(`${output}.bmap`, 'utf8'), BMAP)
@@ -366,6 +367,18 @@ describe('os versions and os download (served from --images-dir)', function () {
     assert.equal(existsSync(`${output}.part`), false)
   })
 
+  it('refuses to replace an existing output file without --force, and replaces it with it', async function () {
+    const output = path.join(scratch, 'kept.img')
+    writeFileSync(output, 'mine')
+    const refused = await runCli(['os', 'download', TYPE, '--version', '5.1.20', '-o', output], {env: guestEnv})
+    assert.equal(refused.exitCode, 2, refused.stderr)
+    assert.match(refused.stderr, /^error: .*kept\.img already exists — add --force to replace it\n$/)
+    assert.equal(readFileSync(output, 'utf8'), 'mine')
+    const forced = await runCli(['os', 'download', TYPE, '--version', '5.1.20', '-o', output, '--force'], {env: guestEnv})
+    assert.equal(forced.exitCode, 0, forced.stderr)
+    assert.equal(readFileSync(output, 'utf8'), 'image of 5.1.20\n')
+  })
+
   it('draws a progress bar on a terminal', async function () {
     const output = path.join(scratch, 'tty.img')
     const session = new TerminalSession(['os', 'download', TYPE, '-o', output], {...guestEnv})
@@ -420,6 +433,21 @@ describe('os download then os flash: the served block map makes the flash sparse
     assert.match(flash.stderr, new RegExp(`using ${output.replaceAll('.', '\\.')}\\.bmap: `))
     assert.match(flash.stderr, /written and verified/)
     assert.equal(compareRanges(fixture.image, destination, fixture.blockMap.ranges), undefined)
+  })
+
+  it('shows the progress of a .gz made on the fly against its length, and checks it by the Digest the server publishes', async function () {
+    mkdirSync(path.join(scratch, 'progress'))
+    const output = path.join(scratch, 'progress', 'os.img.gz')
+    const download = await runCli(['os', 'download', TYPE, '-o', output, '--json'], {env})
+    assert.equal(download.exitCode, 0, download.stderr)
+    const lines = jsonLines(download.stdout)
+    const result = lines.at(-1)!
+    const progress = lines.filter((line) => line.type === 'progress')
+    assert.equal(result.verified, true, 'checked against the Digest of the .gz')
+    assert.equal(result.size, statSync(output).size)
+    assert.ok(progress.length > 0 && progress.every((line) => line.total === result.size), JSON.stringify(progress))
+    assert.equal(progress.at(-1)!.fraction, 1)
+    assert.ok(gunzipSync(readFileSync(output)).equals(readFileSync(fixture.image)))
   })
 
   it('downloads the .gz form with the same bmap, and os flash writes exactly the mapped bytes of it (every byte without it)', async function () {

@@ -80,7 +80,7 @@ describe('flotilla push of a compose project with ${VAR}, .env, env_file and a p
     const push = new TerminalSession(['push', 'compose-env', '--source', folder], {HOME: home, FLOTILLA_URL: server.url, TAG: 'from-shell'})
     sessions.push(push)
     assert.equal(await push.exited, 0, push.output)
-    assert.match(push.output, /uploading \d+\.\d (KiB|MiB) \(\d+\.\d MiB\/s\)/)
+    assert.match(push.output, /uploading \d+% of \d+(\.\d)? [kKMG]?B, \d+(\.\d)? [kKMG]?B sent \(\d+(\.\d)? [kKMG]?B\/s\)/)
     assert.match(push.output, /warning: The "NOT_SET_ANYWHERE" variable is not set\. Defaulting to a blank string\./)
     assert.match(push.output, /context as expected/)
     const {services} = await latestComposition()

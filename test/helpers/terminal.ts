@@ -11,8 +11,10 @@ export class TerminalSession {
   readonly exited: Promise<number | null>
   private readonly child: ChildProcess
 
-  constructor(args: string[], env: NodeJS.ProcessEnv) {
-    const command = [process.execPath, CLI_BIN, ...args].map((word) => `'${word.replaceAll("'", "'\\''")}'`).join(' ')
+  /** `columns`: the terminal's width (stty), for output that fits it. */
+  constructor(args: string[], env: NodeJS.ProcessEnv, options: {columns?: number} = {}) {
+    const program = [process.execPath, CLI_BIN, ...args].map((word) => `'${word.replaceAll("'", "'\\''")}'`).join(' ')
+    const command = options.columns ? `stty cols ${Math.trunc(options.columns)} rows 40; exec ${program}` : program
     this.child = spawn('script', ['--quiet', '--flush', '--return', '--command', command, '/dev/null'], {
       cwd: PROJECT_ROOT,
       env: {PATH: process.env.PATH, TERM: 'xterm', ...env},

@@ -13,6 +13,6 @@ export default class DeviceList extends FlotillaCommand {
     const {flags} = await this.parse(DeviceList)
     const {listDevices} = await import('../../sdk/devices.js')
     const devices = await listDevices(await this.sdk(), {fleet: flags.fleet})
-    this.output.result(devices, () => this.output.table(devices, deviceColumns(this.output)))
+    this.output.result(devices, () => this.output.table(devices, deviceColumns(this.output, devices)))
   }
 }

@@ -8,20 +8,20 @@ export default class DeviceRegister extends FlotillaCommand {
   static override description = 'Pre-registers a device, as a provisioned device would register itself; prints its UUID.'
   static override examples = [
     '<%= config.bin %> device register myorg/myfleet',
-    '<%= config.bin %> device register myfleet --uuid 0123456789abcdef0123456789abcdef --deviceType raspberrypi4-64',
+    '<%= config.bin %> device register myfleet --uuid 0123456789abcdef0123456789abcdef --device-type raspberrypi4-64',
   ]
 
   static override args = {fleet: Args.string({required: true, description: 'fleet slug (org/name) or name'})}
   static override flags = {
     uuid: Flags.string({char: 'u', description: 'the device UUID (default: a new random one)'}),
-    deviceType: Flags.string({aliases: ['device-type'], description: "device type slug (default: the fleet's)"}),
+    'device-type': Flags.string({aliases: ['deviceType'], description: "device type slug (default: the fleet's)"}),
     name: Flags.string({char: 'n', description: 'device name (default: one the server chooses)'}),
   }
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(DeviceRegister)
     const {registerDevice} = await import('../../sdk/devices.js')
-    const device = await registerDevice(await this.sdk(), {fleet: args.fleet, uuid: flags.uuid, deviceType: flags.deviceType, name: flags.name})
+    const device = await registerDevice(await this.sdk(), {fleet: args.fleet, uuid: flags.uuid, deviceType: flags['device-type'], name: flags.name})
     this.output.result(device, () => {
       this.output.success(`registered device ${device.uuid} in fleet ${device.fleet}`)
       showDevice(this.output, device)

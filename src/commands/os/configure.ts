@@ -16,7 +16,7 @@ async function readInput(file: string): Promise<Buffer> {
 }
 
 /** What only a generated config can take: a config.json given with --config is already made. */
-const GENERATION_ONLY = ['fleet', 'device', 'deviceType', 'version', 'generate-device-api-key', 'provisioning-key-name', 'provisioning-key-expiry-date'] as const
+const GENERATION_ONLY = ['fleet', 'device', 'device-type', 'version', 'generate-device-api-key', 'provisioning-key-name', 'provisioning-key-expiry-date'] as const
 
 export default class OsConfigure extends FlotillaCommand {
   static override summary = 'Write config.json and network settings into an OS image'

@@ -1,8 +1,11 @@
+import {existsSync} from 'node:fs'
 import path from 'node:path'
 
 import {Args, Flags} from '@oclif/core'
 
 import {FlotillaCommand} from '../../cli/base.js'
+import {canPrompt} from '../../cli/prompts.js'
+import {UsageError} from '../../errors.js'
 
 export default class OsDownload extends FlotillaCommand {
   static override summary = 'Download an OS image for a device type'
@@ -22,6 +25,7 @@ export default class OsDownload extends FlotillaCommand {
   static override flags = {
     output: Flags.string({char: 'o', required: true, description: 'where to write the image'}),
     version: Flags.string({description: 'OS version (as "flotilla os versions" lists it), or "latest"', default: 'latest'}),
+    force: Flags.boolean({char: 'f', description: 'replace the output file if it exists (on a terminal you are asked instead)'}),
   }
 
   async run(): Promise<void> {
@@ -30,6 +34,7 @@ export default class OsDownload extends FlotillaCommand {
     const {FlashProgressView} = await import('../../cli/flash-progress.js')
     const {formatBytes} = await import('../../image/format.js')
     const output = path.resolve(flags.output)
+    if (!flags.force && existsSync(output) && !(await this.confirmReplace(flags.output))) return
     const view = FlashProgressView.for(this.output)
     const abort = new AbortController()
     const onInterrupt = () => abort.abort()
@@ -66,5 +71,12 @@ export default class OsDownload extends FlotillaCommand {
       const blockMap = result.bmap ? `, block map in ${path.basename(result.bmap)}` : ''
       this.output.success(`downloaded ${args['device-type']} ${result.version} to ${flags.output} (${formatBytes(result.size)}${resumed}; ${checked}${blockMap})`)
     }
+  }
+
+  /** An existing file is replaced only when the user says so: --force, or yes on a terminal. */
+  private async confirmReplace(file: string): Promise<boolean> {
+    if (!canPrompt() || this.output.json) throw new UsageError(`${file} already exists — add --force to replace it`)
+    const {confirm} = await import('@inquirer/prompts')
+    return confirm({message: `${file} already exists. Replace it?`, default: false})
   }
 }

@@ -1,14 +1,12 @@
 import {createReadStream} from 'node:fs'
 import {stat} from 'node:fs/promises'
 import path from 'node:path'
-import type {Readable} from 'node:stream'
-import {createGunzip, createGzip} from 'node:zlib'
 
 import type {FastifyInstance, FastifyReply} from 'fastify'
 
 import {actorOf, type ServerContext} from '../context.js'
 import {badRequest, HttpError, notFound} from '../http-errors.js'
-import {type ImageFile, OsImageCatalogue, type OsImageVersion} from '../os-images.js'
+import {convertedImageStream, type ImageConversion, type ImageFile, OsImageCatalogue, type OsImageVersion} from '../os-images.js'
 
 const READ_CHUNK = 1024 * 1024
 const RESCAN_INTERVAL_MS = 10_000
@@ -43,8 +41,8 @@ function text(value: unknown): string | undefined {
   return typeof value === 'string' && value !== '' ? value : undefined
 }
 
-/** The stored file for the asked type, or a stored form it can be made from on the fly (no length, no ranges). */
-function chooseFile(files: ImageFile[], fileType: string | undefined): {file: ImageFile; convert?: 'gzip' | 'gunzip'} | undefined {
+/** The stored file for the asked type, or a stored form it can be made from on the fly (no ranges). */
+function chooseFile(files: ImageFile[], fileType: string | undefined): {file: ImageFile; convert?: ImageConversion} | undefined {
   if (!fileType) return {file: files[0]}
   const stored = files.find((file) => file.fileType === fileType)
   if (stored) return {file: stored}
@@ -72,7 +70,8 @@ async function sendBlockMap(reply: FastifyReply, catalogue: OsImageCatalogue, de
 
 /**
  * `GET /download?deviceType=&version=&fileType=&developmentMode=` (optional Bearer): the OS image of a published
- * version (`latest` for the newest) with its length, byte ranges (`206`/`416`) and [flotilla] `Digest: sha-256=`.
+ * version (`latest` for the newest) with its length, byte ranges (`206`/`416`) and [flotilla] `Digest: sha-256=`;
+ * a form made on the fly (`.gz` of a raw image, raw of a `.gz`) has its length and Digest too, but no ranges.
  * balenaOS images are unified, so `developmentMode` changes nothing here: config.json decides.
  * [flotilla] `fileType=.bmap` answers the version's block map (bmaptool's XML, for the raw image; 404 when the
  * folder has none), so that a downloaded image is flashed sparsely.
@@ -117,11 +116,12 @@ export function registerOsDownloadRoute(app: FastifyInstance, context: ServerCon
     reply.header('content-type', 'application/octet-stream')
     reply.header('content-disposition', `attachment; filename="${name.replaceAll('"', '')}"`)
     if (choice.convert) {
-      const source: Readable = createReadStream(file.path, {highWaterMark: READ_CHUNK})
-      const converted = choice.convert === 'gzip' ? createGzip({level: 6}) : createGunzip()
-      source.once('error', (error) => converted.destroy(error))
+      // Made on the fly, so no ranges; but with the length and Digest of what is made, measured once.
+      const converted = await catalogue.conversionOf(file, choice.convert)
       reply.header('accept-ranges', 'none')
-      return reply.send(source.pipe(converted))
+      reply.header('digest', `sha-256=${converted.digest}`)
+      reply.header('content-length', converted.size)
+      return reply.send(converted.size === 0 ? '' : convertedImageStream(file.path, choice.convert))
     }
 
     reply.header('accept-ranges', 'bytes')

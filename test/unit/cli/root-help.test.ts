@@ -3,7 +3,7 @@ import {cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} fro
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
-import {Config, Help} from '@oclif/core'
+import {Config, loadHelpClass} from '@oclif/core'
 
 import {renderRootHelp, type RootHelpStyle} from '../../../src/cli/root-help.js'
 import {PROJECT_ROOT} from '../../helpers/cli.js'
@@ -12,7 +12,9 @@ const plain = (width: number): RootHelpStyle => ({width, bold: (text) => text})
 
 /** What oclif itself prints for `flotilla --help` at this width, without colour (the test's stdout is no terminal). */
 async function oclifRootHelp(width: number): Promise<string> {
-  const help = new Help(await Config.load(PROJECT_ROOT), {maxWidth: width})
+  const config = await Config.load(PROJECT_ROOT)
+  const Help = await loadHelpClass(config)
+  const help = new Help(config, {maxWidth: width})
   let printed = ''
   const write = process.stdout.write
   process.stdout.write = ((chunk: string) => {
