@@ -54,6 +54,8 @@ export interface CurrentState {
   fetchedImages: string[]
   volumes: string[]
   lockedAppIds: number[]
+  /** Images the engine holds but cannot run (made for another CPU, with no emulator for it), by reference: why. */
+  unrunnableImages?: Record<string, string>
 }
 
 export interface ContainerSpec {
@@ -118,6 +120,8 @@ export interface Plan {
   steps: Step[]
   /** Services whose update waits for their app's update lock to be released. */
   waitingForLock: Array<{appId: number; serviceName: string}>
+  /** Services not started because the engine cannot run their image; whatever runs of them meanwhile stays. */
+  refused: Array<{appId: number; serviceName: string; serviceId: number; image: string; reason: string}>
 }
 
 export function containerNameOf(service: {serviceName: string; imageId: number; releaseId: number; commit: string}): string {
@@ -318,6 +322,14 @@ export function hasImage(current: CurrentState, image: string): boolean {
   return current.images.some((reference) => normalizeImageReference(reference) === wanted)
 }
 
+/** Why the engine cannot run an image it holds, or undefined when it can (or does not hold it yet). */
+export function unrunnableReason(current: CurrentState, image: string): string | undefined {
+  if (!current.unrunnableImages) return undefined
+  const wanted = normalizeImageReference(image)
+  const found = Object.entries(current.unrunnableImages).find(([reference]) => normalizeImageReference(reference) === wanted)
+  return found?.[1]
+}
+
 /**
  * The next steps from the current state towards the target. Only steps whose preconditions hold now are
  * planned; the executor applies them in order and plans again, until nothing remains.
@@ -325,6 +337,7 @@ export function hasImage(current: CurrentState, image: string): boolean {
 export function planSteps(current: CurrentState, target: TargetDevice, options: PlanOptions): Plan {
   const steps: Step[] = []
   const waitingForLock: Plan['waitingForLock'] = []
+  const refused: Plan['refused'] = []
   const apps = desiredAppsOf(target, options)
   const desired = apps.flatMap((app) => app.services)
   const locked = (appId: number) => !options.overrideLock && current.lockedAppIds.includes(appId)
@@ -363,6 +376,12 @@ export function planSteps(current: CurrentState, target: TargetDevice, options: 
       continue
     }
 
+    const unrunnable = unrunnableReason(current, service.image)
+    if (unrunnable !== undefined) {
+      refused.push({appId: service.appId, serviceName: service.serviceName, serviceId: service.serviceId, image: service.image, reason: unrunnable})
+      continue
+    }
+
     const outdated = containers
     const imageReady = hasImage(current, service.image)
     const killFirst = service.strategy === 'kill-then-download' || service.strategy === 'delete-then-download'
@@ -392,7 +411,7 @@ export function planSteps(current: CurrentState, target: TargetDevice, options: 
     if (!imagesInUse.has(normalizeImageReference(image))) steps.push({action: 'removeImage', image})
   }
 
-  return {steps, waitingForLock}
+  return {steps, waitingForLock, refused}
 }
 
 /** What a step acts on, in words for the device's log. */
@@ -434,9 +453,15 @@ export function stepFailureLine(step: Step, error: unknown): string {
   return `Failed to ${step.action} ${describeStep(step)}: ${reason}`
 }
 
+/** The device-log line for a service whose image the engine cannot run, saying what to do. */
+export function refusalLine(refusal: Plan['refused'][number]): string {
+  return `Refusing to start service '${refusal.serviceName}': image '${refusal.image}' ${refusal.reason} — push a release built for this device's architecture, or install qemu-user-static and binfmt-support on the device to emulate it`
+}
+
 /** What the reconciler needs of an engine: read what it holds, apply one step. */
 export interface StepExecutor {
-  readCurrentState(): Promise<CurrentState>
+  /** `wantedImages`: the target's images, whose platform the executor checks when the engine holds them. */
+  readCurrentState(wantedImages?: string[]): Promise<CurrentState>
   apply(step: Step): Promise<void>
 }
 
@@ -476,15 +501,16 @@ function serviceKeyOf(step: Step): string {
 export async function converge(executor: StepExecutor, target: TargetDevice, options: ConvergeOptions): Promise<ConvergeResult> {
   const failures: ConvergeResult['failures'] = []
   const maxRounds = options.maxRounds ?? 10
+  const wantedImages = [...new Set(desiredAppsOf(target, options).flatMap((app) => app.services.map((service) => service.image)))]
   for (let round = 0; ; round++) {
-    const current = await executor.readCurrentState()
+    const current = await executor.readCurrentState(wantedImages)
     const plan = planSteps(current, target, options)
     if (plan.steps.length === 0 || round === maxRounds || options.signal?.aborted) return {current, plan, settled: plan.steps.length === 0, failures}
     options.onPlan?.(current, plan)
     const failedServices = new Set<string>()
     let succeeded = 0
     for (const step of plan.steps) {
-      if (options.signal?.aborted) return {current: await executor.readCurrentState(), plan, settled: false, failures}
+      if (options.signal?.aborted) return {current: await executor.readCurrentState(wantedImages), plan, settled: false, failures}
       const key = serviceKeyOf(step)
       if (failedServices.has(key)) continue
       try {
@@ -497,6 +523,6 @@ export async function converge(executor: StepExecutor, target: TargetDevice, opt
       }
     }
 
-    if (succeeded === 0) return {current: await executor.readCurrentState(), plan, settled: false, failures}
+    if (succeeded === 0) return {current: await executor.readCurrentState(wantedImages), plan, settled: false, failures}
   }
 }

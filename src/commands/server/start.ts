@@ -41,6 +41,7 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     'data-dir': Flags.string({description: 'where the database and secrets live [default: <flotilla data dir>/server]'}),
     'ssh-port': Flags.integer({description: 'SSH port: devices\' links, and the gateway of flotilla ssh (0 picks a free one)', default: 2222, min: 0, max: 65_535}),
     registry: Flags.string({description: 'host:port of the Docker registry images are pushed to, announced to clients'}),
+    'registry-mirror': Flags.string({description: 'host:port of a Docker Hub mirror the images of image-only services are pulled from when the engine lacks them'}),
     'max-build-context': Flags.integer({description: 'largest build context accepted from a push, in MiB unpacked', default: 2048, min: 1}),
     'max-upload': Flags.integer({description: 'largest upload accepted from a push, in MiB as sent (gzip\'d)', default: 1024, min: 1}),
     'build-timeout': durationFlag({description: 'how long a release\'s build may take before it fails (90s, 30m, 2h; a bare number is minutes)', defaultMs: 60 * 60_000, defaultHelp: '60m'}),
@@ -76,6 +77,7 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
         uploadLimits: {maxBytes: flags['max-build-context'] * 1024 * 1024, maxUploadBytes: flags['max-upload'] * 1024 * 1024, maxEntries: 200_000},
         network: flags['build-network'] as BuildNetwork,
         timeoutMs: flags['build-timeout'],
+        registryMirror: flags['registry-mirror'] ?? null,
       },
       logger: {level: level as LogLevel},
       deviceHeartbeatTimeoutMs: flags['device-heartbeat-timeout'] * 1000,
@@ -102,6 +104,9 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     }
 
     this.output.line(`flotilla server listening on ${url}, SSH on port ${server.address().sshPort}`)
+    const {startupEmulationWarning} = await import('../../server/builder/emulation.js')
+    const emulationWarning = await startupEmulationWarning(process.arch)
+    if (emulationWarning) this.output.warn(emulationWarning)
     if (!flags['public-url'] && isWildcardAddress(flags.host)) {
       this.output.warn(`clients and devices are told to reach this server at ${server.publicUrl()}: set --public-url to the address they can reach`)
     }

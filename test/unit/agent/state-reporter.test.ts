@@ -56,7 +56,7 @@ describe('buildStateReport', () => {
       target,
       planOptions: options,
       facts: {},
-      plan: {steps: [], waitingForLock: [{appId: 1, serviceName: 'main'}]},
+      plan: {steps: [], waitingForLock: [{appId: 1, serviceName: 'main'}], refused: []},
       current: {containers: [installed('running', OLD)], images: [IMAGE], fetchedImages: [IMAGE], volumes: [], lockedAppIds: [1]},
     })
     assert.equal(report[DEVICE].apps?.[APP].releases[COMMIT].update_status, 'downloaded')
