@@ -34,10 +34,10 @@ export class ImagePlatformCheck {
     const engine = await this.engine
     const platform = platformOfImage(await this.docker.getImage(imageId).inspect())
     const described = `${formatPlatform(platform)}, which this device's engine (${engine.os}, ${engine.machine}) cannot run`
-    if (platform.os !== engine.os) return `it is for ${described}`
+    if (platform.os !== engine.os) return `is for ${described}`
     if (runsNatively(engine.machine, platform.architecture)) return undefined
     const emulation = await emulationOf(platform.architecture, this.binfmtMisc)
     if (emulation === 'enabled' || emulation === 'unknown') return undefined
-    return `it is for ${described}: no emulator for ${platform.architecture} is registered with binfmt_misc`
+    return `is for ${described}: no emulator for ${platform.architecture} is registered with binfmt_misc`
   }
 }
