@@ -1,4 +1,4 @@
-import {emulationOf, emulatorOf, formatPlatform, type Platform, runsNatively} from '../../protocol/platform.js'
+import {BINFMT_MISC, emulationOf, emulatorOf, formatPlatform, type Platform, runsNatively} from '../../protocol/platform.js'
 
 /** What a server needs to build for another CPU, as Debian packages it. */
 export const EMULATION_PACKAGES = 'qemu-user-static binfmt-support'
@@ -24,11 +24,11 @@ export async function emulationNotice(machine: string, platform: Platform): Prom
 }
 
 /** The one warning `server start` prints when this machine cannot emulate the common fleet platforms; undefined when it can. */
-export async function startupEmulationWarning(machine: string): Promise<string | undefined> {
+export async function startupEmulationWarning(machine: string, binfmtMisc = BINFMT_MISC): Promise<string | undefined> {
   const missing: string[] = []
   for (const platform of COMMON_PLATFORMS) {
     if (runsNatively(machine, platform.architecture)) continue
-    if ((await emulationOf(platform.architecture)) !== 'enabled') missing.push(formatPlatform(platform))
+    if ((await emulationOf(platform.architecture, binfmtMisc)) !== 'enabled') missing.push(formatPlatform(platform))
   }
 
   if (missing.length === 0) return undefined
