@@ -22,6 +22,7 @@ async function readPem(file: string, flag: string): Promise<string> {
 export default class ServerStart extends FlotillaCommand {
   static override summary = 'Run the local fleet server'
   static override description = `Serves the balena-compatible fleet API on one HTTP port (also the tunnel proxy of flotilla tunnel), over a SQLite database in the data directory, and an SSH port for devices' links and flotilla ssh.
+Releases are built for each fleet's CPU architecture (aarch64 as linux/arm64, armv7hf as linux/arm/v7, …); RUN steps for another CPU than this machine's run under emulation, which needs qemu-user-static and binfmt-support: without them a warning says so at start. Image-only services of a compose file are taken from the engine when it has them for the fleet's platform, else pulled (Docker Hub images from --registry-mirror when given).
 On the first start with an empty database it creates the admin user from FLOTILLA_ADMIN_EMAIL, FLOTILLA_ADMIN_PASSWORD and FLOTILLA_ADMIN_USERNAME (default "admin"); without a password it generates one and prints it once.
 Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log every request to stderr.`
 
