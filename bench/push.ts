@@ -1,4 +1,7 @@
-/** Push packing: packProject of a synthetic project beside `tar -cz` of the same tree with the same excludes, measured in the same run. */
+/**
+ * Push packing: packProject of a synthetic project beside `tar -cz` of the same tree with the same excludes, measured in the
+ * same run; then pushes end to end, and an emulated build beside the native one of the same project.
+ */
 import {spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises'
@@ -6,9 +9,11 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 import type {Readable} from 'node:stream'
 
+import Docker from 'dockerode'
+
 import {packProject} from '../src/project/pack.js'
 import {makeCliHome, runCli} from '../test/helpers/cli.js'
-import {ensureBaseImage, ensureDocker, startRegistry} from '../test/helpers/docker.js'
+import {ensureBaseImage, ensureDocker, ensurePlatformBaseImage, startRegistry} from '../test/helpers/docker.js'
 import {startServer} from '../test/helpers/server.js'
 import {median} from './measure.js'
 
@@ -101,6 +106,58 @@ async function timeEndToEndPushes(root: string): Promise<void> {
   }
 }
 
+const EMULATED_ROUNDS = 2
+
+/** A tiny project whose RUN steps do some CPU work in busybox, from the base of the fleet's architecture. */
+async function makeCpuBoundProject(root: string): Promise<void> {
+  await writeFile(
+    path.join(root, 'Dockerfile.template'),
+    'FROM flotilla-bench/busybox-%%BALENA_ARCH%%\nRUN i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; echo counted $i\nRUN for n in 1 2 3 4 5; do sha256sum /bin/busybox; done > /sums\n',
+  )
+}
+
+/**
+ * The same project built for a fleet of the server's own CPU and for one of another (arm64 on x86, amd64 on
+ * arm64), whose RUN steps run under qemu-user-static: the median of a few uncached pushes each, and the ratio.
+ */
+async function timeEmulatedBuilds(): Promise<void> {
+  const native = process.arch === 'arm64' ? {type: 'generic-aarch64', arch: 'aarch64', platform: 'linux/arm64'} : {type: 'generic-amd64', arch: 'amd64', platform: 'linux/amd64'}
+  const foreign = process.arch === 'arm64' ? {type: 'generic-amd64', arch: 'amd64', platform: 'linux/amd64'} : {type: 'raspberrypi4-64', arch: 'aarch64', platform: 'linux/arm64'}
+  const docker = new Docker()
+  for (const fleet of [native, foreign]) {
+    const base = await ensurePlatformBaseImage(fleet.platform)
+    await docker.getImage(base).tag({repo: `flotilla-bench/busybox-${fleet.arch}`, tag: 'latest'})
+  }
+
+  const root = await mkdtemp(path.join(tmpdir(), 'flotilla-bench-emulated-'))
+  const server = await startServer()
+  try {
+    await makeCpuBoundProject(root)
+    const env = {HOME: makeCliHome(), FLOTILLA_URL: server.url}
+    const login = await runCli(['login', '--credentials', '--email', server.admin.email, '--password', '-'], {env, input: server.admin.password})
+    if (login.exitCode !== 0) throw new Error(`login failed: ${login.stderr}`)
+    const seconds: Record<'native' | 'emulated', number[]> = {native: [], emulated: []}
+    for (const [kind, fleet] of [['native', native], ['emulated', foreign]] as const) {
+      await runCli(['fleet', 'create', kind, '--type', fleet.type], {env})
+      for (let round = 0; round < EMULATED_ROUNDS; round++) {
+        const started = process.hrtime.bigint()
+        const push = await runCli(['push', kind, '--source', root, '--nocache'], {env, timeoutMs: 600_000})
+        if (push.exitCode !== 0) throw new Error(`${kind} push failed: ${push.stderr.slice(-2000)}`)
+        seconds[kind].push(Number(process.hrtime.bigint() - started) / 1e9)
+      }
+    }
+
+    const nativeSeconds = median(seconds.native)
+    const emulatedSeconds = median(seconds.emulated)
+    process.stdout.write(
+      `build of one project, uncached, median of ${EMULATED_ROUNDS}: native ${native.platform} ${nativeSeconds.toFixed(1)} s, emulated ${foreign.platform} ${emulatedSeconds.toFixed(1)} s (${(emulatedSeconds / nativeSeconds).toFixed(1)}× the native)\n`,
+    )
+  } finally {
+    await server.stop()
+    await rm(root, {recursive: true, force: true})
+  }
+}
+
 export async function run(): Promise<void> {
   const root = await mkdtemp(path.join(tmpdir(), 'flotilla-bench-push-'))
   try {
@@ -129,6 +186,7 @@ export async function run(): Promise<void> {
     const ratio = times['tar -cz'] / times.flotilla
     process.stdout.write(`  flotilla speed / tar -cz speed: ${ratio.toFixed(2)}× (target ≥ 1: ${ratio >= 1 ? 'ok' : 'UNDER TARGET'})\n`)
     await timeEndToEndPushes(root)
+    await timeEmulatedBuilds()
   } finally {
     await rm(root, {recursive: true, force: true})
   }

@@ -19,7 +19,7 @@ import {ownContainerImage, runInHostContainer} from './host-container.js'
 import {startLocalApi} from './local-api.js'
 import {LogShipper, logStreamSender} from './log-shipper.js'
 import {ensureRegistered} from './provisioning.js'
-import {converge, type CurrentState, desiredAppsOf, type Plan, type PlanOptions, stepFailureLine} from './reconciler.js'
+import {converge, type CurrentState, desiredAppsOf, type Plan, type PlanOptions, refusalLine, stepFailureLine} from './reconciler.js'
 import {directAccessOf, startShellService} from './shell-service.js'
 import {buildStateReport, type DeviceFacts, gatherDeviceFacts, StateReporter, stateReportSender} from './state-reporter.js'
 import {TargetPoller, fetchTargetState} from './target-poller.js'
@@ -282,7 +282,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
           status: updating ? 'Updating' : 'Idle',
           update_pending: updating,
           update_downloaded: snapshot.plan ? !snapshot.plan.steps.some((step) => step.action === 'fetch') : false,
-          update_failed: false,
+          update_failed: (snapshot.plan?.refused.length ?? 0) > 0,
           download_progress: null,
         }
       },
@@ -365,6 +365,19 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     return undefined
   }
 
+  // Each refusal is said once in the device's logs, not at every round; again only if it comes back.
+  let announcedRefusals = new Set<string>()
+  const announceRefusals = (plan: Plan) => {
+    const now = new Set<string>()
+    for (const refusal of plan.refused) {
+      const key = `${refusal.appId}/${refusal.serviceName}/${refusal.image}`
+      now.add(key)
+      if (!announcedRefusals.has(key)) shipper.systemLine(refusalLine(refusal), refusal.serviceId)
+    }
+
+    announcedRefusals = now
+  }
+
   let facts: DeviceFacts = {}
   let factsAt = 0
   const downloadProgress = new Map<string, number>()
@@ -390,6 +403,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         shipper.systemLine(stepFailureLine(step, error))
       },
     })
+    announceRefusals(result.plan)
     snapshot.current = result.current
     snapshot.plan = result.plan
     snapshot.target = stored.target

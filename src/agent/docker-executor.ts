@@ -4,6 +4,7 @@ import path from 'node:path'
 import type Docker from 'dockerode'
 
 import {writeFileAtomic} from '../atomic-file.js'
+import {ImagePlatformCheck} from './image-platform.js'
 import {
   type ContainerStatus,
   type CurrentContainer,
@@ -28,6 +29,8 @@ export interface DockerExecutorOptions {
   /** The agent's own lines for the device logs ("Downloading image …"). */
   onSystemLog?: (message: string, serviceId?: number) => void
   onDownloadProgress?: (image: string, percent: number) => void
+  /** Where the kernel's binfmt_misc is mounted, to tell which foreign CPUs are emulated (default /proc/sys/fs/binfmt_misc). */
+  binfmtMisc?: string
 }
 
 export interface ContainerEvent {
@@ -70,10 +73,12 @@ export function ownerLabel(deviceUuid: string): string {
 export class DockerExecutor implements StepExecutor {
   private readonly docker: Docker
   private readonly fetchedImagesFile: string
+  private readonly platformCheck: ImagePlatformCheck
 
   constructor(private readonly options: DockerExecutorOptions) {
     this.docker = options.docker
     this.fetchedImagesFile = path.join(options.dataDir, 'fetched-images.json')
+    this.platformCheck = new ImagePlatformCheck(options.docker, options.binfmtMisc)
   }
 
   get ownerLabel(): string {
@@ -86,7 +91,7 @@ export class DockerExecutor implements StepExecutor {
   /** The same folder as the engine sees it: what services bind-mount. */
   hostLockDirOf = (appId: number): string => path.join(path.resolve(this.options.hostDataDir ?? this.options.dataDir), 'update-locks', String(appId))
 
-  async readCurrentState(): Promise<CurrentState> {
+  async readCurrentState(wantedImages: string[] = []): Promise<CurrentState> {
     const [containers, images, volumes, fetched, lockedAppIds, networks] = await Promise.all([
       this.docker.listContainers({all: true, filters: {label: [`${LABELS.supervised}=true`, this.ownerLabel]}}),
       this.docker.listImages(),
@@ -97,6 +102,7 @@ export class DockerExecutor implements StepExecutor {
       this.docker.listNetworks({filters: {label: [`${LABELS.supervised}=true`, this.ownerLabel]}}),
     ])
     const references = images.flatMap((image) => [...(image.RepoTags ?? []), ...(image.RepoDigests ?? [])]).filter((reference) => !reference.includes('<none>'))
+    const unrunnableImages = await this.unrunnableAmong(images, wantedImages)
     return {
       containers: containers.map((container): CurrentContainer => {
         const labels = container.Labels ?? {}
@@ -124,7 +130,26 @@ export class DockerExecutor implements StepExecutor {
       fetchedImages: references.filter((reference) => fetched.has(normalizeImageReference(reference))),
       volumes: (volumes.Volumes ?? []).map((volume) => volume.Name),
       lockedAppIds,
+      ...(Object.keys(unrunnableImages).length > 0 ? {unrunnableImages} : {}),
     }
+  }
+
+  /**
+   * Which of the wanted images the engine holds but cannot run, and why: an image made for another CPU than the
+   * engine's, with no emulator registered for it, would only crash at each start ("exec format error").
+   */
+  private async unrunnableAmong(images: Docker.ImageInfo[], wantedImages: string[]): Promise<Record<string, string>> {
+    const unrunnable: Record<string, string> = {}
+    if (wantedImages.length === 0) return unrunnable
+    const wanted = new Set(wantedImages.map(normalizeImageReference))
+    for (const image of images) {
+      const reference = [...(image.RepoTags ?? []), ...(image.RepoDigests ?? [])].find((candidate) => wanted.has(normalizeImageReference(candidate)))
+      if (!reference) continue
+      const reason = await this.platformCheck.whyUnrunnable(image.Id)
+      if (reason !== undefined) unrunnable[reference] = reason
+    }
+
+    return unrunnable
   }
 
   async apply(step: Step): Promise<void> {

@@ -83,6 +83,8 @@ export interface CurrentState {
   /** The app networks this agent created. */
   networks?: CurrentNetwork[]
   lockedAppIds: number[]
+  /** Images the engine holds but cannot run (made for another CPU, with no emulator for it), by reference: why. */
+  unrunnableImages?: Record<string, string>
 }
 
 export interface ContainerSpec {
@@ -187,6 +189,8 @@ export interface Plan {
   steps: Step[]
   /** Services whose update waits for their app's update lock to be released. */
   waitingForLock: Array<{appId: number; serviceName: string}>
+  /** Services not started because the engine cannot run their image; whatever runs of them meanwhile stays. */
+  refused: Array<{appId: number; serviceName: string; serviceId: number; image: string; reason: string}>
 }
 
 export function containerNameOf(service: {serviceName: string; imageId: number; releaseId: number; commit: string}): string {
@@ -546,6 +550,14 @@ function planNetworkRemovals(current: CurrentState, networks: DesiredNetwork[], 
   }
 }
 
+/** Why the engine cannot run an image it holds, or undefined when it can (or does not hold it yet). */
+export function unrunnableReason(current: CurrentState, image: string): string | undefined {
+  if (!current.unrunnableImages) return undefined
+  const wanted = normalizeImageReference(image)
+  const found = Object.entries(current.unrunnableImages).find(([reference]) => normalizeImageReference(reference) === wanted)
+  return found?.[1]
+}
+
 /**
  * The next steps from the current state towards the target. Only steps whose preconditions hold now are
  * planned; the executor applies them in order and plans again, until nothing remains.
@@ -553,6 +565,7 @@ function planNetworkRemovals(current: CurrentState, networks: DesiredNetwork[], 
 export function planSteps(current: CurrentState, target: TargetDevice, options: PlanOptions): Plan {
   const steps: Step[] = []
   const waitingForLock: Plan['waitingForLock'] = []
+  const refused: Plan['refused'] = []
   const apps = desiredAppsOf(target, options)
   const desired = apps.flatMap((app) => app.services)
   const networks = apps.flatMap((app) => app.networks)
@@ -592,6 +605,12 @@ export function planSteps(current: CurrentState, target: TargetDevice, options: 
       continue
     }
 
+    const unrunnable = unrunnableReason(current, service.image)
+    if (unrunnable !== undefined) {
+      refused.push({appId: service.appId, serviceName: service.serviceName, serviceId: service.serviceId, image: service.image, reason: unrunnable})
+      continue
+    }
+
     const outdated = containers
     const imageReady = hasImage(current, service.image)
     const killFirst = service.strategy === 'kill-then-download' || service.strategy === 'delete-then-download'
@@ -623,7 +642,7 @@ export function planSteps(current: CurrentState, target: TargetDevice, options: 
     if (!imagesInUse.has(normalizeImageReference(image))) steps.push({action: 'removeImage', image})
   }
 
-  return {steps, waitingForLock}
+  return {steps, waitingForLock, refused}
 }
 
 /** What a step acts on, in words for the device's log. */
@@ -671,9 +690,15 @@ export function stepFailureLine(step: Step, error: unknown): string {
   return `Failed to ${step.action} ${describeStep(step)}: ${reason}`
 }
 
+/** The device-log line for a service whose image the engine cannot run, saying what to do. */
+export function refusalLine(refusal: Plan['refused'][number]): string {
+  return `Refusing to start service '${refusal.serviceName}': image '${refusal.image}' ${refusal.reason} — push a release built for this device's architecture, or install qemu-user-static and binfmt-support on the device to emulate it`
+}
+
 /** What the reconciler needs of an engine: read what it holds, apply one step. */
 export interface StepExecutor {
-  readCurrentState(): Promise<CurrentState>
+  /** `wantedImages`: the target's images, whose platform the executor checks when the engine holds them. */
+  readCurrentState(wantedImages?: string[]): Promise<CurrentState>
   apply(step: Step): Promise<void>
 }
 
@@ -716,15 +741,16 @@ function serviceKeyOf(step: Step): string {
 export async function converge(executor: StepExecutor, target: TargetDevice, options: ConvergeOptions): Promise<ConvergeResult> {
   const failures: ConvergeResult['failures'] = []
   const maxRounds = options.maxRounds ?? 10
+  const wantedImages = [...new Set(desiredAppsOf(target, options).flatMap((app) => app.services.map((service) => service.image)))]
   for (let round = 0; ; round++) {
-    const current = await executor.readCurrentState()
+    const current = await executor.readCurrentState(wantedImages)
     const plan = planSteps(current, target, options)
     if (plan.steps.length === 0 || round === maxRounds || options.signal?.aborted) return {current, plan, settled: plan.steps.length === 0, failures}
     options.onPlan?.(current, plan)
     const failedServices = new Set<string>()
     let succeeded = 0
     for (const step of plan.steps) {
-      if (options.signal?.aborted) return {current: await executor.readCurrentState(), plan, settled: false, failures}
+      if (options.signal?.aborted) return {current: await executor.readCurrentState(wantedImages), plan, settled: false, failures}
       const key = serviceKeyOf(step)
       if (failedServices.has(key)) continue
       try {
@@ -737,6 +763,6 @@ export async function converge(executor: StepExecutor, target: TargetDevice, opt
       }
     }
 
-    if (succeeded === 0) return {current: await executor.readCurrentState(), plan, settled: false, failures}
+    if (succeeded === 0) return {current: await executor.readCurrentState(wantedImages), plan, settled: false, failures}
   }
 }

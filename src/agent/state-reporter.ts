@@ -68,6 +68,8 @@ export function buildStateReport(input: StateReportInput): StateReport {
     if (app.commit) {
       let downloading = false
       let converged = true
+      // The engine cannot run one of the release's images: balena's word for a release a device will not run.
+      let rejected = false
       const services: AppStateReport['releases'][string]['services'] = {}
       for (const service of app.services) {
         const installed = containers.find((container) => container.name === service.spec.name && container.configHash === service.configHash)
@@ -78,6 +80,12 @@ export function buildStateReport(input: StateReportInput): StateReport {
         }
 
         converged = false
+        if (plan?.refused.some((refusal) => refusal.appId === app.appId && refusal.serviceName === service.serviceName)) {
+          rejected = true
+          services[service.serviceName] = {image: service.image, status: 'Dead', download_progress: null}
+          continue
+        }
+
         const fetched = hasImage(current, service.image)
         downloading ||= !fetched
         services[service.serviceName] = {
@@ -89,8 +97,8 @@ export function buildStateReport(input: StateReportInput): StateReport {
 
       const leftovers = containers.some((container) => container.commit !== app.commit || !app.services.some((service) => service.serviceName === container.serviceName))
       const waiting = plan?.waitingForLock.some((entry) => entry.appId === app.appId) ?? false
-      const updateStatus: UpdateStatus = converged && !leftovers ? 'done' : downloading ? 'downloading' : waiting ? 'downloaded' : 'applying changes'
-      updating ||= updateStatus !== 'done'
+      const updateStatus: UpdateStatus = converged && !leftovers ? 'done' : downloading ? 'downloading' : rejected ? 'rejected' : waiting ? 'downloaded' : 'applying changes'
+      updating ||= updateStatus !== 'done' && updateStatus !== 'rejected'
       report.releases[app.commit] = {update_status: updateStatus, services}
     }
 

@@ -20,7 +20,7 @@ const UPLOAD_LINE_INTERVAL_MS = 200
 
 export default class Push extends FlotillaCommand {
   static override summary = "Build a project folder on the fleet's builder and release it"
-  static override description = `Packs the folder (honouring .dockerignore), uploads it to the builder, streams the build, and makes the release the fleet's target when it succeeds (unless --draft or the fleet is pinned). Recognises a Dockerfile, a Dockerfile.template, Dockerfile.<device-type> / Dockerfile.<arch> variants, and docker-compose.yml with several services. In docker-compose.yml, \${VAR} is substituted from this shell and the project's .env (the shell wins), each service's env_file is merged into its environment, and a service whose build context has its own .dockerignore follows it for that folder. Ctrl-C cancels the build.`
+  static override description = `Packs the folder (honouring .dockerignore), uploads it to the builder, streams the build, and makes the release the fleet's target when it succeeds (unless --draft or the fleet is pinned). Recognises a Dockerfile, a Dockerfile.template, Dockerfile.<device-type> / Dockerfile.<arch> variants, and docker-compose.yml with several services. In docker-compose.yml, \${VAR} is substituted from this shell and the project's .env (the shell wins), each service's env_file is merged into its environment, and a service whose build context has its own .dockerignore follows it for that folder. Images are built for the fleet's CPU architecture; a service with only an image: is pulled for it and released with the others, with the credentials of .balena/registry-secrets.json when the project has one. Ctrl-C cancels the build.`
 
   static override examples = [
     '<%= config.bin %> push myfleet',

@@ -48,6 +48,46 @@ export function ensureBaseImage(): Promise<string> {
   return baseImageReady.then(() => BASE_IMAGE)
 }
 
+const platformImagesReady = new Map<string, Promise<void>>()
+
+/**
+ * A busybox base image whose config says it is for `platform` (`linux/arm64`), made by
+ * scripts/make-platform-base-image.sh from Debian's busybox-static of that architecture, or of `debianArch` to
+ * make one that lies about its platform; once per test process. Running a foreign one needs qemu-user-static.
+ */
+export function ensurePlatformBaseImage(platform: string, debianArch?: string): Promise<string> {
+  const image = `flotilla-test/busybox-${platform.replace(/^linux\//, '').replaceAll('/', '-')}${debianArch ? `-from-${debianArch}` : ''}:latest`
+  let ready = platformImagesReady.get(image)
+  if (!ready) {
+    ready = ensureDocker().then(() => runScript('make-platform-base-image.sh', [image, platform, ...(debianArch ? [debianArch] : [])]))
+    ready.catch(() => platformImagesReady.delete(image))
+    platformImagesReady.set(image, ready)
+  }
+
+  return ready.then(() => image)
+}
+
+/**
+ * Pushes `images` (one per platform) to `<registry>/<name>` and a manifest list of them as `<registry>/<name>:latest`,
+ * as a multi-platform image is published, and leaves none of them in the engine: a build must pull the variant it
+ * wants. Returns the list's reference.
+ */
+export async function pushMultiPlatformImage(registry: string, name: string, images: string[]): Promise<string> {
+  const list = `${registry}/${name}:latest`
+  const variants: string[] = []
+  for (const [index, image] of images.entries()) {
+    const variant = `${registry}/${name}:variant-${index}`
+    await run('docker', ['tag', image, variant])
+    await run('docker', ['push', '--quiet', variant])
+    variants.push(variant)
+  }
+
+  await run('docker', ['manifest', 'create', '--insecure', list, ...variants])
+  await run('docker', ['manifest', 'push', '--insecure', '--purge', list])
+  await run('docker', ['image', 'rm', ...variants])
+  return list
+}
+
 export interface RunningRegistry {
   /** `127.0.0.1:<port>`, as image names and `docker push` want it. */
   address: string

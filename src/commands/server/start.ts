@@ -22,6 +22,7 @@ async function readPem(file: string, flag: string): Promise<string> {
 export default class ServerStart extends FlotillaCommand {
   static override summary = 'Run the local fleet server'
   static override description = `Serves the balena-compatible fleet API on one HTTP port (also the tunnel proxy of flotilla tunnel), over a SQLite database in the data directory, and an SSH port for devices' links and flotilla ssh.
+Releases are built for each fleet's CPU architecture (aarch64 as linux/arm64, armv7hf as linux/arm/v7, …); RUN steps for another CPU than this machine's run under emulation, which needs qemu-user-static and binfmt-support: without them a warning says so at start. Image-only services of a compose file are taken from the engine when it has them for the fleet's platform, else pulled (Docker Hub images from --registry-mirror when given).
 On the first start with an empty database it creates the admin user from FLOTILLA_ADMIN_EMAIL, FLOTILLA_ADMIN_PASSWORD and FLOTILLA_ADMIN_USERNAME (default "admin"); without a password it generates one and prints it once.
 Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log every request to stderr.`
 
@@ -41,6 +42,7 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     'data-dir': Flags.string({description: 'where the database and secrets live [default: <flotilla data dir>/server]'}),
     'ssh-port': Flags.integer({description: 'SSH port: devices\' links, and the gateway of flotilla ssh (0 picks a free one)', default: 2222, min: 0, max: 65_535}),
     registry: Flags.string({description: 'host:port of the Docker registry images are pushed to, announced to clients'}),
+    'registry-mirror': Flags.string({description: 'host:port of a Docker Hub mirror the images of image-only services are pulled from when the engine lacks them'}),
     'max-build-context': Flags.integer({description: 'largest build context accepted from a push, in MiB unpacked', default: 2048, min: 1}),
     'max-upload': Flags.integer({description: 'largest upload accepted from a push, in MiB as sent (gzip\'d)', default: 1024, min: 1}),
     'build-timeout': durationFlag({description: 'how long a release\'s build may take before it fails (90s, 30m, 2h; a bare number is minutes)', defaultMs: 60 * 60_000, defaultHelp: '60m'}),
@@ -76,6 +78,7 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
         uploadLimits: {maxBytes: flags['max-build-context'] * 1024 * 1024, maxUploadBytes: flags['max-upload'] * 1024 * 1024, maxEntries: 200_000},
         network: flags['build-network'] as BuildNetwork,
         timeoutMs: flags['build-timeout'],
+        registryMirror: flags['registry-mirror'] ?? null,
       },
       logger: {level: level as LogLevel},
       deviceHeartbeatTimeoutMs: flags['device-heartbeat-timeout'] * 1000,
@@ -102,6 +105,9 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     }
 
     this.output.line(`flotilla server listening on ${url}, SSH on port ${server.address().sshPort}`)
+    const {startupEmulationWarning} = await import('../../server/builder/emulation.js')
+    const emulationWarning = await startupEmulationWarning(process.arch)
+    if (emulationWarning) this.output.warn(emulationWarning)
     if (!flags['public-url'] && isWildcardAddress(flags.host)) {
       this.output.warn(`clients and devices are told to reach this server at ${server.publicUrl()}: set --public-url to the address they can reach`)
     }

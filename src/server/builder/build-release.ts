@@ -5,10 +5,13 @@ import type Docker from 'dockerode'
 
 import {ExpectedError} from '../../errors.js'
 import type {BuildEvent} from '../../protocol/build-events.js'
-import {describeProject, type BuildService} from '../../project/detect.js'
-import {readContextIgnore} from '../../project/ignore.js'
+import {type BuildService, describeProject, type ImageService, type ProjectService} from '../../project/detect.js'
+import {type ProjectIgnore, readContextIgnore} from '../../project/ignore.js'
 import {resolveDockerfileTemplate} from '../../project/template.js'
-import {type BuildLine, type BuildNetwork, buildServiceImage, pushImage} from './docker-builder.js'
+import {formatPlatform, type Platform, platformMatches, platformOfArch} from '../../protocol/platform.js'
+import {BuildFailedError, type BuildLine, type BuildNetwork, buildServiceImage, type BuiltImage, inspectLocalImage, pullImage, pushImage, tagImage} from './docker-builder.js'
+import {emulationNotice} from './emulation.js'
+import {mirroredReference, pullCredentials, readRegistrySecrets, REGISTRY_SECRETS_PATH, type RegistrySecrets} from './image-sources.js'
 import type {UploadedProject} from './upload.js'
 
 /** What the build needs of the database; the route supplies it, so this module stays free of SQL. */
@@ -16,7 +19,7 @@ export interface BuildStore {
   /** The service row of the fleet named so, created when missing. */
   ensureService(serviceName: string): Promise<number>
   /** A new image row for a service of this release; returns its id and the repository it is stored under. */
-  createImage(serviceId: number, details: {dockerfile: string; projectType: string}): Promise<{imageId: number; location: string}>
+  createImage(serviceId: number, details: {dockerfile: string | null; projectType: string}): Promise<{imageId: number; location: string}>
   updateImage(imageId: number, patch: Record<string, unknown>): Promise<void>
   /** Whether someone cancelled the release meanwhile (balena clients PATCH its status). */
   isCancelled(): Promise<boolean>
@@ -31,6 +34,8 @@ export interface ReleaseBuildRequest {
   nocache: boolean
   /** `host:port` of the registry images are pushed to; null keeps them in the local engine. */
   registry: string | null
+  /** `host:port` of a Docker Hub mirror that image-only services are pulled from when the engine lacks them. */
+  registryMirror?: string | null
   store: BuildStore
   /** The network RUN steps get: none, the engine's default bridge, or the host's (which reaches the server's loopback). */
   network: BuildNetwork
@@ -66,23 +71,158 @@ async function dockerfileFor(project: UploadedProject, service: BuildService, de
   return {path: RESOLVED_DOCKERFILE, text: resolved, extraFiles: {[RESOLVED_DOCKERFILE]: resolved}}
 }
 
+/** What every service's job of one release shares. */
+interface ReleaseJob {
+  request: ReleaseBuildRequest
+  platform: Platform
+  secrets: RegistrySecrets
+  signal: AbortSignal
+  /** Why the build stopped when it ran out of time. */
+  timeout: {signal: AbortSignal; message: string}
+  say: (message: string, extra?: {isError?: boolean; isSuccess?: boolean; replace?: boolean}) => void
+}
+
+/** An image made for a service, ready under its tag in the engine. */
+type MadeImage = BuiltImage
+
+/** Refuses an image made for another platform than the fleet's, saying where it came from and what to do. */
+function checkPlatform(job: ReleaseJob, image: MadeImage, origin: string): void {
+  if (platformMatches(image.platform, job.platform)) return
+  const wanted = formatPlatform(job.platform)
+  throw new BuildFailedError(
+    `the image is for ${formatPlatform(image.platform)}, not ${wanted} as ${job.request.deviceType} devices need: ${origin} — use an image that has a ${wanted} variant (on the server: docker pull --platform ${wanted} <image>)`,
+  )
+}
+
+async function buildImageOf(job: ReleaseJob, service: BuildService, dockerfile: ServiceDockerfile, tag: string, onLine: (line: BuildLine) => void): Promise<MadeImage> {
+  const {request} = job
+  const ignore = await readContextIgnore(request.project, service.context)
+  const built = await buildServiceImage(request.docker, {
+    serviceName: service.serviceName,
+    context: request.project.contextTar(service.context, withoutRegistrySecrets(ignore, service.context), dockerfile.extraFiles),
+    dockerfile: dockerfile.path,
+    network: request.network,
+    tag,
+    buildArgs: service.args,
+    platform: formatPlatform(job.platform),
+    nocache: request.nocache,
+    signal: job.signal,
+    onLine,
+  })
+  checkPlatform(job, built, 'its base image in the server\'s engine is for another platform')
+  return built
+}
+
+/** The upload's registry credentials never reach an image, whatever the Dockerfile copies. */
+function withoutRegistrySecrets(ignore: ProjectIgnore, context: string): ProjectIgnore {
+  const secretsPath = path.posix.relative(context, REGISTRY_SECRETS_PATH)
+  return {ignores: (relativePath) => relativePath === secretsPath || ignore.ignores(relativePath)}
+}
+
 /**
- * Builds every service of an unpacked project in parallel, pushes the images, and records each image's outcome.
- * The release's own status is the caller's to write, from the result: success only when every image is built
+ * An image-only service's image: the engine's own copy when it has one for the fleet's platform, else pulled for
+ * that platform (from the Docker Hub mirror when one is configured, with the upload's registry credentials).
+ */
+async function fetchImageOf(job: ReleaseJob, service: ImageService, tag: string, onLine: (line: BuildLine) => void): Promise<MadeImage> {
+  const {docker} = job.request
+  const platform = formatPlatform(job.platform)
+  let local = await inspectLocalImage(docker, service.image)
+  if (!local || !platformMatches(local.platform, job.platform)) {
+    const mirrored = job.request.registryMirror ? mirroredReference(service.image, job.request.registryMirror) : undefined
+    const source = mirrored ?? service.image
+    onLine({message: `Pulling ${source} for ${platform}`})
+    try {
+      await pullImage(docker, {reference: source, platform, auth: pullCredentials(job.secrets, source), signal: job.signal, onLine})
+    } catch (error) {
+      throw new BuildFailedError(`could not pull image "${source}" for ${platform}: ${(error as Error).message}`)
+    }
+
+    if (mirrored) await tagImage(docker, mirrored, service.image.includes(':') || service.image.includes('@') ? service.image : `${service.image}:latest`)
+    local = await inspectLocalImage(docker, source)
+    if (!local) throw new BuildFailedError(`image "${source}" was pulled but the engine does not have it`)
+  }
+
+  checkPlatform(job, local, `image "${service.image}" has no ${platform} variant`)
+  await tagImage(docker, local.imageId, tag)
+  onLine({message: `Using ${service.image} (${local.imageId.slice(0, 19)})`})
+  return local
+}
+
+/** Makes one service's image (built or fetched), pushes it, and records the outcome; returns the failure line, if any. */
+async function makeServiceImage(job: ReleaseJob, service: ProjectService, tags: string[]): Promise<string | undefined> {
+  const {request} = job
+  const prefix = `[${service.serviceName}]`
+  const serviceLog: string[] = []
+  const onLine = (line: BuildLine) => {
+    if (!line.replace) serviceLog.push(line.message)
+    job.say(`${prefix} ${line.message}`, {replace: line.replace})
+  }
+
+  let imageRow: {imageId: number; location: string} | undefined
+  try {
+    const serviceId = await request.store.ensureService(service.serviceName)
+    const dockerfile = service.type === 'build' ? await dockerfileFor(request.project, service, request.deviceType, request.arch) : undefined
+    imageRow = await request.store.createImage(serviceId, {dockerfile: dockerfile?.text ?? null, projectType: projectTypeOf(service)})
+    const tag = `${imageRow.location}:latest`
+    tags.push(tag)
+    await request.store.updateImage(imageRow.imageId, {status: 'running', start_timestamp: new Date().toISOString()})
+    const made = service.type === 'build' ? await buildImageOf(job, service, dockerfile as ServiceDockerfile, tag, onLine) : await fetchImageOf(job, service, tag, onLine)
+    const contentHash = request.registry ? await pushImage(request.docker, tag, onLine, job.signal) : made.imageId
+    await request.store.updateImage(imageRow.imageId, {
+      status: 'success',
+      image_size: made.size,
+      content_hash: contentHash,
+      architecture: formatPlatform(made.platform),
+      push_timestamp: request.registry ? new Date().toISOString() : null,
+      end_timestamp: new Date().toISOString(),
+      build_log: serviceLog.join('\n'),
+    })
+    job.say(`${prefix} Image ${service.type === 'build' ? 'built' : 'ready'} for ${formatPlatform(made.platform)} (${(made.size / 1024 / 1024).toFixed(1)} MiB)`)
+    return undefined
+  } catch (error) {
+    const message = job.timeout.signal.aborted ? job.timeout.message : job.signal.aborted ? 'build cancelled' : error instanceof Error ? error.message : String(error)
+    if (imageRow) {
+      await request.store.updateImage(imageRow.imageId, {
+        status: job.signal.aborted && request.signal.aborted ? 'cancelled' : 'failed',
+        error_message: message,
+        end_timestamp: new Date().toISOString(),
+        build_log: serviceLog.join('\n'),
+      })
+    }
+
+    return `${prefix} ${message}`
+  }
+}
+
+/** The fleet's platform, or a refusal for an architecture flotilla cannot build for. */
+function fleetPlatform(request: ReleaseBuildRequest): Platform {
+  const platform = platformOfArch(request.arch)
+  if (!platform) throw new ExpectedError(`fleets of CPU architecture "${request.arch}" (${request.deviceType}) cannot be built for by this server`)
+  return platform
+}
+
+/**
+ * Makes every service's image of an uploaded project in parallel, for the fleet's platform: builds the ones with
+ * a Dockerfile, fetches the image-only ones; pushes the images and records each image's outcome.
+ * The release's own status is the caller's to write, from the result: success only when every image is made
  * and pushed. A failed or cancelled build removes the images it tagged, so nothing is left under the fleet's names.
  */
 export async function buildRelease(request: ReleaseBuildRequest): Promise<ReleaseBuildResult> {
   const log: string[] = []
-  const say = (message: string, extra: {isError?: boolean; isSuccess?: boolean; replace?: boolean} = {}) => {
+  const say: ReleaseJob['say'] = (message, extra = {}) => {
     if (!extra.replace) log.push(message)
     request.emit({message, ...extra})
   }
 
   let project
+  let platform: Platform
+  let secrets: RegistrySecrets
   try {
+    platform = fleetPlatform(request)
     // No environment: `${VAR}` takes values from the project's .env only (flotilla's CLI sends the compose file
     // already resolved from the user's shell); the server's own environment never reaches a release.
     project = await describeProject(request.project, {deviceType: request.deviceType, arch: request.arch, dockerfile: request.dockerfilePath})
+    secrets = await readRegistrySecrets(request.project)
   } catch (error) {
     const message = error instanceof ExpectedError ? error.message : String(error)
     say(`[Error] ${message}`, {isError: true})
@@ -90,67 +230,24 @@ export async function buildRelease(request: ReleaseBuildRequest): Promise<Releas
   }
 
   for (const warning of project.warnings) say(`[Warn] ${warning}`)
-  const builds = project.services.filter((service): service is BuildService => service.type === 'build')
-  say(`[Info] Building ${builds.map((service) => service.serviceName).join(', ')} for ${request.deviceType} (${request.arch})`)
+  say(`[Info] Building ${project.services.map((service) => service.serviceName).join(', ')} for ${request.deviceType} (${request.arch}, ${formatPlatform(platform)})`)
+  if (project.services.some((service) => service.type === 'build')) {
+    const notice = await emulationNotice((await request.docker.info()).Architecture as string, platform)
+    if (notice) say(notice)
+  }
+
   const tags: string[] = []
-  const failures: string[] = []
   const stopOthers = new AbortController()
   const timeout = AbortSignal.timeout(request.timeoutMs)
-  const signal = AbortSignal.any([request.signal, stopOthers.signal, timeout])
   const timedOut = `the build took longer than ${formatDuration(request.timeoutMs)}, the server's limit (server start --build-timeout)`
-
+  const job: ReleaseJob = {request, platform, secrets, say, signal: AbortSignal.any([request.signal, stopOthers.signal, timeout]), timeout: {signal: timeout, message: timedOut}}
+  const failures: string[] = []
   await Promise.all(
-    builds.map(async (service) => {
-      const prefix = `[${service.serviceName}]`
-      const serviceId = await request.store.ensureService(service.serviceName)
-      let imageRow: {imageId: number; location: string} | undefined
-      const serviceLog: string[] = []
-      const onLine = (line: BuildLine) => {
-        if (!line.replace) serviceLog.push(line.message)
-        say(`${prefix} ${line.message}`, {replace: line.replace})
-      }
-
-      try {
-        const dockerfile = await dockerfileFor(request.project, service, request.deviceType, request.arch)
-        imageRow = await request.store.createImage(serviceId, {dockerfile: dockerfile.text, projectType: dockerfileKindLabel(service)})
-        const tag = `${imageRow.location}:latest`
-        tags.push(tag)
-        await request.store.updateImage(imageRow.imageId, {status: 'running', start_timestamp: new Date().toISOString()})
-        const built = await buildServiceImage(request.docker, {
-          serviceName: service.serviceName,
-          context: request.project.contextTar(service.context, await readContextIgnore(request.project, service.context), dockerfile.extraFiles),
-          dockerfile: dockerfile.path,
-          network: request.network,
-          tag,
-          buildArgs: service.args,
-          nocache: request.nocache,
-          signal,
-          onLine,
-        })
-        let contentHash = built.imageId
-        if (request.registry) contentHash = await pushImage(request.docker, tag, onLine, signal)
-        await request.store.updateImage(imageRow.imageId, {
-          status: 'success',
-          image_size: built.size,
-          content_hash: contentHash,
-          push_timestamp: request.registry ? new Date().toISOString() : null,
-          end_timestamp: new Date().toISOString(),
-          build_log: serviceLog.join('\n'),
-        })
-        say(`${prefix} Image built (${(built.size / 1024 / 1024).toFixed(1)} MiB)`)
-      } catch (error) {
-        const message = timeout.aborted ? timedOut : signal.aborted ? 'build cancelled' : error instanceof Error ? error.message : String(error)
-        failures.push(`${prefix} ${message}`)
-        stopOthers.abort()
-        if (imageRow) {
-          await request.store.updateImage(imageRow.imageId, {
-            status: signal.aborted && request.signal.aborted ? 'cancelled' : 'failed',
-            error_message: message,
-            end_timestamp: new Date().toISOString(),
-            build_log: serviceLog.join('\n'),
-          })
-        }
-      }
+    project.services.map(async (service) => {
+      const failure = await makeServiceImage(job, service, tags)
+      if (failure === undefined) return
+      failures.push(failure)
+      stopOthers.abort()
     }),
   )
 
@@ -171,7 +268,8 @@ function formatDuration(ms: number): string {
   return ms % 60_000 === 0 ? `${ms / 60_000} min` : `${ms / 1000} s`
 }
 
-function dockerfileKindLabel(service: BuildService): string {
+function projectTypeOf(service: ProjectService): string {
+  if (service.type === 'image') return 'Image'
   return {template: 'Dockerfile.template', 'device-type': 'Architecture-specific Dockerfile', arch: 'Architecture-specific Dockerfile', plain: 'Standard Dockerfile'}[service.dockerfileKind]
 }
 

@@ -3,6 +3,7 @@ import type {Readable} from 'node:stream'
 import type Docker from 'dockerode'
 
 import {ExpectedError} from '../../errors.js'
+import {type Platform, platformOfImage} from '../../protocol/platform.js'
 
 /** One line of a service's build output; `replace` lines (progress) overwrite the previous one on a terminal. */
 export interface BuildLine {
@@ -23,6 +24,8 @@ export interface ServiceImageBuild {
   /** The tag the built image gets (`<registry>/v2/<hash>:latest` or a local name). */
   tag: string
   buildArgs?: Record<string, string>
+  /** The platform the image is built for (`linux/arm64`); RUN steps of a foreign one run under emulation. */
+  platform?: string
   network: BuildNetwork
   nocache?: boolean
   signal?: AbortSignal
@@ -32,6 +35,7 @@ export interface ServiceImageBuild {
 export interface BuiltImage {
   imageId: string
   size: number
+  platform: Platform
 }
 
 export class BuildFailedError extends ExpectedError {}
@@ -81,6 +85,7 @@ export async function buildServiceImage(docker: Docker, build: ServiceImageBuild
     rm: true,
     forcerm: true,
     networkmode: build.network,
+    ...(build.platform ? {platform: build.platform} : {}),
     abortSignal: build.signal,
   } as Docker.ImageBuildOptions)
   let failure: string | undefined
@@ -92,7 +97,45 @@ export async function buildServiceImage(docker: Docker, build: ServiceImageBuild
   })
   if (failure !== undefined) throw new BuildFailedError(`service ${build.serviceName} failed to build: ${failure.trim()}`)
   const image = await docker.getImage(build.tag).inspect()
-  return {imageId: imageId ?? image.Id, size: image.Size}
+  return {imageId: imageId ?? image.Id, size: image.Size, platform: platformOfImage(image)}
+}
+
+export interface ImagePull {
+  /** What to pull, as an engine names it (`redis:7`, `registry.example:5000/team/app@sha256:…`). */
+  reference: string
+  platform: string
+  auth?: Docker.AuthConfig
+  signal?: AbortSignal
+  onLine: (line: BuildLine) => void
+}
+
+/** Pulls an image for a platform into the engine, streaming its progress; fails with the engine's own error message. */
+export async function pullImage(docker: Docker, pull: ImagePull): Promise<void> {
+  // The engine wants an X-Registry-Auth header even for a registry without auth: an empty one does.
+  const stream = await docker.pull(pull.reference, {platform: pull.platform, authconfig: pull.auth ?? {}, abortSignal: pull.signal} as Record<string, unknown>)
+  let failure: string | undefined
+  await readDockerMessages(stream, (message) => {
+    if (message.error !== undefined) failure = message.errorDetail?.message ?? message.error
+    else forwardMessage(message, pull.onLine)
+  })
+  if (failure !== undefined) throw new BuildFailedError(failure.trim())
+}
+
+/** The image a reference names in the engine, with its platform and size; undefined when the engine has none. */
+export async function inspectLocalImage(docker: Docker, reference: string): Promise<(BuiltImage & {platform: Platform}) | undefined> {
+  try {
+    const image = await docker.getImage(reference).inspect()
+    return {imageId: image.Id, size: image.Size, platform: platformOfImage(image)}
+  } catch (error) {
+    if ((error as {statusCode?: number}).statusCode === 404) return undefined
+    throw error
+  }
+}
+
+/** Gives an image in the engine another name (`<registry>/v2/<hash>:latest`). */
+export async function tagImage(docker: Docker, reference: string, tag: string): Promise<void> {
+  const colon = tag.lastIndexOf(':')
+  await docker.getImage(reference).tag({repo: tag.slice(0, colon), tag: tag.slice(colon + 1)})
 }
 
 /** Pushes a built image to its registry (the tag names it); returns the digest the registry answered. */

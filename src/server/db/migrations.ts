@@ -321,6 +321,16 @@ const balenaSdkFields: Migration = {
   },
 }
 
+/**
+ * The platform each image was made for (`linux/arm64`, `linux/arm/v7`), as the engine reported it once the image
+ * was built or pulled: a flotilla field (balena's image has none), null for images made before or by `deploy`.
+ */
+const imageArchitecture: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema.alterTable('image').addColumn('architecture', 'text').execute()
+  },
+}
+
 /** Every schema change in order; a name once shipped is never edited, only followed by a new one. */
 export const MIGRATIONS: Record<string, Migration> = {
   '0001_initial_schema': initialSchema,
@@ -331,6 +341,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0006_balena_cli_fields': balenaCliFields,
   '0007_application_types': applicationTypes,
   '0008_balena_sdk_fields': balenaSdkFields,
+  '0009_image_architecture': imageArchitecture,
 }
 
 export const migrationProvider: MigrationProvider = {

@@ -181,6 +181,8 @@ export interface ImageTable {
   project_type: string | null
   error_message: string | null
   build_log: string | null
+  /** [flotilla] The image's platform, `linux/arm64`; null when unknown. */
+  architecture: string | null
 }
 
 export interface ImageIsPartOfReleaseTable {

@@ -26,6 +26,8 @@ export interface BuilderSettings {
   network?: BuildNetwork
   /** How long one release's build may take. */
   timeoutMs?: number
+  /** `host:port` of a Docker Hub mirror image-only services are pulled from when the engine lacks them. */
+  registryMirror?: string | null
 }
 
 export const DEFAULT_BUILD_TIMEOUT_MS = 60 * 60 * 1000
@@ -238,6 +240,7 @@ export function registerBuildRoutes(app: FastifyInstance, context: ServerContext
           dockerfilePath: query.dockerfilePath || undefined,
           nocache: query.nocache === 'true',
           registry: context.registry,
+          registryMirror: settings.registryMirror ?? null,
           store: releaseStore(context.db, releaseId, fleet.id, context.registry),
           network,
           timeoutMs: settings.timeoutMs ?? DEFAULT_BUILD_TIMEOUT_MS,

@@ -8,6 +8,7 @@ import {
   LABELS,
   type PlanOptions,
   planSteps,
+  refusalLine,
   splitCommand,
   type Step,
 } from '../../../src/agent/reconciler.js'
@@ -55,6 +56,18 @@ describe('planSteps', () => {
     assert.equal(step.action === 'createAndStart' && step.service.spec.name, `main_100_10_${OLD_COMMIT}`)
   })
 
+  it('refuses a service whose image the engine cannot run, leaving the running release alone, with a line saying what to do', () => {
+    const reason = "is for linux/arm64, which this device's engine (linux, x86_64) cannot run: no emulator for arm64 is registered with binfmt_misc"
+    const plan = planSteps({...oldRunning, ...fetched(OLD_IMAGE, NEW_IMAGE), unrunnableImages: {[NEW_IMAGE]: reason}}, newTarget, options)
+    assert.deepEqual(plan.steps, [])
+    assert.deepEqual(plan.refused, [{appId: 1, serviceName: 'main', serviceId: 7, image: NEW_IMAGE, reason}])
+    assert.equal(
+      refusalLine(plan.refused[0]),
+      `Refusing to start service 'main': image '${NEW_IMAGE}' ${reason} — push a release built for this device's architecture, or install qemu-user-static and binfmt-support on the device to emulate it`,
+    )
+    assert.deepEqual(actions(planSteps({...oldRunning, ...fetched(OLD_IMAGE, NEW_IMAGE)}, newTarget, options).steps), ['kill', 'remove', 'createAndStart'])
+  })
+
   it('labels, environment, restart policy and volumes of a new container follow the target', () => {
     const [app] = desiredAppsOf(target(OLD_COMMIT, {main: service({composition: {command: ['sh', '-c', 'echo hi'], volumes: ['data:/data'], restart: 'on-failure', network_mode: 'bridge', labels: {custom: 'x'}}})}), {...options, hostNetwork: true})
     const {spec} = app.services[0]
@@ -94,7 +107,7 @@ describe('planSteps', () => {
   })
 
   it('does nothing when the target runs', () => {
-    assert.deepEqual(planSteps(oldRunning, oldTarget, options), {steps: [], waitingForLock: []})
+    assert.deepEqual(planSteps(oldRunning, oldTarget, options), {steps: [], waitingForLock: [], refused: []})
   })
 
   it('download-then-kill: fetches the new image while the old container runs, then replaces it', () => {

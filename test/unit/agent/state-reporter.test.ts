@@ -34,6 +34,21 @@ describe('buildStateReport', () => {
     })
   })
 
+  it('reports a release whose image the engine cannot run as rejected, its service dead and the device idle, the old release running', () => {
+    const report = buildStateReport({
+      deviceUuid: DEVICE,
+      target,
+      planOptions: options,
+      facts: {},
+      plan: {steps: [], waitingForLock: [], refused: [{appId: 1, serviceName: 'main', serviceId: 3, image: IMAGE, reason: 'is for linux/arm64'}]},
+      current: {containers: [installed('running', OLD)], images: [IMAGE], fetchedImages: [IMAGE], volumes: [], lockedAppIds: [], unrunnableImages: {[IMAGE]: 'is for linux/arm64'}},
+    })
+    const app = report[DEVICE].apps?.[APP]
+    assert.equal(report[DEVICE].status, 'Idle')
+    assert.equal(app?.release_uuid, OLD)
+    assert.deepEqual(app?.releases[COMMIT], {update_status: 'rejected', services: {main: {image: IMAGE, status: 'Dead', download_progress: null}}})
+  })
+
   it('reports a download under way with the old release still running', () => {
     const report = buildStateReport({
       deviceUuid: DEVICE,
@@ -56,7 +71,7 @@ describe('buildStateReport', () => {
       target,
       planOptions: options,
       facts: {},
-      plan: {steps: [], waitingForLock: [{appId: 1, serviceName: 'main'}]},
+      plan: {steps: [], waitingForLock: [{appId: 1, serviceName: 'main'}], refused: []},
       current: {containers: [installed('running', OLD)], images: [IMAGE], fetchedImages: [IMAGE], volumes: [], lockedAppIds: [1]},
     })
     assert.equal(report[DEVICE].apps?.[APP].releases[COMMIT].update_status, 'downloaded')
