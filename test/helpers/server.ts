@@ -37,9 +37,10 @@ function waitForExit(child: ChildProcess, deadlineMs: number): Promise<boolean> 
 /**
  * Starts the real `flotilla server start` on an ephemeral loopback port with a fresh data dir and a known admin,
  * and resolves once it prints its listening line (or rejects with its output when it dies or takes too long).
- * `args` are extra flags of `server start` (`['--registry', '127.0.0.1:5000']`).
+ * `args` are extra flags of `server start` (`['--registry', '127.0.0.1:5000']`). Without `--registry` the server
+ * runs with `--no-registry` (images stay in the engine), unless `managedRegistry` asks for its own token-auth registry.
  */
-export async function startServer(options: {env?: NodeJS.ProcessEnv; dataDir?: string; args?: string[]} = {}): Promise<TestServer> {
+export async function startServer(options: {env?: NodeJS.ProcessEnv; dataDir?: string; args?: string[]; managedRegistry?: boolean} = {}): Promise<TestServer> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'flotilla-server-'))
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
@@ -50,7 +51,9 @@ export async function startServer(options: {env?: NodeJS.ProcessEnv; dataDir?: s
     ...options.env,
   }
   const admin = {email: env.FLOTILLA_ADMIN_EMAIL as string, username: env.FLOTILLA_ADMIN_USERNAME as string, password: env.FLOTILLA_ADMIN_PASSWORD as string}
-  const child = spawn(process.execPath, [CLI_BIN, 'server', 'start', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--ssh-port', '0', ...(options.args ?? [])], {
+  const args = options.args ?? []
+  const registryArgs = options.managedRegistry || args.includes('--registry') ? [] : ['--no-registry']
+  const child = spawn(process.execPath, [CLI_BIN, 'server', 'start', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--ssh-port', '0', ...registryArgs, ...args], {
     cwd: PROJECT_ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -23,12 +23,15 @@ export default class ServerStart extends FlotillaCommand {
   static override summary = 'Run the local fleet server'
   static override description = `Serves the balena-compatible fleet API on one HTTP port (also the tunnel proxy of flotilla tunnel), over a SQLite database in the data directory, and an SSH port for devices' links and flotilla ssh.
 On the first start with an empty database it creates the admin user from FLOTILLA_ADMIN_EMAIL, FLOTILLA_ADMIN_PASSWORD and FLOTILLA_ADMIN_USERNAME (default "admin"); without a password it generates one and prints it once.
+By default it also runs Debian's docker-registry (when installed: apt-get install docker-registry) on a free loopback port, storing images in the data directory; it lets in only who holds a token from this server's /auth/v1/token: the builder pushing its builds, devices pulling their fleet's releases, fleet members deploying.
+An external registry (--registry) must be configured the same way: auth.token with realm <server URL>/auth/v1/token, service <its host:port>, issuer flotilla, and rootcertbundle <data dir>/registry-token.crt (made on the first start).
 Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log every request to stderr.`
 
   static override examples = [
     '<%= config.bin %> server start',
     '<%= config.bin %> server start --port 8080 --host 0.0.0.0 --public-url http://192.168.1.10:8080',
     '<%= config.bin %> server start --registry 127.0.0.1:5000',
+    '<%= config.bin %> server start --no-registry',
     '<%= config.bin %> server start --images-dir ./os-images',
     '<%= config.bin %> server start --host 0.0.0.0 --cert fleet.example.com.pem --key fleet.example.com.key',
     'FLOTILLA_ADMIN_EMAIL=me@example.com FLOTILLA_ADMIN_PASSWORD=secret123 <%= config.bin %> server start --data-dir ./fleet-data',
@@ -40,7 +43,11 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     'public-url': Flags.string({description: 'URL clients and devices reach this server at, put in the endpoints and config.json it hands out [default: the listening URL]'}),
     'data-dir': Flags.string({description: 'where the database and secrets live [default: <flotilla data dir>/server]'}),
     'ssh-port': Flags.integer({description: 'SSH port: devices\' links, and the gateway of flotilla ssh (0 picks a free one)', default: 2222, min: 0, max: 65_535}),
-    registry: Flags.string({description: 'host:port of the Docker registry images are pushed to, announced to clients'}),
+    registry: Flags.string({
+      description: 'host:port of an external Docker registry to push images to, configured for this server\'s tokens (see the description) [default: run Debian\'s docker-registry on a loopback port]',
+      exclusive: ['no-registry'],
+    }),
+    'no-registry': Flags.boolean({description: 'run without a registry: images stay in this machine\'s Docker engine, so only devices using that engine can run them'}),
     'max-build-context': Flags.integer({description: 'largest build context accepted from a push, in MiB unpacked', default: 2048, min: 1}),
     'max-upload': Flags.integer({description: 'largest upload accepted from a push, in MiB as sent (gzip\'d)', default: 1024, min: 1}),
     'build-timeout': durationFlag({description: 'how long a release\'s build may take before it fails (90s, 30m, 2h; a bare number is minutes)', defaultMs: 60 * 60_000, defaultHelp: '60m'}),
@@ -56,6 +63,14 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     'images-dir': Flags.string({description: 'folder of OS images to publish for "os versions" and "os download": <dir>/<device-type>/<version>/<image>.img[.gz] (+ .bmap)'}),
   }
 
+  /** Whether Debian's registry can be run; says what to install when it cannot. */
+  private async registryInstalled(): Promise<boolean> {
+    const {registryInstalled} = await import('../../server/registry/managed-registry.js')
+    if (await registryInstalled()) return true
+    this.output.warn('no Docker registry: images stay in this machine\'s engine, so only devices using it can run them — install Debian\'s docker-registry (apt-get install docker-registry), or name one with --registry')
+    return false
+  }
+
   async run(): Promise<void> {
     const {flags} = await this.parse(ServerStart)
     const dataDir = path.resolve(flags['data-dir'] ?? path.join(this.config.dataDir, 'server'))
@@ -65,6 +80,7 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     const {createServer, isWildcardAddress} = await import('../../server/app.js')
     const level = process.env.FLOTILLA_LOG_LEVEL || 'warn'
     if (!LOG_LEVELS.includes(level as LogLevel)) throw new UsageError(`FLOTILLA_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, not "${level}"`)
+    const manageRegistry = !flags.registry && !flags['no-registry'] && (await this.registryInstalled())
     const server = await createServer({
       dataDir,
       host: flags.host,
@@ -72,6 +88,7 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
       port: flags.port,
       sshPort: flags['ssh-port'],
       registry: flags.registry ?? null,
+      manageRegistry,
       builder: {
         uploadLimits: {maxBytes: flags['max-build-context'] * 1024 * 1024, maxUploadBytes: flags['max-upload'] * 1024 * 1024, maxEntries: 200_000},
         network: flags['build-network'] as BuildNetwork,
@@ -102,6 +119,9 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     }
 
     this.output.line(`flotilla server listening on ${url}, SSH on port ${server.address().sshPort}`)
+    const {registry} = server.address()
+    if (manageRegistry) this.output.info(`Docker registry (token auth) on ${registry}, storing images under ${path.join(dataDir, 'registry')}`)
+    else if (registry) this.output.info(`images go to the registry ${registry}, which must trust the tokens signed by ${path.join(dataDir, 'registry-token.crt')}`)
     if (!flags['public-url'] && isWildcardAddress(flags.host)) {
       this.output.warn(`clients and devices are told to reach this server at ${server.publicUrl()}: set --public-url to the address they can reach`)
     }

@@ -8,7 +8,7 @@ import type {BuildEvent} from '../../protocol/build-events.js'
 import {describeProject, type BuildService} from '../../project/detect.js'
 import {readContextIgnore} from '../../project/ignore.js'
 import {resolveDockerfileTemplate} from '../../project/template.js'
-import {type BuildLine, type BuildNetwork, buildServiceImage, pushImage} from './docker-builder.js'
+import {type BuildLine, type BuildNetwork, buildServiceImage, pushImage, type RegistryCredentials} from './docker-builder.js'
 import type {UploadedProject} from './upload.js'
 
 /** What the build needs of the database; the route supplies it, so this module stays free of SQL. */
@@ -31,6 +31,8 @@ export interface ReleaseBuildRequest {
   nocache: boolean
   /** `host:port` of the registry images are pushed to; null keeps them in the local engine. */
   registry: string | null
+  /** What the engine pushes to the registry with: this build's credential (good for this release's images only). */
+  registryCredentials?: RegistryCredentials
   store: BuildStore
   /** The network RUN steps get: none, the engine's default bridge, or the host's (which reaches the server's loopback). */
   network: BuildNetwork
@@ -128,7 +130,7 @@ export async function buildRelease(request: ReleaseBuildRequest): Promise<Releas
           onLine,
         })
         let contentHash = built.imageId
-        if (request.registry) contentHash = await pushImage(request.docker, tag, onLine, signal)
+        if (request.registry) contentHash = await pushImage(request.docker, tag, onLine, signal, request.registryCredentials)
         await request.store.updateImage(imageRow.imageId, {
           status: 'success',
           image_size: built.size,

@@ -214,6 +214,7 @@ export function registerBuildRoutes(app: FastifyInstance, context: ServerContext
       response.emit({type: 'metadata', resource: 'buildLogId', value: releaseId})
       response.emit({message: `[Info] Starting build for fleet ${fleet.slug}, release ${releaseId}`})
       let project: UploadedProject | undefined
+      let revokeCredential: (() => void) | undefined
       try {
         const {UploadedProject} = await import('../builder/upload.js')
         try {
@@ -230,6 +231,9 @@ export function registerBuildRoutes(app: FastifyInstance, context: ServerContext
         const {network, warning} = await effectiveBuildNetwork(docker, settings.network ?? 'default')
         if (warning) response.emit({message: warning})
         const {buildRelease} = await import('../builder/build-release.js')
+        // The engine asks the token endpoint for push access with it; it reaches this release's images, until revoked below.
+        const credential = context.registry ? context.registryAuthority?.builds.issue(releaseId) : undefined
+        revokeCredential = credential?.revoke
         const result = await buildRelease({
           docker,
           project,
@@ -238,6 +242,7 @@ export function registerBuildRoutes(app: FastifyInstance, context: ServerContext
           dockerfilePath: query.dockerfilePath || undefined,
           nocache: query.nocache === 'true',
           registry: context.registry,
+          registryCredentials: credential && context.registry ? {username: credential.username, password: credential.password, serveraddress: context.registry} : undefined,
           store: releaseStore(context.db, releaseId, fleet.id, context.registry),
           network,
           timeoutMs: settings.timeoutMs ?? DEFAULT_BUILD_TIMEOUT_MS,
@@ -251,6 +256,7 @@ export function registerBuildRoutes(app: FastifyInstance, context: ServerContext
         response.emit({message: `[Error] the builder failed: ${(error as Error).message}`, isError: true})
       } finally {
         clearInterval(cancelWatch)
+        revokeCredential?.()
         await project?.dispose()
         response.end()
       }
