@@ -1,10 +1,18 @@
 import assert from 'node:assert/strict'
+import {type ChildProcess, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
+import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {readFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
 
 import Docker from 'dockerode'
 
+import {LABELS} from '../../../src/agent/reconciler.js'
+import type {FlotillaServer} from '../../../src/server/app.js'
+import {CLI_BIN, makeCliHome, PROJECT_ROOT, runCli} from '../../helpers/cli.js'
 import {BASE_IMAGE, ensureBaseImage, ensureDocker} from '../../helpers/docker.js'
-import {FleetApi} from '../../helpers/fleet-api.js'
+import {eventually, FleetApi} from '../../helpers/fleet-api.js'
 import {startServer, type TestServer} from '../../helpers/server.js'
 
 interface Credentials {
@@ -163,5 +171,151 @@ describe('registry token authentication (attacks)', function () {
     assert.deepEqual(await grant(`service=${registry}&scope=registry:catalog:*`), [])
     assert.deepEqual(await grant(`service=${registry}&scope=repository:../etc:pull`), [])
     assert.equal((await api.call('GET', `/auth/v1/token?service=${registry}&scope=${scope}`, {headers: {authorization: basic({username: 'admin', password: 'not-a-key-at-all'})}})).status, 401)
+  })
+})
+
+/**
+ * A push through the builder into the server's token registry, and a device running the release: the engine
+ * the builder pushes with is watched, so the test holds the very credential the builder gave it, and tries it
+ * where it must not reach while the build runs and once it is over. In-process server, real engine and registry.
+ */
+describe('the builder and a device through the token registry', function () {
+  this.timeout(300_000)
+  const workDir = mkdtempSync(path.join(tmpdir(), 'flotilla-registry-build-'))
+  const home = makeCliHome()
+  let server: FlotillaServer
+  let url: string
+  let registry: string
+  let admin: string
+  let fleet: {id: number; slug: string}
+  let otherLocation: string
+  let agent: ChildProcess | undefined
+  let agentOutput = ''
+  let deviceUuid: string | undefined
+  const pulled: string[] = []
+  /** What the builder's credential got while its build ran, and once it was over. */
+  const probes: {own?: unknown; other?: unknown; otherManifest?: number; afterBuild?: number} = {}
+  let builderCredentials: Credentials | undefined
+  let api: FleetApi
+
+  const scopeQuery = (location: string, actions: string) => `/auth/v1/token?service=${registry}&scope=repository:${location.slice(registry.length + 1)}:${actions}`
+  const tokenAnswer = (credentials: Credentials, location: string, actions: string) =>
+    api.call('GET', scopeQuery(location, actions), {headers: {authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`}})
+  const accessOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString('utf8')).access
+
+  /** Runs while the engine pushes: the credential is live, so this is what a thief of it could do. */
+  async function probeWith(credentials: Credentials, tag: string): Promise<void> {
+    builderCredentials = {username: credentials.username, password: credentials.password}
+    const own = (await tokenAnswer(credentials, tag.replace(/:latest$/, ''), 'pull,push')).json()
+    probes.own = accessOf(own.token)
+    const other = (await tokenAnswer(credentials, otherLocation, 'pull,push')).json()
+    probes.other = accessOf(other.token)
+    const manifest = await fetch(`http://${registry}/v2/${otherLocation.slice(registry.length + 1)}/manifests/latest`, {headers: {authorization: `Bearer ${other.token}`}})
+    await manifest.body?.cancel()
+    probes.otherManifest = manifest.status
+  }
+
+  /** The local engine, except that a push first lets the test try the credential it carries. */
+  function watchedEngine(): Docker {
+    const engine = new Docker()
+    const watched = Object.create(engine) as Docker
+    watched.getImage = (name: string) => {
+      const image = engine.getImage(name)
+      const push = image.push.bind(image) as (options: Record<string, unknown>) => Promise<NodeJS.ReadableStream>
+      image.push = (async (options: {authconfig: Credentials}) => {
+        await probeWith(options.authconfig, name)
+        return push(options)
+      }) as unknown as typeof image.push
+      return image
+    }
+
+    return watched
+  }
+
+  before(async () => {
+    await ensureDocker()
+    await ensureBaseImage()
+    const password = `pw-${randomBytes(8).toString('hex')}`
+    const {createServer} = await import('../../../src/server/app.js')
+    const engine = watchedEngine()
+    server = await createServer({
+      dataDir: path.join(workDir, 'server'),
+      manageRegistry: true,
+      port: 0,
+      sshPort: 0,
+      logger: {level: 'silent'},
+      admin: {email: 'admin@flotilla.test', username: 'admin', password},
+      builder: {docker: async () => engine},
+    })
+    url = await server.listen()
+    registry = server.address().registry as string
+    api = new FleetApi(url)
+    admin = await api.login('admin', password)
+    fleet = await api.createFleet(admin, 'built')
+    const other = await api.createFleet(admin, 'other')
+    otherLocation = (await api.createRelease(admin, other.id, randomBytes(16).toString('hex'))).location
+    await docker.getImage(BASE_IMAGE).tag({repo: otherLocation, tag: 'latest'})
+    assert.equal(await engineOutcome(() => docker.getImage(`${otherLocation}:latest`).push({authconfig: {username: 'admin', password: admin, serveraddress: registry}})), 'ok')
+    await docker.getImage(`${otherLocation}:latest`).remove()
+
+    const project = path.join(workDir, 'project')
+    mkdirSync(project)
+    // A compose file, as the single-Dockerfile default composition is privileged, which this engine cannot run.
+    writeFileSync(path.join(project, 'docker-compose.yml'), 'version: "2.1"\nservices:\n  main:\n    build: .\n')
+    writeFileSync(path.join(project, 'Dockerfile'), `FROM ${BASE_IMAGE}\nRUN echo "built for ${fleet.slug}" > /built\nCMD ["sh", "-c", "cat /built; trap 'exit 0' TERM; sleep 3600 & wait"]\n`)
+    const pushed = await runCli(['push', fleet.slug, '--source', project], {env: {HOME: home, FLOTILLA_URL: url, FLOTILLA_TOKEN: admin}, timeoutMs: 240_000})
+    assert.equal(pushed.exitCode, 0, pushed.stderr)
+    assert.ok(builderCredentials, 'the builder pushed with credentials')
+    probes.afterBuild = (await tokenAnswer(builderCredentials, otherLocation, 'pull')).status
+  })
+
+  after(async () => {
+    agent?.kill('SIGTERM')
+    if (agent && agent.exitCode === null) await new Promise((resolve) => agent?.once('exit', resolve))
+    if (deviceUuid) {
+      for (const container of await docker.listContainers({all: true, filters: {label: [`${LABELS.deviceUuid}=${deviceUuid}`]}})) await docker.getContainer(container.Id).remove({force: true})
+    }
+
+    for (const image of pulled) await docker.getImage(image).remove({force: true}).catch(() => undefined)
+    await server?.close()
+    rmSync(workDir, {recursive: true, force: true})
+    rmSync(home, {recursive: true, force: true})
+  })
+
+  it("gives the builder a credential for its own release's images only, good only while the build runs", async () => {
+    assert.deepEqual((probes.own as Array<{actions: string[]}>)[0]?.actions, ['pull', 'push'])
+    assert.deepEqual(probes.other, [], "another fleet's repository is not granted")
+    assert.notEqual(probes.otherManifest, 200)
+    assert.equal(probes.afterBuild, 401, 'the credential is revoked when the build ends')
+  })
+
+  it('runs the pushed release on a device, which pulls it from the token registry with its own key', async () => {
+    const images = (await api.call('GET', `/v7/image?$select=id,is_stored_at__image_location,content_hash&$filter=is_a_build_of__service/any(s:s/application eq ${fleet.id})`, {token: admin})).json().d
+    assert.equal(images.length, 1)
+    const [{is_stored_at__image_location: location, content_hash: digest}] = images
+    assert.ok(location.startsWith(`${registry}/v2/`))
+    // The builder's engine is the device's here: remove the built image so the device must pull it.
+    const built = await docker.getImage(`${location}:latest`).inspect()
+    await docker.getImage(built.Id).remove({force: true})
+    pulled.push(`${location}@${digest}`)
+
+    const configPath = path.join(workDir, 'config.json')
+    const generated = await runCli(['config', 'generate', '--fleet', fleet.slug, '-o', configPath], {env: {HOME: home, FLOTILLA_URL: url, FLOTILLA_TOKEN: admin}})
+    assert.equal(generated.exitCode, 0, generated.stderr)
+    agent = spawn(process.execPath, [CLI_BIN, 'agent', 'start', '--config', configPath, '--data-dir', path.join(workDir, 'agent'), '--host-network', '--local-api-port', '0', '--poll-interval', '1'], {
+      cwd: PROJECT_ROOT,
+      env: {PATH: process.env.PATH, HOME: home, NO_COLOR: '1', ...(process.env.DOCKER_HOST ? {DOCKER_HOST: process.env.DOCKER_HOST} : {})},
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    agent.stdout?.setEncoding('utf8').on('data', (chunk: string) => (agentOutput += chunk))
+    agent.stderr?.setEncoding('utf8').on('data', (chunk: string) => (agentOutput += chunk))
+    deviceUuid = await eventually(async () => (JSON.parse(await readFile(configPath, 'utf8')) as {uuid?: string}).uuid, `the device to register\n${agentOutput}`, 30_000)
+    const container = await eventually(
+      async () => (await docker.listContainers({filters: {label: [`${LABELS.deviceUuid}=${deviceUuid}`]}})).find((entry) => entry.State === 'running'),
+      `the release running on the device\n${agentOutput}`,
+      90_000,
+    )
+    assert.equal(container.Image, `${location}@${digest}`)
+    await eventually(async () => (await docker.getContainer(container.Id).logs({stdout: true, stderr: true})).toString('utf8').includes(`built for ${fleet.slug}`), 'the service to print its build')
   })
 })
