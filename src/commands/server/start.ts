@@ -45,7 +45,6 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     'ssh-port': Flags.integer({description: 'SSH port: devices\' links, and the gateway of flotilla ssh (0 picks a free one)', default: 2222, min: 0, max: 65_535}),
     registry: Flags.string({
       description: 'host:port of an external Docker registry to push images to, configured for this server\'s tokens (see the description) [default: run Debian\'s docker-registry on a loopback port]',
-      exclusive: ['no-registry'],
     }),
     'no-registry': Flags.boolean({description: 'run without a registry: images stay in this machine\'s Docker engine, so only devices using that engine can run them'}),
     'max-build-context': Flags.integer({description: 'largest build context accepted from a push, in MiB unpacked', default: 2048, min: 1}),
@@ -80,6 +79,7 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     const {createServer, isWildcardAddress} = await import('../../server/app.js')
     const level = process.env.FLOTILLA_LOG_LEVEL || 'warn'
     if (!LOG_LEVELS.includes(level as LogLevel)) throw new UsageError(`FLOTILLA_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, not "${level}"`)
+    if (flags.registry && flags['no-registry']) throw new UsageError('--registry and --no-registry contradict each other — give one of them')
     const manageRegistry = !flags.registry && !flags['no-registry'] && (await this.registryInstalled())
     const server = await createServer({
       dataDir,
