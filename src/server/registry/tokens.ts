@@ -4,6 +4,7 @@ import {SignJWT} from 'jose'
 import {sql} from 'kysely'
 
 import type {Actor} from '../auth/actor.js'
+import type {RegistryCredentials} from '../builder/docker-builder.js'
 import {visibleRows} from '../authorization.js'
 import type {Db} from '../db/database.js'
 import {RESOURCES} from '../odata/model.js'
@@ -112,12 +113,12 @@ const digestOf = (secret: string) => createHash('sha256').update(secret).digest(
 export class BuildCredentials {
   private readonly releases = new Map<string, {digest: Buffer; releaseId: number}>()
 
-  /** A credential for one build; `revoke()` it when the build ends, whatever its outcome. */
-  issue(releaseId: number): {username: string; password: string; revoke(): void} {
+  /** A credential for one build's pushes to `registry`; `revoke()` it when the build ends, whatever its outcome. */
+  issue(releaseId: number, registry: string): {credentials: RegistryCredentials; revoke(): void} {
     const password = randomBytes(24).toString('base64url')
     const id = randomBytes(8).toString('hex')
     this.releases.set(id, {digest: digestOf(password), releaseId})
-    return {username: BUILDER_USERNAME, password: `${id}.${password}`, revoke: () => this.releases.delete(id)}
+    return {credentials: {username: BUILDER_USERNAME, password: `${id}.${password}`, serveraddress: registry}, revoke: () => this.releases.delete(id)}
   }
 
   /** The release a credential is for while its build runs, else undefined. */

@@ -232,7 +232,7 @@ export function registerBuildRoutes(app: FastifyInstance, context: ServerContext
         if (warning) response.emit({message: warning})
         const {buildRelease} = await import('../builder/build-release.js')
         // The engine asks the token endpoint for push access with it; it reaches this release's images, until revoked below.
-        const credential = context.registry ? context.registryAuthority?.builds.issue(releaseId) : undefined
+        const credential = context.registry ? context.registryAuthority?.builds.issue(releaseId, context.registry) : undefined
         revokeCredential = credential?.revoke
         const result = await buildRelease({
           docker,
@@ -242,7 +242,7 @@ export function registerBuildRoutes(app: FastifyInstance, context: ServerContext
           dockerfilePath: query.dockerfilePath || undefined,
           nocache: query.nocache === 'true',
           registry: context.registry,
-          registryCredentials: credential && context.registry ? {username: credential.username, password: credential.password, serveraddress: context.registry} : undefined,
+          registryCredentials: credential?.credentials,
           store: releaseStore(context.db, releaseId, fleet.id, context.registry),
           network,
           timeoutMs: settings.timeoutMs ?? DEFAULT_BUILD_TIMEOUT_MS,
