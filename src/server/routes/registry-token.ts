@@ -35,6 +35,13 @@ async function principalOf(context: ServerContext, authority: RegistryAuthority,
   return actor
 }
 
+/** The scopes asked for: `scope` repeated (the Docker engine), or `scope[0]`, `scope[1]`… (balena-cli's query strings). */
+function scopeValues(query: Record<string, unknown>): unknown[] {
+  return Object.entries(query)
+    .filter(([key]) => /^scope(?:\[\d*\])?$/.test(key))
+    .flatMap(([, value]) => (Array.isArray(value) ? value : [value]))
+}
+
 function subjectOf(principal: RegistryPrincipal): string {
   switch (principal.kind) {
     case 'user': {
@@ -69,8 +76,8 @@ export function registerRegistryTokenRoute(app: FastifyInstance, context: Server
     const authority = context.registryAuthority
     if (!context.registry || !authority) throw notFound('this server has no Docker registry (it was started with --no-registry): images stay in its local engine')
     const principal = await principalOf(context, authority, request)
-    const query = request.query as {service?: unknown; scope?: unknown}
-    const requested = query.service === context.registry ? parseScopes(query.scope) : []
+    const query = request.query as Record<string, unknown>
+    const requested = query.service === context.registry ? parseScopes(scopeValues(query)) : []
     const access = await grantedAccess(context.db, context.registry, principal, requested)
     return signRegistryToken(authority.key, {service: context.registry, subject: subjectOf(principal), access})
   })

@@ -163,6 +163,17 @@ describe('registry token authentication (attacks)', function () {
     assert.deepEqual(await grantOf({username: 'admin', password: admin}, alpha.location, 'pull,push'), [{type: 'repository', name: repositoryOf(alpha.location), actions: ['pull', 'push']}])
   })
 
+  it("grants a member's deploy request (balena-cli's indexed scopes, Bearer session) its own fleet's repositories only", async () => {
+    const query = `service=${registry}&scope%5B0%5D=repository:${repositoryOf(alpha.location)}:pull,push&scope%5B1%5D=repository:${repositoryOf(omega.location)}:pull,push`
+    const answer = await api.call('GET', `/auth/v1/token?${query}`, {token: admin})
+    assert.equal(answer.status, 200, answer.body)
+    const {token, access_token: accessToken, expires_in: expiresIn} = answer.json()
+    assert.equal(accessToken, token)
+    assert.ok(expiresIn > 0)
+    const access = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString('utf8')).access
+    assert.deepEqual(access, [{type: 'repository', name: repositoryOf(alpha.location), actions: ['pull', 'push']}])
+  })
+
   it('grants nothing for another service, a malformed scope, or the catalog', async () => {
     const credentials = {username: 'admin', password: admin}
     const scope = `repository:${repositoryOf(alpha.location)}:pull`
