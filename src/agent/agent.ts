@@ -125,14 +125,9 @@ interface Snapshot {
   commitOf: Map<number, string | undefined>
 }
 
-/**
- * The device's own credentials (`d_<uuid>` and its device key, as balena's supervisor logs in) for images in the
- * registry its server announces (config.json's `registryEndpoint`, else the server's well-known document); the
- * engine trades them for a token at the server. Other registries never see the key.
- */
 function defaultRegistryAuth(config: RegisteredConfigJson): (image: string) => RegistryAuth | undefined {
   return (image) => {
-    const registry = config.registryEndpoint || config.flotillaEndpoints?.registry
+    const registry = config.registryEndpoint
     if (!registry || !image.startsWith(`${registry}/`)) return undefined
     return {username: `d_${config.uuid}`, password: config.deviceApiKey, serveraddress: registry}
   }
