@@ -288,6 +288,11 @@ describe('the builder and a device through the token registry', function () {
     }
 
     for (const image of pulled) await docker.getImage(image).remove({force: true}).catch(() => undefined)
+    // What the builder built and tagged under this run's registry (its port is this run's alone).
+    for (const image of await docker.listImages()) {
+      if (registry && [...(image.RepoTags ?? []), ...(image.RepoDigests ?? [])].some((name) => name.startsWith(`${registry}/`))) await docker.getImage(image.Id).remove({force: true}).catch(() => undefined)
+    }
+
     await server?.close()
     rmSync(workDir, {recursive: true, force: true})
     rmSync(home, {recursive: true, force: true})
