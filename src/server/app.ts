@@ -23,12 +23,17 @@ import {registerDiscoveryRoutes} from './routes/discovery.js'
 import {registerDownloadConfigRoute} from './routes/download-config.js'
 import {registerOsDownloadRoute} from './routes/os-download.js'
 import {registerPineRoutes} from './routes/pine.js'
+import {registerRegistryTokenRoute} from './routes/registry-token.js'
 import {registerFleetRestartRoute, registerSupervisorRoute} from './routes/supervisor.js'
 import {DeviceLinks} from './gateway/device-links.js'
 import type {DeviceAction} from '../protocol/device-action.js'
 import {loadHostKey, publicHostKeyOf} from '../protocol/host-key.js'
 import {createSshGateway, HOST_KEY_FILE} from './gateway/ssh-server.js'
 import {serveTunnels} from './gateway/tunnel-proxy.js'
+import {startManagedRegistry} from './registry/managed-registry.js'
+import type {RegistryProcess} from './registry/registry-process.js'
+import {loadRegistryTokenKey} from './registry/token-key.js'
+import {BuildCredentials, type RegistryAuthority} from './registry/tokens.js'
 
 /**
  * The largest JSON (or text) request body any route takes; twice balena's API's 512 KB. Uploads that are streams
@@ -46,7 +51,13 @@ export interface ServerOptions {
   sshPort?: number
   /** Pino log level; one debug line a request. Logs go to stderr so stdout stays for the command's output. */
   logger?: {level: 'silent' | 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace'}
+  /**
+   * `host:port` of an external Docker registry images are pushed to, configured to trust this server's tokens
+   * (its `auth.token.rootcertbundle` is `<data dir>/registry-token.crt`); null or absent: none, unless managed.
+   */
   registry?: string | null
+  /** Run Debian's docker-registry for this server (token auth, storage in the data dir, a loopback port); needs a data dir. */
+  manageRegistry?: boolean
   /** The Docker engine builds run on and the limits a build context must keep to. */
   builder?: Partial<BuilderSettings>
   admin?: AdminSettings
@@ -73,8 +84,8 @@ export interface FlotillaServer {
   createdAdmin?: CreatedAdmin
   /** Starts listening; resolves to the base URL with the real port. */
   listen(): Promise<string>
-  /** The bound address once listening. */
-  address(): {host: string; port: number; sshPort: number}
+  /** The bound address once listening, and the registry's (`host:port`) when there is one. */
+  address(): {host: string; port: number; sshPort: number; registry: string | null}
   /** The URL the server tells clients and devices to reach it at (complete once listening). */
   publicUrl(): string
   close(): Promise<void>
@@ -83,6 +94,7 @@ export interface FlotillaServer {
 /** Every route of the server, registered in one place. */
 function registerRoutes(app: FastifyInstance, context: ServerContext, options: ServerOptions, links: DeviceLinks): void {
   registerDiscoveryRoutes(app, context)
+  registerRegistryTokenRoute(app, context)
   registerAuthRoutes(app, context)
   registerApiKeyRoutes(app, context)
   registerDeviceRegistrationRoute(app, context)
@@ -166,6 +178,14 @@ export function parsePublicUrl(text: string): string {
   return url.origin
 }
 
+/** The registry token key and build credentials when the server has a registry (its own or an external one). */
+async function loadRegistryAuthority(options: ServerOptions): Promise<RegistryAuthority | null> {
+  if (options.manageRegistry && options.registry) throw new ExpectedError('a server runs its own registry or uses an external one, not both')
+  if (options.manageRegistry && !options.dataDir) throw new ExpectedError('a server without a data dir cannot run a registry: it would have nowhere to store images')
+  if (!options.manageRegistry && !options.registry) return null
+  return {key: await loadRegistryTokenKey(options.dataDir), builds: new BuildCredentials()}
+}
+
 /** Builds the fleet server over the database of its data dir: bootstrap, routes, error answers. Call listen() to serve. */
 export async function createServer(options: ServerOptions = {}): Promise<FlotillaServer> {
   const publicUrl = options.publicUrl === undefined ? undefined : parsePublicUrl(options.publicUrl)
@@ -173,6 +193,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
   try {
     const createdAdmin = await ensureAdmin(db, options.admin ?? {})
     const hostKey = await loadHostKey(options.dataDir && path.join(options.dataDir, HOST_KEY_FILE))
+    const registryAuthority = await loadRegistryAuthority(options)
     // The links' diagnostics go to the server's log, which exists by the time a device links.
     const links = new DeviceLinks(db, (error, message) => app.log.warn({err: error}, message))
     const context: ServerContext = {
@@ -180,6 +201,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
       secret: await loadSigningSecret(options.dataDir),
       loginLimiter: new LoginRateLimiter(),
       registry: options.registry ?? null,
+      registryAuthority,
       // Until listen() knows the port, when none was configured.
       publicUrl: publicUrl ?? 'http://127.0.0.1',
       sshPort: options.sshPort ?? 2222,
@@ -206,6 +228,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
     serveTunnels(app.server, context, links, logError)
     const gateway = createSshGateway(context, links, hostKey, logError)
     let bound: {host: string; port: number; sshPort: number} | undefined
+    let managedRegistry: RegistryProcess | undefined
     return {
       app,
       db,
@@ -225,17 +248,29 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
         bound = {host, port: address.port, sshPort: context.sshPort}
         const scheme = options.tls ? 'https' : 'http'
         if (publicUrl === undefined) context.publicUrl = `${scheme}://${urlHostOf(isWildcardAddress(host) ? hostname() : host)}:${address.port}`
+        if (options.manageRegistry && options.dataDir && registryAuthority?.key.certificateFile) {
+          // Clients are sent to the token endpoint by the registry, so it starts once the server's URL is known.
+          managedRegistry = await startManagedRegistry({
+            dataDir: options.dataDir,
+            realm: `${context.publicUrl}/auth/v1/token`,
+            certificateFile: registryAuthority.key.certificateFile,
+            onUnexpectedExit: (reason) => app.log.error(`the Docker registry stopped: ${reason}`),
+          })
+          context.registry = managedRegistry.address
+        }
+
         return `${scheme}://${urlHostOf(host)}:${address.port}`
       },
       address() {
         if (!bound) throw new Error('the server is not listening yet')
-        return bound
+        return {...bound, registry: context.registry}
       },
       publicUrl: () => context.publicUrl,
       async close() {
         links.close()
         await gateway.close()
         await app.close()
+        await managedRegistry?.stop()
         await db.destroy()
       },
     }

@@ -4,6 +4,7 @@ import {type Actor, credentialOf, GUEST, resolveActor} from './auth/actor.js'
 import type {LoginRateLimiter} from './auth/rate-limit.js'
 import type {Db} from './db/database.js'
 import {unauthorized} from './http-errors.js'
+import type {RegistryAuthority} from './registry/tokens.js'
 
 /** What every route of one server shares. */
 export interface ServerContext {
@@ -11,7 +12,10 @@ export interface ServerContext {
   /** Signs and verifies session JWTs. */
   secret: Uint8Array
   loginLimiter: LoginRateLimiter
+  /** `host:port` of the Docker registry images are pushed to, or null when images stay in the local engine. */
   registry: string | null
+  /** Signs the registry's tokens; null without a registry. */
+  registryAuthority: RegistryAuthority | null
   /**
    * The URL clients and devices reach this server at (`--public-url`, else the listening URL): every endpoint the
    * server hands out (well-known document, config.json) is made from it, never from a request's Host header.

@@ -1,9 +1,10 @@
-import {execFile, spawn} from 'node:child_process'
-import {mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {execFile} from 'node:child_process'
+import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {promisify} from 'node:util'
 
+import {RegistryStartError, startRegistryProcess} from '../../src/server/registry/registry-process.js'
 import {PROJECT_ROOT} from './cli.js'
 import {freeLoopbackPort} from './net.js'
 
@@ -11,10 +12,6 @@ const run = promisify(execFile)
 
 /** The local image every end-to-end build starts FROM; made by scripts/make-base-image.sh, never pulled. */
 export const BASE_IMAGE = 'flotilla-test/busybox:latest'
-
-const REGISTRY_BINARY = '/usr/bin/docker-registry'
-const REGISTRY_START_DEADLINE_MS = 15_000
-const REGISTRY_STOP_DEADLINE_MS = 5000
 
 async function runScript(name: string, args: string[] = []): Promise<void> {
   try {
@@ -94,79 +91,26 @@ export interface RunningRegistry {
   stop(): Promise<void>
 }
 
-function registryConfig(storage: string, address: string): string {
-  return [
-    'version: 0.1',
-    'log:',
-    '  level: warn',
-    '  accesslog:',
-    '    disabled: true',
-    'storage:',
-    '  filesystem:',
-    `    rootdirectory: ${storage}`,
-    '  delete:',
-    '    enabled: true',
-    'http:',
-    `  addr: ${address}`,
-    '',
-  ].join('\n')
-}
-
-async function answersV2(address: string): Promise<boolean> {
-  try {
-    const response = await fetch(`http://${address}/v2/`, {signal: AbortSignal.timeout(1000)})
-    await response.body?.cancel()
-    return response.status === 200
-  } catch {
-    return false
-  }
-}
-
 async function startRegistryAt(address: string): Promise<RunningRegistry> {
   const folder = await mkdtemp(path.join(tmpdir(), 'flotilla-registry-'))
-  const configFile = path.join(folder, 'config.yml')
-  await writeFile(configFile, registryConfig(path.join(folder, 'storage'), address))
-  const child = spawn(REGISTRY_BINARY, ['serve', configFile], {stdio: ['ignore', 'ignore', 'pipe']})
-  let stderr = ''
-  let exitCode: number | null | undefined
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
-  child.once('error', (error) => (stderr += error.message))
-  const exited = new Promise<void>((resolve) =>
-    child.once('exit', (code) => {
-      exitCode = code
-      resolve()
-    }),
-  )
-
-  const stop = async () => {
-    if (child.pid !== undefined && exitCode === undefined) {
-      child.kill('SIGTERM')
-      const killTimer = setTimeout(() => child.kill('SIGKILL'), REGISTRY_STOP_DEADLINE_MS)
-      await exited
-      clearTimeout(killTimer)
-    }
-
-    await rm(folder, {recursive: true, force: true})
-  }
-
   try {
-    const deadline = Date.now() + REGISTRY_START_DEADLINE_MS
-    while (!(await answersV2(address))) {
-      if (child.pid === undefined || exitCode !== undefined) throw new Error(`docker-registry stopped (exit code ${exitCode}) before answering: ${stderr.trim()}`)
-      if (Date.now() > deadline) throw new Error(`docker-registry did not answer GET http://${address}/v2/ within ${REGISTRY_START_DEADLINE_MS} ms: ${stderr.trim()}`)
-      await new Promise((resolve) => setTimeout(resolve, 50))
+    const registry = await startRegistryProcess({address, storageDir: path.join(folder, 'storage'), configFile: path.join(folder, 'config.yml')})
+    return {
+      address,
+      async stop() {
+        await registry.stop()
+        await rm(folder, {recursive: true, force: true})
+      },
     }
   } catch (error) {
-    await stop()
+    await rm(folder, {recursive: true, force: true})
     throw error
   }
-
-  return {address, stop}
 }
 
 /**
- * Debian's docker-registry on an ephemeral loopback port with its own temporary storage, ready once `GET /v2/`
- * answers. Docker treats 127.0.0.0/8 registries as insecure by default, so the engine pushes to it over HTTP.
+ * Debian's docker-registry, open (no auth), on an ephemeral loopback port with its own temporary storage, ready
+ * once `GET /v2/` answers. Docker treats 127.0.0.0/8 registries as insecure by default, so the engine pushes to it over HTTP.
  */
 export async function startRegistry(): Promise<RunningRegistry> {
   for (let attempt = 1; ; attempt++) {
@@ -174,7 +118,7 @@ export async function startRegistry(): Promise<RunningRegistry> {
       return await startRegistryAt(`127.0.0.1:${await freeLoopbackPort()}`)
     } catch (error) {
       // Another process may take the free port before the registry binds it; a new port fixes that.
-      if (attempt === 3 || !(error as Error).message.includes('address already in use')) throw error
+      if (attempt === 3 || !(error instanceof RegistryStartError && error.addressInUse)) throw error
     }
   }
 }

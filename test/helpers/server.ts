@@ -40,10 +40,11 @@ function waitForExit(child: ChildProcess, deadlineMs: number): Promise<boolean> 
 /**
  * Starts the real `flotilla server start` on an ephemeral loopback port with a fresh data dir and a known admin,
  * and resolves once it prints its listening line (or rejects with its output when it dies or takes too long).
- * `args` are extra flags of `server start` (`['--registry', '127.0.0.1:5000']`); `ports` starts it again where a stopped
- * one listened (with its `dataDir`), as a restarted server would.
+ * `args` are extra flags of `server start` (`['--registry', '127.0.0.1:5000']`). Without `--registry` the server
+ * runs with `--no-registry` (images stay in the engine), unless `managedRegistry` asks for its own token-auth registry.
+ * `ports` starts it again where a stopped one listened (with its `dataDir`), as a restarted server would.
  */
-export async function startServer(options: {env?: NodeJS.ProcessEnv; dataDir?: string; args?: string[]; ports?: {http: number; ssh: number}} = {}): Promise<TestServer> {
+export async function startServer(options: {env?: NodeJS.ProcessEnv; dataDir?: string; args?: string[]; managedRegistry?: boolean; ports?: {http: number; ssh: number}} = {}): Promise<TestServer> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'flotilla-server-'))
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
@@ -54,7 +55,9 @@ export async function startServer(options: {env?: NodeJS.ProcessEnv; dataDir?: s
     ...options.env,
   }
   const admin = {email: env.FLOTILLA_ADMIN_EMAIL as string, username: env.FLOTILLA_ADMIN_USERNAME as string, password: env.FLOTILLA_ADMIN_PASSWORD as string}
-  const child = spawn(process.execPath, [CLI_BIN, 'server', 'start', '--port', String(options.ports?.http ?? 0), '--host', '127.0.0.1', '--data-dir', dataDir, '--ssh-port', String(options.ports?.ssh ?? 0), ...(options.args ?? [])], {
+  const args = options.args ?? []
+  const registryArgs = options.managedRegistry || args.includes('--registry') ? [] : ['--no-registry']
+  const child = spawn(process.execPath, [CLI_BIN, 'server', 'start', '--port', String(options.ports?.http ?? 0), '--host', '127.0.0.1', '--data-dir', dataDir, '--ssh-port', String(options.ports?.ssh ?? 0), ...registryArgs, ...args], {
     cwd: PROJECT_ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -24,12 +24,15 @@ export default class ServerStart extends FlotillaCommand {
   static override description = `Serves the balena-compatible fleet API on one HTTP port (also the tunnel proxy of flotilla tunnel), over a SQLite database in the data directory, and an SSH port for devices' links and flotilla ssh.
 Releases are built for each fleet's CPU architecture (aarch64 as linux/arm64, armv7hf as linux/arm/v7, …); RUN steps for another CPU than this machine's run under emulation, which needs qemu-user-static and binfmt-support: without them a warning says so at start. Image-only services of a compose file are taken from the engine when it has them for the fleet's platform, else pulled (Docker Hub images from --registry-mirror when given).
 On the first start with an empty database it creates the admin user from FLOTILLA_ADMIN_EMAIL, FLOTILLA_ADMIN_PASSWORD and FLOTILLA_ADMIN_USERNAME (default "admin"); without a password it generates one and prints it once.
+By default it also runs Debian's docker-registry (when installed: apt-get install docker-registry) on a free loopback port, storing images in the data directory; it lets in only who holds a token from this server's /auth/v1/token: the builder pushing its builds, devices pulling their fleet's releases, fleet members deploying.
+An external registry (--registry) must be configured the same way: auth.token with realm <server URL>/auth/v1/token, service <its host:port>, issuer flotilla, and rootcertbundle <data dir>/registry-token.crt (made on the first start).
 Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log every request to stderr.`
 
   static override examples = [
     '<%= config.bin %> server start',
     '<%= config.bin %> server start --port 8080 --host 0.0.0.0 --public-url http://192.168.1.10:8080',
     '<%= config.bin %> server start --registry 127.0.0.1:5000',
+    '<%= config.bin %> server start --no-registry',
     '<%= config.bin %> server start --images-dir ./os-images',
     '<%= config.bin %> server start --host 0.0.0.0 --cert fleet.example.com.pem --key fleet.example.com.key',
     'FLOTILLA_ADMIN_EMAIL=me@example.com FLOTILLA_ADMIN_PASSWORD=secret123 <%= config.bin %> server start --data-dir ./fleet-data',
@@ -41,7 +44,10 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     'public-url': Flags.string({description: 'URL clients and devices reach this server at, put in the endpoints and config.json it hands out [default: the listening URL]'}),
     'data-dir': Flags.string({description: 'where the database and secrets live [default: <flotilla data dir>/server]'}),
     'ssh-port': Flags.integer({description: 'SSH port: devices\' links, and the gateway of flotilla ssh (0 picks a free one)', default: 2222, min: 0, max: 65_535}),
-    registry: Flags.string({description: 'host:port of the Docker registry images are pushed to, announced to clients'}),
+    registry: Flags.string({
+      description: 'host:port of an external Docker registry to push images to, configured for this server\'s tokens (see the description) [default: run Debian\'s docker-registry on a loopback port]',
+    }),
+    'no-registry': Flags.boolean({description: 'run without a registry: images stay in this machine\'s Docker engine, so only devices using that engine can run them'}),
     'registry-mirror': Flags.string({description: 'host:port of a Docker Hub mirror the images of image-only services are pulled from when the engine lacks them'}),
     'max-build-context': Flags.integer({description: 'largest build context accepted from a push, in MiB unpacked', default: 2048, min: 1}),
     'max-upload': Flags.integer({description: 'largest upload accepted from a push, in MiB as sent (gzip\'d)', default: 1024, min: 1}),
@@ -58,6 +64,14 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     'images-dir': Flags.string({description: 'folder of OS images to publish for "os versions" and "os download": <dir>/<device-type>/<version>/<image>.img[.gz] (+ .bmap)'}),
   }
 
+  /** Whether Debian's registry can be run; says what to install when it cannot. */
+  private async registryInstalled(): Promise<boolean> {
+    const {registryInstalled} = await import('../../server/registry/managed-registry.js')
+    if (await registryInstalled()) return true
+    this.output.warn('no Docker registry: images stay in this machine\'s engine, so only devices using it can run them — install Debian\'s docker-registry (apt-get install docker-registry), or name one with --registry')
+    return false
+  }
+
   async run(): Promise<void> {
     const {flags} = await this.parse(ServerStart)
     const dataDir = path.resolve(flags['data-dir'] ?? path.join(this.config.dataDir, 'server'))
@@ -67,6 +81,8 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     const {createServer, isWildcardAddress} = await import('../../server/app.js')
     const level = process.env.FLOTILLA_LOG_LEVEL || 'warn'
     if (!LOG_LEVELS.includes(level as LogLevel)) throw new UsageError(`FLOTILLA_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, not "${level}"`)
+    if (flags.registry && flags['no-registry']) throw new UsageError('--registry and --no-registry contradict each other — give one of them')
+    const manageRegistry = !flags.registry && !flags['no-registry'] && (await this.registryInstalled())
     const server = await createServer({
       dataDir,
       host: flags.host,
@@ -74,6 +90,7 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
       port: flags.port,
       sshPort: flags['ssh-port'],
       registry: flags.registry ?? null,
+      manageRegistry,
       builder: {
         uploadLimits: {maxBytes: flags['max-build-context'] * 1024 * 1024, maxUploadBytes: flags['max-upload'] * 1024 * 1024, maxEntries: 200_000},
         network: flags['build-network'] as BuildNetwork,
@@ -108,6 +125,9 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     const {startupEmulationWarning} = await import('../../server/builder/emulation.js')
     const emulationWarning = await startupEmulationWarning(process.arch)
     if (emulationWarning) this.output.warn(emulationWarning)
+    const {registry} = server.address()
+    if (manageRegistry) this.output.info(`Docker registry (token auth) on ${registry}, storing images under ${path.join(dataDir, 'registry')}`)
+    else if (registry) this.output.info(`images go to the registry ${registry}, which must trust the tokens signed by ${path.join(dataDir, 'registry-token.crt')}`)
     if (!flags['public-url'] && isWildcardAddress(flags.host)) {
       this.output.warn(`clients and devices are told to reach this server at ${server.publicUrl()}: set --public-url to the address they can reach`)
     }

@@ -9,7 +9,7 @@ import {type BuildService, describeProject, type ImageService, type ProjectServi
 import {type ProjectIgnore, readContextIgnore} from '../../project/ignore.js'
 import {resolveDockerfileTemplate} from '../../project/template.js'
 import {formatPlatform, type Platform, platformMatches, platformOfArch} from '../../protocol/platform.js'
-import {BuildFailedError, type BuildLine, type BuildNetwork, buildServiceImage, type BuiltImage, inspectLocalImage, pullImage, pushImage, tagImage} from './docker-builder.js'
+import {BuildFailedError, type BuildLine, type BuildNetwork, buildServiceImage, type BuiltImage, inspectLocalImage, pullImage, pushImage, type RegistryCredentials, tagImage} from './docker-builder.js'
 import {emulationNotice} from './emulation.js'
 import {mirroredReference, pullCredentials, readRegistrySecrets, REGISTRY_SECRETS_PATH, type RegistrySecrets} from './image-sources.js'
 import type {UploadedProject} from './upload.js'
@@ -36,6 +36,8 @@ export interface ReleaseBuildRequest {
   registry: string | null
   /** `host:port` of a Docker Hub mirror that image-only services are pulled from when the engine lacks them. */
   registryMirror?: string | null
+  /** What the engine pushes to the registry with: this build's credential (good for this release's images only). */
+  registryCredentials?: RegistryCredentials
   store: BuildStore
   /** The network RUN steps get: none, the engine's default bridge, or the host's (which reaches the server's loopback). */
   network: BuildNetwork
@@ -167,7 +169,7 @@ async function makeServiceImage(job: ReleaseJob, service: ProjectService, tags: 
     tags.push(tag)
     await request.store.updateImage(imageRow.imageId, {status: 'running', start_timestamp: new Date().toISOString()})
     const made = service.type === 'build' ? await buildImageOf(job, service, dockerfile as ServiceDockerfile, tag, onLine) : await fetchImageOf(job, service, tag, onLine)
-    const contentHash = request.registry ? await pushImage(request.docker, tag, onLine, job.signal) : made.imageId
+    const contentHash = request.registry ? await pushImage(request.docker, tag, onLine, job.signal, request.registryCredentials) : made.imageId
     await request.store.updateImage(imageRow.imageId, {
       status: 'success',
       image_size: made.size,

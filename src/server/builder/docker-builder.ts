@@ -138,10 +138,21 @@ export async function tagImage(docker: Docker, reference: string, tag: string): 
   await docker.getImage(reference).tag({repo: tag.slice(0, colon), tag: tag.slice(colon + 1)})
 }
 
-/** Pushes a built image to its registry (the tag names it); returns the digest the registry answered. */
-export async function pushImage(docker: Docker, tag: string, onLine: (line: BuildLine) => void, signal?: AbortSignal): Promise<string> {
+/** What the engine logs in to a registry with; it asks a token registry's token endpoint itself. */
+export interface RegistryCredentials {
+  username: string
+  password: string
+  /** `host:port` of the registry. */
+  serveraddress: string
+}
+
+/**
+ * Pushes a built image to its registry (the tag names it) with the build's credentials; returns the digest the
+ * registry answered.
+ */
+export async function pushImage(docker: Docker, tag: string, onLine: (line: BuildLine) => void, signal?: AbortSignal, credentials?: RegistryCredentials): Promise<string> {
   // The engine wants an X-Registry-Auth header even for a registry without auth: an empty one does.
-  const stream = await docker.getImage(tag).push({authconfig: {}, abortSignal: signal} as Record<string, unknown>)
+  const stream = await docker.getImage(tag).push({authconfig: credentials ?? {}, abortSignal: signal} as Record<string, unknown>)
   let failure: string | undefined
   let digest: string | undefined
   await readDockerMessages(stream, (message) => {

@@ -216,6 +216,7 @@ export function registerBuildRoutes(app: FastifyInstance, context: ServerContext
       response.emit({type: 'metadata', resource: 'buildLogId', value: releaseId})
       response.emit({message: `[Info] Starting build for fleet ${fleet.slug}, release ${releaseId}`})
       let project: UploadedProject | undefined
+      let revokeCredential: (() => void) | undefined
       try {
         const {UploadedProject} = await import('../builder/upload.js')
         try {
@@ -232,6 +233,9 @@ export function registerBuildRoutes(app: FastifyInstance, context: ServerContext
         const {network, warning} = await effectiveBuildNetwork(docker, settings.network ?? 'default')
         if (warning) response.emit({message: warning})
         const {buildRelease} = await import('../builder/build-release.js')
+        // The engine asks the token endpoint for push access with it; it reaches this release's images, until revoked below.
+        const credential = context.registry ? context.registryAuthority?.builds.issue(releaseId, context.registry) : undefined
+        revokeCredential = credential?.revoke
         const result = await buildRelease({
           docker,
           project,
@@ -241,6 +245,7 @@ export function registerBuildRoutes(app: FastifyInstance, context: ServerContext
           nocache: query.nocache === 'true',
           registry: context.registry,
           registryMirror: settings.registryMirror ?? null,
+          registryCredentials: credential?.credentials,
           store: releaseStore(context.db, releaseId, fleet.id, context.registry),
           network,
           timeoutMs: settings.timeoutMs ?? DEFAULT_BUILD_TIMEOUT_MS,
@@ -254,6 +259,7 @@ export function registerBuildRoutes(app: FastifyInstance, context: ServerContext
         response.emit({message: `[Error] the builder failed: ${(error as Error).message}`, isError: true})
       } finally {
         clearInterval(cancelWatch)
+        revokeCredential?.()
         await project?.dispose()
         response.end()
       }

@@ -1,0 +1,137 @@
+import {createHash, randomBytes, timingSafeEqual} from 'node:crypto'
+
+import {SignJWT} from 'jose'
+import {sql} from 'kysely'
+
+import type {Actor} from '../auth/actor.js'
+import type {RegistryCredentials} from '../builder/docker-builder.js'
+import {visibleRows} from '../authorization.js'
+import type {Db} from '../db/database.js'
+import {RESOURCES} from '../odata/model.js'
+import {TOKEN_ISSUER} from './managed-registry.js'
+import type {RegistryTokenKey} from './token-key.js'
+
+/** How long a registry token is good for; the engine asks again when it runs out mid-transfer. */
+export const REGISTRY_TOKEN_LIFETIME_SECONDS = 15 * 60
+
+/** The user name the builder presents with its build's credential. */
+export const BUILDER_USERNAME = 'flotilla-builder'
+
+/** One entry of a token's `access` claim, and of what a client asks for (`repository:<name>:<actions>`). */
+export interface RepositoryAccess {
+  type: 'repository'
+  name: string
+  actions: string[]
+}
+
+/** Who asks for a registry token: an actor of the API, or the builder with the credential of one release's build. */
+export type RegistryPrincipal = Actor | {kind: 'build'; releaseId: number}
+
+const REPOSITORY_NAME = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/
+
+/**
+ * The repository scopes of a token request (`scope` may repeat, and a value may hold several, space-separated).
+ * Anything else (catalog scopes, malformed names) is dropped: it is simply never granted.
+ */
+export function parseScopes(raw: unknown): RepositoryAccess[] {
+  const values = (Array.isArray(raw) ? raw : [raw]).filter((value): value is string => typeof value === 'string').flatMap((value) => value.split(' '))
+  const scopes: RepositoryAccess[] = []
+  for (const value of values) {
+    const match = /^repository:([^:]+):([a-z*,]*)$/.exec(value)
+    if (match && REPOSITORY_NAME.test(match[1]) && match[1].length <= 255) scopes.push({type: 'repository', name: match[1], actions: [...new Set(match[2].split(',').filter(Boolean))]})
+  }
+
+  return scopes
+}
+
+/** What each kind of principal may ever do to a repository it reaches; the rows decide which repositories those are. */
+function allowedActions(principal: RegistryPrincipal): Set<string> {
+  if (principal.kind === 'user' || principal.kind === 'build') return new Set(['pull', 'push'])
+  if (principal.kind === 'device') return new Set(['pull'])
+  return new Set()
+}
+
+/**
+ * Whether the principal reaches the image stored at this location: a user, the images of their fleets' services
+ * (for `deploy`, through the one authorization module); a device, the images of its fleet's successful releases
+ * (what it may be told to run); a build, the images of its own release.
+ */
+async function reachesImage(db: Db, principal: RegistryPrincipal, location: string): Promise<boolean> {
+  const image = db.selectFrom('image as reached_image').select('reached_image.id').where('reached_image.is_stored_at__image_location', '=', location)
+  const inRelease = image.innerJoin('image__is_part_of__release as part', 'part.image', 'reached_image.id').innerJoin('release', 'release.id', 'part.is_part_of__release')
+  let found
+  if (principal.kind === 'user') found = await image.where(sql<boolean>`${visibleRows(principal, RESOURCES.image, 'reached_image')}`).executeTakeFirst()
+  else if (principal.kind === 'device') found = await inRelease.where('release.belongs_to__application', '=', principal.applicationId).where('release.status', '=', 'success').executeTakeFirst()
+  else if (principal.kind === 'build') found = await inRelease.where('release.id', '=', principal.releaseId).executeTakeFirst()
+  return found !== undefined
+}
+
+/**
+ * The part of the requested access the principal may have on this registry: each repository it reaches, with
+ * the requested actions its kind may take; every other scope is left out (granted empty).
+ */
+export async function grantedAccess(db: Db, registry: string, principal: RegistryPrincipal, requested: RepositoryAccess[]): Promise<RepositoryAccess[]> {
+  const allowed = allowedActions(principal)
+  const granted: RepositoryAccess[] = []
+  for (const scope of requested) {
+    const actions = scope.actions.filter((action) => allowed.has(action))
+    if (actions.length > 0 && (await reachesImage(db, principal, `${registry}/${scope.name}`))) granted.push({type: 'repository', name: scope.name, actions})
+  }
+
+  return granted
+}
+
+export interface RegistryTokenAnswer {
+  token: string
+  access_token: string
+  expires_in: number
+  issued_at: string
+}
+
+/** A token the registry `service` accepts for `access`, signed with the server's registry key (ES256, `kid` = its libtrust id). */
+export async function signRegistryToken(key: RegistryTokenKey, claims: {service: string; subject: string; access: RepositoryAccess[]}): Promise<RegistryTokenAnswer> {
+  const issuedAt = Math.floor(Date.now() / 1000)
+  const token = await new SignJWT({access: claims.access})
+    .setProtectedHeader({alg: 'ES256', typ: 'JWT', kid: key.keyId})
+    .setIssuer(TOKEN_ISSUER)
+    .setSubject(claims.subject)
+    .setAudience(claims.service)
+    .setIssuedAt(issuedAt)
+    .setNotBefore(issuedAt)
+    .setExpirationTime(issuedAt + REGISTRY_TOKEN_LIFETIME_SECONDS)
+    .setJti(randomBytes(16).toString('hex'))
+    .sign(key.privateKey)
+  return {token, access_token: token, expires_in: REGISTRY_TOKEN_LIFETIME_SECONDS, issued_at: new Date(issuedAt * 1000).toISOString()}
+}
+
+const digestOf = (secret: string) => createHash('sha256').update(secret).digest()
+
+/**
+ * The credentials the builder pushes one release's images with: made when the build starts, good for that
+ * release's repositories only, forgotten when the build ends. They live in this process's memory alone.
+ */
+export class BuildCredentials {
+  private readonly releases = new Map<string, {digest: Buffer; releaseId: number}>()
+
+  /** A credential for one build's pushes to `registry`; `revoke()` it when the build ends, whatever its outcome. */
+  issue(releaseId: number, registry: string): {credentials: RegistryCredentials; revoke(): void} {
+    const password = randomBytes(24).toString('base64url')
+    const id = randomBytes(8).toString('hex')
+    this.releases.set(id, {digest: digestOf(password), releaseId})
+    return {credentials: {username: BUILDER_USERNAME, password: `${id}.${password}`, serveraddress: registry}, revoke: () => this.releases.delete(id)}
+  }
+
+  /** The release a credential is for while its build runs, else undefined. */
+  releaseOf(credential: string): number | undefined {
+    const [id, password] = credential.split('.', 2)
+    const entry = this.releases.get(id)
+    if (!entry || password === undefined) return undefined
+    return timingSafeEqual(entry.digest, digestOf(password)) ? entry.releaseId : undefined
+  }
+}
+
+/** What a server with a registry needs to hand out its tokens: its signing key and the running builds' credentials. */
+export interface RegistryAuthority {
+  key: RegistryTokenKey
+  builds: BuildCredentials
+}
