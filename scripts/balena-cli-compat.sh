@@ -6,6 +6,7 @@
 # the API on 127.0.0.1:443. Install balena-cli outside the project, e.g. with Node 20:
 #   mkdir /tmp/balena-cli && cd /tmp/balena-cli && npm init -y && npm pkg set overrides.unbzip2-stream=1.4.3 \
 #     && npm install --ignore-scripts balena-cli@22 # then: /tmp/balena-cli/node_modules/.bin/balena
+# The fleet is generic-amd64, this machine's kind, so that push builds for the CPU the local agent runs on.
 # (22 is the last major for Node 20; etcher-sdk's git dependency unbzip2-stream is swapped for the registry's.)
 # The device part (ssh, tunnel, logs) starts a flotilla agent with the host network; `push` needs the local Docker
 # engine and the image flotilla-test/busybox:latest (scripts/make-base-image.sh). Every step prints PASS or FAIL.
@@ -78,7 +79,7 @@ key=$(balena api-key generate compat-key never | grep -E '^[A-Za-z0-9]{32}$')
 check 'api-key generate' test -n "$key"
 check 'login --token' balena login --token "$key"
 check 'whoami (API key)' bash -c "balena whoami | grep -q 'USERNAME: admin'"
-check 'fleet create' balena fleet create compat --type raspberrypi4-64
+check 'fleet create' balena fleet create compat --type generic-amd64
 check 'fleet list' bash -c "balena fleet list | grep -q admin/compat"
 check 'fleet rename' bash -c "balena fleet rename admin/compat compat2 && balena fleet rename admin/compat2 compat"
 check 'device register' balena device register compat --uuid "$uuid"
@@ -95,7 +96,7 @@ check 'ssh-key add' balena ssh-key add compat "$work/id_ed25519.pub"
 check 'device-type list' bash -c "balena device-type list | grep -q raspberrypi4-64"
 check 'os versions' bash -c "balena os versions raspberrypi4-64 | grep -q 6.0.13"
 check 'os download' balena os download raspberrypi4-64 --version 6.0.13 -o "$work/os.img"
-check 'config generate (fleet)' bash -c "balena config generate --fleet compat --version 6.0.13 --deviceType raspberrypi4-64 --network ethernet --appUpdatePollInterval 10 --output $work/fleet-config.json && grep -q apiKey $work/fleet-config.json"
+check 'config generate (fleet)' bash -c "balena config generate --fleet compat --version 6.0.13 --deviceType generic-amd64 --network ethernet --appUpdatePollInterval 10 --output $work/fleet-config.json && grep -q apiKey $work/fleet-config.json"
 check 'config generate (device)' bash -c "balena config generate --device $uuid --version 6.0.13 --network ethernet --appUpdatePollInterval 10 --output $work/device-config.json >/dev/null && grep -q deviceApiKey $work/device-config.json"
 
 if docker image inspect flotilla-test/busybox:latest >/dev/null 2>&1; then
