@@ -76,8 +76,10 @@ describe('agent reconciler against the Docker engine', function () {
     await rm(dataDir, {recursive: true, force: true})
   })
 
-  const firstCommit = 'a'.repeat(32)
-  const secondCommit = 'b'.repeat(32)
+  // Container names hold the commit, and the engine's names are global: commits of this run only, so that a
+  // container another test left (agent-actions also runs release 1 of commit a…a) cannot take the name.
+  const firstCommit = randomBytes(16).toString('hex')
+  const secondCommit = randomBytes(16).toString('hex')
 
   it('installs a service with its labels, host network and named volume', async () => {
     const result = await converge(executor, target(firstCommit, 1, 'one'), options)

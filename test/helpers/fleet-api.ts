@@ -50,9 +50,10 @@ export class FleetApi {
     assert.equal(answer.status, 200, `${path}: ${answer.body}`)
   }
 
-  async createFleet(token: string, name: string): Promise<{id: number; slug: string; uuid: string}> {
+  /** A fleet of the token's first organization; builds for it target the device type's CPU (generic-amd64 is this machine's). */
+  async createFleet(token: string, name: string, deviceTypeSlug = 'raspberrypi4-64'): Promise<{id: number; slug: string; uuid: string}> {
     const organization = (await this.call('GET', '/v7/organization?$select=id', {token})).json().d[0].id
-    const deviceType = (await this.call('GET', `/v7/device_type?$select=id&$filter=slug eq 'raspberrypi4-64'`)).json().d[0].id
+    const deviceType = (await this.call('GET', `/v7/device_type?$select=id&$filter=slug eq '${deviceTypeSlug}'`)).json().d[0].id
     return this.created(token, 'application', {app_name: name, organization, is_for__device_type: deviceType}) as Promise<{id: number; slug: string; uuid: string}>
   }
 

@@ -262,7 +262,7 @@ describe('the builder and a device through the token registry', function () {
     registry = server.address().registry as string
     api = new FleetApi(url)
     admin = await api.login('admin', password)
-    fleet = await api.createFleet(admin, 'built')
+    fleet = await api.createFleet(admin, 'built', 'generic-amd64')
     const other = await api.createFleet(admin, 'other')
     otherLocation = (await api.createRelease(admin, other.id, randomBytes(16).toString('hex'))).location
     await docker.getImage(BASE_IMAGE).tag({repo: otherLocation, tag: 'latest'})
