@@ -1,5 +1,9 @@
 // The dashboard's client of the fleet API: the same requests the CLI's SDK (src/sdk) makes, with the browser's
 // fetch. The session token lives in sessionStorage only: never in a URL, gone when the tab closes.
+// Pine URLs are written by the SDK's own pineUrl (pinejs reads OData's characters raw: encoding them all is a 400).
+import {type ODataOptions, odataValue, pineUrl} from '../sdk/pine.js'
+
+export {odataValue}
 
 const TOKEN_KEY = 'flotilla.token'
 
@@ -12,9 +16,6 @@ export class ApiError extends Error {
 
 export const storedToken = (): string | null => sessionStorage.getItem(TOKEN_KEY)
 export const storeToken = (token: string | null) => (token === null ? sessionStorage.removeItem(TOKEN_KEY) : sessionStorage.setItem(TOKEN_KEY, token))
-
-/** An OData literal: strings quoted with quotes doubled, as src/sdk/pine.ts writes them. */
-export const odataValue = (value: string | number | boolean | null) => (typeof value === 'string' ? `'${value.replace(/'/g, "''")}'` : String(value))
 
 async function messageOf(response: Response): Promise<string> {
   const text = await response.text().catch(() => '')
@@ -36,8 +37,6 @@ export async function login(username: string, password: string): Promise<string>
   return (await response.text()).trim()
 }
 
-export type Query = Record<string, string | number | undefined>
-
 export class Api {
   constructor(private readonly token: string, private readonly onSignedOut: () => void) {}
 
@@ -56,12 +55,9 @@ export class Api {
     return (text && (response.headers.get('content-type') ?? '').includes('json') ? JSON.parse(text) : text) as T
   }
 
-  async get<T>(resource: string, query: Query = {}): Promise<T[]> {
-    const search = Object.entries(query)
-      .filter((entry): entry is [string, string | number] => entry[1] !== undefined)
-      .map(([key, value]) => `${key}=${encodeURIComponent(String(value))}`)
-      .join('&')
-    return (await this.request<{d: T[]}>('GET', `/v7/${resource}${search ? `?${search}` : ''}`)).d
+  /** Rows of a resource, or (with `key`) the one row with that id, in a list that is empty when there is none. */
+  async get<T>(resource: string, options: ODataOptions = {}, key?: number): Promise<T[]> {
+    return (await this.request<{d: T[]}>('GET', pineUrl(resource, options, {key}))).d
   }
 
   post<T>(resource: string, values: Record<string, unknown>): Promise<T> {

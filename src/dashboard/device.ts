@@ -2,7 +2,7 @@
 import {h} from 'preact'
 import {useState} from 'preact/hooks'
 
-import type {Api} from './api.js'
+import {type Api, odataValue} from './api.js'
 import {LogPanel} from './logs.js'
 import {ConfirmButton, deviceStatus, ErrorLine, formatDate, NameValueEditor, Section, shortId, StatusBadge, useAction, usePoll} from './ui.js'
 
@@ -12,6 +12,7 @@ interface DeviceDetail {
   device_name: string
   is_online: boolean
   overall_status: string | null
+  update_status: string | null
   status: string | null
   os_version: string | null
   supervisor_version: string | null
@@ -37,9 +38,9 @@ const ACTION_PATHS: Record<ActionName, string> = {restart: '/v1/restart', reboot
 
 async function loadDevice(api: Api, uuid: string) {
   const [device] = await api.get<DeviceDetail>('device', {
-    $select: 'id,uuid,device_name,is_online,overall_status,status,os_version,supervisor_version,ip_address,last_connectivity_event,should_be_running__release',
+    $select: 'id,uuid,device_name,is_online,overall_status,update_status,status,os_version,supervisor_version,ip_address,last_connectivity_event,should_be_running__release',
     $expand: 'belongs_to__application($select=id,app_name,slug),is_of__device_type($select=slug),is_running__release($select=id,commit),is_pinned_on__release($select=id,commit)',
-    $filter: `uuid eq '${uuid.replace(/'/g, "''")}'`,
+    $filter: `uuid eq ${odataValue(uuid)}`,
   })
   if (!device) return {device}
   const fleetId = device.belongs_to__application[0]?.id
@@ -113,13 +114,13 @@ function Actions({api, data, after}: {api: Api; data: Loaded; after: () => void}
       h('button', {type: 'submit', disabled: action.busy}, 'Rename')),
     h('div', {class: 'inline'},
       h('label', {for: 'device-pin'}, 'Release'),
-      h('select', {id: 'device-pin', value: release, onChange: value(setRelease)},
+      h('select', {id: 'device-pin', value: release || String(data.releases[0]?.id ?? ''), onChange: value(setRelease)},
         data.releases.map((choice) => h('option', {key: choice.id, value: String(choice.id)}, `${shortId(choice.commit)} — ${formatDate(choice.created_at)}`))),
       h('button', {type: 'button', disabled: action.busy || data.releases.length === 0, onClick: () => action.run(() => api.patch('device', device.id, {is_pinned_on__release: Number(release || data.releases[0].id)}))}, 'Pin device to release'),
       h('button', {type: 'button', disabled: action.busy || device.is_pinned_on__release.length === 0, onClick: () => action.run(() => api.patch('device', device.id, {is_pinned_on__release: null}))}, 'Follow fleet')),
     otherFleets.length > 0 && h('div', {class: 'inline'},
       h('label', {for: 'device-move'}, 'Fleet'),
-      h('select', {id: 'device-move', value: fleet, onChange: value(setFleet)}, otherFleets.map((choice) => h('option', {key: choice.id, value: String(choice.id)}, choice.slug))),
+      h('select', {id: 'device-move', value: fleet || String(otherFleets[0].id), onChange: value(setFleet)}, otherFleets.map((choice) => h('option', {key: choice.id, value: String(choice.id)}, choice.slug))),
       h('button', {type: 'button', disabled: action.busy, onClick: () => action.run(() => api.patch('device', device.id, {belongs_to__application: Number(fleet || otherFleets[0].id), is_pinned_on__release: null}))}, 'Move device')),
     h('div', {class: 'inline'},
       h(ConfirmButton, {label: 'Delete', question: `Delete device ${device.device_name}? Its agent can no longer reach the server.`, disabled: action.busy, onConfirm: () => action.run(async () => {

@@ -21,6 +21,7 @@ interface DeviceRow {
   device_name: string
   is_online: boolean
   overall_status: string | null
+  update_status: string | null
   os_version: string | null
   supervisor_version: string | null
   ip_address: string | null
@@ -110,7 +111,7 @@ function ReleaseChoice({api, fleet, releases, after}: {api: Api; fleet: FleetDet
   return h('div', {class: 'inline'},
     h('span', null, `Runs: ${releaseChoice(fleet)}`),
     h('label', {for: 'fleet-pin'}, 'Release'),
-    h('select', {id: 'fleet-pin', value: chosen, onChange: (event: Event) => setChosen((event.target as HTMLSelectElement).value)},
+    h('select', {id: 'fleet-pin', value: chosen || String(usable[0]?.id ?? ''), onChange: (event: Event) => setChosen((event.target as HTMLSelectElement).value)},
       usable.map((release) => h('option', {key: release.id, value: String(release.id)}, `${shortId(release.commit)} — ${formatDate(release.created_at)}`))),
     h('button', {type: 'button', disabled: action.busy || usable.length === 0, onClick: pin}, 'Pin fleet to release'),
     h('button', {type: 'button', disabled: action.busy || fleet.should_track_latest_release, onClick: trackLatest}, 'Track latest'),
@@ -119,12 +120,12 @@ function ReleaseChoice({api, fleet, releases, after}: {api: Api; fleet: FleetDet
 
 export function FleetView({api, id}: {api: Api; id: number}) {
   const state = usePoll(async () => {
-    const [fleet] = await api.get<FleetDetail>(`application(${id})`, {
+    const [fleet] = await api.get<FleetDetail>('application', {
       $select: 'id,app_name,slug,should_track_latest_release', $expand: 'is_for__device_type($select=slug),should_be_running__release($select=commit)',
-    })
+    }, id)
     const [devices, releases, variables, tags] = await Promise.all([
       api.get<DeviceRow>('device', {
-        $select: 'id,uuid,device_name,is_online,overall_status,os_version,supervisor_version,ip_address,last_connectivity_event',
+        $select: 'id,uuid,device_name,is_online,overall_status,update_status,os_version,supervisor_version,ip_address,last_connectivity_event',
         $expand: 'is_running__release($select=commit)', $filter: `belongs_to__application eq ${id}`, $orderby: 'device_name asc',
       }),
       api.get<ReleaseRow>('release', {...RELEASE_FIELDS, $filter: `belongs_to__application eq ${id}`, $orderby: 'created_at desc', $top: 50}),

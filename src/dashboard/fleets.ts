@@ -11,7 +11,7 @@ interface FleetRow {
   slug: string
   should_track_latest_release: boolean
   is_for__device_type: Array<{slug: string}>
-  owns__device: Array<{is_online: boolean; overall_status: string | null}>
+  owns__device: Array<{is_online: boolean; overall_status: string | null; update_status: string | null}>
   should_be_running__release: Array<{commit: string}>
 }
 
@@ -20,7 +20,7 @@ const STATUSES: StatusWord[] = ['online', 'offline', 'updating', 'failed']
 export function listFleetRows(api: Api): Promise<FleetRow[]> {
   return api.get<FleetRow>('application', {
     $select: 'id,app_name,slug,should_track_latest_release',
-    $expand: 'is_for__device_type($select=slug),owns__device($select=is_online,overall_status),should_be_running__release($select=commit)',
+    $expand: 'is_for__device_type($select=slug),owns__device($select=is_online,overall_status,update_status),should_be_running__release($select=commit)',
     $filter: "is_of__class eq 'fleet' and is_host eq false",
     $orderby: 'slug asc',
   })
@@ -75,11 +75,11 @@ function CreateFleet({api, after}: {api: Api; after: () => void}) {
       h('label', {for: 'fleet-name'}, 'Name'),
       h('input', {id: 'fleet-name', required: true, value: name, onInput: input(setName), pattern: '[A-Za-z0-9_\\-]+'}),
       h('label', {for: 'fleet-type'}, 'Device type'),
-      h('select', {id: 'fleet-type', value: deviceType, onChange: input(setDeviceType)},
+      h('select', {id: 'fleet-type', value: deviceType || String(choices.data?.deviceTypes[0]?.id ?? ''), onChange: input(setDeviceType)},
         (choices.data?.deviceTypes ?? []).map((type) => h('option', {key: type.id, value: String(type.id)}, `${type.name} (${type.slug})`))),
       (choices.data?.organizations.length ?? 0) > 1 && [
         h('label', {for: 'fleet-organization'}, 'Organization'),
-        h('select', {id: 'fleet-organization', value: organization, onChange: input(setOrganization)},
+        h('select', {id: 'fleet-organization', value: organization || String(choices.data!.organizations[0].id), onChange: input(setOrganization)},
           choices.data!.organizations.map((org) => h('option', {key: org.id, value: String(org.id)}, org.handle))),
       ],
       h('button', {type: 'submit', disabled: action.busy || !choices.data}, 'Create fleet')),

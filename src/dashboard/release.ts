@@ -18,9 +18,9 @@ interface ReleaseImageRow {
 
 export function ReleaseView({api, id}: {api: Api; id: number}) {
   const state = usePoll(async () => {
-    const [release] = await api.get<ReleaseDetail>(`release(${id})`, {
+    const [release] = await api.get<ReleaseDetail>('release', {
       $select: `${RELEASE_FIELDS.$select},build_log,note`, $expand: `${RELEASE_FIELDS.$expand},belongs_to__application($select=id,slug)`,
-    })
+    }, id)
     const images = await api.get<ReleaseImageRow>('image__is_part_of__release', {
       $select: 'id', $filter: `is_part_of__release eq ${id}`,
       $expand: 'image($select=id,image_size,status;$expand=is_a_build_of__service($select=service_name))',

@@ -50,10 +50,14 @@ export const ErrorLine = ({message}: {message?: string}) => (message ? h('p', {c
 
 export type StatusWord = 'online' | 'offline' | 'updating' | 'failed'
 
-/** The status a person reads: balena's overall status folded into four words. */
-export function deviceStatus(device: {is_online: boolean; overall_status?: string | null}): StatusWord {
+/**
+ * The status a person reads, in four words: updating while it downloads (balena's overall status), failed when its
+ * last update was aborted or rejected, otherwise online or offline by its heartbeat. (balena's "reduced
+ * functionality", a heartbeat without the device link, still reads as online: the device is working.)
+ */
+export function deviceStatus(device: {is_online: boolean; overall_status?: string | null; update_status?: string | null}): StatusWord {
   if (device.overall_status === 'updating') return 'updating'
-  if (device.overall_status === 'reduced-functionality') return 'failed'
+  if (device.update_status === 'aborted' || device.update_status === 'rejected') return 'failed'
   return device.is_online ? 'online' : 'offline'
 }
 
