@@ -10,6 +10,7 @@ import {startServer, type TestServer} from '../helpers/server.js'
 const DEVICE_UUID = 'da'.repeat(16)
 const HOSTILE_UUID = 'db'.repeat(16)
 const HOSTILE = '<img src=x onerror=alert(1)>'
+const SPARE_UUID = 'dc'.repeat(16)
 
 describe('web dashboard (real server, headless chromium)', function () {
   this.timeout(90_000)
@@ -20,6 +21,9 @@ describe('web dashboard (real server, headless chromium)', function () {
   let fleet: {id: number; slug: string; uuid: string}
   let device: {id: number; uuid: string; api_key: string}
   let serviceId: number
+  let older: {id: number; imageId: number}
+  let newer: {id: number; imageId: number}
+  let otherFleet: {id: number; slug: string}
   const pages: WatchedPage[] = []
   const screenshots = screenshotFolder('dashboard')
 
@@ -54,7 +58,11 @@ describe('web dashboard (real server, headless chromium)', function () {
     await api.patch(token, `device(${device.id})`, {device_name: 'kitchen-pi'})
     const hostile = await api.registerDevice(token, fleet.id, HOSTILE_UUID)
     await api.patch(token, `device(${hostile.id})`, {device_name: HOSTILE})
-    await api.createRelease(token, fleet.id, 'e'.repeat(32))
+    older = await api.createRelease(token, fleet.id, 'e'.repeat(32))
+    await api.patch(token, `image(${older.imageId})`, {image_size: 3 * 1024 * 1024})
+    await api.patch(token, `release(${older.id})`, {build_log: `[main] Step 1/1 : FROM scratch\n[main] ${HOSTILE}`, is_final: true})
+    newer = await api.createRelease(token, fleet.id, 'f'.repeat(32))
+    otherFleet = await api.createFleet(token, 'elsewhere')
     serviceId = (await api.call('GET', `/v7/service?$select=id&$filter=application eq ${fleet.id}`, {token})).json().d[0].id
     // A state report, as the agent sends it: the device reads as online.
     const report = {[DEVICE_UUID]: {status: 'Idle', os_version: 'Debian 12', supervisor_version: '0.1.0', ip_address: '10.0.0.2'}}
@@ -117,7 +125,7 @@ describe('web dashboard (real server, headless chromium)', function () {
     const signInMs = Date.now() - clicked
     await eventually(async () => /online\s*1/.test(await row.innerText()) && /offline\s*1/.test(await row.innerText()), `the fleet row to count 1 online and 1 offline device: ${await row.innerText()}`, 10_000)
     assert.match(await row.innerText(), /raspberrypi4-64/)
-    assert.match(await row.innerText(), /latest \(eeeeeee\)/)
+    assert.match(await row.innerText(), /latest \(fffffff\)/)
     // A reload: the session survives in sessionStorage, the hashed assets come from the cache.
     watched.resetReceived()
     const reloaded = Date.now()
@@ -142,7 +150,7 @@ describe('web dashboard (real server, headless chromium)', function () {
     assert.match(await devices.innerText(), /Debian 12/)
     await page.getByLabel('Search devices').fill('kitchen')
     await eventually(async () => (await devices.getByRole('link').count()) === 1, 'the search to leave one device')
-    assert.match(await page.getByRole('region', {name: 'Releases'}).innerText(), /eeeeeee\s+success/)
+    assert.match(await page.getByRole('region', {name: 'Releases'}).innerText(), /fffffff\s+success[^]*eeeeeee\s+success/)
     const variables = page.getByRole('region', {name: 'Variables'})
     await variables.getByLabel('Name').fill('GREETING')
     await variables.getByLabel('Value').fill('hello from the page')
@@ -151,6 +159,70 @@ describe('web dashboard (real server, headless chromium)', function () {
     const stored = (await api.call('GET', `/v7/application_environment_variable?$select=name,value&$filter=application eq ${fleet.id}`, {token})).json().d
     assert.deepEqual(stored, [{name: 'GREETING', value: 'hello from the page'}])
     await page.screenshot({path: path.join(screenshots, 'fleet.png'), fullPage: true})
+  })
+
+  it('creates a fleet, pins a fleet to a release and makes it track the latest again', async () => {
+    const {page} = await signedIn()
+    await page.getByLabel('Name').fill('created-in-page')
+    await page.getByRole('button', {name: 'Create fleet'}).click()
+    await page.getByRole('link', {name: 'created-in-page'}).waitFor()
+    await page.getByRole('link', {name: 'watchers'}).click()
+    await page.getByText('Runs: latest (fffffff)').waitFor()
+    await page.getByLabel('Release', {exact: true}).selectOption({label: (await page.getByRole('option', {name: /^eeeeeee/}).innerText()).trim()})
+    await page.getByRole('button', {name: 'Pin fleet to release'}).click()
+    await page.getByText('Runs: pinned to eeeeeee').waitFor()
+    const pinned = (await api.call('GET', `/v7/application(${fleet.id})?$select=should_track_latest_release,should_be_running__release`, {token})).json().d[0]
+    assert.deepEqual(pinned, {should_track_latest_release: false, should_be_running__release: {__id: older.id}})
+    await page.getByRole('button', {name: 'Track latest'}).click()
+    await page.getByText('Runs: latest (fffffff)').waitFor()
+    const tracking = (await api.call('GET', `/v7/application(${fleet.id})?$select=should_track_latest_release,should_be_running__release`, {token})).json().d[0]
+    assert.deepEqual(tracking, {should_track_latest_release: true, should_be_running__release: {__id: newer.id}})
+  })
+
+  it('shows a release: its images with sizes and its build log as text; invalidates it', async () => {
+    const watched = await signedIn()
+    const {page} = watched
+    await page.goto(`${server.url}/#/release/${older.id}`)
+    await page.getByRole('heading', {name: 'Release eeeeeee'}).waitFor()
+    assert.match(await page.getByRole('region', {name: 'Services and images'}).innerText(), /main\s+\S*\s+3\.0 MiB/)
+    const log = page.getByRole('region', {name: 'Build log'})
+    assert.ok((await log.innerText()).includes(`Step 1/1 : FROM scratch\n[main] ${HOSTILE}`), await log.innerText())
+    assert.equal(await page.locator('img').count(), 0)
+    await page.screenshot({path: path.join(screenshots, 'release.png'), fullPage: true})
+    await page.getByRole('button', {name: 'Invalidate'}).click()
+    await page.getByRole('button', {name: 'Validate again'}).waitFor()
+    assert.equal((await api.call('GET', `/v7/release(${older.id})?$select=is_invalidated`, {token})).json().d[0].is_invalidated, true)
+    await page.getByRole('button', {name: 'Validate again'}).click()
+    await page.getByRole('button', {name: 'Invalidate'}).waitFor()
+    assert.deepEqual(watched.dialogs, [])
+  })
+
+  it('renames, tags, pins, moves and deletes a device from its page, asking before the deletion', async () => {
+    const spare = await api.registerDevice(token, fleet.id, SPARE_UUID)
+    const {page} = await signedIn()
+    await page.goto(`${server.url}/#/device/${SPARE_UUID}`)
+    await page.getByLabel('New name').fill('spare-renamed')
+    await page.getByRole('button', {name: 'Rename'}).click()
+    await page.getByRole('heading', {name: 'spare-renamed'}).waitFor()
+    const tags = page.getByRole('region', {name: 'Tags'})
+    await tags.getByLabel('Name').fill('room')
+    await tags.getByLabel('Value').fill('attic')
+    await tags.getByRole('button', {name: 'Set tag'}).click()
+    await tags.getByRole('cell', {name: 'attic'}).waitFor()
+    await page.getByRole('button', {name: 'Pin device to release'}).click()
+    await page.getByText('fffffff (pinned)').waitFor()
+    const device = () => api.call('GET', `/v7/device(${spare.id})?$select=device_name,is_pinned_on__release,belongs_to__application`, {token}).then((answer) => answer.json().d[0])
+    assert.deepEqual(await device(), {device_name: 'spare-renamed', is_pinned_on__release: {__id: newer.id}, belongs_to__application: {__id: fleet.id}})
+    await page.getByLabel('Fleet', {exact: true}).selectOption({label: otherFleet.slug})
+    await page.getByRole('button', {name: 'Move device'}).click()
+    await page.getByRole('link', {name: otherFleet.slug}).waitFor()
+    assert.deepEqual(await device(), {device_name: 'spare-renamed', is_pinned_on__release: null, belongs_to__application: {__id: otherFleet.id}})
+    await page.getByRole('button', {name: 'Delete…'}).click()
+    await page.getByText('Delete device spare-renamed?').waitFor()
+    assert.equal((await api.call('GET', `/v7/device(${spare.id})?$select=id`, {token})).json().d.length, 1, 'deleted before the confirmation')
+    await page.getByRole('button', {name: 'Yes, delete'}).click()
+    await page.getByRole('heading', {name: 'elsewhere'}).waitFor()
+    assert.equal((await api.call('GET', `/v7/device(${spare.id})?$select=id`, {token})).json().d.length, 0)
   })
 
   it('shows a log line on the device page within seconds of the device sending it, and restarts it from the page', async () => {
