@@ -250,7 +250,7 @@ describe('web dashboard (real server, headless chromium)', function () {
     await page.getByRole('link', {name: HOSTILE}).waitFor()
     await page.goto(`${server.url}/#/device/${DEVICE_UUID}`)
     const logs = page.getByRole('region', {name: 'Logs'})
-    await logs.getByText('Log lines').or(logs.locator('.log-line').first()).first().waitFor()
+    await logs.getByLabel('Log lines').waitFor()
     await sendLog(HOSTILE)
     await logs.getByText(HOSTILE).waitFor()
     await page.goto(`${server.url}/#/device/${HOSTILE_UUID}`)
