@@ -150,6 +150,13 @@ describe('web dashboard (real server, headless chromium)', function () {
     assert.match(await devices.innerText(), /Debian 12/)
     await page.getByLabel('Search devices').fill('kitchen')
     await eventually(async () => (await devices.getByRole('link').count()) === 1, 'the search to leave one device')
+    await page.getByLabel('Search devices').fill('')
+    // A device registering while the page is open shows up without a reload.
+    const arriving = await api.registerDevice(token, fleet.id, 'dd'.repeat(16))
+    await api.patch(token, `device(${arriving.id})`, {device_name: 'arrives-later'})
+    await devices.getByRole('link', {name: 'arrives-later'}).waitFor()
+    assert.equal((await api.call('DELETE', `/v7/device(${arriving.id})`, {token})).status, 200)
+    await devices.getByRole('link', {name: 'arrives-later'}).waitFor({state: 'detached'})
     assert.match(await page.getByRole('region', {name: 'Releases'}).innerText(), /fffffff\s+success[^]*eeeeeee\s+success/)
     const variables = page.getByRole('region', {name: 'Variables'})
     await variables.getByLabel('Name').fill('GREETING')

@@ -9,14 +9,14 @@ import {notFound} from '../http-errors.js'
 
 /**
  * What the browser may do with the dashboard's pages: run and style only files of this server (no inline script or
- * style, no eval), talk only to this server (and its WebSocket bridge), never be framed by another site.
+ * style, no eval), talk only to this server, never be framed by another site.
  */
 export const DASHBOARD_CSP = [
   "default-src 'self'",
   "script-src 'self'",
   "style-src 'self'",
   "img-src 'self' data:",
-  "connect-src 'self' ws: wss:",
+  "connect-src 'self'",
   "object-src 'none'",
   "base-uri 'none'",
   "form-action 'self'",
