@@ -12,6 +12,8 @@ import {fileURLToPath} from 'node:url'
 
 import {build} from 'esbuild'
 
+import {bundleDashboard} from './bundle-dashboard.mjs'
+
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const source = path.join(root, 'src')
 const commandsDir = path.join(source, 'commands')
@@ -65,3 +67,5 @@ await build({
   sourcesContent: false,
   logLevel: 'warning',
 })
+
+await bundleDashboard(root)

@@ -56,6 +56,7 @@ server=$!
 wait_for 30 "listening" "fleet server" "$server" "$work/server.log" grep -q listening "$work/server.log"
 export FLOTILLA_URL=$(sed -n 's/^flotilla server listening on \([^,]*\),.*/\1/p' "$work/server.log")
 echo "demo: fleet server at $FLOTILLA_URL"
+echo "demo: dashboard at $FLOTILLA_URL/ (sign in as $FLOTILLA_ADMIN_EMAIL, password $FLOTILLA_ADMIN_PASSWORD)"
 
 printf '%s' "$FLOTILLA_ADMIN_PASSWORD" | flotilla login --credentials --email "$FLOTILLA_ADMIN_EMAIL" --password - >/dev/null
 case "$(uname -m)" in aarch64 | arm64) type=generic-aarch64 ;; *) type=intel-nuc ;; esac

@@ -16,6 +16,7 @@ import {registerAuthRoutes} from './routes/auth.js'
 import {DeviceActionQueue} from './device-actions.js'
 import {DeviceLogStore} from './device-logs.js'
 import {type BuilderSettings, registerBuildRoutes} from './routes/build.js'
+import {registerDashboardRoutes} from './routes/dashboard.js'
 import {DEFAULT_LOG_HEARTBEAT_MS, registerDeviceLogRoutes} from './routes/device-logs.js'
 import {registerDeviceRegistrationRoute} from './routes/device-register.js'
 import {DEFAULT_HEARTBEAT_TIMEOUT_MS, registerDeviceStateRoutes} from './routes/device-state.js'
@@ -117,6 +118,7 @@ function registerRoutes(app: FastifyInstance, context: ServerContext, options: S
 
   registerSupervisorRoute(app, context, deliverAction)
   registerFleetRestartRoute(app, context, deliverAction)
+  registerDashboardRoutes(app)
 }
 
 /** The local engine (DOCKER_HOST or its socket), connected on the first build: dockerode loads only then. */
