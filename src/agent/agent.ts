@@ -18,6 +18,7 @@ import {DockerExecutor, type RegistryAuth} from './docker-executor.js'
 import {ownContainerImage, runInHostContainer} from './host-container.js'
 import {startLocalApi} from './local-api.js'
 import {LogShipper, logStreamSender} from './log-shipper.js'
+import {PullBackoff, PullDeferredError} from './pull-backoff.js'
 import {ensureRegistered} from './provisioning.js'
 import {converge, type CurrentState, desiredAppsOf, type Plan, type PlanOptions, stepFailureLine} from './reconciler.js'
 import {directAccessOf, startShellService} from './shell-service.js'
@@ -41,6 +42,8 @@ export interface AgentOptions {
   reconcileIntervalMs?: number
   /** At most one state report this often (default 10 s), however often the state changes. */
   reportIntervalMs?: number
+  /** The pause after an image's download failed, doubled at each further failure up to 15 min (default 10 s). */
+  pullRetryDelayMs?: number
   agentVersion?: string
   /** Registry credentials for an image; by default the device's own key for the config's registry. */
   registryAuth?: (image: string) => RegistryAuth | undefined
@@ -160,6 +163,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   let link: DeviceLink | undefined
   let registered: RegisteredConfigJson | undefined
   let executor: DockerExecutor | undefined
+  let pulls: PullBackoff | undefined
 
   const shipper = new LogShipper({
     journalPath: path.join(dataDir, 'logs.journal'),
@@ -282,7 +286,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
           status: updating ? 'Updating' : 'Idle',
           update_pending: updating,
           update_downloaded: snapshot.plan ? !snapshot.plan.steps.some((step) => step.action === 'fetch') : false,
-          update_failed: false,
+          update_failed: (pulls?.failures.size ?? 0) > 0,
           download_progress: null,
         }
       },
@@ -318,6 +322,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       subscribeLogs: (listener) => shipper.subscribe(listener),
       update: (force) => {
         forceNextUpdate ||= force
+        pulls?.reset()
         void poller?.pollNow()
         reconcileWakeup.wake()
       },
@@ -368,7 +373,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   let facts: DeviceFacts = {}
   let factsAt = 0
   const downloadProgress = new Map<string, number>()
-  async function reconcileOnce(device: RegisteredConfigJson, runner: DockerExecutor, signal: AbortSignal): Promise<void> {
+  async function reconcileOnce(device: RegisteredConfigJson, runner: PullBackoff, signal: AbortSignal): Promise<void> {
     const stored = await store.load()
     if (!stored) return
     const force = forceNextUpdate
@@ -379,15 +384,19 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       factsAt = Date.now()
     }
 
-    const report = (current: CurrentState, plan: Plan) => reporter?.update(buildStateReport({deviceUuid: device.uuid, target: stored.target, current, plan, planOptions: common, facts, downloadProgress}))
+    const report = (current: CurrentState, plan: Plan) =>
+      reporter?.update(buildStateReport({deviceUuid: device.uuid, target: stored.target, current, plan, planOptions: common, facts, downloadProgress, pullFailures: runner.failures}))
     const result = await converge(runner, stored.target, {
       ...common,
       overrideLock: force || stored.target.config.BALENA_SUPERVISOR_OVERRIDE_LOCK === '1',
       onPlan: report,
       signal,
       onStepFailed: (step, error) => {
+        // A download waiting out its delay was said once, when it failed.
+        if (error instanceof PullDeferredError) return
         log(`${step.action} failed: ${(error as Error).message}`)
-        shipper.systemLine(stepFailureLine(step, error))
+        const retry = step.action === 'fetch' ? runner.failures.get(step.image) : undefined
+        shipper.systemLine(retry ? `${stepFailureLine(step, error)}; update failed, retrying in ${Math.round((retry.retryAt - Date.now()) / 1000)} s` : stepFailureLine(step, error))
       },
     })
     snapshot.current = result.current
@@ -418,6 +427,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       onDownloadProgress: (image, percent) => downloadProgress.set(image, percent),
     })
     executor = runner
+    const backoff = new PullBackoff(runner, {baseDelayMs: options.pullRetryDelayMs})
+    pulls = backoff
     reporter = new StateReporter({send: stateReportSender(client), minIntervalMs: options.reportIntervalMs, onError: (error) => log(`state report failed: ${(error as Error).message}`)})
     const stored = await store.load()
     const fleetClient = client
@@ -427,6 +438,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       fetch: (etag) => fetchTargetState(fleetClient, device.uuid, etag),
       onTarget: async (target, etag) => {
         await store.save({target, etag, fetchedAt: new Date().toISOString()})
+        backoff.reset()
         reconcileWakeup.wake()
       },
       onError: (error) => log(`target state poll failed: ${(error as Error).message}`),
@@ -467,7 +479,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         if (reconcileHolds === 0) {
           const controller = new AbortController()
           abortReconcile = controller
-          reconciling = reconcileOnce(device, runner, controller.signal).catch((error: unknown) => log(`reconcile failed: ${(error as Error).message}`))
+          reconciling = reconcileOnce(device, backoff, controller.signal).catch((error: unknown) => log(`reconcile failed: ${(error as Error).message}`))
           await reconciling
         }
       } catch (error) {
