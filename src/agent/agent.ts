@@ -16,11 +16,11 @@ import {DeviceLink, discoverLinkEndpoint} from './device-link.js'
 import {DeviceActions, runHostCommand} from './device-actions.js'
 import {DockerExecutor, type RegistryAuth} from './docker-executor.js'
 import {ownContainerImage, runInHostContainer} from './host-container.js'
-import {startLocalApi} from './local-api.js'
+import {ensureSupervisorNetwork, loadLocalApiKey, startLocalApi} from './local-api.js'
 import {LogShipper, logStreamSender} from './log-shipper.js'
 import {PullBackoff, PullDeferredError} from './pull-backoff.js'
 import {ensureRegistered} from './provisioning.js'
-import {converge, type CurrentState, desiredAppsOf, type Plan, type PlanOptions, stepFailureLine} from './reconciler.js'
+import {converge, type CurrentState, desiredAppsOf, LABELS, type Plan, type PlanOptions, stepFailureLine} from './reconciler.js'
 import {directAccessOf, startShellService} from './shell-service.js'
 import {buildStateReport, type DeviceFacts, gatherDeviceFacts, StateReporter, stateReportSender} from './state-reporter.js'
 import {TargetPoller, fetchTargetState} from './target-poller.js'
@@ -38,6 +38,11 @@ export interface AgentOptions {
   pollIntervalMs?: number
   /** 0 picks a free port (tests); default config.json's listenPort, else 48484. */
   localApiPort?: number
+  /**
+   * The engine network services with io.balena.features.supervisor-api join to reach the local API at its gateway
+   * (made, internal, when first needed; default balena's name, supervisor0).
+   */
+  supervisorNetwork?: string
   /** How often the engine is checked against the target even when nothing happened. */
   reconcileIntervalMs?: number
   /** At most one state report this often (default 10 s), however often the state changes. */
@@ -65,6 +70,8 @@ export interface AgentOptions {
 
 export interface RunningAgent {
   localApiPort: number
+  /** The key the local API asks for (BALENA_SUPERVISOR_API_KEY). */
+  localApiKey: string
   /** The shell service's direct port, when it listens. */
   sshPort?: number
   /** The link to the server, which ssh and tunnels come through; it never comes up with a server that takes none. */
@@ -272,10 +279,22 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     directAccess: async () => directAccessOf(await loadConfig(options.configPath)),
     hostShellImage: hostContainerImage,
   })
+  const localApiKey = await loadLocalApiKey(dataDir)
   const localApi = await startLocalApi({
     port: options.localApiPort ?? config.listenPort ?? 48484,
+    apiKey: localApiKey,
     handlers: {
       version: agentVersion,
+      healthy: () => !stopped,
+      app: (appId) => v1AppOf(appId),
+      deviceName: () => snapshot.target?.name ?? '',
+      deviceTags: async () => {
+        if (!client) throw new Error('the device is not registered yet')
+        const tags = await client.pine.get<{id: number; tag_key: string; value: string}>('device_tag', {$select: ['id', 'tag_key', 'value'], $orderby: 'tag_key asc'})
+        return tags.map((tag) => ({id: tag.id, name: tag.tag_key, value: tag.value}))
+      },
+      serviceAction: (action, appId, service) => performAction({action, appId, ...service}),
+      cleanupVolumes,
       device: () => {
         const updating = !snapshot.plan || snapshot.plan.steps.length > 0 || snapshot.plan.waitingForLock.length > 0
         return {
@@ -328,7 +347,6 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       },
       restartApp: (appId) => restartContainers(appId),
       blink: identify,
-      restartService: (appId, serviceName) => restartContainers(appId, serviceName),
       purge: (appId, force) => deviceActions.purge(appId, force),
       reboot: (force) => deviceActions.power('reboot', force),
       shutdown: (force) => deviceActions.power('shutdown', force),
@@ -355,7 +373,49 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     bootTime: Date.now() - uptime() * 1000,
     // A port picked at random (0) is not worth a new container at each start: the address stays the configured one.
     supervisorAddress: `http://127.0.0.1:${options.localApiPort || config.listenPort || 48484}`,
+    supervisorApi: {port: localApi.port, apiKey: localApiKey, network: supervisorNetwork},
   })
+
+  // Made when a service first needs it, so an agent whose services do not use the API adds nothing to the engine.
+  let supervisorNetwork: {name: string; gateway: string} | undefined
+  async function exposeLocalApiTo(target: TargetDevice): Promise<void> {
+    if (supervisorNetwork || options.hostNetwork) return
+    const needed = desiredAppsOf(target, planOptions()).some((app) => app.services.some((service) => service.spec.environment.BALENA_SUPERVISOR_API_KEY && Object.keys(service.spec.networks).length > 0))
+    if (!needed) return
+    const name = options.supervisorNetwork ?? 'supervisor0'
+    try {
+      const gateway = await ensureSupervisorNetwork(docker, name)
+      await localApi.listenAlso(gateway)
+      supervisorNetwork = {name, gateway}
+    } catch (error) {
+      log(`the local API cannot be reached from the services' networks: ${(error as Error).message}`)
+    }
+  }
+
+  function v1AppOf(appId: number) {
+    const app = snapshot.target ? desiredAppsOf(snapshot.target, planOptions()).find((candidate) => candidate.appId === appId) : undefined
+    if (!app) throw Object.assign(new Error(`app ${appId} is not on this device`), {statusCode: 404})
+    if (app.services.length !== 1) throw Object.assign(new Error('this endpoint serves single-container apps only: use the v2 API'), {statusCode: 400})
+    const [service] = app.services
+    const container = snapshot.current?.containers.find((candidate) => candidate.appId === appId && candidate.serviceName === service.serviceName)
+    return {appId, commit: app.commit, containerId: container?.id, env: service.spec.environment, imageId: service.imageId, releaseId: service.releaseId, serviceName: service.serviceName}
+  }
+
+  /** `GET /v2/cleanup-volumes`: the named volumes of apps the target no longer has (those in use stay). */
+  async function cleanupVolumes(): Promise<void> {
+    if (!deviceUuid) throw new Error('the device is not registered yet')
+    const wanted = new Set(snapshot.target ? desiredAppsOf(snapshot.target, planOptions()).map((app) => app.appId) : [])
+    const {Volumes: volumes} = await docker.listVolumes({filters: {label: [`${LABELS.supervised}=true`, `${LABELS.deviceUuid}=${deviceUuid}`]}})
+    for (const volume of volumes ?? []) {
+      if (wanted.has(Number(volume.Labels?.[LABELS.appId]))) continue
+      try {
+        await docker.getVolume(volume.Name).remove()
+        shipper.systemLine(`Removed volume '${volume.Name}'`)
+      } catch (error) {
+        log(`volume ${volume.Name} kept: ${(error as Error).message}`)
+      }
+    }
+  }
 
   async function register(): Promise<RegisteredConfigJson | undefined> {
     for (let failures = 0; !stopped; failures++) {
@@ -378,6 +438,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     if (!stored) return
     const force = forceNextUpdate
     forceNextUpdate = false
+    await exposeLocalApiTo(stored.target)
     const common = planOptions()
     if (Date.now() - factsAt > FACTS_REFRESH_MS) {
       facts = await gatherDeviceFacts({dataDir, agentVersion, apiPort: localApi.port})
@@ -396,7 +457,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         if (error instanceof PullDeferredError) return
         log(`${step.action} failed: ${(error as Error).message}`)
         const retry = step.action === 'fetch' ? runner.failures.get(step.image) : undefined
-        shipper.systemLine(retry ? `${stepFailureLine(step, error)}; update failed, retrying in ${Math.round((retry.retryAt - Date.now()) / 1000)} s` : stepFailureLine(step, error))
+        shipper.systemLine(retry ? `${stepFailureLine(step, error)}; update failed, retrying in ${Math.ceil((retry.retryAt - Date.now()) / 1000)} s` : stepFailureLine(step, error))
       },
     })
     snapshot.current = result.current
@@ -502,6 +563,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
 
   return {
     localApiPort: localApi.port,
+    localApiKey,
     sshPort,
     link: {
       linked: async () => {

@@ -167,6 +167,15 @@ export interface PlanOptions {
   engineSocket?: string
   /** When the device booted (ms since the epoch): a requires-reboot service created since then waits. */
   bootTime?: number
+  /** Where `io.balena.features.supervisor-api` services reach the local API, and its key; without it they get none. */
+  supervisorApi?: SupervisorApiAccess
+}
+
+export interface SupervisorApiAccess {
+  port: number
+  apiKey: string
+  /** The engine network a service on an app network joins to reach the API at its gateway (balena's supervisor0). */
+  network?: {name: string; gateway: string}
 }
 
 export type Step =
@@ -338,6 +347,26 @@ function featuresOf(labels: Record<string, string>, options: PlanOptions): {bind
   return {binds, environment}
 }
 
+/**
+ * What `io.balena.features.supervisor-api` gives a service, as balena's supervisor does: the API's host, port,
+ * address and key, and the supervisor network joined when the service is on app networks (on the host's network
+ * it reaches the API on loopback; sharing another container's network, through that one).
+ */
+function supervisorApiOf(networking: Pick<ContainerSpec, 'networkMode' | 'networks'>, access: SupervisorApiAccess | undefined): {environment: Record<string, string>; networks: Record<string, NetworkEndpoint>} {
+  if (!access) return {environment: {}, networks: {}}
+  const onAppNetworks = Object.keys(networking.networks).length > 0
+  const host = onAppNetworks && access.network ? access.network.gateway : '127.0.0.1'
+  const environment: Record<string, string> = {}
+  for (const prefix of ['BALENA_', 'RESIN_']) {
+    environment[`${prefix}SUPERVISOR_HOST`] = host
+    environment[`${prefix}SUPERVISOR_PORT`] = String(access.port)
+    environment[`${prefix}SUPERVISOR_ADDRESS`] = `http://${host}:${access.port}`
+    environment[`${prefix}SUPERVISOR_API_KEY`] = access.apiKey
+  }
+
+  return {environment, networks: onAppNetworks && access.network ? {[access.network.name]: {Aliases: []}} : {}}
+}
+
 /** Which network a service's container is created in and which app networks it joins, with its aliases there. */
 function networkingOf(appId: number, serviceName: string, composition: ServiceComposition, options: PlanOptions): Pick<ContainerSpec, 'networkMode' | 'networks'> {
   if (options.hostNetwork) return {networkMode: 'host', networks: {}}
@@ -404,6 +433,8 @@ function desiredServiceOf(
     [LABELS.deviceUuid]: options.deviceUuid,
   }
   const features = featuresOf(labels, options)
+  const networking = networkingOf(app.appId, serviceName, composition, options)
+  const supervisorApi = supervisorApiOf(networking, truthy(labels['io.balena.features.supervisor-api']) ? options.supervisorApi : undefined)
   const spec: ContainerSpec = {
     name: containerNameOf(identity),
     image: target.image,
@@ -430,7 +461,8 @@ function desiredServiceOf(
       BALENA_APP_LOCK_PATH: '/tmp/balena/updates.lock',
     },
     labels,
-    ...networkingOf(app.appId, serviceName, composition, options),
+    networkMode: networking.networkMode,
+    networks: {...networking.networks, ...supervisorApi.networks},
     restart: composition.restart ?? 'always',
     binds: [...binds, ...LOCK_MOUNT_POINTS.map((mountPoint) => `${lockDir}:${mountPoint}`)],
     featureBinds: features.binds,
@@ -440,7 +472,7 @@ function desiredServiceOf(
     tty: composition.tty === true,
     settings: engineSettingsOf(composition),
   }
-  spec.environment = {...features.environment, ...spec.environment}
+  spec.environment = {...features.environment, ...spec.environment, ...supervisorApi.environment}
   return {
     ...identity,
     appId: app.appId,
@@ -509,6 +541,8 @@ class Readiness {
     const existing = this.current.networks ?? []
     const networksReady = Object.keys(service.spec.networks).every((name) => {
       const wanted = this.networks.find((network) => network.name === name)
+      // Not an app network: the agent's own (the supervisor network), there before any plan uses it.
+      if (!wanted) return true
       return existing.some((network) => network.name === name && network.configHash === wanted?.configHash)
     })
     return networksReady && service.volumes.every((volume) => this.current.volumes.includes(volume))

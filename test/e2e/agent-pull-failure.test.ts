@@ -67,7 +67,7 @@ describe('an agent whose target image cannot be pulled', function () {
     }, 'the device to report its update failed')
     assert.equal(device.status, 'Idle')
     assert.equal(device.overall_status, 'operational')
-    const local = (await (await fetch(`http://127.0.0.1:${agent.localApiPort}/v1/device`)).json()) as {update_failed: boolean}
+    const local = (await (await fetch(`http://127.0.0.1:${agent.localApiPort}/v1/device?apikey=${agent.localApiKey}`)).json()) as {update_failed: boolean}
     assert.equal(local.update_failed, true)
   })
 })

@@ -325,6 +325,27 @@ describe('planSteps for compose apps', () => {
     assert.equal(spec.environment.RESIN_API_URL, 'https://api.example')
   })
 
+  it('io.balena.features.supervisor-api gives the API address and key, and joins the supervisor network from an app network', () => {
+    const supervisorApi = {port: 48484, apiKey: 'secret-key', network: {name: 'supervisor0', gateway: '10.114.104.1'}}
+    const device = app({main: compose({}, {'io.balena.features.supervisor-api': '1'}), plain: compose({}, {}, 2), hosted: compose({network_mode: 'host'}, {'io.balena.features.supervisor-api': '1'}, 3)})
+    const [desired] = desiredAppsOf(device, {...options, supervisorApi})
+    const spec = (name: string) => desired.services.find((candidate) => candidate.serviceName === name)!.spec
+    assert.deepEqual(Object.keys(spec('main').networks), ['1_default', 'supervisor0'])
+    assert.equal(spec('main').networkMode, '1_default')
+    assert.deepEqual(
+      ['HOST', 'PORT', 'ADDRESS', 'API_KEY'].map((name) => spec('main').environment[`BALENA_SUPERVISOR_${name}`]),
+      ['10.114.104.1', '48484', 'http://10.114.104.1:48484', 'secret-key'],
+    )
+    assert.equal(spec('main').environment.RESIN_SUPERVISOR_API_KEY, 'secret-key')
+    assert.equal(spec('hosted').environment.BALENA_SUPERVISOR_ADDRESS, 'http://127.0.0.1:48484')
+    assert.deepEqual(spec('hosted').networks, {})
+    assert.equal(spec('plain').environment.BALENA_SUPERVISOR_API_KEY, undefined, 'no key without the label')
+    assert.deepEqual(Object.keys(spec('plain').networks), ['1_default'])
+    // The supervisor network is the agent's, not the app's: the service starts once the app's networks exist.
+    const steps = planSteps({...runningWith(device, undefined), containers: []}, device, {...options, supervisorApi}).steps
+    assert.deepEqual(steps.filter((step) => step.action === 'createAndStart').length, 3)
+  })
+
   it('io.balena.update.requires-reboot: the container is created, and starts only after the next boot', () => {
     const device = app({main: compose({}, {'io.balena.update.requires-reboot': '1'})})
     const bootTime = Date.parse('2025-01-01T00:00:00Z')
