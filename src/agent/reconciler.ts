@@ -636,6 +636,8 @@ export function planSteps(current: CurrentState, target: TargetDevice, options: 
 
     const allGone = outdated.map(stopAndRemove).every(Boolean)
     if (!imageReady) {
+      // delete-then-download, for small disks: the old images go before the new one comes.
+      if (allGone && service.strategy === 'delete-then-download') steps.push(...imagesFreedBy(outdated, current, desired))
       if (allGone) steps.push({action: 'fetch', image: service.image, appId: service.appId, serviceName: service.serviceName})
       continue
     }
@@ -658,6 +660,16 @@ export function planSteps(current: CurrentState, target: TargetDevice, options: 
   }
 
   return {steps, waitingForLock}
+}
+
+/** The images the agent fetched that nothing uses once `gone` are removed: neither the target nor another container. */
+function imagesFreedBy(gone: CurrentContainer[], current: CurrentState, desired: DesiredService[]): Step[] {
+  const goneIds = new Set(gone.map((container) => container.id))
+  const goneImages = new Set(gone.map((container) => normalizeImageReference(container.image)))
+  const stillUsed = new Set([...desired.map((service) => service.image), ...current.containers.filter((container) => !goneIds.has(container.id)).map((container) => container.image)].map(normalizeImageReference))
+  return current.fetchedImages
+    .filter((image) => goneImages.has(normalizeImageReference(image)) && !stillUsed.has(normalizeImageReference(image)))
+    .map((image): Step => ({action: 'removeImage', image}))
 }
 
 /** What a step acts on, in words for the device's log. */

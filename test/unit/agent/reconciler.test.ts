@@ -112,6 +112,16 @@ describe('planSteps', () => {
     assert.deepEqual(actions(planSteps(oldRunning, labelled, options).steps), ['kill', 'remove', 'fetch'])
   })
 
+  it('delete-then-download: stops the old container and removes its image before fetching, for small disks', () => {
+    const labelled = target(NEW_COMMIT, {main: service({image: NEW_IMAGE, image_id: 101, labels: {[LABELS.updateStrategy]: 'delete-then-download'}})}, 11)
+    const steps = planSteps(oldRunning, labelled, options).steps
+    assert.deepEqual(actions(steps), ['kill', 'remove', 'removeImage', 'fetch'])
+    assert.deepEqual(steps[2], {action: 'removeImage', image: OLD_IMAGE})
+    // An image another service still runs stays.
+    const shared = target(NEW_COMMIT, {main: service({image: NEW_IMAGE, image_id: 101, labels: {[LABELS.updateStrategy]: 'delete-then-download'}}), other: service({id: 8, image_id: 102, image: OLD_IMAGE})}, 11)
+    assert.deepEqual(actions(planSteps(oldRunning, shared, options).steps).slice(0, 3), ['kill', 'remove', 'fetch'])
+  })
+
   it('a changed environment variable means a new container, and the named volume is kept', () => {
     const changed = target(OLD_COMMIT, {main: service({environment: {GREETING: 'bye'}})})
     const steps = planSteps(oldRunning, changed, options).steps
