@@ -23,6 +23,7 @@ export const LABELS = {
   releaseId: 'io.balena.release-id',
   commit: 'io.balena.commit',
   updateStrategy: 'io.balena.update.strategy',
+  handoverTimeout: 'io.balena.update.handover-timeout',
   /** Hash of everything the container (or network) was created with: a different hash means a new one. */
   configHash: 'io.flotilla.config-hash',
   /** A service created under this label waits for the device's next boot before it starts. */
@@ -83,7 +84,13 @@ export interface CurrentState {
   /** The app networks this agent created. */
   networks?: CurrentNetwork[]
   lockedAppIds: number[]
+  /** When a service of the app last wrote /tmp/balena/handover-complete (ms since the epoch), by app id. */
+  handoverCompletedAt?: Record<number, number>
 }
+
+/** Where a hand-over service's new container says it has taken over, in its app's lock folder (balena's path). */
+export const HANDOVER_COMPLETE_FILE = 'handover-complete'
+const DEFAULT_HANDOVER_TIMEOUT_MS = 60_000
 
 export interface ContainerSpec {
   name: string
@@ -137,6 +144,8 @@ export interface DesiredService extends ServiceIdentity {
   dependsOn: Record<string, DependencyCondition>
   /** Created, then started only after the device's next boot. */
   requiresReboot: boolean
+  /** hand-over: how long the old container runs beside the new one when the new one does not say it took over. */
+  handoverTimeoutMs: number
 }
 
 export interface DesiredApp {
@@ -167,6 +176,8 @@ export interface PlanOptions {
   engineSocket?: string
   /** When the device booted (ms since the epoch): a requires-reboot service created since then waits. */
   bootTime?: number
+  /** The time a hand-over's timeout is measured against (default now). */
+  now?: number
   /** Where `io.balena.features.supervisor-api` services reach the local API, and its key; without it they get none. */
   supervisorApi?: SupervisorApiAccess
 }
@@ -472,7 +483,11 @@ function desiredServiceOf(
     tty: composition.tty === true,
     settings: engineSettingsOf(composition),
   }
-  spec.environment = {...features.environment, ...spec.environment, ...supervisorApi.environment}
+  const strategy = strategyOf(labels)
+  // Only hand-over services get it, so an agent update does not recreate every other container.
+  const handover = strategy === 'hand-over' ? Object.fromEntries(['BALENA_', 'RESIN_'].map((prefix) => [`${prefix}SERVICE_HANDOVER_COMPLETE_PATH`, `/tmp/balena/${HANDOVER_COMPLETE_FILE}`])) : {}
+  spec.environment = {...features.environment, ...spec.environment, ...supervisorApi.environment, ...handover}
+  const handoverTimeout = Number(labels[LABELS.handoverTimeout])
   return {
     ...identity,
     appId: app.appId,
@@ -480,12 +495,13 @@ function desiredServiceOf(
     appName: app.name,
     serviceId: target.id,
     image: target.image,
-    strategy: strategyOf(labels),
+    strategy,
     spec,
     configHash: hashConfig(spec),
     volumes,
     dependsOn: dependenciesOf(composition),
     requiresReboot: truthy(labels[LABELS.requiresReboot]),
+    handoverTimeoutMs: Number.isFinite(handoverTimeout) && handoverTimeout >= 0 ? handoverTimeout : DEFAULT_HANDOVER_TIMEOUT_MS,
   }
 }
 
@@ -592,6 +608,13 @@ export function planSteps(current: CurrentState, target: TargetDevice, options: 
   const networks = apps.flatMap((app) => app.networks)
   const readiness = new Readiness(current, desired, networks, options)
   const locked = (appId: number) => !options.overrideLock && current.lockedAppIds.includes(appId)
+  /** The old container of a hand-over keeps running until the new one says it took over, or the timeout passes. */
+  const handingOver = (service: DesiredService, installed: CurrentContainer, old: CurrentContainer): boolean => {
+    if (service.strategy !== 'hand-over' || !isUp(old)) return false
+    const since = installed.createdAt ?? 0
+    const completedAt = current.handoverCompletedAt?.[service.appId]
+    return !(completedAt !== undefined && completedAt >= since) && (options.now ?? Date.now()) - since < service.handoverTimeoutMs
+  }
   const existingVolumes = new Set(current.volumes)
 
   const stopAndRemove = (container: CurrentContainer): boolean => {
@@ -622,7 +645,10 @@ export function planSteps(current: CurrentState, target: TargetDevice, options: 
       const shouldRun = (installed.status === 'created' && !readiness.waitsForReboot(service, installed)) || (installed.status === 'exited' && service.spec.restart === 'always')
       if (shouldRun && readiness.dependenciesMet(service)) steps.push({action: 'start', container: installed})
       if (installed.status === 'dead') stopAndRemove(installed)
-      for (const other of containers.filter((container) => container !== installed)) stopAndRemove(other)
+      for (const other of containers.filter((container) => container !== installed)) {
+        if (!handingOver(service, installed, other)) stopAndRemove(other)
+      }
+
       continue
     }
 
@@ -634,7 +660,9 @@ export function planSteps(current: CurrentState, target: TargetDevice, options: 
       continue
     }
 
-    const allGone = outdated.map(stopAndRemove).every(Boolean)
+    // hand-over: the new container starts beside the old one (unless they would have the same name).
+    const besideOld = service.strategy === 'hand-over' && imageReady && !outdated.some((container) => container.name === service.spec.name)
+    const allGone = besideOld || outdated.map(stopAndRemove).every(Boolean)
     if (!imageReady) {
       // delete-then-download, for small disks: the old images go before the new one comes.
       if (allGone && service.strategy === 'delete-then-download') steps.push(...imagesFreedBy(outdated, current, desired))

@@ -122,6 +122,25 @@ describe('planSteps', () => {
     assert.deepEqual(actions(planSteps(oldRunning, shared, options).steps).slice(0, 3), ['kill', 'remove', 'fetch'])
   })
 
+  it('hand-over: the new container starts beside the old one, which stops once the new one says it took over or the timeout passes', () => {
+    const labels = {[LABELS.updateStrategy]: 'hand-over', [LABELS.handoverTimeout]: '30000'}
+    const handover = target(NEW_COMMIT, {main: service({image: NEW_IMAGE, image_id: 101, labels})}, 11)
+    const downloaded = {...oldRunning, ...fetched(OLD_IMAGE, NEW_IMAGE)}
+    assert.deepEqual(actions(planSteps(oldRunning, handover, options).steps), ['fetch'])
+    const [start] = planSteps(downloaded, handover, options).steps
+    assert.ok(start.action === 'createAndStart', 'the old container is not killed first')
+    assert.equal(start.service.spec.environment.BALENA_SERVICE_HANDOVER_COMPLETE_PATH, '/tmp/balena/handover-complete')
+
+    const startedAt = Date.parse('2026-01-01T00:00:00Z')
+    const both = {...downloaded, containers: [...oldRunning.containers, ...installedFrom(handover, options).map((container) => ({...container, createdAt: startedAt}))]}
+    assert.deepEqual(planSteps(both, handover, {...options, now: startedAt + 29_000}).steps, [], 'both run while the new one has not taken over')
+    const timedOut = planSteps(both, handover, {...options, now: startedAt + 30_000}).steps
+    assert.deepEqual(actions(timedOut), ['kill', 'remove'])
+    assert.equal(timedOut[0].action === 'kill' && timedOut[0].container.commit, OLD_COMMIT)
+    assert.deepEqual(actions(planSteps({...both, handoverCompletedAt: {1: startedAt + 1000}}, handover, {...options, now: startedAt + 2000}).steps), ['kill', 'remove'])
+    assert.deepEqual(planSteps({...both, handoverCompletedAt: {1: startedAt - 1000}}, handover, {...options, now: startedAt + 2000}).steps, [], 'a file from an earlier hand-over does not count')
+  })
+
   it('a changed environment variable means a new container, and the named volume is kept', () => {
     const changed = target(OLD_COMMIT, {main: service({environment: {GREETING: 'bye'}})})
     const steps = planSteps(oldRunning, changed, options).steps
