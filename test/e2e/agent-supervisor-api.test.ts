@@ -50,9 +50,17 @@ describe('a service using the local supervisor API from its own network', functi
     rmSync(home, {recursive: true, force: true})
   })
 
-  /** A raw HTTP/1.0 request from inside the service with busybox nc (busybox's static wget crashes on this machine). */
+  /**
+   * A raw HTTP/1.0 request from inside the service with busybox nc (busybox's static wget crashes on this machine).
+   * The request side stays open until the answer comes (at most 10 s): nc half-closes the connection at the end of
+   * its input, and node's server drops an answer not yet written when the client half-closes.
+   */
   async function requestFromService(containerId: string, requestLine: string, header = ''): Promise<string> {
-    const script = `printf '${requestLine} HTTP/1.0\\r\\n${header}\\r\\n' | nc -w 5 "$BALENA_SUPERVISOR_HOST" "$BALENA_SUPERVISOR_PORT"`
+    const script = [
+      'out=$(mktemp)',
+      `{ printf '${requestLine} HTTP/1.0\\r\\n${header}\\r\\n'; for i in $(seq 100); do [ -s "$out" ] && break; sleep 0.1; done; } | nc -w 5 "$BALENA_SUPERVISOR_HOST" "$BALENA_SUPERVISOR_PORT" > "$out"`,
+      'cat "$out"',
+    ].join('\n')
     return (await run('docker', ['exec', containerId, 'sh', '-c', script], {timeout: 20_000})).stdout
   }
 
@@ -110,6 +118,11 @@ describe('a service using the local supervisor API from its own network', functi
     const byQuery = await requestFromService(running.Id, 'GET /v2/applications/state?apikey=\'"$BALENA_SUPERVISOR_API_KEY"\'')
     assert.match(byQuery, /^HTTP\/1\.1 200 /)
     assert.match(byQuery, /"callers":\{"appId":/)
+    const [device] = (await api.call('GET', `/v7/device?$select=id,device_name&$filter=uuid eq '${deviceUuid}'`, {token})).json().d
+    await api.created(token, 'device_tag', {device: device.id, tag_key: 'room', value: 'lab'})
+    const withKey = 'Authorization: Bearer \'"$BALENA_SUPERVISOR_API_KEY"\'\\r\\n'
+    assert.match(await requestFromService(running.Id, 'GET /v2/device/tags', withKey), /\{"status":"success","tags":\[\{"id":\d+,"name":"room","value":"lab"\}\]\}$/)
+    assert.match(await requestFromService(running.Id, 'GET /v2/device/name', withKey), new RegExp(`\\{"status":"success","deviceName":"${device.device_name}"\\}$`))
     const refused = await requestFromService(running.Id, 'POST /v1/reboot')
     assert.match(refused, /^HTTP\/1\.1 401 /)
     assert.match(await requestFromService(running.Id, 'GET /v1/device?apikey=wrong'), /^HTTP\/1\.1 401 /)
