@@ -16,10 +16,11 @@ import {DeviceLink, discoverLinkEndpoint} from './device-link.js'
 import {DeviceActions, runHostCommand} from './device-actions.js'
 import {DockerExecutor, type RegistryAuth} from './docker-executor.js'
 import {ownContainerImage, runInHostContainer} from './host-container.js'
-import {startLocalApi} from './local-api.js'
+import {ensureSupervisorNetwork, loadLocalApiKey, startLocalApi} from './local-api.js'
 import {LogShipper, logStreamSender} from './log-shipper.js'
+import {PullBackoff, PullDeferredError} from './pull-backoff.js'
 import {ensureRegistered} from './provisioning.js'
-import {converge, type CurrentState, desiredAppsOf, type Plan, type PlanOptions, refusalLine, stepFailureLine} from './reconciler.js'
+import {converge, type CurrentState, desiredAppsOf, LABELS, type Plan, type PlanOptions, refusalLine, stepFailureLine} from './reconciler.js'
 import {directAccessOf, startShellService} from './shell-service.js'
 import {buildStateReport, type DeviceFacts, gatherDeviceFacts, StateReporter, stateReportSender} from './state-reporter.js'
 import {TargetPoller, fetchTargetState} from './target-poller.js'
@@ -37,10 +38,17 @@ export interface AgentOptions {
   pollIntervalMs?: number
   /** 0 picks a free port (tests); default config.json's listenPort, else 48484. */
   localApiPort?: number
+  /**
+   * The engine network services with io.balena.features.supervisor-api join to reach the local API at its gateway
+   * (made, internal, when first needed; default balena's name, supervisor0).
+   */
+  supervisorNetwork?: string
   /** How often the engine is checked against the target even when nothing happened. */
   reconcileIntervalMs?: number
   /** At most one state report this often (default 10 s), however often the state changes. */
   reportIntervalMs?: number
+  /** The pause after an image's download failed, doubled at each further failure up to 15 min (default 10 s). */
+  pullRetryDelayMs?: number
   agentVersion?: string
   /** Registry credentials for an image; by default the device's own key for the config's registry. */
   registryAuth?: (image: string) => RegistryAuth | undefined
@@ -62,6 +70,8 @@ export interface AgentOptions {
 
 export interface RunningAgent {
   localApiPort: number
+  /** The key the local API asks for (BALENA_SUPERVISOR_API_KEY). */
+  localApiKey: string
   /** The shell service's direct port, when it listens. */
   sshPort?: number
   /** The link to the server, which ssh and tunnels come through; it never comes up with a server that takes none. */
@@ -160,6 +170,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   let link: DeviceLink | undefined
   let registered: RegisteredConfigJson | undefined
   let executor: DockerExecutor | undefined
+  let pulls: PullBackoff | undefined
 
   const shipper = new LogShipper({
     journalPath: path.join(dataDir, 'logs.journal'),
@@ -268,10 +279,22 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     directAccess: async () => directAccessOf(await loadConfig(options.configPath)),
     hostShellImage: hostContainerImage,
   })
+  const localApiKey = await loadLocalApiKey(dataDir)
   const localApi = await startLocalApi({
     port: options.localApiPort ?? config.listenPort ?? 48484,
+    apiKey: localApiKey,
     handlers: {
       version: agentVersion,
+      healthy: () => !stopped,
+      app: (appId) => v1AppOf(appId),
+      deviceName: () => snapshot.target?.name ?? '',
+      deviceTags: async () => {
+        if (!client) throw new Error('the device is not registered yet')
+        const tags = await client.pine.get<{id: number; tag_key: string; value: string}>('device_tag', {$select: ['id', 'tag_key', 'value'], $orderby: 'tag_key asc'})
+        return tags.map((tag) => ({id: tag.id, name: tag.tag_key, value: tag.value}))
+      },
+      serviceAction: (action, appId, service) => performAction({action, appId, ...service}),
+      cleanupVolumes,
       device: () => {
         const updating = !snapshot.plan || snapshot.plan.steps.length > 0 || snapshot.plan.waitingForLock.length > 0
         return {
@@ -282,7 +305,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
           status: updating ? 'Updating' : 'Idle',
           update_pending: updating,
           update_downloaded: snapshot.plan ? !snapshot.plan.steps.some((step) => step.action === 'fetch') : false,
-          update_failed: (snapshot.plan?.refused.length ?? 0) > 0,
+          update_failed: (snapshot.plan?.refused.length ?? 0) > 0 || (pulls?.failures.size ?? 0) > 0,
           download_progress: null,
         }
       },
@@ -318,12 +341,12 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       subscribeLogs: (listener) => shipper.subscribe(listener),
       update: (force) => {
         forceNextUpdate ||= force
+        pulls?.reset()
         void poller?.pollNow()
         reconcileWakeup.wake()
       },
       restartApp: (appId) => restartContainers(appId),
       blink: identify,
-      restartService: (appId, serviceName) => restartContainers(appId, serviceName),
       purge: (appId, force) => deviceActions.purge(appId, force),
       reboot: (force) => deviceActions.power('reboot', force),
       shutdown: (force) => deviceActions.power('shutdown', force),
@@ -350,7 +373,49 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     bootTime: Date.now() - uptime() * 1000,
     // A port picked at random (0) is not worth a new container at each start: the address stays the configured one.
     supervisorAddress: `http://127.0.0.1:${options.localApiPort || config.listenPort || 48484}`,
+    supervisorApi: {port: localApi.port, apiKey: localApiKey, network: supervisorNetwork},
   })
+
+  // Made when a service first needs it, so an agent whose services do not use the API adds nothing to the engine.
+  let supervisorNetwork: {name: string; gateway: string} | undefined
+  async function exposeLocalApiTo(target: TargetDevice): Promise<void> {
+    if (supervisorNetwork || options.hostNetwork) return
+    const needed = desiredAppsOf(target, planOptions()).some((app) => app.services.some((service) => service.spec.environment.BALENA_SUPERVISOR_API_KEY && Object.keys(service.spec.networks).length > 0))
+    if (!needed) return
+    const name = options.supervisorNetwork ?? 'supervisor0'
+    try {
+      const gateway = await ensureSupervisorNetwork(docker, name)
+      await localApi.listenAlso(gateway)
+      supervisorNetwork = {name, gateway}
+    } catch (error) {
+      log(`the local API cannot be reached from the services' networks: ${(error as Error).message}`)
+    }
+  }
+
+  function v1AppOf(appId: number) {
+    const app = snapshot.target ? desiredAppsOf(snapshot.target, planOptions()).find((candidate) => candidate.appId === appId) : undefined
+    if (!app) throw Object.assign(new Error(`app ${appId} is not on this device`), {statusCode: 404})
+    if (app.services.length !== 1) throw Object.assign(new Error('this endpoint serves single-container apps only: use the v2 API'), {statusCode: 400})
+    const [service] = app.services
+    const container = snapshot.current?.containers.find((candidate) => candidate.appId === appId && candidate.serviceName === service.serviceName)
+    return {appId, commit: app.commit, containerId: container?.id, env: service.spec.environment, imageId: service.imageId, releaseId: service.releaseId, serviceName: service.serviceName}
+  }
+
+  /** `GET /v2/cleanup-volumes`: the named volumes of apps the target no longer has (those in use stay). */
+  async function cleanupVolumes(): Promise<void> {
+    if (!deviceUuid) throw new Error('the device is not registered yet')
+    const wanted = new Set(snapshot.target ? desiredAppsOf(snapshot.target, planOptions()).map((app) => app.appId) : [])
+    const {Volumes: volumes} = await docker.listVolumes({filters: {label: [`${LABELS.supervised}=true`, `${LABELS.deviceUuid}=${deviceUuid}`]}})
+    for (const volume of volumes ?? []) {
+      if (wanted.has(Number(volume.Labels?.[LABELS.appId]))) continue
+      try {
+        await docker.getVolume(volume.Name).remove()
+        shipper.systemLine(`Removed volume '${volume.Name}'`)
+      } catch (error) {
+        log(`volume ${volume.Name} kept: ${(error as Error).message}`)
+      }
+    }
+  }
 
   async function register(): Promise<RegisteredConfigJson | undefined> {
     for (let failures = 0; !stopped; failures++) {
@@ -381,26 +446,31 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   let facts: DeviceFacts = {}
   let factsAt = 0
   const downloadProgress = new Map<string, number>()
-  async function reconcileOnce(device: RegisteredConfigJson, runner: DockerExecutor, signal: AbortSignal): Promise<void> {
+  async function reconcileOnce(device: RegisteredConfigJson, runner: PullBackoff, signal: AbortSignal): Promise<void> {
     const stored = await store.load()
     if (!stored) return
     const force = forceNextUpdate
     forceNextUpdate = false
+    await exposeLocalApiTo(stored.target)
     const common = planOptions()
     if (Date.now() - factsAt > FACTS_REFRESH_MS) {
       facts = await gatherDeviceFacts({dataDir, agentVersion, apiPort: localApi.port})
       factsAt = Date.now()
     }
 
-    const report = (current: CurrentState, plan: Plan) => reporter?.update(buildStateReport({deviceUuid: device.uuid, target: stored.target, current, plan, planOptions: common, facts, downloadProgress}))
+    const report = (current: CurrentState, plan: Plan) =>
+      reporter?.update(buildStateReport({deviceUuid: device.uuid, target: stored.target, current, plan, planOptions: common, facts, downloadProgress, pullFailures: runner.failures}))
     const result = await converge(runner, stored.target, {
       ...common,
       overrideLock: force || stored.target.config.BALENA_SUPERVISOR_OVERRIDE_LOCK === '1',
       onPlan: report,
       signal,
       onStepFailed: (step, error) => {
+        // A download waiting out its delay was said once, when it failed.
+        if (error instanceof PullDeferredError) return
         log(`${step.action} failed: ${(error as Error).message}`)
-        shipper.systemLine(stepFailureLine(step, error))
+        const retry = step.action === 'fetch' ? runner.failures.get(step.image) : undefined
+        shipper.systemLine(retry ? `${stepFailureLine(step, error)}; update failed, retrying in ${Math.ceil((retry.retryAt - Date.now()) / 1000)} s` : stepFailureLine(step, error))
       },
     })
     announceRefusals(result.plan)
@@ -432,6 +502,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       onDownloadProgress: (image, percent) => downloadProgress.set(image, percent),
     })
     executor = runner
+    const backoff = new PullBackoff(runner, {baseDelayMs: options.pullRetryDelayMs})
+    pulls = backoff
     reporter = new StateReporter({send: stateReportSender(client), minIntervalMs: options.reportIntervalMs, onError: (error) => log(`state report failed: ${(error as Error).message}`)})
     const stored = await store.load()
     const fleetClient = client
@@ -441,6 +513,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       fetch: (etag) => fetchTargetState(fleetClient, device.uuid, etag),
       onTarget: async (target, etag) => {
         await store.save({target, etag, fetchedAt: new Date().toISOString()})
+        backoff.reset()
         reconcileWakeup.wake()
       },
       onError: (error) => log(`target state poll failed: ${(error as Error).message}`),
@@ -481,7 +554,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         if (reconcileHolds === 0) {
           const controller = new AbortController()
           abortReconcile = controller
-          reconciling = reconcileOnce(device, runner, controller.signal).catch((error: unknown) => log(`reconcile failed: ${(error as Error).message}`))
+          reconciling = reconcileOnce(device, backoff, controller.signal).catch((error: unknown) => log(`reconcile failed: ${(error as Error).message}`))
           await reconciling
         }
       } catch (error) {
@@ -504,6 +577,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
 
   return {
     localApiPort: localApi.port,
+    localApiKey,
     sshPort,
     link: {
       linked: async () => {

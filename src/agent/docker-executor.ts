@@ -1,4 +1,4 @@
-import {access, mkdir, readdir, readFile} from 'node:fs/promises'
+import {access, mkdir, readdir, readFile, stat} from 'node:fs/promises'
 import path from 'node:path'
 
 import type Docker from 'dockerode'
@@ -10,6 +10,7 @@ import {
   type CurrentContainer,
   type CurrentState,
   type DesiredService,
+  HANDOVER_COMPLETE_FILE,
   LABELS,
   normalizeImageReference,
   type Step,
@@ -92,7 +93,7 @@ export class DockerExecutor implements StepExecutor {
   hostLockDirOf = (appId: number): string => path.join(path.resolve(this.options.hostDataDir ?? this.options.dataDir), 'update-locks', String(appId))
 
   async readCurrentState(wantedImages: string[] = []): Promise<CurrentState> {
-    const [containers, images, volumes, fetched, lockedAppIds, networks] = await Promise.all([
+    const [containers, images, volumes, fetched, lockedAppIds, networks, handoverCompletedAt] = await Promise.all([
       this.docker.listContainers({all: true, filters: {label: [`${LABELS.supervised}=true`, this.ownerLabel]}}),
       this.docker.listImages(),
       // Every volume by name, whoever made it: a named volume that exists is kept and reused, never created again.
@@ -100,6 +101,7 @@ export class DockerExecutor implements StepExecutor {
       this.fetchedImages(),
       this.lockedAppIds(),
       this.docker.listNetworks({filters: {label: [`${LABELS.supervised}=true`, this.ownerLabel]}}),
+      this.handoverCompletedAt(),
     ])
     const references = images.flatMap((image) => [...(image.RepoTags ?? []), ...(image.RepoDigests ?? [])]).filter((reference) => !reference.includes('<none>'))
     const unrunnableImages = await this.unrunnableAmong(images, wantedImages)
@@ -131,6 +133,7 @@ export class DockerExecutor implements StepExecutor {
       volumes: (volumes.Volumes ?? []).map((volume) => volume.Name),
       lockedAppIds,
       ...(Object.keys(unrunnableImages).length > 0 ? {unrunnableImages} : {}),
+      handoverCompletedAt,
     }
   }
 
@@ -371,6 +374,18 @@ export class DockerExecutor implements StepExecutor {
     if (fetched) images.add(normalizeImageReference(image))
     else images.delete(normalizeImageReference(image))
     await writeFileAtomic(this.fetchedImagesFile, JSON.stringify([...images]))
+  }
+
+  /** When a hand-over service last said it took over, by app: the mtime of handover-complete in the app's lock folder. */
+  private async handoverCompletedAt(): Promise<Record<number, number>> {
+    const root = path.join(path.resolve(this.options.dataDir), 'update-locks')
+    const completed: Record<number, number> = {}
+    for (const appDir of await readdir(root).catch(() => [] as string[])) {
+      const written = await stat(path.join(root, appDir, HANDOVER_COMPLETE_FILE)).catch(() => undefined)
+      if (written) completed[Number(appDir)] = written.mtimeMs
+    }
+
+    return completed
   }
 
   private async lockedAppIds(): Promise<number[]> {

@@ -23,6 +23,7 @@ export const LABELS = {
   releaseId: 'io.balena.release-id',
   commit: 'io.balena.commit',
   updateStrategy: 'io.balena.update.strategy',
+  handoverTimeout: 'io.balena.update.handover-timeout',
   /** Hash of everything the container (or network) was created with: a different hash means a new one. */
   configHash: 'io.flotilla.config-hash',
   /** A service created under this label waits for the device's next boot before it starts. */
@@ -85,7 +86,13 @@ export interface CurrentState {
   lockedAppIds: number[]
   /** Images the engine holds but cannot run (made for another CPU, with no emulator for it), by reference: why. */
   unrunnableImages?: Record<string, string>
+  /** When a service of the app last wrote /tmp/balena/handover-complete (ms since the epoch), by app id. */
+  handoverCompletedAt?: Record<number, number>
 }
+
+/** Where a hand-over service's new container says it has taken over, in its app's lock folder (balena's path). */
+export const HANDOVER_COMPLETE_FILE = 'handover-complete'
+const DEFAULT_HANDOVER_TIMEOUT_MS = 60_000
 
 export interface ContainerSpec {
   name: string
@@ -139,6 +146,8 @@ export interface DesiredService extends ServiceIdentity {
   dependsOn: Record<string, DependencyCondition>
   /** Created, then started only after the device's next boot. */
   requiresReboot: boolean
+  /** hand-over: how long the old container runs beside the new one when the new one does not say it took over. */
+  handoverTimeoutMs: number
 }
 
 export interface DesiredApp {
@@ -169,6 +178,17 @@ export interface PlanOptions {
   engineSocket?: string
   /** When the device booted (ms since the epoch): a requires-reboot service created since then waits. */
   bootTime?: number
+  /** The time a hand-over's timeout is measured against (default now). */
+  now?: number
+  /** Where `io.balena.features.supervisor-api` services reach the local API, and its key; without it they get none. */
+  supervisorApi?: SupervisorApiAccess
+}
+
+export interface SupervisorApiAccess {
+  port: number
+  apiKey: string
+  /** The engine network a service on an app network joins to reach the API at its gateway (balena's supervisor0). */
+  network?: {name: string; gateway: string}
 }
 
 export type Step =
@@ -342,6 +362,26 @@ function featuresOf(labels: Record<string, string>, options: PlanOptions): {bind
   return {binds, environment}
 }
 
+/**
+ * What `io.balena.features.supervisor-api` gives a service, as balena's supervisor does: the API's host, port,
+ * address and key, and the supervisor network joined when the service is on app networks (on the host's network
+ * it reaches the API on loopback; sharing another container's network, through that one).
+ */
+function supervisorApiOf(networking: Pick<ContainerSpec, 'networkMode' | 'networks'>, access: SupervisorApiAccess | undefined): {environment: Record<string, string>; networks: Record<string, NetworkEndpoint>} {
+  if (!access) return {environment: {}, networks: {}}
+  const onAppNetworks = Object.keys(networking.networks).length > 0
+  const host = onAppNetworks && access.network ? access.network.gateway : '127.0.0.1'
+  const environment: Record<string, string> = {}
+  for (const prefix of ['BALENA_', 'RESIN_']) {
+    environment[`${prefix}SUPERVISOR_HOST`] = host
+    environment[`${prefix}SUPERVISOR_PORT`] = String(access.port)
+    environment[`${prefix}SUPERVISOR_ADDRESS`] = `http://${host}:${access.port}`
+    environment[`${prefix}SUPERVISOR_API_KEY`] = access.apiKey
+  }
+
+  return {environment, networks: onAppNetworks && access.network ? {[access.network.name]: {Aliases: []}} : {}}
+}
+
 /** Which network a service's container is created in and which app networks it joins, with its aliases there. */
 function networkingOf(appId: number, serviceName: string, composition: ServiceComposition, options: PlanOptions): Pick<ContainerSpec, 'networkMode' | 'networks'> {
   if (options.hostNetwork) return {networkMode: 'host', networks: {}}
@@ -408,6 +448,8 @@ function desiredServiceOf(
     [LABELS.deviceUuid]: options.deviceUuid,
   }
   const features = featuresOf(labels, options)
+  const networking = networkingOf(app.appId, serviceName, composition, options)
+  const supervisorApi = supervisorApiOf(networking, truthy(labels['io.balena.features.supervisor-api']) ? options.supervisorApi : undefined)
   const spec: ContainerSpec = {
     name: containerNameOf(identity),
     image: target.image,
@@ -434,7 +476,8 @@ function desiredServiceOf(
       BALENA_APP_LOCK_PATH: '/tmp/balena/updates.lock',
     },
     labels,
-    ...networkingOf(app.appId, serviceName, composition, options),
+    networkMode: networking.networkMode,
+    networks: {...networking.networks, ...supervisorApi.networks},
     restart: composition.restart ?? 'always',
     binds: [...binds, ...LOCK_MOUNT_POINTS.map((mountPoint) => `${lockDir}:${mountPoint}`)],
     featureBinds: features.binds,
@@ -444,7 +487,11 @@ function desiredServiceOf(
     tty: composition.tty === true,
     settings: engineSettingsOf(composition),
   }
-  spec.environment = {...features.environment, ...spec.environment}
+  const strategy = strategyOf(labels)
+  // Only hand-over services get it, so an agent update does not recreate every other container.
+  const handover = strategy === 'hand-over' ? Object.fromEntries(['BALENA_', 'RESIN_'].map((prefix) => [`${prefix}SERVICE_HANDOVER_COMPLETE_PATH`, `/tmp/balena/${HANDOVER_COMPLETE_FILE}`])) : {}
+  spec.environment = {...features.environment, ...spec.environment, ...supervisorApi.environment, ...handover}
+  const handoverTimeout = Number(labels[LABELS.handoverTimeout])
   return {
     ...identity,
     appId: app.appId,
@@ -452,12 +499,13 @@ function desiredServiceOf(
     appName: app.name,
     serviceId: target.id,
     image: target.image,
-    strategy: strategyOf(labels),
+    strategy,
     spec,
     configHash: hashConfig(spec),
     volumes,
     dependsOn: dependenciesOf(composition),
     requiresReboot: truthy(labels[LABELS.requiresReboot]),
+    handoverTimeoutMs: Number.isFinite(handoverTimeout) && handoverTimeout >= 0 ? handoverTimeout : DEFAULT_HANDOVER_TIMEOUT_MS,
   }
 }
 
@@ -513,6 +561,8 @@ class Readiness {
     const existing = this.current.networks ?? []
     const networksReady = Object.keys(service.spec.networks).every((name) => {
       const wanted = this.networks.find((network) => network.name === name)
+      // Not an app network: the agent's own (the supervisor network), there before any plan uses it.
+      if (!wanted) return true
       return existing.some((network) => network.name === name && network.configHash === wanted?.configHash)
     })
     return networksReady && service.volumes.every((volume) => this.current.volumes.includes(volume))
@@ -571,6 +621,13 @@ export function planSteps(current: CurrentState, target: TargetDevice, options: 
   const networks = apps.flatMap((app) => app.networks)
   const readiness = new Readiness(current, desired, networks, options)
   const locked = (appId: number) => !options.overrideLock && current.lockedAppIds.includes(appId)
+  /** The old container of a hand-over keeps running until the new one says it took over, or the timeout passes. */
+  const handingOver = (service: DesiredService, installed: CurrentContainer, old: CurrentContainer): boolean => {
+    if (service.strategy !== 'hand-over' || !isUp(old)) return false
+    const since = installed.createdAt ?? 0
+    const completedAt = current.handoverCompletedAt?.[service.appId]
+    return !(completedAt !== undefined && completedAt >= since) && (options.now ?? Date.now()) - since < service.handoverTimeoutMs
+  }
   const existingVolumes = new Set(current.volumes)
 
   const stopAndRemove = (container: CurrentContainer): boolean => {
@@ -601,7 +658,10 @@ export function planSteps(current: CurrentState, target: TargetDevice, options: 
       const shouldRun = (installed.status === 'created' && !readiness.waitsForReboot(service, installed)) || (installed.status === 'exited' && service.spec.restart === 'always')
       if (shouldRun && readiness.dependenciesMet(service)) steps.push({action: 'start', container: installed})
       if (installed.status === 'dead') stopAndRemove(installed)
-      for (const other of containers.filter((container) => container !== installed)) stopAndRemove(other)
+      for (const other of containers.filter((container) => container !== installed)) {
+        if (!handingOver(service, installed, other)) stopAndRemove(other)
+      }
+
       continue
     }
 
@@ -619,8 +679,12 @@ export function planSteps(current: CurrentState, target: TargetDevice, options: 
       continue
     }
 
-    const allGone = outdated.map(stopAndRemove).every(Boolean)
+    // hand-over: the new container starts beside the old one (unless they would have the same name).
+    const besideOld = service.strategy === 'hand-over' && imageReady && !outdated.some((container) => container.name === service.spec.name)
+    const allGone = besideOld || outdated.map(stopAndRemove).every(Boolean)
     if (!imageReady) {
+      // delete-then-download, for small disks: the old images go before the new one comes.
+      if (allGone && service.strategy === 'delete-then-download') steps.push(...imagesFreedBy(outdated, current, desired))
       if (allGone) steps.push({action: 'fetch', image: service.image, appId: service.appId, serviceName: service.serviceName})
       continue
     }
@@ -643,6 +707,16 @@ export function planSteps(current: CurrentState, target: TargetDevice, options: 
   }
 
   return {steps, waitingForLock, refused}
+}
+
+/** The images the agent fetched that nothing uses once `gone` are removed: neither the target nor another container. */
+function imagesFreedBy(gone: CurrentContainer[], current: CurrentState, desired: DesiredService[]): Step[] {
+  const goneIds = new Set(gone.map((container) => container.id))
+  const goneImages = new Set(gone.map((container) => normalizeImageReference(container.image)))
+  const stillUsed = new Set([...desired.map((service) => service.image), ...current.containers.filter((container) => !goneIds.has(container.id)).map((container) => container.image)].map(normalizeImageReference))
+  return current.fetchedImages
+    .filter((image) => goneImages.has(normalizeImageReference(image)) && !stillUsed.has(normalizeImageReference(image)))
+    .map((image): Step => ({action: 'removeImage', image}))
 }
 
 /** What a step acts on, in words for the device's log. */

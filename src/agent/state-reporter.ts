@@ -52,6 +52,8 @@ export interface StateReportInput {
   planOptions: PlanOptions
   /** Percent done, by image, of downloads under way. */
   downloadProgress?: ReadonlyMap<string, number>
+  /** Images whose download failed and waits to be tried again: their release's update is reported failed ('aborted'). */
+  pullFailures?: ReadonlyMap<string, unknown>
   facts: DeviceFacts
 }
 
@@ -67,6 +69,7 @@ export function buildStateReport(input: StateReportInput): StateReport {
     const report: AppStateReport = {releases: {}}
     if (app.commit) {
       let downloading = false
+      let pullFailed = false
       let converged = true
       // The engine cannot run one of the release's images: balena's word for a release a device will not run.
       let rejected = false
@@ -87,18 +90,21 @@ export function buildStateReport(input: StateReportInput): StateReport {
         }
 
         const fetched = hasImage(current, service.image)
+        const failed = !fetched && (input.pullFailures?.has(service.image) ?? false)
         downloading ||= !fetched
+        pullFailed ||= failed
         services[service.serviceName] = {
           image: service.image,
           status: fetched ? 'Installing' : 'Downloading',
-          download_progress: fetched ? 100 : (input.downloadProgress?.get(service.image) ?? 0),
+          // No progress while a failed download waits: the device is not updating meanwhile.
+          download_progress: fetched ? 100 : failed ? null : (input.downloadProgress?.get(service.image) ?? 0),
         }
       }
 
       const leftovers = containers.some((container) => container.commit !== app.commit || !app.services.some((service) => service.serviceName === container.serviceName))
       const waiting = plan?.waitingForLock.some((entry) => entry.appId === app.appId) ?? false
-      const updateStatus: UpdateStatus = converged && !leftovers ? 'done' : downloading ? 'downloading' : rejected ? 'rejected' : waiting ? 'downloaded' : 'applying changes'
-      updating ||= updateStatus !== 'done' && updateStatus !== 'rejected'
+      const updateStatus: UpdateStatus = converged && !leftovers ? 'done' : pullFailed ? 'aborted' : downloading ? 'downloading' : rejected ? 'rejected' : waiting ? 'downloaded' : 'applying changes'
+      updating ||= updateStatus !== 'done' && updateStatus !== 'aborted' && updateStatus !== 'rejected'
       report.releases[app.commit] = {update_status: updateStatus, services}
     }
 

@@ -61,14 +61,14 @@ describe('agent supervisor actions: purge, reboot, shutdown', function () {
     eventually(async () => (await api.call('GET', `/v7/device?$select=is_online&$filter=uuid eq '${deviceUuid}'`, {token})).json().d[0]?.is_online === true, 'the device online', 30_000)
   const sawLine = (pattern: RegExp, what: string) => eventually(async () => lines.find((line) => pattern.test(line)), `${what}\ndevice logs:\n${lines.join('\n')}\nagent:\n${diagnostics.join('\n')}`, 60_000)
   const post = (route: string, body: unknown) =>
-    fetch(`http://127.0.0.1:${agent?.localApiPort}${route}`, {method: 'POST', body: JSON.stringify(body), headers: {'content-type': 'application/json'}})
+    fetch(`http://127.0.0.1:${agent?.localApiPort}${route}`, {method: 'POST', body: JSON.stringify(body), headers: {'content-type': 'application/json', authorization: `Bearer ${agent?.localApiKey}`}})
 
   /** Collects the device's log lines as the local API streams them, as local tooling would read them. */
-  async function followLocalLogs(port: number): Promise<void> {
+  async function followLocalLogs(port: number, key: string): Promise<void> {
     stopFollowing?.abort()
     const controller = new AbortController()
     stopFollowing = controller
-    const response = await fetch(`http://127.0.0.1:${port}/v2/local/logs`, {signal: controller.signal})
+    const response = await fetch(`http://127.0.0.1:${port}/v2/local/logs?apikey=${key}`, {signal: controller.signal})
     void (async () => {
       let pending = ''
       try {
@@ -90,7 +90,7 @@ describe('agent supervisor actions: purge, reboot, shutdown', function () {
   async function startTheAgent(): Promise<void> {
     agent = await startAgent(agentOptions)
     deviceUuid = await agent.registered
-    await followLocalLogs(agent.localApiPort)
+    await followLocalLogs(agent.localApiPort, agent.localApiKey)
   }
 
   before(async () => {

@@ -105,7 +105,7 @@ describe('agent against a fake fleet server and the Docker engine', function () 
   const ownContainers = () => docker.listContainers({all: true, filters: {label: [`${LABELS.deviceUuid}=${uuid}`]}})
   const mainContainer = async () => (await ownContainers()).find((container) => container.Labels[LABELS.serviceName] === 'main')
   const start = () => startAgent({configPath, dataDir, hostNetwork: true, localApiPort: 0, reconcileIntervalMs: 300, reportIntervalMs: 200, logger: (line) => diagnostics.push(line)})
-  const local = async (agentApi: RunningAgent, route: string) => (await fetch(`http://127.0.0.1:${agentApi.localApiPort}${route}`)).text()
+  const local = async (agentApi: RunningAgent, route: string) => (await fetch(`http://127.0.0.1:${agentApi.localApiPort}${route}`, {headers: {authorization: `Bearer ${agentApi.localApiKey}`}})).text()
 
   before(async () => {
     await ensureDocker()

@@ -240,7 +240,7 @@ describe('flotilla push through the real builder, engine and registry', function
     assert.match(foreign.stderr, /not found/)
   })
 
-  it('ends a push cleanly when the server dies mid-build, and the restarted server marks the release interrupted', async () => {
+  it('ends a push cleanly when the server dies mid-build, and the restarted server marks the release and its image interrupted', async () => {
     const doomed = await startServer()
     const env = {HOME: makeCliHome(), FLOTILLA_URL: doomed.url, NO_COLOR: '1', PATH: process.env.PATH}
     await runCli(['login', '--credentials', '--email', doomed.admin.email, '--password', '-'], {env, input: doomed.admin.password})
@@ -257,6 +257,11 @@ describe('flotilla push through the real builder, engine and registry', function
       const list = await runCli(['release', 'list', 'fragile', '--json'], {env: again})
       assert.equal(list.exitCode, 0, list.stderr)
       assert.deepEqual((JSON.parse(list.stdout) as ReleaseJson[]).map((release) => release.status), ['interrupted'])
+      const login = await fetch(`${restarted.url}/login_`, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify({username: doomed.admin.email, password: doomed.admin.password})})
+      const images = await fetch(`${restarted.url}/v7/image?$select=status,end_timestamp`, {headers: {authorization: `Bearer ${await login.text()}`}})
+      const rows = ((await images.json()) as {d: Array<{status: string; end_timestamp: string | null}>}).d
+      assert.deepEqual(rows.map((image) => image.status), ['interrupted'])
+      assert.ok(rows[0].end_timestamp)
     } finally {
       await restarted.stop()
     }

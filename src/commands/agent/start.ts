@@ -23,7 +23,7 @@ function hostDataDirOf(flag: string | undefined): string | undefined {
 export default class AgentStart extends FlotillaCommand {
   static override summary = 'Run the device agent: register, pull releases, run services, ship logs'
   static override description =
-    'Runs until interrupted. With only a provisioning key in config.json, the agent registers the device first and rewrites config.json (atomically) with its identity. Services keep running when the agent stops or the server is unreachable. Log lines wait in <data-dir>/logs.journal until the server has stored them, with where the output of each service was read up to, so a restart of the agent or an outage of the server loses none (at most 4 MiB of them: older ones are then dropped, and a line says how many); a power loss can lose the last few seconds of them.'
+    'Runs until interrupted. With only a provisioning key in config.json, the agent registers the device first and rewrites config.json (atomically) with its identity. Services keep running when the agent stops or the server is unreachable. Log lines wait in <data-dir>/logs.journal until the server has stored them, with where the output of each service was read up to, so a restart of the agent or an outage of the server loses none (at most 4 MiB of them: older ones are then dropped, and a line says how many); a power loss can lose the last few seconds of them. The local supervisor API asks for the key in <data-dir>/supervisor-api-key on every route but /ping (?apikey= or Authorization: Bearer); a service labelled io.balena.features.supervisor-api gets it as BALENA_SUPERVISOR_API_KEY with the API address, and reaches the API from its own network through the internal engine network supervisor0, on whose gateway the API then listens too.'
 
   static override examples = [
     '<%= config.bin %> agent start --config config.json',
@@ -40,7 +40,7 @@ export default class AgentStart extends FlotillaCommand {
     'docker-host': Flags.string({description: 'Docker engine to run services on (default: DOCKER_HOST, else the local socket)', env: 'DOCKER_HOST'}),
     'host-network': Flags.boolean({description: 'run every service with the host network'}),
     'poll-interval': Flags.integer({description: "seconds between target-state polls (default: config.json's appUpdatePollInterval)", min: 1}),
-    'local-api-port': Flags.integer({description: 'port of the local supervisor API on 127.0.0.1 (default: 48484)', min: 0}),
+    'local-api-port': Flags.integer({description: "port of the local supervisor API on 127.0.0.1, and on supervisor0's gateway once a service asks for the API (default: 48484)", min: 0}),
     'ssh-port': Flags.integer({
       description: "port for direct SSH logins to the device, by config.json's os.sshKeys; 0 picks a free one (default: 22222 when config.json has developmentMode, else none)",
       min: 0,

@@ -185,8 +185,22 @@ async function effectiveBuildNetwork(docker: Docker, wanted: BuildNetwork): Prom
 export function registerBuildRoutes(app: FastifyInstance, context: ServerContext, settings: BuilderSettings): void {
   const limits = settings.uploadLimits ?? DEFAULT_UPLOAD_LIMITS
   app.addHook('onReady', async () => {
-    // A build that was running when the server stopped can never finish: say so rather than leave it "running".
-    await context.db.updateTable('release').set({status: 'interrupted', end_timestamp: now()}).where('status', '=', 'running').where('source', '=', 'cloud').execute()
+    // A build that was running when the server stopped can never finish: say so rather than leave it "running",
+    // for the release and for each of its images that was still being built.
+    await context.db.transaction().execute(async (db) => {
+      const interrupted = await db.selectFrom('release').select('id').where('status', '=', 'running').where('source', '=', 'cloud').execute()
+      if (interrupted.length === 0) return
+      const releaseIds = interrupted.map((release) => release.id)
+      const endedAt = now()
+      await db.updateTable('release').set({status: 'interrupted', end_timestamp: endedAt}).where('id', 'in', releaseIds).execute()
+      const imageIds = db.selectFrom('image__is_part_of__release').select('image').where('is_part_of__release', 'in', releaseIds)
+      await db
+        .updateTable('image')
+        .set({status: 'interrupted', end_timestamp: endedAt, error_message: 'the server stopped during the build'})
+        .where('id', 'in', imageIds)
+        .where((eb) => eb.or([eb('status', '=', 'running'), eb('status', '=', 'Running')]))
+        .execute()
+    })
   })
 
   app.register(async (scope) => {

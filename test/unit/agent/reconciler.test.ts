@@ -125,6 +125,35 @@ describe('planSteps', () => {
     assert.deepEqual(actions(planSteps(oldRunning, labelled, options).steps), ['kill', 'remove', 'fetch'])
   })
 
+  it('delete-then-download: stops the old container and removes its image before fetching, for small disks', () => {
+    const labelled = target(NEW_COMMIT, {main: service({image: NEW_IMAGE, image_id: 101, labels: {[LABELS.updateStrategy]: 'delete-then-download'}})}, 11)
+    const steps = planSteps(oldRunning, labelled, options).steps
+    assert.deepEqual(actions(steps), ['kill', 'remove', 'removeImage', 'fetch'])
+    assert.deepEqual(steps[2], {action: 'removeImage', image: OLD_IMAGE})
+    // An image another service still runs stays.
+    const shared = target(NEW_COMMIT, {main: service({image: NEW_IMAGE, image_id: 101, labels: {[LABELS.updateStrategy]: 'delete-then-download'}}), other: service({id: 8, image_id: 102, image: OLD_IMAGE})}, 11)
+    assert.deepEqual(actions(planSteps(oldRunning, shared, options).steps).slice(0, 3), ['kill', 'remove', 'fetch'])
+  })
+
+  it('hand-over: the new container starts beside the old one, which stops once the new one says it took over or the timeout passes', () => {
+    const labels = {[LABELS.updateStrategy]: 'hand-over', [LABELS.handoverTimeout]: '30000'}
+    const handover = target(NEW_COMMIT, {main: service({image: NEW_IMAGE, image_id: 101, labels})}, 11)
+    const downloaded = {...oldRunning, ...fetched(OLD_IMAGE, NEW_IMAGE)}
+    assert.deepEqual(actions(planSteps(oldRunning, handover, options).steps), ['fetch'])
+    const [start] = planSteps(downloaded, handover, options).steps
+    assert.ok(start.action === 'createAndStart', 'the old container is not killed first')
+    assert.equal(start.service.spec.environment.BALENA_SERVICE_HANDOVER_COMPLETE_PATH, '/tmp/balena/handover-complete')
+
+    const startedAt = Date.parse('2026-01-01T00:00:00Z')
+    const both = {...downloaded, containers: [...oldRunning.containers, ...installedFrom(handover, options).map((container) => ({...container, createdAt: startedAt}))]}
+    assert.deepEqual(planSteps(both, handover, {...options, now: startedAt + 29_000}).steps, [], 'both run while the new one has not taken over')
+    const timedOut = planSteps(both, handover, {...options, now: startedAt + 30_000}).steps
+    assert.deepEqual(actions(timedOut), ['kill', 'remove'])
+    assert.equal(timedOut[0].action === 'kill' && timedOut[0].container.commit, OLD_COMMIT)
+    assert.deepEqual(actions(planSteps({...both, handoverCompletedAt: {1: startedAt + 1000}}, handover, {...options, now: startedAt + 2000}).steps), ['kill', 'remove'])
+    assert.deepEqual(planSteps({...both, handoverCompletedAt: {1: startedAt - 1000}}, handover, {...options, now: startedAt + 2000}).steps, [], 'a file from an earlier hand-over does not count')
+  })
+
   it('a changed environment variable means a new container, and the named volume is kept', () => {
     const changed = target(OLD_COMMIT, {main: service({environment: {GREETING: 'bye'}})})
     const steps = planSteps(oldRunning, changed, options).steps
@@ -336,6 +365,27 @@ describe('planSteps for compose apps', () => {
     assert.equal(spec.environment.DOCKER_HOST, 'unix:///host/run/balena-engine.sock')
     assert.equal(spec.environment.BALENA_API_KEY, 'key')
     assert.equal(spec.environment.RESIN_API_URL, 'https://api.example')
+  })
+
+  it('io.balena.features.supervisor-api gives the API address and key, and joins the supervisor network from an app network', () => {
+    const supervisorApi = {port: 48484, apiKey: 'secret-key', network: {name: 'supervisor0', gateway: '10.114.104.1'}}
+    const device = app({main: compose({}, {'io.balena.features.supervisor-api': '1'}), plain: compose({}, {}, 2), hosted: compose({network_mode: 'host'}, {'io.balena.features.supervisor-api': '1'}, 3)})
+    const [desired] = desiredAppsOf(device, {...options, supervisorApi})
+    const spec = (name: string) => desired.services.find((candidate) => candidate.serviceName === name)!.spec
+    assert.deepEqual(Object.keys(spec('main').networks), ['1_default', 'supervisor0'])
+    assert.equal(spec('main').networkMode, '1_default')
+    assert.deepEqual(
+      ['HOST', 'PORT', 'ADDRESS', 'API_KEY'].map((name) => spec('main').environment[`BALENA_SUPERVISOR_${name}`]),
+      ['10.114.104.1', '48484', 'http://10.114.104.1:48484', 'secret-key'],
+    )
+    assert.equal(spec('main').environment.RESIN_SUPERVISOR_API_KEY, 'secret-key')
+    assert.equal(spec('hosted').environment.BALENA_SUPERVISOR_ADDRESS, 'http://127.0.0.1:48484')
+    assert.deepEqual(spec('hosted').networks, {})
+    assert.equal(spec('plain').environment.BALENA_SUPERVISOR_API_KEY, undefined, 'no key without the label')
+    assert.deepEqual(Object.keys(spec('plain').networks), ['1_default'])
+    // The supervisor network is the agent's, not the app's: the service starts once the app's networks exist.
+    const steps = planSteps({...runningWith(device, undefined), containers: []}, device, {...options, supervisorApi}).steps
+    assert.deepEqual(steps.filter((step) => step.action === 'createAndStart').length, 3)
   })
 
   it('io.balena.update.requires-reboot: the container is created, and starts only after the next boot', () => {

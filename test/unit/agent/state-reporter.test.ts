@@ -76,6 +76,20 @@ describe('buildStateReport', () => {
     })
     assert.equal(report[DEVICE].apps?.[APP].releases[COMMIT].update_status, 'downloaded')
   })
+
+  it('reports an update whose image cannot be pulled as failed (aborted), the device idle on its old release', () => {
+    const report = buildStateReport({
+      deviceUuid: DEVICE,
+      target,
+      planOptions: options,
+      facts: {},
+      pullFailures: new Map([[IMAGE, {reason: 'manifest unknown'}]]),
+      current: {containers: [installed('running', OLD)], images: [], fetchedImages: [], volumes: [], lockedAppIds: []},
+    })
+    assert.equal(report[DEVICE].status, 'Idle')
+    assert.equal(report[DEVICE].apps?.[APP].release_uuid, OLD)
+    assert.deepEqual(report[DEVICE].apps?.[APP].releases[COMMIT], {update_status: 'aborted', services: {main: {image: IMAGE, status: 'Downloading', download_progress: null}}})
+  })
 })
 
 describe('StateReporter', () => {
