@@ -19,7 +19,7 @@ describe('requests of the official balena-cli', function () {
   let api: FleetApi
   let imagesDir: string
   let token: string
-  let fleet: {id: number; slug: string}
+  let fleet: {id: number; slug: string; uuid: string}
   let device: {id: number; uuid: string; api_key: string}
 
   before(async () => {
@@ -160,6 +160,37 @@ describe('requests of the official balena-cli', function () {
     assert.equal(patched.status, 200, patched.body)
     const [after] = await get(`/v7/device(uuid='${other.uuid}')?$select=is_active,overall_status`)
     assert.deepEqual(after, {is_active: false, overall_status: 'inactive'})
+  })
+
+  it("reads a device's target state in balena's v2 shape (balena-sdk getSupervisorTargetState)", async () => {
+    const release = await api.createRelease(token, fleet.id, '1'.repeat(32))
+    await api.patch(token, `device(${device.id})`, {is_pinned_on__release: release.id})
+    const answer = await api.call('GET', `/device/v2/${UUID}/state`, {token})
+    assert.equal(answer.status, 200, answer.body)
+    const app = answer.json().local.apps[fleet.id]
+    const [main] = await get(`/v7/service?$select=id&$filter=application eq ${fleet.id} and service_name eq 'main'`)
+    assert.deepEqual([app.commit, app.releaseId, Object.keys(app.services)], ['1'.repeat(32), release.id, [String(main.id)]])
+    assert.deepEqual([app.services[main.id].serviceName, app.services[main.id].imageId, app.services[main.id].running], ['main', release.imageId, true])
+    assert.deepEqual(answer.json().dependent, {apps: {}, devices: {}})
+    assert.equal((await api.call('GET', `/device/v2/${'f'.repeat(32)}/state`, {token})).status, 401)
+  })
+
+  it("reads a fleet's target state, its target or a release by commit, and no other user's fleet (balena-sdk getSupervisorTargetStateForApp)", async () => {
+    const release = await api.createRelease(token, fleet.id, '2'.repeat(32))
+    const read = (fleetUuid: string, releaseUuid = '', key = token) => api.call('GET', `/device/v3/fleet/${fleetUuid}/state/?releaseUuid=${releaseUuid}`, {token: key})
+    const named = await read(fleet.uuid, '2'.repeat(32))
+    assert.equal(named.status, 200, named.body)
+    const state = named.json()[fleet.uuid]
+    assert.equal(state.name, 'clifleet')
+    assert.deepEqual(Object.keys(state.apps[fleet.uuid].releases), ['2'.repeat(32)])
+    assert.equal(state.apps[fleet.uuid].releases['2'.repeat(32)].services.main.image_id, release.imageId)
+    assert.equal((await read(fleet.uuid)).status, 200)
+    assert.equal((await read(fleet.uuid, '9'.repeat(32))).status, 401, 'a commit the fleet has no successful release of')
+
+    await server.addUser({email: 'mallory@example.com', username: 'mallory', password: 'mallory-password-1'})
+    const mallory = await api.login('mallory', 'mallory-password-1')
+    assert.equal((await read(fleet.uuid, '', mallory)).status, 401)
+    assert.equal((await read(fleet.uuid, '2'.repeat(32), mallory)).status, 401)
   })
 
   it('creates a release naming the caller as its creator, and refuses another user (deploy)', async () => {
