@@ -134,6 +134,10 @@ function userScope(actor: Extract<Actor, {kind: 'user'}>, resource: string, alia
       return inSet(alias, 'is_part_of__release', sets.releases)
     }
 
+    case 'device_history': {
+      return inSet(alias, 'belongs_to__application', sets.applications)
+    }
+
     case 'service_environment_variable': {
       return inSet(alias, 'service', sets.services)
     }

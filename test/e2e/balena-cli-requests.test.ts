@@ -193,6 +193,42 @@ describe('requests of the official balena-cli', function () {
     assert.equal((await read(fleet.uuid, '2'.repeat(32), mallory)).status, 401)
   })
 
+  it("expands a release's images through contains__image (balena-sdk release.get with image details)", async () => {
+    const release = await api.createRelease(token, fleet.id, '3'.repeat(32))
+    const [found] = await get(`/v7/release(${release.id})?$select=id&$expand=contains__image($select=id;$expand=image($select=id,is_stored_at__image_location;$expand=is_a_build_of__service($select=service_name)))`)
+    assert.equal(found.contains__image.length, 1)
+    const [{image: [image]}] = found.contains__image
+    assert.deepEqual([image.id, image.is_stored_at__image_location, image.is_a_build_of__service[0].service_name], [release.imageId, release.location, 'main'])
+    const [built] = await get(`/v7/image(${release.imageId})?$select=id&$expand=is_part_of__release($select=is_part_of__release)`)
+    assert.deepEqual(built.is_part_of__release, [{is_part_of__release: {__id: release.id}}])
+  })
+
+  it('records where a device was and what it ran (balena-sdk device.history), and shows it only to its fleet', async () => {
+    const since = new Date(Date.now() - 60_000).toISOString()
+    const moved = await api.registerDevice(token, fleet.id, '5'.repeat(32))
+    const other = await api.createFleet(token, 'historyfleet')
+    await api.patch(token, `device(${moved.id})`, {belongs_to__application: other.id})
+    const entries = await get(`/v7/device_history?$filter=created_at ge datetime'${since}' and uuid eq '${moved.uuid}'&$orderby=id asc`)
+    assert.deepEqual(entries.map((entry) => [entry.belongs_to__application.__id, entry.tracks__device.__id, entry.end_timestamp === null]), [[fleet.id, moved.id, false], [other.id, moved.id, true]])
+    assert.equal((await get(`/v7/device_history?$filter=tracks__device eq ${moved.id}`)).length, 2)
+    assert.equal((await get(`/v7/device_history?$filter=belongs_to__application eq ${other.id}`)).length, 1)
+
+    await server.addUser({email: 'eve@example.com', username: 'eve', password: 'eve-password-1'})
+    const eve = await api.login('eve', 'eve-password-1')
+    const peeking = await api.call('GET', `/v7/device_history?$filter=uuid eq '${moved.uuid}'`, {token: eve})
+    assert.deepEqual([peeking.status, peeking.json().d], [200, []])
+    const writing = await api.call('POST', '/v7/device_history', {token, json: {tracks__device: moved.id, uuid: moved.uuid}})
+    assert.equal(writing.status, 401, 'the server alone writes the history')
+  })
+
+  it('tells the device URL base (balena-sdk config.getAll, device public-url) and each device type\'s config.json location (os configure)', async () => {
+    const config = await api.call('GET', '/config')
+    assert.equal(config.status, 200, config.body)
+    assert.equal(config.json().deviceUrlsBase, new URL(server.url).hostname)
+    const types = (await api.call('GET', '/device-types/v1')).json()
+    assert.deepEqual(types.find((type: {slug: string}) => type.slug === TYPE).configuration, {config: {partition: {primary: 1}, path: '/config.json'}})
+  })
+
   it('creates a release naming the caller as its creator, and refuses another user (deploy)', async () => {
     const userId = (await api.call('GET', '/user/v1/whoami', {token})).json().id
     const release = {belongs_to__application: fleet.id, commit: 'c'.repeat(32), status: 'running', source: 'local', composition: {}, start_timestamp: new Date().toISOString()}

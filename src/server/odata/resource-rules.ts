@@ -3,6 +3,7 @@ import {randomBytes} from 'node:crypto'
 import type {Kysely} from 'kysely'
 
 import type {Actor} from '../auth/actor.js'
+import {recordDeviceHistory} from '../db/device-history.js'
 import {ensureServiceInstalls, syncDeviceServiceInstalls} from '../db/service-installs.js'
 import {now} from '../db/values.js'
 import {badRequest, unauthorized} from '../http-errors.js'
@@ -114,6 +115,7 @@ const device: ResourceRules = {
   },
   async afterWrite(context, ids) {
     await syncDeviceServiceInstalls(context.trx, ids)
+    await recordDeviceHistory(context.trx, ids, context.actor.kind === 'guest' ? null : context.actor.actorId)
   },
 }
 

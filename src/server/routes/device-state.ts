@@ -7,6 +7,7 @@ import {type DeviceAccess, mayAccessDevice, visibleRows} from '../authorization.
 import {authenticatedActor, type ServerContext} from '../context.js'
 import type {DeviceActionQueue} from '../device-actions.js'
 import {computeFleetTargetState, computeTargetState, entityTagOf, matchesEntityTag, targetStateV2Of} from '../device-target.js'
+import {recordDeviceHistory} from '../db/device-history.js'
 import {deviceIdOfUuid, markSilentDevicesOffline} from '../db/devices.js'
 import {now} from '../db/values.js'
 import {RESOURCES} from '../odata/model.js'
@@ -119,6 +120,8 @@ async function applyStateReport(context: ServerContext, deviceId: number, report
         )
         .execute()
     }
+
+    await recordDeviceHistory(trx, [deviceId], null)
   })
 }
 
