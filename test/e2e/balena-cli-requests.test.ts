@@ -1,5 +1,5 @@
 import {strict as assert} from 'node:assert'
-import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
@@ -227,6 +227,51 @@ describe('requests of the official balena-cli', function () {
     assert.equal(config.json().deviceUrlsBase, new URL(server.url).hostname)
     const types = (await api.call('GET', '/device-types/v1')).json()
     assert.deepEqual(types.find((type: {slug: string}) => type.slug === TYPE).configuration, {config: {partition: {primary: 1}, path: '/config.json'}})
+  })
+
+  /** A multipart form as balena-sdk sends one (release-asset upload): its bytes and content type. */
+  async function formOf(fields: Record<string, string>, file?: {name: string; type: string; content: Uint8Array<ArrayBuffer> | string}): Promise<{body: Buffer; headers: Record<string, string>}> {
+    const form = new FormData()
+    for (const [name, value] of Object.entries(fields)) form.append(name, value)
+    if (file) form.append('asset', new Blob([file.content], {type: file.type}), file.name)
+    const request = new Request('http://127.0.0.1/', {method: 'POST', body: form})
+    return {body: Buffer.from(await request.arrayBuffer()), headers: {'content-type': request.headers.get('content-type') as string}}
+  }
+
+  it('uploads, lists, downloads and deletes release assets (release-asset upload, list, download, delete), stored by id under the data dir', async () => {
+    const release = await api.createRelease(token, fleet.id, '4'.repeat(32))
+    const empty = await api.call('POST', '/v7/release_asset', {token, json: {release: release.id, asset_key: 'notes', asset: null}})
+    assert.equal(empty.status, 201, empty.body)
+    assert.equal(empty.json().asset, null)
+    // Only the upload writes `asset`: a client may not point an asset's href anywhere through pine.
+    const forged = {href: 'http://elsewhere.example/x', filename: 'x', content_type: 'text/html', size: 1}
+    assert.equal((await api.call('POST', '/v7/release_asset', {token, json: {release: release.id, asset_key: 'forged', asset: forged}})).status, 400)
+    assert.equal((await api.call('PATCH', `/v7/release_asset(${empty.json().id})`, {token, json: {asset: forged}})).status, 400)
+
+    const content = JSON.stringify({bomFormat: 'CycloneDX'})
+    const upload = await api.call('POST', '/v7/release_asset', {token, ...(await formOf({release: String(release.id), asset_key: '../../escape'}, {name: '../bom.json', type: 'application/json', content}))})
+    assert.equal(upload.status, 201, upload.body)
+    const {id, asset} = upload.json()
+    assert.deepEqual([asset.filename, asset.content_type, asset.size], ['bom.json', 'application/json', content.length])
+    assert.equal(readFileSync(path.join(server.dataDir, 'release-assets', String(id)), 'utf8'), content, 'stored by row id, whatever the key and file name say')
+
+    const listed = await get(`/v7/release(${release.id})?$select=id&$expand=release_asset($orderby=id asc)`)
+    assert.deepEqual(listed[0].release_asset.map((row: {asset_key: string}) => row.asset_key), ['notes', '../../escape'])
+    const href = new URL(asset.href)
+    const download = await api.call('GET', href.pathname, {token})
+    assert.deepEqual([download.status, download.body, download.headers['content-disposition']], [200, content, `attachment; filename*=UTF-8''bom.json`])
+    assert.equal((await api.call('GET', href.pathname)).status, 401)
+    await server.addUser({email: 'trudy@example.com', username: 'trudy', password: 'trudy-password-1'})
+    const trudy = await api.login('trudy', 'trudy-password-1')
+    assert.equal((await api.call('GET', href.pathname, {token: trudy})).status, 404)
+    const intruding = await api.call('POST', '/v7/release_asset', {token: trudy, ...(await formOf({release: String(release.id), asset_key: 'x'}, {name: 'x', type: 'text/plain', content: 'x'}))})
+    assert.equal(intruding.status, 401, intruding.body)
+
+    const tooBig = await api.call('POST', '/v7/release_asset', {token, ...(await formOf({release: String(release.id), asset_key: 'big'}, {name: 'big.bin', type: 'application/octet-stream', content: new Uint8Array(5 * 1024 * 1024 + 1)}))})
+    assert.equal(tooBig.status, 413, tooBig.body)
+
+    assert.equal((await api.call('DELETE', `/v7/release_asset(${id})`, {token})).status, 200)
+    assert.equal((await api.call('GET', href.pathname, {token})).status, 404)
   })
 
   it('creates a release naming the caller as its creator, and refuses another user (deploy)', async () => {

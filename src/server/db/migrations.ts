@@ -349,6 +349,21 @@ const deviceHistory: Migration = {
   },
 }
 
+/**
+ * balena's release_asset: a file attached to a release under a key. The file lives in the data dir under the row's
+ * id (routes/release-assets.ts); `asset` holds what clients read of it ({href, filename, content_type, size}).
+ */
+const releaseAssets: Migration = {
+  async up(db: Kysely<any>) {
+    await withCreatedAt(withId(db.schema.createTable('release_asset')))
+      .addColumn('release', 'integer', (column) => refersTo('release')(column).notNull())
+      .addColumn('asset_key', 'text', (column) => column.notNull())
+      .addColumn('asset', TYPES.json)
+      .addUniqueConstraint('release_asset_release_asset_key_unique', ['release', 'asset_key'])
+      .execute()
+  },
+}
+
 /** Every schema change in order; a name once shipped is never edited, only followed by a new one. */
 export const MIGRATIONS: Record<string, Migration> = {
   '0001_initial_schema': initialSchema,
@@ -360,6 +375,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0007_application_types': applicationTypes,
   '0008_balena_sdk_fields': balenaSdkFields,
   '0009_device_history': deviceHistory,
+  '0010_release_assets': releaseAssets,
 }
 
 export const migrationProvider: MigrationProvider = {

@@ -224,6 +224,15 @@ export interface DeviceHistoryTable {
   supervisor_version: string | null
 }
 
+export interface ReleaseAssetTable {
+  id: Generated<number>
+  created_at: string
+  release: number
+  asset_key: string
+  /** JSON `{href, filename, content_type, size}`, or null before a file is uploaded. */
+  asset: string | null
+}
+
 export interface UserHasPublicKeyTable {
   id: Generated<number>
   created_at: string
@@ -280,6 +289,7 @@ export interface Database {
   image__is_part_of__release: ImageIsPartOfReleaseTable
   image_install: ImageInstallTable
   device_history: DeviceHistoryTable
+  release_asset: ReleaseAssetTable
   application_environment_variable: VariableColumns & {application: number}
   application_config_variable: VariableColumns & {application: number}
   device_environment_variable: VariableColumns & {device: number}

@@ -253,6 +253,7 @@ const definitions: Record<string, Omit<ResourceSpec, 'name' | 'table'>> = {
       release_image: toMany('image__is_part_of__release', 'is_part_of__release'),
       // balena's name for the same link rows, each expanding to its `image`.
       contains__image: toMany('image__is_part_of__release', 'is_part_of__release'),
+      release_asset: toMany('release_asset', 'release'),
       should_be_running_on__device: toMany('device', 'is_pinned_on__release'),
     },
   },
@@ -295,6 +296,17 @@ const definitions: Record<string, Omit<ResourceSpec, 'name' | 'table'>> = {
   },
   image__is_part_of__release: {
     fields: {id, created_at: createdAt, image: reference('image', {create: true, required: true}), is_part_of__release: reference('release', {create: true, required: true})},
+    navigations: {},
+  },
+  /** `asset` is written by the upload route alone (routes/release-assets.ts); through pine only as null. */
+  release_asset: {
+    fields: {
+      id,
+      created_at: createdAt,
+      release: reference('release', {create: true, required: true}),
+      asset_key: editable('text', {required: true, maxLength: NAME_MAX_LENGTH}),
+      asset: editable('json'),
+    },
     navigations: {},
   },
   /** Written by the server alone (db/device-history.ts): one row a period in which a device's tracked fields held. */
