@@ -212,6 +212,15 @@ describe('requests of the official balena-cli', function () {
     assert.deepEqual(entries.map((entry) => [entry.belongs_to__application.__id, entry.tracks__device.__id, entry.end_timestamp === null]), [[fleet.id, moved.id, false], [other.id, moved.id, true]])
     assert.equal((await get(`/v7/device_history?$filter=tracks__device eq ${moved.id}`)).length, 2)
     assert.equal((await get(`/v7/device_history?$filter=belongs_to__application eq ${other.id}`)).length, 1)
+    // The device reports the release it runs: a new period, once (the same report again changes nothing).
+    const running = await api.createRelease(token, other.id, '6'.repeat(32))
+    for (let report = 0; report < 2; report++) {
+      const reported = await api.call('PATCH', '/device/v3/state', {token: moved.api_key, json: {[moved.uuid]: {os_version: 'balenaOS 6.0.13', apps: {[other.uuid]: {release_uuid: '6'.repeat(32)}}}}})
+      assert.equal(reported.status, 200, reported.body)
+    }
+
+    const latest = await get(`/v7/device_history?$filter=tracks__device eq ${moved.id}&$orderby=id desc`)
+    assert.deepEqual([latest.length, latest[0].is_running__release, latest[0].os_version, latest[0].end_timestamp], [3, {__id: running.id}, 'balenaOS 6.0.13', null])
 
     await server.addUser({email: 'eve@example.com', username: 'eve', password: 'eve-password-1'})
     const eve = await api.login('eve', 'eve-password-1')
