@@ -276,6 +276,23 @@ describe('requests of the official balena-cli', function () {
     const intruding = await api.call('POST', '/v7/release_asset', {token: trudy, ...(await formOf({release: String(release.id), asset_key: 'x'}, {name: 'x', type: 'text/plain', content: 'x'}))})
     assert.equal(intruding.status, 401, intruding.body)
 
+    // release-asset upload --overwrite: the SDK finds the row by its key, then sends the new file in a multipart PATCH.
+    const [existing] = await get(`/v7/release_asset(asset_key='${encodeURIComponent('../../escape')}',release=${release.id})?$select=id`)
+    assert.equal(existing.id, id)
+    const replaced = await api.call('PATCH', `/v7/release_asset(${id})`, {token, ...(await formOf({}, {name: 'bom2.json', type: 'application/json', content: '{}'}))})
+    assert.equal(replaced.status, 200, replaced.body)
+    const [after] = await get(`/v7/release_asset(${id})?$select=asset`)
+    assert.deepEqual([after.asset.filename, after.asset.size], ['bom2.json', 2])
+    assert.equal((await api.call('GET', href.pathname, {token})).body, '{}')
+    const foreignPatch = await api.call('PATCH', `/v7/release_asset(${id})`, {token: trudy, ...(await formOf({}, {name: 'x', type: 'text/plain', content: 'x'}))})
+    assert.equal(foreignPatch.status, 401, foreignPatch.body)
+    assert.equal((await api.call('GET', href.pathname, {token})).body, '{}', 'another user replaces nothing')
+
+    const elsewhere = await api.call('POST', '/v7/application', {token, ...(await formOf({app_name: 'x'}))})
+    assert.deepEqual([elsewhere.status, elsewhere.json()], [415, 'multipart/form-data is taken only by release asset uploads: POST /v7/release_asset or PATCH /v7/release_asset(<id>); send JSON'])
+    const malformed = await api.call('POST', '/v7/release_asset', {token, body: 'not a form', headers: {'content-type': 'multipart/form-data; boundary=x'}})
+    assert.equal(malformed.status, 400, malformed.body)
+
     const tooBig = await api.call('POST', '/v7/release_asset', {token, ...(await formOf({release: String(release.id), asset_key: 'big'}, {name: 'big.bin', type: 'application/octet-stream', content: new Uint8Array(5 * 1024 * 1024 + 1)}))})
     assert.equal(tooBig.status, 413, tooBig.body)
 
