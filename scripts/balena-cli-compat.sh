@@ -108,6 +108,8 @@ if docker image inspect flotilla-test/busybox:latest >/dev/null 2>&1; then
   echo 'notes of this release' >"$work/notes.txt"
   check 'release-asset upload' balena release-asset upload "$commit" "$work/notes.txt" --key notes
   check 'release-asset list' bash -c "balena release-asset list $commit | grep -q notes"
+  echo 'notes, revised' >"$work/notes.txt"
+  check 'release-asset upload --overwrite' balena release-asset upload "$commit" "$work/notes.txt" --key notes --overwrite
   check 'release-asset download' bash -c "balena release-asset download $commit --key notes --output $work/notes.out && cmp $work/notes.txt $work/notes.out"
   check 'release-asset delete' bash -c "balena release-asset delete $commit --key notes --yes && ! balena release-asset list $commit | grep -q notes"
 else
