@@ -104,6 +104,15 @@ if docker image inspect flotilla-test/busybox:latest >/dev/null 2>&1; then
   printf 'FROM flotilla-test/busybox:latest\nCMD ["sh", "-c", "while true; do echo hello from balena push; sleep 5; done"]\n' >"$work/project/Dockerfile"
   check 'push (builder)' bash -c "balena push compat --source $work/project | tee $work/push.out; grep -q 'Release built' $work/push.out"
   check 'release list' bash -c "balena release list admin/compat | grep -q success"
+  commit=$(balena release list admin/compat | awk '/success/ {print $2; exit}')
+  check 'fleet track-latest' balena fleet track-latest admin/compat
+  echo 'notes of this release' >"$work/notes.txt"
+  check 'release-asset upload' balena release-asset upload "$commit" "$work/notes.txt" --key notes
+  check 'release-asset list' bash -c "balena release-asset list $commit | grep -q notes"
+  echo 'notes, revised' >"$work/notes.txt"
+  check 'release-asset upload --overwrite' balena release-asset upload "$commit" "$work/notes.txt" --key notes --overwrite
+  check 'release-asset download' bash -c "balena release-asset download $commit --key notes --output $work/notes.out && cmp $work/notes.txt $work/notes.out"
+  check 'release-asset delete' bash -c "balena release-asset delete $commit --key notes --yes && ! balena release-asset list $commit | grep -q notes"
 else
   echo "SKIP push: no image flotilla-test/busybox:latest (scripts/ensure-docker.sh, then scripts/make-base-image.sh flotilla-test/busybox:latest)"
 fi
@@ -123,6 +132,49 @@ pids+=($!)
 pids+=($!)
 for _ in $(seq 40); do grep -q 'Waiting for connections' "$work/tunnel.out" && break; sleep 0.5; done
 check 'tunnel' bash -c "curl -sf -m 10 http://127.0.0.1:$((device_port + 1))/index.html | grep -q tunnel-says-hi"
+check 'device public-url' bash -c "balena device public-url $uuid --enable && balena device public-url $uuid | grep -q 'https://$uuid.api.$domain'"
+check 'fleet restart' balena fleet restart admin/compat
+# The service push started: stopped by its name, it stays stopped until started again.
+service_state() { docker ps -a --filter "label=io.flotilla.device-uuid=$uuid" --filter 'label=io.balena.service-name=main' --format '{{.State}}' | head -1; }
+wait_service() { for _ in $(seq 60); do [ "$(service_state)" = "$1" ] && return 0; sleep 0.5; done; return 1; }
+export -f service_state wait_service
+export uuid
+if [ -f "$work/push.out" ]; then
+  check 'device stop-service' bash -c "balena device stop-service $uuid main && wait_service exited && sleep 5 && [ \"\$(service_state)\" = exited ]"
+  check 'device start-service' bash -c "balena device start-service $uuid main && wait_service running"
+  check 'ssh (service)' bash -c "echo 'echo service-says-hi; exit' | balena ssh $uuid main --port $ssh_port | grep -q service-says-hi"
+fi
+other=$(openssl rand -hex 16)
+check 'device deactivate' bash -c "balena device register compat --uuid $other && balena device deactivate $other --yes && balena device $other | grep -qi 'inactive'"
+
+# balena-sdk's calls of the issue, with the SDK balena-cli ships (logged in through balena-cli's token store).
+cat >"$work/sdk-calls.cjs" <<'SDK'
+const sdkPath = require.resolve('balena-sdk', {paths: [process.env.BALENA_CLI_DIR]})
+const sdk = require(sdkPath).getSdk({apiUrl: `https://api.${process.env.DOMAIN}`, dataDirectory: `${process.env.HOME}/.balena`})
+const [call, uuid, fleet] = process.argv.slice(2)
+const calls = {
+  'device fields': async () => {
+    const device = await sdk.models.device.get(uuid, {$select: ['is_connected_to_vpn', 'overall_status']})
+    return device.is_connected_to_vpn === true && device.overall_status === 'operational'
+  },
+  ping: async () => (await sdk.models.device.ping(uuid), true),
+  'supervisor state': async () => (await sdk.models.device.getSupervisorState(uuid)).api_port !== undefined,
+  'target state v2': async () => Object.keys((await sdk.models.device.getSupervisorTargetState(uuid)).local.apps).length === 1,
+  'fleet target state': async () => (await sdk.models.device.getSupervisorTargetStateForApp(fleet)) !== undefined,
+  'device history': async () => (await sdk.models.device.history.getAllByDevice(uuid)).length > 0,
+  'release images': async () => {
+    const [release] = await sdk.models.release.getAllByApplication(fleet, {$select: 'id', $expand: {contains__image: {$expand: 'image'}}, $top: 1})
+    return release === undefined || release.contains__image.every((part) => part.image.length === 1)
+  },
+  'config deviceUrlsBase': async () => typeof (await sdk.models.config.getAll()).deviceUrlsBase === 'string',
+  'device type configuration': async () => (await sdk.models.config.getDeviceTypes()).every((type) => type.configuration?.config?.path === '/config.json'),
+}
+calls[call]().then((ok) => process.exit(ok ? 0 : 1), (error) => { console.error(error.message); process.exit(1) })
+SDK
+export BALENA_CLI_DIR=$(dirname "$balena_bin") DOMAIN=$domain
+for call in 'device fields' ping 'supervisor state' 'target state v2' 'fleet target state' 'device history' 'release images' 'config deviceUrlsBase' 'device type configuration'; do
+  check "sdk $call" node "$work/sdk-calls.cjs" "$call" "$uuid" admin/compat
+done
 
 echo
 echo "server requests: $work/server.log (kept until exit)"

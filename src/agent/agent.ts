@@ -246,6 +246,14 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         return
       }
 
+      case 'stop-service': {
+        return deviceActions.stopService(action)
+      }
+
+      case 'start-service': {
+        return deviceActions.startService(action)
+      }
+
       case 'purge': {
         return deviceActions.purge(action.appId, action.force === true)
       }
@@ -371,6 +379,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     apiEndpoint: registered?.apiEndpoint,
     deviceApiKey: registered?.deviceApiKey,
     bootTime: Date.now() - uptime() * 1000,
+    stoppedContainerIds: deviceActions.stoppedContainerIds(),
     // A port picked at random (0) is not worth a new container at each start: the address stays the configured one.
     supervisorAddress: `http://127.0.0.1:${options.localApiPort || config.listenPort || 48484}`,
     supervisorApi: {port: localApi.port, apiKey: localApiKey, network: supervisorNetwork},

@@ -54,6 +54,18 @@ export function runHostCommand(words: string[]): Promise<void> {
 
 const isUp = (container: CurrentContainer) => container.status === 'running' || container.status === 'restarting' || container.status === 'paused'
 
+/** A service of an app, named as balena's API names it: by its name or by the id of its image. */
+export interface ServiceSelector {
+  appId: number
+  serviceName?: string
+  imageId?: number
+}
+
+const describeService = (selector: ServiceSelector) => (selector.serviceName === undefined ? `of image ${selector.imageId}` : `'${selector.serviceName}'`)
+
+const selects = (selector: ServiceSelector) => (container: CurrentContainer) =>
+  container.appId === selector.appId && (selector.serviceName === undefined ? container.imageId === selector.imageId : container.serviceName === selector.serviceName)
+
 const WORDS: Record<PowerAction, {doing: string; noun: string; infinitive: string}> = {
   reboot: {doing: 'Rebooting', noun: 'Reboot', infinitive: 'rebooting'},
   shutdown: {doing: 'Shutting down', noun: 'Shutdown', infinitive: 'shutting down'},
@@ -65,7 +77,63 @@ const WORDS: Record<PowerAction, {doing: string; noun: string; infinitive: strin
  * does in the device's logs.
  */
 export class DeviceActions {
+  /** Containers stopped by stop-service; kept in memory, as balena's supervisor keeps what it started. */
+  private readonly stopped = new Set<string>()
+
   constructor(private readonly options: DeviceActionsOptions) {}
+
+  /** The containers the reconciler must leave stopped (PlanOptions.stoppedContainerIds). */
+  stoppedContainerIds(): string[] {
+    return [...this.stopped]
+  }
+
+  /**
+   * balena's stop-service: stops the service's containers, which then stay stopped across reconciles until
+   * start-service, or until a new release or configuration replaces them. Honours the app's update lock.
+   */
+  async stopService(selector: ServiceSelector, force = false): Promise<void> {
+    await this.withService(selector, 'stop', async (engine, containers, current) => {
+      if (current.lockedAppIds.includes(selector.appId) && !this.overrides(force)) {
+        const message = `Not stopping service ${describeService(selector)}: the update lock of app ${selector.appId} is held; force to override`
+        this.options.systemLine(message)
+        throw new UpdateLockedError(message)
+      }
+
+      for (const container of containers) {
+        this.stopped.add(container.id)
+        if (isUp(container)) await engine.apply({action: 'kill', container})
+      }
+    })
+  }
+
+  /** balena's start-service: starts the service's containers and lets the reconciler keep them running again. */
+  async startService(selector: ServiceSelector): Promise<void> {
+    await this.withService(selector, 'start', async (engine, containers) => {
+      for (const container of containers) {
+        this.stopped.delete(container.id)
+        if (!isUp(container)) await engine.apply({action: 'start', container})
+      }
+    })
+  }
+
+  /** Holds the reconciler while it acts on the selected service's containers; forgets containers that are gone. */
+  private async withService(
+    selector: ServiceSelector,
+    verb: 'stop' | 'start',
+    act: (engine: ActionEngine, containers: CurrentContainer[], current: CurrentState) => Promise<void>,
+  ): Promise<void> {
+    const engine = this.engineOrFail()
+    const release = await this.options.holdReconciler()
+    try {
+      const current = await engine.readCurrentState()
+      for (const id of this.stopped) if (!current.containers.some((container) => container.id === id)) this.stopped.delete(id)
+      const containers = current.containers.filter(selects(selector))
+      if (containers.length === 0) this.options.systemLine(`No service ${describeService(selector)} of app ${selector.appId} to ${verb}`)
+      else await act(engine, containers, current)
+    } finally {
+      release()
+    }
+  }
 
   /**
    * As balena's supervisor: stops and removes the app's containers, removes its named volumes, then lets the

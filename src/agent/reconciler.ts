@@ -182,6 +182,11 @@ export interface PlanOptions {
   now?: number
   /** Where `io.balena.features.supervisor-api` services reach the local API, and its key; without it they get none. */
   supervisorApi?: SupervisorApiAccess
+  /**
+   * Containers the user stopped (stop-service): they stay stopped until started again. A new release or a changed
+   * configuration makes a new container, which starts, as balena's supervisor does.
+   */
+  stoppedContainerIds?: readonly string[]
 }
 
 export interface SupervisorApiAccess {
@@ -654,8 +659,10 @@ export function planSteps(current: CurrentState, target: TargetDevice, options: 
     const containers = current.containers.filter((container) => container.appId === service.appId && container.serviceName === service.serviceName)
     const installed = containers.find((container) => matches(container, service) && readiness.joinsCurrentNetworkHost(service, container))
     if (installed) {
-      // A container that exited by itself stays down unless its restart policy says otherwise; one stopped by hand comes back.
-      const shouldRun = (installed.status === 'created' && !readiness.waitsForReboot(service, installed)) || (installed.status === 'exited' && service.spec.restart === 'always')
+      // A container that exited by itself stays down unless its restart policy says otherwise; one stopped by hand comes
+      // back, unless the user stopped it through the supervisor API.
+      const stoppedByUser = options.stoppedContainerIds?.includes(installed.id) === true
+      const shouldRun = !stoppedByUser && ((installed.status === 'created' && !readiness.waitsForReboot(service, installed)) || (installed.status === 'exited' && service.spec.restart === 'always'))
       if (shouldRun && readiness.dependenciesMet(service)) steps.push({action: 'start', container: installed})
       if (installed.status === 'dead') stopAndRemove(installed)
       for (const other of containers.filter((container) => container !== installed)) {

@@ -25,6 +25,7 @@ import {registerDownloadConfigRoute} from './routes/download-config.js'
 import {registerOsDownloadRoute} from './routes/os-download.js'
 import {registerPineRoutes} from './routes/pine.js'
 import {registerRegistryTokenRoute} from './routes/registry-token.js'
+import {registerReleaseAssetRoutes} from './routes/release-assets.js'
 import {registerFleetRestartRoute, registerSupervisorRoute} from './routes/supervisor.js'
 import {DeviceLinks} from './gateway/device-links.js'
 import type {DeviceAction} from '../protocol/device-action.js'
@@ -100,6 +101,7 @@ function registerRoutes(app: FastifyInstance, context: ServerContext, options: S
   registerApiKeyRoutes(app, context)
   registerDeviceRegistrationRoute(app, context)
   registerPineRoutes(app, context)
+  registerReleaseAssetRoutes(app, context, options.dataDir && path.join(options.dataDir, 'release-assets'))
   registerBuildRoutes(app, context, {...options.builder, docker: options.builder?.docker ?? localDockerEngine()})
   const deviceActions = new DeviceActionQueue()
   registerDeviceStateRoutes(app, context, {

@@ -134,6 +134,14 @@ function userScope(actor: Extract<Actor, {kind: 'user'}>, resource: string, alia
       return inSet(alias, 'is_part_of__release', sets.releases)
     }
 
+    case 'device_history': {
+      return inSet(alias, 'belongs_to__application', sets.applications)
+    }
+
+    case 'release_asset': {
+      return inSet(alias, 'release', sets.releases)
+    }
+
     case 'service_environment_variable': {
       return inSet(alias, 'service', sets.services)
     }
@@ -258,6 +266,7 @@ const USER_WRITABLE = new Set([
   'service',
   'image',
   'image__is_part_of__release',
+  'release_asset',
 ])
 
 /** Fields a device may not change on itself: where it belongs and what it is pinned to are its owners' decisions. */

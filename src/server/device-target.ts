@@ -54,7 +54,8 @@ function serviceEnvironment(levels: EnvironmentLevels, serviceId: number): Recor
   return {...levels.fleet, ...levels.service.get(serviceId), ...levels.device, ...levels.deviceService.get(serviceId)}
 }
 
-async function environmentLevels(db: Db, deviceId: number, appId: number): Promise<EnvironmentLevels> {
+/** Without a device (a fleet's own target), the device levels are empty. */
+async function environmentLevels(db: Db, deviceId: number | undefined, appId: number): Promise<EnvironmentLevels> {
   const [fleet, service, device, deviceService] = await Promise.all([
     db.selectFrom('application_environment_variable').select(['name', 'value']).where('application', '=', appId).orderBy('name').execute(),
     db
@@ -64,14 +65,16 @@ async function environmentLevels(db: Db, deviceId: number, appId: number): Promi
       .where('service.application', '=', appId)
       .orderBy('variable.name')
       .execute(),
-    db.selectFrom('device_environment_variable').select(['name', 'value']).where('device', '=', deviceId).orderBy('name').execute(),
-    db
-      .selectFrom('device_service_environment_variable as variable')
-      .innerJoin('service_install as install', 'install.id', 'variable.service_install')
-      .select(['install.installs__service as service', 'variable.name', 'variable.value'])
-      .where('install.device', '=', deviceId)
-      .orderBy('variable.name')
-      .execute(),
+    deviceId === undefined ? [] : db.selectFrom('device_environment_variable').select(['name', 'value']).where('device', '=', deviceId).orderBy('name').execute(),
+    deviceId === undefined
+      ? []
+      : db
+          .selectFrom('device_service_environment_variable as variable')
+          .innerJoin('service_install as install', 'install.id', 'variable.service_install')
+          .select(['install.installs__service as service', 'variable.name', 'variable.value'])
+          .where('install.device', '=', deviceId)
+          .orderBy('variable.name')
+          .execute(),
   ])
   return {fleet: variablesOf(fleet), service: variablesByService(service), device: variablesOf(device), deviceService: variablesByService(deviceService)}
 }
@@ -147,6 +150,67 @@ export async function computeTargetState(db: Db, deviceId: number): Promise<Targ
     apps: {[device.appUuid]: app},
   }
   return {[device.uuid]: target}
+}
+
+/**
+ * A fleet's target without a device (balena's `GET /device/v3/fleet/<uuid>/state`, which preloading tools read):
+ * keyed by the fleet's uuid, its config variables, and the release given (else the fleet's target) with the fleet's
+ * and its services' variables. Undefined when there is no such fleet.
+ */
+export async function computeFleetTargetState(db: Db, appId: number, releaseId?: number): Promise<TargetState | undefined> {
+  const fleet = await db
+    .selectFrom('application')
+    .select(['id', 'uuid', 'app_name', 'is_host', 'is_of__class', 'should_be_running__release'])
+    .where('id', '=', appId)
+    .executeTakeFirst()
+  if (!fleet) return undefined
+  const config = await db.selectFrom('application_config_variable').select(['name', 'value']).where('application', '=', appId).orderBy('name').execute()
+  const app: TargetApp = {id: fleet.id, name: fleet.app_name, is_host: Boolean(fleet.is_host), class: fleet.is_of__class as TargetApp['class']}
+  const targetId = releaseId ?? fleet.should_be_running__release
+  if (targetId !== null) {
+    const release = await targetReleaseOf(db, targetId, await environmentLevels(db, undefined, appId))
+    if (release) app.releases = {[release.commit]: release.target}
+  }
+
+  return {[fleet.uuid]: {name: fleet.app_name, config: variablesOf(config), apps: {[fleet.uuid]: app}}}
+}
+
+/** A service in balena's v2 target state: its composition's keys, then what the server decides over them. */
+export type ServiceV2 = Record<string, unknown> & {imageId: number; serviceName: string; image: string; running: boolean; environment: Record<string, string>; labels: Record<string, string>}
+
+/** balena's v2 target state (`GET /device/v2/<uuid>/state`, which balena-sdk's getSupervisorTargetState reads). */
+export interface TargetStateV2 {
+  local: {
+    name: string
+    config: Record<string, string>
+    apps: Record<string, {name: string; commit?: string; releaseId?: number; services: Record<string, ServiceV2>; volumes: Record<string, unknown>; networks: Record<string, unknown>}>
+  }
+  dependent: {apps: Record<string, never>; devices: Record<string, never>}
+}
+
+/** The v2 form of a device's v3 target state: apps by id, services by id, the release's commit and id beside them. */
+export function targetStateV2Of(state: TargetState): TargetStateV2 {
+  const [device] = Object.values(state)
+  const apps: TargetStateV2['local']['apps'] = {}
+  for (const app of Object.values(device.apps)) {
+    const [release] = Object.entries(app.releases ?? {})
+    if (!release) {
+      apps[app.id] = {name: app.name, services: {}, volumes: {}, networks: {}}
+      continue
+    }
+
+    const [commit, target] = release
+    const services: Record<string, ServiceV2> = {}
+    for (const [serviceName, service] of Object.entries(target.services)) {
+      // The builder's key means nothing to a device.
+      const {build: _build, ...composition} = service.composition
+      services[service.id] = {...composition, imageId: service.image_id, serviceName, image: service.image, running: true, environment: service.environment, labels: service.labels}
+    }
+
+    apps[app.id] = {name: app.name, commit, releaseId: target.id, services, volumes: target.volumes, networks: target.networks}
+  }
+
+  return {local: {name: device.name, config: device.config, apps}, dependent: {apps: {}, devices: {}}}
 }
 
 /** A strong validator of a target state body: equal bodies, equal tags. */

@@ -159,6 +159,28 @@ describe('agent supervisor actions: purge, reboot, shutdown', function () {
     assert.ok(removed >= 0 && removed < lines.indexOf('Purged data') && lines.indexOf(`Creating volume '${volumeName}'`, removed) > removed, `the volume removed, then made afresh:\n${lines.join('\n')}`)
   })
 
+  it('"device stop-service" stops a service, which stays stopped across reconciles until "start-service"', async () => {
+    const running = await runningContainer('the service running')
+    const imageId = Number(running.Labels[LABELS.imageId])
+    await online()
+    const [{id: deviceId}] = (await api.call('GET', `/v7/device?$select=id&$filter=uuid eq '${deviceUuid}'`, {token})).json().d
+    // As balena-sdk sends it (balena device stop-service <uuid> <service>).
+    const sendToService = (verb: 'stop' | 'start') =>
+      api.call('POST', `/supervisor/v2/applications/${fleetId}/${verb}-service`, {token, json: {deviceId, appId: fleetId, data: {appId: fleetId, imageId}}})
+    assert.equal((await sendToService('stop')).status, 200)
+    // The agent settles on a plan with the container stopped: a round that would start it again never ends so.
+    await eventually(async () => {
+      const status = (await (await fetch(`http://127.0.0.1:${agent?.localApiPort}/v2/state/status`)).json()) as {appState: string; containers: Array<{containerId: string; status: string}>}
+      return status.appState === 'applied' && status.containers.some((container) => container.containerId === running.Id && container.status === 'exited')
+    }, `the service stopped and left stopped\ndevice logs:\n${lines.join('\n')}`, 60_000)
+    assert.equal((await docker.getContainer(running.Id).inspect()).State.Running, false)
+    await sawLine(/^Killed service 'main /, 'the stop in the device logs')
+
+    assert.equal((await sendToService('start')).status, 200)
+    const started = await runningContainer('the service started again')
+    assert.equal(started.Id, running.Id, 'the same container, started again')
+  })
+
   it('an update lock blocks reboot, shutdown and purge unless forced', async () => {
     const locked = await runningContainer('the service running')
     await exec(locked.Id, 'echo kept > /data/note; touch /tmp/balena/updates.lock')

@@ -1,5 +1,5 @@
 import {strict as assert} from 'node:assert'
-import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
@@ -19,7 +19,7 @@ describe('requests of the official balena-cli', function () {
   let api: FleetApi
   let imagesDir: string
   let token: string
-  let fleet: {id: number; slug: string}
+  let fleet: {id: number; slug: string; uuid: string}
   let device: {id: number; uuid: string; api_key: string}
 
   before(async () => {
@@ -160,6 +160,144 @@ describe('requests of the official balena-cli', function () {
     assert.equal(patched.status, 200, patched.body)
     const [after] = await get(`/v7/device(uuid='${other.uuid}')?$select=is_active,overall_status`)
     assert.deepEqual(after, {is_active: false, overall_status: 'inactive'})
+  })
+
+  it("reads a device's target state in balena's v2 shape (balena-sdk getSupervisorTargetState)", async () => {
+    const release = await api.createRelease(token, fleet.id, '1'.repeat(32))
+    await api.patch(token, `device(${device.id})`, {is_pinned_on__release: release.id})
+    const answer = await api.call('GET', `/device/v2/${UUID}/state`, {token})
+    assert.equal(answer.status, 200, answer.body)
+    const app = answer.json().local.apps[fleet.id]
+    const [main] = await get(`/v7/service?$select=id&$filter=application eq ${fleet.id} and service_name eq 'main'`)
+    assert.deepEqual([app.commit, app.releaseId, Object.keys(app.services)], ['1'.repeat(32), release.id, [String(main.id)]])
+    assert.deepEqual([app.services[main.id].serviceName, app.services[main.id].imageId, app.services[main.id].running], ['main', release.imageId, true])
+    assert.deepEqual(answer.json().dependent, {apps: {}, devices: {}})
+    assert.equal((await api.call('GET', `/device/v2/${'f'.repeat(32)}/state`, {token})).status, 401)
+  })
+
+  it("reads a fleet's target state, its target or a release by commit, and no other user's fleet (balena-sdk getSupervisorTargetStateForApp)", async () => {
+    const release = await api.createRelease(token, fleet.id, '2'.repeat(32))
+    const read = (fleetUuid: string, releaseUuid = '', key = token) => api.call('GET', `/device/v3/fleet/${fleetUuid}/state/?releaseUuid=${releaseUuid}`, {token: key})
+    const named = await read(fleet.uuid, '2'.repeat(32))
+    assert.equal(named.status, 200, named.body)
+    const state = named.json()[fleet.uuid]
+    assert.equal(state.name, 'clifleet')
+    assert.deepEqual(Object.keys(state.apps[fleet.uuid].releases), ['2'.repeat(32)])
+    assert.equal(state.apps[fleet.uuid].releases['2'.repeat(32)].services.main.image_id, release.imageId)
+    assert.equal((await read(fleet.uuid)).status, 200)
+    assert.equal((await read(fleet.uuid, '9'.repeat(32))).status, 401, 'a commit the fleet has no successful release of')
+
+    await server.addUser({email: 'mallory@example.com', username: 'mallory', password: 'mallory-password-1'})
+    const mallory = await api.login('mallory', 'mallory-password-1')
+    assert.equal((await read(fleet.uuid, '', mallory)).status, 401)
+    assert.equal((await read(fleet.uuid, '2'.repeat(32), mallory)).status, 401)
+  })
+
+  it("expands a release's images through contains__image (balena-sdk release.get with image details)", async () => {
+    const release = await api.createRelease(token, fleet.id, '3'.repeat(32))
+    const [found] = await get(`/v7/release(${release.id})?$select=id&$expand=contains__image($select=id;$expand=image($select=id,is_stored_at__image_location;$expand=is_a_build_of__service($select=service_name)))`)
+    assert.equal(found.contains__image.length, 1)
+    const [{image: [image]}] = found.contains__image
+    assert.deepEqual([image.id, image.is_stored_at__image_location, image.is_a_build_of__service[0].service_name], [release.imageId, release.location, 'main'])
+    const [built] = await get(`/v7/image(${release.imageId})?$select=id&$expand=is_part_of__release($select=is_part_of__release)`)
+    assert.deepEqual(built.is_part_of__release, [{is_part_of__release: {__id: release.id}}])
+  })
+
+  it('records where a device was and what it ran (balena-sdk device.history), and shows it only to its fleet', async () => {
+    const since = new Date(Date.now() - 60_000).toISOString()
+    const moved = await api.registerDevice(token, fleet.id, '5'.repeat(32))
+    const other = await api.createFleet(token, 'historyfleet')
+    await api.patch(token, `device(${moved.id})`, {belongs_to__application: other.id})
+    const entries = await get(`/v7/device_history?$filter=created_at ge datetime'${since}' and uuid eq '${moved.uuid}'&$orderby=id asc`)
+    assert.deepEqual(entries.map((entry) => [entry.belongs_to__application.__id, entry.tracks__device.__id, entry.end_timestamp === null]), [[fleet.id, moved.id, false], [other.id, moved.id, true]])
+    assert.equal((await get(`/v7/device_history?$filter=tracks__device eq ${moved.id}`)).length, 2)
+    assert.equal((await get(`/v7/device_history?$filter=belongs_to__application eq ${other.id}`)).length, 1)
+    // The device reports the release it runs: a new period, once (the same report again changes nothing).
+    const running = await api.createRelease(token, other.id, '6'.repeat(32))
+    for (let report = 0; report < 2; report++) {
+      const reported = await api.call('PATCH', '/device/v3/state', {token: moved.api_key, json: {[moved.uuid]: {os_version: 'balenaOS 6.0.13', apps: {[other.uuid]: {release_uuid: '6'.repeat(32)}}}}})
+      assert.equal(reported.status, 200, reported.body)
+    }
+
+    const latest = await get(`/v7/device_history?$filter=tracks__device eq ${moved.id}&$orderby=id desc`)
+    assert.deepEqual([latest.length, latest[0].is_running__release, latest[0].os_version, latest[0].end_timestamp], [3, {__id: running.id}, 'balenaOS 6.0.13', null])
+
+    await server.addUser({email: 'eve@example.com', username: 'eve', password: 'eve-password-1'})
+    const eve = await api.login('eve', 'eve-password-1')
+    const peeking = await api.call('GET', `/v7/device_history?$filter=uuid eq '${moved.uuid}'`, {token: eve})
+    assert.deepEqual([peeking.status, peeking.json().d], [200, []])
+    const writing = await api.call('POST', '/v7/device_history', {token, json: {tracks__device: moved.id, uuid: moved.uuid}})
+    assert.equal(writing.status, 401, 'the server alone writes the history')
+  })
+
+  it('tells the device URL base (balena-sdk config.getAll, device public-url) and each device type\'s config.json location (os configure)', async () => {
+    const config = await api.call('GET', '/config')
+    assert.equal(config.status, 200, config.body)
+    assert.equal(config.json().deviceUrlsBase, new URL(server.url).hostname)
+    const types = (await api.call('GET', '/device-types/v1')).json()
+    assert.deepEqual(types.find((type: {slug: string}) => type.slug === TYPE).configuration, {config: {partition: {primary: 1}, path: '/config.json'}})
+  })
+
+  /** A multipart form as balena-sdk sends one (release-asset upload): its bytes and content type. */
+  async function formOf(fields: Record<string, string>, file?: {name: string; type: string; content: Uint8Array<ArrayBuffer> | string}): Promise<{body: Buffer; headers: Record<string, string>}> {
+    const form = new FormData()
+    for (const [name, value] of Object.entries(fields)) form.append(name, value)
+    if (file) form.append('asset', new Blob([file.content], {type: file.type}), file.name)
+    const request = new Request('http://127.0.0.1/', {method: 'POST', body: form})
+    return {body: Buffer.from(await request.arrayBuffer()), headers: {'content-type': request.headers.get('content-type') as string}}
+  }
+
+  it('uploads, lists, downloads and deletes release assets (release-asset upload, list, download, delete), stored by id under the data dir', async () => {
+    const release = await api.createRelease(token, fleet.id, '4'.repeat(32))
+    const empty = await api.call('POST', '/v7/release_asset', {token, json: {release: release.id, asset_key: 'notes', asset: null}})
+    assert.equal(empty.status, 201, empty.body)
+    assert.equal(empty.json().asset, null)
+    // Only the upload writes `asset`: a client may not point an asset's href anywhere through pine.
+    const forged = {href: 'http://elsewhere.example/x', filename: 'x', content_type: 'text/html', size: 1}
+    assert.equal((await api.call('POST', '/v7/release_asset', {token, json: {release: release.id, asset_key: 'forged', asset: forged}})).status, 400)
+    assert.equal((await api.call('PATCH', `/v7/release_asset(${empty.json().id})`, {token, json: {asset: forged}})).status, 400)
+
+    const content = JSON.stringify({bomFormat: 'CycloneDX'})
+    const upload = await api.call('POST', '/v7/release_asset', {token, ...(await formOf({release: String(release.id), asset_key: '../../escape'}, {name: '../bom.json', type: 'application/json', content}))})
+    assert.equal(upload.status, 201, upload.body)
+    const {id, asset} = upload.json()
+    assert.deepEqual([asset.filename, asset.content_type, asset.size], ['bom.json', 'application/json', content.length])
+    assert.equal(readFileSync(path.join(server.dataDir, 'release-assets', String(id)), 'utf8'), content, 'stored by row id, whatever the key and file name say')
+
+    const listed = await get(`/v7/release(${release.id})?$select=id&$expand=release_asset($orderby=id asc)`)
+    assert.deepEqual(listed[0].release_asset.map((row: {asset_key: string}) => row.asset_key), ['notes', '../../escape'])
+    const href = new URL(asset.href)
+    const download = await api.call('GET', href.pathname, {token})
+    assert.deepEqual([download.status, download.body, download.headers['content-disposition']], [200, content, `attachment; filename*=UTF-8''bom.json`])
+    assert.equal((await api.call('GET', href.pathname)).status, 401)
+    await server.addUser({email: 'trudy@example.com', username: 'trudy', password: 'trudy-password-1'})
+    const trudy = await api.login('trudy', 'trudy-password-1')
+    assert.equal((await api.call('GET', href.pathname, {token: trudy})).status, 404)
+    const intruding = await api.call('POST', '/v7/release_asset', {token: trudy, ...(await formOf({release: String(release.id), asset_key: 'x'}, {name: 'x', type: 'text/plain', content: 'x'}))})
+    assert.equal(intruding.status, 401, intruding.body)
+
+    // release-asset upload --overwrite: the SDK finds the row by its key, then sends the new file in a multipart PATCH.
+    const [existing] = await get(`/v7/release_asset(asset_key='${encodeURIComponent('../../escape')}',release=${release.id})?$select=id`)
+    assert.equal(existing.id, id)
+    const replaced = await api.call('PATCH', `/v7/release_asset(${id})`, {token, ...(await formOf({}, {name: 'bom2.json', type: 'application/json', content: '{}'}))})
+    assert.equal(replaced.status, 200, replaced.body)
+    const [after] = await get(`/v7/release_asset(${id})?$select=asset`)
+    assert.deepEqual([after.asset.filename, after.asset.size], ['bom2.json', 2])
+    assert.equal((await api.call('GET', href.pathname, {token})).body, '{}')
+    const foreignPatch = await api.call('PATCH', `/v7/release_asset(${id})`, {token: trudy, ...(await formOf({}, {name: 'x', type: 'text/plain', content: 'x'}))})
+    assert.equal(foreignPatch.status, 401, foreignPatch.body)
+    assert.equal((await api.call('GET', href.pathname, {token})).body, '{}', 'another user replaces nothing')
+
+    const elsewhere = await api.call('POST', '/v7/application', {token, ...(await formOf({app_name: 'x'}))})
+    assert.deepEqual([elsewhere.status, elsewhere.json()], [415, 'multipart/form-data is taken only by release asset uploads: POST /v7/release_asset or PATCH /v7/release_asset(<id>); send JSON'])
+    const malformed = await api.call('POST', '/v7/release_asset', {token, body: 'not a form', headers: {'content-type': 'multipart/form-data; boundary=x'}})
+    assert.equal(malformed.status, 400, malformed.body)
+
+    const tooBig = await api.call('POST', '/v7/release_asset', {token, ...(await formOf({release: String(release.id), asset_key: 'big'}, {name: 'big.bin', type: 'application/octet-stream', content: new Uint8Array(5 * 1024 * 1024 + 1)}))})
+    assert.equal(tooBig.status, 413, tooBig.body)
+
+    assert.equal((await api.call('DELETE', `/v7/release_asset(${id})`, {token})).status, 200)
+    assert.equal((await api.call('GET', href.pathname, {token})).status, 404)
   })
 
   it('creates a release naming the caller as its creator, and refuses another user (deploy)', async () => {

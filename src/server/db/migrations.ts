@@ -331,6 +331,49 @@ const imageArchitecture: Migration = {
   },
 }
 
+/**
+ * balena's device_history: the server appends a row whenever a device's fleet, pin, running release, OS or agent
+ * version or activity changes, and ends the previous one. The fleet, device type and releases are plain ids, so a
+ * deleted fleet or release leaves the history as it was; a deleted device leaves its rows with its uuid.
+ */
+const deviceHistory: Migration = {
+  async up(db: Kysely<any>) {
+    await withCreatedAt(withId(db.schema.createTable('device_history')))
+      .addColumn('end_timestamp', TYPES.date)
+      .addColumn('is_created_by__actor', 'integer')
+      .addColumn('is_ended_by__actor', 'integer')
+      .addColumn('tracks__device', 'integer', refersTo('device', 'set null'))
+      .addColumn('tracks__actor', 'integer')
+      .addColumn('uuid', 'text', (column) => column.notNull())
+      .addColumn('belongs_to__application', 'integer')
+      .addColumn('is_of__device_type', 'integer')
+      .addColumn('is_active', TYPES.boolean, (column) => column.notNull())
+      .addColumn('is_running__release', 'integer')
+      .addColumn('should_be_running__release', 'integer')
+      .addColumn('os_version', 'text')
+      .addColumn('os_variant', 'text')
+      .addColumn('supervisor_version', 'text')
+      .execute()
+    await db.schema.createIndex('device_history_tracks_device').on('device_history').columns(['tracks__device', 'end_timestamp']).execute()
+    await db.schema.createIndex('device_history_application').on('device_history').column('belongs_to__application').execute()
+  },
+}
+
+/**
+ * balena's release_asset: a file attached to a release under a key. The file lives in the data dir under the row's
+ * id (routes/release-assets.ts); `asset` holds what clients read of it ({href, filename, content_type, size}).
+ */
+const releaseAssets: Migration = {
+  async up(db: Kysely<any>) {
+    await withCreatedAt(withId(db.schema.createTable('release_asset')))
+      .addColumn('release', 'integer', (column) => refersTo('release')(column).notNull())
+      .addColumn('asset_key', 'text', (column) => column.notNull())
+      .addColumn('asset', TYPES.json)
+      .addUniqueConstraint('release_asset_release_asset_key_unique', ['release', 'asset_key'])
+      .execute()
+  },
+}
+
 /** Every schema change in order; a name once shipped is never edited, only followed by a new one. */
 export const MIGRATIONS: Record<string, Migration> = {
   '0001_initial_schema': initialSchema,
@@ -342,6 +385,8 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0007_application_types': applicationTypes,
   '0008_balena_sdk_fields': balenaSdkFields,
   '0009_image_architecture': imageArchitecture,
+  '0010_device_history': deviceHistory,
+  '0011_release_assets': releaseAssets,
 }
 
 export const migrationProvider: MigrationProvider = {

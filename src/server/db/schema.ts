@@ -203,6 +203,38 @@ export interface ImageInstallTable {
   is_provided_by__release: number | null
 }
 
+/** A period in which a device's tracked fields held, as balena's device_history records them. */
+export interface DeviceHistoryTable {
+  id: Generated<number>
+  created_at: string
+  /** Null while the period lasts. */
+  end_timestamp: string | null
+  is_created_by__actor: number | null
+  is_ended_by__actor: number | null
+  /** Null once the device is deleted; `uuid` still names it. */
+  tracks__device: number | null
+  tracks__actor: number | null
+  uuid: string
+  belongs_to__application: number | null
+  is_of__device_type: number | null
+  is_active: number
+  is_running__release: number | null
+  /** The release the device is pinned to, as balena's device.should_be_running__release column. */
+  should_be_running__release: number | null
+  os_version: string | null
+  os_variant: string | null
+  supervisor_version: string | null
+}
+
+export interface ReleaseAssetTable {
+  id: Generated<number>
+  created_at: string
+  release: number
+  asset_key: string
+  /** JSON `{href, filename, content_type, size}`, or null before a file is uploaded. */
+  asset: string | null
+}
+
 export interface UserHasPublicKeyTable {
   id: Generated<number>
   created_at: string
@@ -258,6 +290,8 @@ export interface Database {
   image: ImageTable
   image__is_part_of__release: ImageIsPartOfReleaseTable
   image_install: ImageInstallTable
+  device_history: DeviceHistoryTable
+  release_asset: ReleaseAssetTable
   application_environment_variable: VariableColumns & {application: number}
   application_config_variable: VariableColumns & {application: number}
   device_environment_variable: VariableColumns & {device: number}

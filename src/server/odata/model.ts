@@ -251,6 +251,9 @@ const definitions: Record<string, Omit<ResourceSpec, 'name' | 'table'>> = {
     navigations: {
       release_tag: toMany('release_tag', 'release'),
       release_image: toMany('image__is_part_of__release', 'is_part_of__release'),
+      // balena's name for the same link rows, each expanding to its `image`.
+      contains__image: toMany('image__is_part_of__release', 'is_part_of__release'),
+      release_asset: toMany('release_asset', 'release'),
       should_be_running_on__device: toMany('device', 'is_pinned_on__release'),
     },
   },
@@ -289,10 +292,43 @@ const definitions: Record<string, Omit<ResourceSpec, 'name' | 'table'>> = {
       error_message: editable('text'),
       build_log: editable('text'),
     },
-    navigations: {release_image: toMany('image__is_part_of__release', 'image')},
+    navigations: {release_image: toMany('image__is_part_of__release', 'image'), is_part_of__release: toMany('image__is_part_of__release', 'image')},
   },
   image__is_part_of__release: {
     fields: {id, created_at: createdAt, image: reference('image', {create: true, required: true}), is_part_of__release: reference('release', {create: true, required: true})},
+    navigations: {},
+  },
+  /** `asset` is written by the upload route alone (routes/release-assets.ts); through pine only as null. */
+  release_asset: {
+    fields: {
+      id,
+      created_at: createdAt,
+      release: reference('release', {create: true, required: true}),
+      asset_key: editable('text', {required: true, maxLength: NAME_MAX_LENGTH}),
+      asset: editable('json'),
+    },
+    navigations: {},
+  },
+  /** Written by the server alone (db/device-history.ts): one row a period in which a device's tracked fields held. */
+  device_history: {
+    fields: {
+      id,
+      created_at: createdAt,
+      end_timestamp: {type: 'date'},
+      is_created_by__actor: reference('actor'),
+      is_ended_by__actor: reference('actor'),
+      tracks__device: reference('device'),
+      tracks__actor: reference('actor'),
+      uuid: {type: 'text'},
+      belongs_to__application: reference('application'),
+      is_of__device_type: reference('device_type'),
+      is_active: {type: 'boolean'},
+      is_running__release: reference('release'),
+      should_be_running__release: reference('release'),
+      os_version: {type: 'text'},
+      os_variant: {type: 'text'},
+      supervisor_version: {type: 'text'},
+    },
     navigations: {},
   },
   image_install: {

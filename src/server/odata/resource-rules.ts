@@ -3,6 +3,7 @@ import {randomBytes} from 'node:crypto'
 import type {Kysely} from 'kysely'
 
 import type {Actor} from '../auth/actor.js'
+import {recordDeviceHistory} from '../db/device-history.js'
 import {ensureServiceInstalls, syncDeviceServiceInstalls} from '../db/service-installs.js'
 import {now} from '../db/values.js'
 import {badRequest, unauthorized} from '../http-errors.js'
@@ -114,6 +115,7 @@ const device: ResourceRules = {
   },
   async afterWrite(context, ids) {
     await syncDeviceServiceInstalls(context.trx, ids)
+    await recordDeviceHistory(context.trx, ids, context.actor.kind === 'guest' ? null : context.actor.actorId)
   },
 }
 
@@ -178,6 +180,20 @@ const release: ResourceRules = {
   afterWrite: followLatestRelease,
 }
 
+/** Through pine an asset is only ever null: a file comes through the multipart upload (routes/release-assets.ts). */
+function refuseAssetBody(values: Values): void {
+  if (values.asset !== undefined && values.asset !== null) throw badRequest('release_asset.asset is a file: upload it as multipart/form-data with an "asset" file field')
+}
+
+const releaseAsset: ResourceRules = {
+  async beforeCreate(_context, values) {
+    refuseAssetBody(values)
+  },
+  async beforeUpdate(_context, _ids, values) {
+    refuseAssetBody(values)
+  },
+}
+
 const image: ResourceRules = {
   async beforeCreate(context, values) {
     defaults(values, {status: 'Running', start_timestamp: now()})
@@ -214,6 +230,7 @@ export const RESOURCE_RULES: Record<string, ResourceRules> = {
   device_tag: tag,
   release_tag: tag,
   release,
+  release_asset: releaseAsset,
   image,
   service,
   user__has__public_key: publicKey,

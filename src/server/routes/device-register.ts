@@ -2,6 +2,7 @@ import type {FastifyInstance} from 'fastify'
 
 import {createApiKey} from '../auth/api-keys.js'
 import {authenticatedActor, type ServerContext} from '../context.js'
+import {recordDeviceHistory} from '../db/device-history.js'
 import {ensureServiceInstalls} from '../db/service-installs.js'
 import {now} from '../db/values.js'
 import {badRequest, HttpError, isUniqueConstraintError, unauthorized} from '../http-errors.js'
@@ -71,6 +72,7 @@ export function registerDeviceRegistrationRoute(app: FastifyInstance, context: S
           .returning('id')
           .executeTakeFirstOrThrow()
         await ensureServiceInstalls(trx, {deviceIds: [device.id]})
+        await recordDeviceHistory(trx, [device.id], actor.actorId)
         const apiKey = await createApiKey(trx, {actorId: deviceActor.id, kind: 'device-api-key', key: body.api_key as string | undefined, name: 'device key'})
         return {id: device.id, uuid, api_key: apiKey}
       })

@@ -1,13 +1,16 @@
 import type {FastifyInstance, FastifyRequest} from 'fastify'
+import {sql} from 'kysely'
 
 import type {DeviceAction} from '../../protocol/device-action.js'
 import type {DeviceStateReport} from '../../protocol/state-report.js'
-import {type DeviceAccess, mayAccessDevice} from '../authorization.js'
+import {type DeviceAccess, mayAccessDevice, visibleRows} from '../authorization.js'
 import {authenticatedActor, type ServerContext} from '../context.js'
 import type {DeviceActionQueue} from '../device-actions.js'
-import {computeTargetState, entityTagOf, matchesEntityTag} from '../device-target.js'
+import {computeFleetTargetState, computeTargetState, entityTagOf, matchesEntityTag, targetStateV2Of} from '../device-target.js'
+import {recordDeviceHistory} from '../db/device-history.js'
 import {deviceIdOfUuid, markSilentDevicesOffline} from '../db/devices.js'
 import {now} from '../db/values.js'
+import {RESOURCES} from '../odata/model.js'
 import {badRequest, isDiskFullError, unauthorized} from '../http-errors.js'
 
 export interface DeviceStateSettings {
@@ -33,6 +36,32 @@ export async function deviceForRequest(context: ServerContext, request: FastifyR
   const deviceId = await deviceIdOfUuid(context.db, uuid)
   if (deviceId === undefined || !(await mayAccessDevice(context.db, actor, deviceId, access))) throw unauthorized()
   return deviceId
+}
+
+/**
+ * The fleet a request names by uuid, when the actor may manage it (its members, its devices); with the release a
+ * `releaseUuid` names, which must be a successful release of that fleet. 401 otherwise, as balena answers.
+ */
+async function fleetForRequest(context: ServerContext, request: FastifyRequest, uuid: string, releaseUuid: unknown): Promise<{appId: number; releaseId?: number}> {
+  const actor = await authenticatedActor(context, request)
+  if (releaseUuid !== undefined && typeof releaseUuid !== 'string') throw badRequest('releaseUuid must be one release commit')
+  const fleet = await context.db
+    .selectFrom('application as fleet')
+    .select('fleet.id')
+    .where('fleet.uuid', '=', uuid.toLowerCase())
+    .where(sql<boolean>`${visibleRows(actor, RESOURCES.application, 'fleet')}`)
+    .executeTakeFirst()
+  if (!fleet) throw unauthorized()
+  if (!releaseUuid) return {appId: fleet.id}
+  const release = await context.db
+    .selectFrom('release')
+    .select('id')
+    .where('belongs_to__application', '=', fleet.id)
+    .where('commit', '=', releaseUuid)
+    .where('status', '=', 'success')
+    .executeTakeFirst()
+  if (!release) throw unauthorized()
+  return {appId: fleet.id, releaseId: release.id}
 }
 
 function deviceFieldsOf(report: DeviceStateReport): Record<string, string | number | null> {
@@ -91,6 +120,8 @@ async function applyStateReport(context: ServerContext, deviceId: number, report
         )
         .execute()
     }
+
+    await recordDeviceHistory(trx, [deviceId], null)
   })
 }
 
@@ -129,6 +160,24 @@ export function registerDeviceStateRoutes(app: FastifyInstance, context: ServerC
     if (matchesEntityTag(request.headers['if-none-match'], tag)) return reply.code(304).send()
     return reply.type('application/json').send(body)
   })
+
+  // balena-sdk's getSupervisorTargetState: the same target in the older v2 shape.
+  app.get<{Params: {uuid: string}}>('/device/v2/:uuid/state', async (request, reply) => {
+    const deviceId = await deviceForRequest(context, request, request.params.uuid, 'read-target')
+    const target = await computeTargetState(context.db, deviceId)
+    if (!target) throw unauthorized()
+    return reply.send(targetStateV2Of(target))
+  })
+
+  // balena-sdk's getSupervisorTargetStateForApp asks with a trailing slash: `/state/?releaseUuid=`.
+  for (const route of ['/device/v3/fleet/:uuid/state', '/device/v3/fleet/:uuid/state/']) {
+    app.get<{Params: {uuid: string}; Querystring: {releaseUuid?: unknown}}>(route, async (request, reply) => {
+      const {appId, releaseId} = await fleetForRequest(context, request, request.params.uuid, request.query.releaseUuid)
+      const target = await computeFleetTargetState(context.db, appId, releaseId)
+      if (!target) throw unauthorized()
+      return reply.send(target)
+    })
+  }
 
   app.patch('/device/v3/state', async (request, reply) => {
     const actor = await authenticatedActor(context, request)

@@ -44,10 +44,15 @@ export function registerDiscoveryRoutes(app: FastifyInstance, context: ServerCon
         aliases: aliases.filter((alias) => alias.device_type === row.id && alias.is_referenced_by__alias !== row.slug).map((alias) => alias.is_referenced_by__alias),
         arch: row.arch,
         options: [],
+        // Where config.json lives in the image (os configure): balenaOS keeps it on the first, boot partition.
+        configuration: {config: {partition: {primary: 1}, path: '/config.json'}},
         yocto: {...(catalogued?.yocto ?? {machine: row.slug, deployArtifact: 'balena-image.img', fstype: 'balenaos-img'}), compressed: true, archive: false},
       }
     })
   })
+
+  // balena-sdk's config.getAll: `device public-url` builds https://<uuid>.<deviceUrlsBase> from it.
+  app.get('/config', async () => ({deviceUrlsBase: publicHostname(context)}))
 
   app.get('/config/vars', async () => ({
     reservedNames: RESERVED_VAR_NAMES,

@@ -19,7 +19,7 @@ function fixture(current: Partial<CurrentState>, options: Partial<DeviceActionsO
   const engine: ActionEngine = {
     readCurrentState: async () => ({...emptyState(), ...current}),
     apply: async (step: Step) => {
-      if (step.action === 'kill' || step.action === 'remove') events.push(`${step.action} ${step.container.id}`)
+      if (step.action === 'kill' || step.action === 'remove' || step.action === 'start') events.push(`${step.action} ${step.container.id}`)
     },
     removeAppVolumes: async (appId) => {
       events.push(`remove volumes of ${appId}`)
@@ -107,6 +107,42 @@ describe('device actions', () => {
     it('is refused before the device is registered', async () => {
       const actions = new DeviceActions({engine: () => undefined, systemLine: () => {}, holdReconciler: async () => () => {}})
       await assert.rejects(actions.purge(5), /not registered/)
+    })
+  })
+
+  describe('stop-service and start-service', () => {
+    it('stops the service named or of the image given and keeps it stopped for the reconciler, until started again', async () => {
+      const other = {...container('other', 5), serviceName: 'web', imageId: 2}
+      const {actions, events, holds} = fixture({containers: [container('one', 5), other, container('elsewhere', 6)]})
+      await actions.stopService({appId: 5, serviceName: 'svc-one'})
+      await actions.stopService({appId: 5, imageId: 2})
+      assert.deepEqual(events, ['hold', 'kill one', 'release', 'hold', 'kill other', 'release'])
+      assert.deepEqual(actions.stoppedContainerIds(), ['one', 'other'])
+      assert.equal(holds(), 0)
+
+      const stopped = fixture({containers: [container('one', 5, 'exited')]})
+      await stopped.actions.stopService({appId: 5, serviceName: 'svc-one'})
+      await stopped.actions.startService({appId: 5, serviceName: 'svc-one'})
+      assert.deepEqual(stopped.events, ['hold', 'release', 'hold', 'start one', 'release'])
+      assert.deepEqual(stopped.actions.stoppedContainerIds(), [])
+    })
+
+    it('says so when the app has no such service, and stops nothing', async () => {
+      const {actions, events} = fixture({containers: [container('one', 5)]})
+      await actions.stopService({appId: 5, serviceName: 'missing'})
+      await actions.startService({appId: 6, imageId: 1})
+      assert.deepEqual(events, ['hold', "log: No service 'missing' of app 5 to stop", 'release', 'hold', 'log: No service of image 1 of app 6 to start', 'release'])
+      assert.deepEqual(actions.stoppedContainerIds(), [])
+    })
+
+    it('does not stop a service while its app holds the update lock, unless forced', async () => {
+      const locked = fixture({containers: [container('one', 5)], lockedAppIds: [5]})
+      await assert.rejects(locked.actions.stopService({appId: 5, serviceName: 'svc-one'}), UpdateLockedError)
+      assert.deepEqual(locked.events, ['hold', "log: Not stopping service 'svc-one': the update lock of app 5 is held; force to override", 'release'])
+      assert.deepEqual(locked.actions.stoppedContainerIds(), [])
+      const forced = fixture({containers: [container('one', 5)], lockedAppIds: [5]})
+      await forced.actions.stopService({appId: 5, serviceName: 'svc-one'}, true)
+      assert.ok(forced.events.includes('kill one'))
     })
   })
 

@@ -190,6 +190,14 @@ describe('planSteps', () => {
     assert.deepEqual(actions(planSteps(stopped, oldTarget, options).steps), ['start'])
   })
 
+  it('leaves a container the user stopped (stop-service) stopped until it is started again or replaced', () => {
+    const stopped = {...oldRunning, containers: installedFrom(oldTarget, options, 'exited')}
+    const stoppedByUser = {...options, stoppedContainerIds: [stopped.containers[0].id]}
+    assert.deepEqual(planSteps(stopped, oldTarget, stoppedByUser).steps, [])
+    const updating = {...stopped, ...fetched(OLD_IMAGE, NEW_IMAGE)}
+    assert.deepEqual(actions(planSteps(updating, newTarget, stoppedByUser).steps), ['remove', 'createAndStart'], 'a new release starts its service')
+  })
+
   it('leaves a restarting (crash-looping) container to the engine', () => {
     const looping = {...oldRunning, containers: installedFrom(oldTarget, options, 'restarting')}
     assert.deepEqual(planSteps(looping, oldTarget, options).steps, [])

@@ -8,7 +8,7 @@ import {markSilentDevicesOffline} from '../../../src/server/db/devices.js'
 import {ensureServiceInstalls} from '../../../src/server/db/service-installs.js'
 import {createUser} from '../../../src/server/db/users.js'
 import {now} from '../../../src/server/db/values.js'
-import {computeTargetState, entityTagOf, imageReferenceOf, matchesEntityTag} from '../../../src/server/device-target.js'
+import {computeFleetTargetState, computeTargetState, entityTagOf, imageReferenceOf, matchesEntityTag, targetStateV2Of} from '../../../src/server/device-target.js'
 import {parseODataUrl} from '../../../src/server/odata/parse.js'
 import {ODataWriter} from '../../../src/server/odata/write.js'
 
@@ -164,6 +164,37 @@ describe('device target state', () => {
       await db.deleteFrom('device').where('id', '=', neighbour.id as number).execute()
     }
   })
+
+  it("gives a fleet's target without a device: the fleet's config and release, fleet and service variables only, or a release named", async () => {
+    const fleet = (await computeFleetTargetState(db, fleetId))!
+    assert.deepEqual(Object.keys(fleet), [fleetUuid])
+    const {name, config, apps} = fleet[fleetUuid]
+    assert.equal(name, 'sensors')
+    assert.deepEqual(config, {BALENA_HOST_CONFIG_gpu_mem: '16', BALENA_SUPERVISOR_POLL_INTERVAL: '60000'})
+    const main = apps[fleetUuid].releases!['a'.repeat(32)].services.main
+    assert.deepEqual(main.environment, {FLEET_ONLY: 'f', SERVICE_OVER_FLEET: 'service', DEVICE_OVER_SERVICE: 'service', LEVEL: 'service'})
+    const named = (await computeFleetTargetState(db, fleetId, await releaseIdOf('b'.repeat(32))))!
+    assert.deepEqual(Object.keys(named[fleetUuid].apps[fleetUuid].releases!), ['b'.repeat(32)])
+    assert.equal(await computeFleetTargetState(db, 9999), undefined)
+  })
+
+  it("gives a device's target in balena's v2 shape: apps by id, services by id with their composition, image and running", async () => {
+    const v2 = targetStateV2Of((await computeTargetState(db, deviceId))!)
+    const app = v2.local.apps[String(fleetId)]
+    assert.deepEqual([v2.local.name, app.name, app.commit, app.releaseId], ['kitchen', 'sensors', 'a'.repeat(32), await releaseIdOf('a'.repeat(32))])
+    assert.deepEqual(v2.dependent, {apps: {}, devices: {}})
+    const main = Object.values(app.services).find((service) => service.serviceName === 'main')!
+    assert.equal(main.image, `registry.test/v2/${'a'.repeat(32)}main@sha256:abc`)
+    assert.equal(main.running, true)
+    assert.equal(main.environment.LEVEL, 'device-service')
+    assert.deepEqual(main.labels, {'io.example': '1'}, 'the merged labels over the composition\'s list')
+    assert.equal(typeof main.imageId, 'number')
+    assert.deepEqual(app.volumes, {data: {}, cache: {}})
+    const empty = targetStateV2Of({d: {name: 'x', config: {}, apps: {u: {id: 3, name: 'idle', is_host: false, class: 'fleet'}}}})
+    assert.deepEqual(empty.local.apps, {3: {name: 'idle', services: {}, volumes: {}, networks: {}}})
+  })
+
+  const releaseIdOf = async (commit: string) => (await db.selectFrom('release').select('id').where('commit', '=', commit).executeTakeFirstOrThrow()).id
 
   it('tags bodies strongly and matches If-None-Match lists and weak forms', () => {
     const tag = entityTagOf('{"a":1}')

@@ -1,0 +1,153 @@
+import {createReadStream} from 'node:fs'
+import {mkdir, readdir, rm, writeFile} from 'node:fs/promises'
+import path from 'node:path'
+import type {Readable} from 'node:stream'
+
+import type {FastifyInstance, FastifyRequest} from 'fastify'
+
+import {authenticatedActor, type ServerContext} from '../context.js'
+import {badRequest, HttpError, notFound, unauthorized} from '../http-errors.js'
+import {checkODataLimits} from '../odata/limits.js'
+import {RESOURCES} from '../odata/model.js'
+import {parseODataUrl} from '../odata/parse.js'
+import {ODataReader} from '../odata/translate.js'
+import {ODataWriter} from '../odata/write.js'
+
+/**
+ * The largest file one upload takes: balena-sdk sends files up to 5 MiB in one multipart form and larger ones in
+ * chunks (beginUpload/commitUpload), which this server does not offer.
+ */
+export const MAX_RELEASE_ASSET_BYTES = 5 * 1024 * 1024
+
+/** Room for the form's other fields and boundaries around the file. */
+const FORM_OVERHEAD_BYTES = 64 * 1024
+
+const tooLarge = () => new HttpError(413, `a release asset holds at most ${MAX_RELEASE_ASSET_BYTES} bytes (5 MiB); larger files are not supported by this server`)
+
+/** What clients read of an uploaded file, as balena's WebResource. */
+interface StoredAsset {
+  href: string
+  filename: string
+  content_type: string
+  size: number
+}
+
+async function formOf(payload: Readable, contentType: string): Promise<FormData> {
+  const chunks: Buffer[] = []
+  let length = 0
+  for await (const chunk of payload) {
+    length += (chunk as Buffer).length
+    if (length > MAX_RELEASE_ASSET_BYTES + FORM_OVERHEAD_BYTES) throw tooLarge()
+    chunks.push(chunk as Buffer)
+  }
+
+  try {
+    return await new Response(Buffer.concat(chunks), {headers: {'content-type': contentType}}).formData()
+  } catch {
+    throw badRequest('the upload is not a valid multipart/form-data body')
+  }
+}
+
+/** The file's own name, without any folders a client put in it; it is only ever shown, never a path on the server. */
+function baseNameOf(name: string): string {
+  return (name.split(/[/\\]/).pop() ?? '').slice(0, 255) || 'asset'
+}
+
+/** Removes stored files whose row is gone (deleted through pine, or with its release). */
+async function removeOrphans(context: ServerContext, directory: string): Promise<void> {
+  const names = await readdir(directory)
+  const ids = new Set((await context.db.selectFrom('release_asset').select('id').execute()).map((row) => String(row.id)))
+  for (const name of names) if (!ids.has(name)) await rm(path.join(directory, name), {force: true})
+}
+
+const isMultipart = (request: FastifyRequest) => (request.headers['content-type'] ?? '').startsWith('multipart/form-data')
+
+/** The form's `asset` file, within the size limit. */
+async function assetFileOf(request: FastifyRequest): Promise<{form: FormData; file: File}> {
+  const form = await formOf(request.body as Readable, request.headers['content-type'] ?? '')
+  const file = form.get('asset')
+  if (!(file instanceof File)) throw badRequest('the form needs an "asset" file field')
+  if (file.size > MAX_RELEASE_ASSET_BYTES) throw tooLarge()
+  return {form, file}
+}
+
+/** Stores the file of a release asset row under its id and records what clients read of it. */
+async function storeAssetFile(context: ServerContext, directory: string, id: number, file: File): Promise<void> {
+  await mkdir(directory, {recursive: true})
+  await removeOrphans(context, directory)
+  await writeFile(path.join(directory, String(id)), Buffer.from(await file.arrayBuffer()))
+  const asset: StoredAsset = {href: `${context.publicUrl}/release-asset/${id}`, filename: baseNameOf(file.name), content_type: file.type || 'application/octet-stream', size: file.size}
+  await context.db.updateTable('release_asset').set({asset: JSON.stringify(asset)}).where('id', '=', id).execute()
+}
+
+/**
+ * balena-sdk's `release.asset.upload` with overwrite: a multipart PATCH of `/v7/release_asset(<key>)` carrying
+ * a new `asset` file (and optionally a new `asset_key`). One row, which the caller may manage.
+ */
+async function replaceAssetFile(context: ServerContext, directory: string | undefined, request: FastifyRequest): Promise<void> {
+  const actor = await authenticatedActor(context, request)
+  const parsed = parseODataUrl(request.url.slice('/v7'.length), '/v7')
+  checkODataLimits(parsed)
+  if (!parsed.key) throw badRequest('a release asset file replaces one asset: name it by key, release_asset(<id>)')
+  const [id, ...others] = await new ODataReader(context.db, actor).matchingIds(parsed)
+  if (id === undefined || others.length > 0) throw unauthorized()
+  if (!directory) throw badRequest('this server keeps no data dir: start it with one to store release assets')
+  const {form, file} = await assetFileOf(request)
+  const key = form.get('asset_key')
+  if (typeof key === 'string') await new ODataWriter(context.db, actor).update(parsed, {asset_key: key})
+  await storeAssetFile(context, directory, id, file)
+}
+
+/**
+ * balena's release assets (`balena release-asset upload|list|download|delete`): `POST /v7/release_asset` takes
+ * JSON (an asset-less row) or a multipart form with `release`, `asset_key` and an `asset` file; the file is stored
+ * under the data dir by the row's id, never at a path made from what the client sent, and served to those who may
+ * read the row at the `href` its `asset` names. Reading, listing and deleting rows is pine's.
+ */
+export function registerReleaseAssetRoutes(app: FastifyInstance, context: ServerContext, directory: string | undefined): void {
+  // A multipart body reaches its route as a stream; only these two routes read one, any other refuses it.
+  app.addContentTypeParser('multipart/form-data', (_request, payload, done) => done(null, payload))
+  app.addHook('preHandler', async (request, reply) => {
+    if (!isMultipart(request) || !request.url.startsWith('/v7/')) return
+    if (request.method === 'POST' && request.routeOptions.url === '/v7/release_asset') return
+    if (request.method !== 'PATCH' || !request.url.startsWith('/v7/release_asset(')) {
+      throw new HttpError(415, 'multipart/form-data is taken only by release asset uploads: POST /v7/release_asset or PATCH /v7/release_asset(<id>); send JSON')
+    }
+
+    await replaceAssetFile(context, directory, request)
+    return reply.code(200).send('')
+  })
+
+  app.post('/v7/release_asset', async (request, reply) => {
+    const actor = await authenticatedActor(context, request)
+    const writer = new ODataWriter(context.db, actor, context.registry)
+    if (!isMultipart(request)) return reply.code(201).send(await writer.create(RESOURCES.release_asset, request.body))
+    if (!directory) throw badRequest('this server keeps no data dir: start it with one to store release assets')
+    const {form, file} = await assetFileOf(request)
+    const created = await writer.create(RESOURCES.release_asset, {release: Number(form.get('release')), asset_key: form.get('asset_key'), asset: null})
+    const id = created.id as number
+    try {
+      await storeAssetFile(context, directory, id, file)
+    } catch (error) {
+      await context.db.deleteFrom('release_asset').where('id', '=', id).execute()
+      throw error
+    }
+
+    return reply.code(201).send(await new ODataReader(context.db, actor).readById(RESOURCES.release_asset, id))
+  })
+
+  app.get<{Params: {id: string}}>('/release-asset/:id', async (request, reply) => {
+    const actor = await authenticatedActor(context, request)
+    const id = Number(request.params.id)
+    const row = Number.isSafeInteger(id) && id > 0 ? await new ODataReader(context.db, actor, 'read').readById(RESOURCES.release_asset, id) : undefined
+    const asset = row?.asset as StoredAsset | null | undefined
+    if (!asset || !directory) throw notFound('no such release asset')
+    // Served as a download, never rendered: the file is the uploader's and this origin is the dashboard's.
+    return reply
+      .type('application/octet-stream')
+      .header('content-length', asset.size)
+      .header('content-disposition', `attachment; filename*=UTF-8''${encodeURIComponent(asset.filename)}`)
+      .header('x-content-type-options', 'nosniff')
+      .send(createReadStream(path.join(directory, String(id))))
+  })
+}
