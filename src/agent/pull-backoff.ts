@@ -32,8 +32,8 @@ export class PullBackoff implements StepExecutor {
     this.now = options.now ?? Date.now
   }
 
-  readCurrentState(): Promise<CurrentState> {
-    return this.engine.readCurrentState()
+  readCurrentState(wantedImages?: string[]): Promise<CurrentState> {
+    return this.engine.readCurrentState(wantedImages)
   }
 
   async apply(step: Step): Promise<void> {

@@ -11,14 +11,19 @@ describe('PullBackoff', () => {
   let pulls: string[]
   let pullable: Set<string>
   let backoff: PullBackoff
+  let asked: Array<string[] | undefined>
 
   beforeEach(() => {
+    asked = []
     clock = 0
     pulls = []
     pullable = new Set()
     backoff = new PullBackoff(
       {
-        readCurrentState: async () => EMPTY,
+        async readCurrentState(wantedImages) {
+          asked.push(wantedImages)
+          return EMPTY
+        },
         async apply(step) {
           if (step.action !== 'fetch') return
           pulls.push(step.image)
@@ -33,6 +38,11 @@ describe('PullBackoff', () => {
   async function tryEverySecond(image: string, seconds: number): Promise<void> {
     for (let second = 0; second < seconds; second++, clock += 1000) await backoff.apply(fetchOf(image)).catch(() => {})
   }
+
+  it('asks the engine about the images the target wants, so that one it cannot run is still refused', async () => {
+    await backoff.readCurrentState(['registry/v2/abc:latest'])
+    assert.deepEqual(asked, [['registry/v2/abc:latest']])
+  })
 
   it('waits 10 s, 20 s, 40 s, then at most the cap between downloads of an image that fails', async () => {
     await tryEverySecond('broken', 10 + 20 + 40 + 60 + 60 + 1)
