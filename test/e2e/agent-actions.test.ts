@@ -170,7 +170,7 @@ describe('agent supervisor actions: purge, reboot, shutdown', function () {
     assert.equal((await sendToService('stop')).status, 200)
     // The agent settles on a plan with the container stopped: a round that would start it again never ends so.
     await eventually(async () => {
-      const status = (await (await fetch(`http://127.0.0.1:${agent?.localApiPort}/v2/state/status`)).json()) as {appState: string; containers: Array<{containerId: string; status: string}>}
+      const status = (await (await fetch(`http://127.0.0.1:${agent?.localApiPort}/v2/state/status`, {headers: {authorization: `Bearer ${agent?.localApiKey}`}})).json()) as {appState: string; containers: Array<{containerId: string; status: string}>}
       return status.appState === 'applied' && status.containers.some((container) => container.containerId === running.Id && container.status === 'exited')
     }, `the service stopped and left stopped\ndevice logs:\n${lines.join('\n')}`, 60_000)
     assert.equal((await docker.getContainer(running.Id).inspect()).State.Running, false)
