@@ -101,7 +101,7 @@ describe('agent supervisor actions: purge, reboot, shutdown', function () {
     token = await api.login(server.admin.username, server.admin.password)
     const fleet = await api.createFleet(token, 'actions')
     fleetId = fleet.id
-    const release = await api.createRelease(token, fleet.id, 'a'.repeat(32), {image: 'main', command: ['sh', '-c', SCRIPT], volumes: [`${volume}:/data`]})
+    const release = await api.createRelease(token, fleet.id, randomBytes(16).toString('hex'), {image: 'main', command: ['sh', '-c', SCRIPT], volumes: [`${volume}:/data`]})
     imageTag = `${release.location}:latest`
     await docker.getImage(BASE_IMAGE).tag({repo: release.location, tag: 'latest'})
     env = {HOME: home, FLOTILLA_URL: server.url, FLOTILLA_TOKEN: token}

@@ -71,7 +71,7 @@ describe('agent fetching release images from a registry', function () {
   it('pulls the release image by digest before running it', async () => {
     assert.equal(await hasReference(releaseImage as string), false)
     const tracking = {...options, onPlan: (_current: unknown, plan: {steps: Step[]}) => applied.push(...plan.steps.map((step) => step.action))}
-    const result = await converge(executor, target('a'.repeat(32), 1, releaseImage as string), tracking)
+    const result = await converge(executor, target(randomBytes(16).toString('hex'), 1, releaseImage as string), tracking)
     assert.deepEqual(result.failures, [])
     assert.deepEqual(applied, ['fetch', 'createAndStart'])
     assert.equal(await hasReference(releaseImage as string), true)
@@ -81,7 +81,7 @@ describe('agent fetching release images from a registry', function () {
   })
 
   it('removes the image it fetched once no release uses it', async () => {
-    const result = await converge(executor, target('b'.repeat(32), 2, BASE_IMAGE), options)
+    const result = await converge(executor, target(randomBytes(16).toString('hex'), 2, BASE_IMAGE), options)
     assert.deepEqual(result.failures, [])
     assert.equal(result.settled, true)
     assert.equal(await hasReference(releaseImage as string), false)

@@ -74,8 +74,9 @@ describe('the agent killed in the middle of an update', function () {
   const home = makeCliHome()
   const workDir = mkdtempSync(path.join(tmpdir(), 'flotilla-agent-killed-'))
   const volume = `data-${randomBytes(4).toString('hex')}`
-  const oldCommit = 'a'.repeat(32)
-  const newCommit = 'b'.repeat(32)
+  // Container names hold the commit and the engine's names are global: this run's own, so no other test's leftover takes them.
+  const oldCommit = randomBytes(16).toString('hex')
+  const newCommit = randomBytes(16).toString('hex')
   let registry: RunningRegistry
   let relay: HoldingRelay
   let server: TestServer
