@@ -1,4 +1,4 @@
-import type {AddressInfo} from 'node:net'
+import {type AddressInfo, createServer} from 'node:net'
 
 /** A server that listens as node's net.Server does: node's own servers, and ssh2's, which wraps one. */
 export interface ListeningServer {
@@ -17,4 +17,12 @@ export function listen(server: ListeningServer, port: number, host: string): Pro
       resolve((server.address() as AddressInfo).port)
     })
   })
+}
+
+/** A TCP port free on 127.0.0.1 right now, for a program that must be told its port before it listens. */
+export async function freeLoopbackPort(): Promise<number> {
+  const server = createServer()
+  const port = await listen(server, 0, '127.0.0.1')
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
 }

@@ -8,17 +8,8 @@ export interface CuttableProxy {
   close(): Promise<void>
 }
 
-/** A TCP port free on 127.0.0.1 right now, for a program that must be told its port before it listens. */
-export async function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))))
-    })
-  })
-}
+/** One way to find a free port, the product's own: tests import it from here. */
+export {freeLoopbackPort} from '../../src/listen.js'
 
 /** A loopback TCP proxy to `port` whose connections the test can cut, as a flaky network would. */
 export async function startCuttableProxy(port: number): Promise<CuttableProxy> {

@@ -2,7 +2,8 @@ import {access, mkdir, readFile, rm, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 
 import {ExpectedError} from '../../errors.js'
-import {freeLoopbackPort, REGISTRY_BINARY, type RegistryProcess, RegistryStartError, startRegistryProcess} from './registry-process.js'
+import {freeLoopbackPort} from '../../listen.js'
+import {REGISTRY_BINARY, type RegistryProcess, RegistryStartError, startRegistryProcess} from './registry-process.js'
 
 /** The issuer registries are told to expect in this server's tokens. */
 export const TOKEN_ISSUER = 'flotilla'

@@ -1,7 +1,6 @@
 import {spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {mkdir, writeFile} from 'node:fs/promises'
-import net from 'node:net'
 
 import {stringify} from 'yaml'
 
@@ -72,18 +71,6 @@ async function answersV2(address: string): Promise<boolean> {
   } catch {
     return false
   }
-}
-
-/** A TCP port free on 127.0.0.1 right now, for the registry, which must be told its port before it listens. */
-export async function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no free port'))))
-    })
-  })
 }
 
 /**
