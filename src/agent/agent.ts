@@ -235,9 +235,9 @@ function localApiHandlers(parts: AgentParts, view: DeviceStateView, deviceAction
 function logShipperOf(dataDir: string, runtime: AgentRuntime): LogShipper {
   return new LogShipper({
     journalPath: path.join(dataDir, 'logs.journal'),
-    send: async (lines) => {
+    send: async (lines, batch) => {
       if (!runtime.device) throw new Error('not registered yet')
-      await logStreamSender(runtime.device.client, runtime.device.config.uuid)(lines)
+      await logStreamSender(runtime.device.client, runtime.device.config.uuid)(lines, batch)
     },
   })
 }
