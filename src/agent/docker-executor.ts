@@ -256,6 +256,26 @@ export class DockerExecutor implements StepExecutor {
     return names
   }
 
+  /**
+   * Removes this agent's named volumes of apps other than `wanted` (`/v2/cleanup-volumes`). A volume a container
+   * still uses stays, with the engine's reason.
+   */
+  async removeVolumesOfAppsOtherThan(wanted: ReadonlySet<number>): Promise<{removed: string[]; kept: Array<{name: string; reason: string}>}> {
+    const {Volumes: volumes} = await this.docker.listVolumes({filters: {label: [`${LABELS.supervised}=true`, this.ownerLabel]}})
+    const result: {removed: string[]; kept: Array<{name: string; reason: string}>} = {removed: [], kept: []}
+    for (const volume of volumes ?? []) {
+      if (wanted.has(Number(volume.Labels?.[LABELS.appId]))) continue
+      try {
+        await this.docker.getVolume(volume.Name).remove()
+        result.removed.push(volume.Name)
+      } catch (error) {
+        result.kept.push({name: volume.Name, reason: (error as Error).message})
+      }
+    }
+
+    return result
+  }
+
   /** Starts and deaths of the agent's containers, as they happen, until the returned function is called or the engine ends the stream. */
   async watchContainerEvents(onEvent: (event: ContainerEvent) => void, onEnded: () => void): Promise<() => void> {
     const stream = (await this.docker.getEvents({filters: {type: ['container'], event: ['start', 'die'], label: [this.ownerLabel]}})) as NodeJS.ReadableStream & {destroy(): void}

@@ -1,6 +1,7 @@
+import {randomBytes} from 'node:crypto'
 import {closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync} from 'node:fs'
 
-import {type LogLine, MAX_LOG_BATCH_CHARACTERS, MAX_LOG_BATCH_LINES} from '../protocol/log-line.js'
+import {type LogBatchId, type LogLine, MAX_LOG_BATCH_CHARACTERS, MAX_LOG_BATCH_LINES} from '../protocol/log-line.js'
 
 export type StreamName = 'stdout' | 'stderr'
 
@@ -18,6 +19,8 @@ export interface LinePosition extends StreamCursor {
 
 /** Lines to send in one request, within the server's per-write cap, and what acknowledging them settles. */
 export interface LogBatch {
+  /** The journal's and the batch's number: sent again, a batch keeps it and its lines, so the server stores it once. */
+  readonly id: LogBatchId
   lines: LogLine[]
   /** Journal lines in the batch (the notice of suppressed lines is not one). */
   readonly taken: number
@@ -39,10 +42,20 @@ const DEFAULT_COMPACT_SLACK_BYTES = 1024 * 1024
 /** Containers whose cursors are kept (the most recently read): those of removed containers go eventually. */
 const MAX_CURSOR_CONTAINERS = 256
 
+/** A batch taken and not yet acknowledged: its first `taken` unsent lines, up to seq `upTo`, after a notice of `noticed`. */
+interface PendingBatch {
+  number: number
+  taken: number
+  upTo: number
+  noticed: number
+}
+
 type JournalRecord =
-  | {kind: 'start'; since: string}
+  | {kind: 'start'; since: string; id?: string; nextBatch?: number}
   | {kind: 'line'; seq: number; line: LogLine; container?: string; stream?: StreamName; at?: string; count?: number}
-  | {kind: 'sent'; upTo: number; noticed: number}
+  | ({kind: 'batch'} & PendingBatch)
+  | {kind: 'sent'; upTo: number; noticed: number; batch?: number}
+  | {kind: 'unbatched'; batch: number}
   | {kind: 'dropped'; from: number; to: number}
   | {kind: 'suppressed'; count: number}
   | {kind: 'cursor'; container: string; stream: StreamName; at: string; count: number}
@@ -79,15 +92,26 @@ function recordText(record: JournalRecord): string {
  * it had not journaled (a torn last record is one of those). "sent" and "dropped" records settle lines; the file is
  * rewritten from what is unsettled when settled records make up most of it, and on every start.
  *
+ * Batches are numbered and journaled before they are sent ("batch" records; the journal has a random id). One whose
+ * answer was lost (the agent killed, the connection cut) is sent again as it was, with its number, and the server
+ * stores a batch of a journal once ([flotilla] X-Flotilla-Log-Batch): no line repeats. Its lines are not dropped
+ * while they wait, so an outage may keep up to one batch beyond the byte bound.
+ *
  * Durability: every record is one write() to the file, which the page cache keeps when the process is killed
  * (kill -9, an out-of-memory kill, a crash). A power loss can lose the records the kernel had not written back
- * yet (seconds of them): lines of those the engine still holds are read again, and lines sent whose "sent" record
- * was lost are sent once more. A rewrite is synced before it replaces the file, so a power loss never loses the
+ * yet (seconds of them): lines of those the engine still holds are read again, and a batch whose "sent" record was
+ * lost is sent once more, with its number. A rewrite is synced before it replaces the file, so a power loss never loses the
  * journal as a whole.
  */
 export class LogJournal {
   /** Containers with no cursor are read from this time (ns): when this data dir's journal began. */
   readonly followSince: bigint
+  /** Names this journal to the server, whose batches it numbers (random, made with the journal). */
+  readonly id: string
+  private nextBatch = 1
+  /** The batch out or last refused: sent again as it is until the server takes it. */
+  private pending?: PendingBatch
+  private out = false
   private readonly unsent: Entry[] = []
   private unsentBytes = 0
   /** The first lines of `unsent`, sent and not yet answered: never dropped meanwhile. */
@@ -111,8 +135,9 @@ export class LogJournal {
     this.maxUnsentBytes = options.maxUnsentBytes ?? DEFAULT_MAX_UNSENT_BYTES
     this.compactSlackBytes = options.compactSlackBytes ?? DEFAULT_COMPACT_SLACK_BYTES
     this.now = options.now ?? Date.now
-    const since = this.replay()
+    const {since, id} = this.replay()
     this.followSince = since ?? BigInt(this.now()) * 1_000_000n
+    this.id = id ?? randomBytes(8).toString('hex')
     this.compact()
     this.trim()
   }
@@ -149,36 +174,60 @@ export class LogJournal {
    * message), after a notice of lines suppressed; undefined when there is nothing to send or a batch is out.
    */
   takeBatch(): LogBatch | undefined {
-    if (this.inFlight > 0 || (this.unsent.length === 0 && this.suppressedCount === 0)) return undefined
-    const noticed = this.suppressedCount
+    if (this.out) return undefined
+    this.pending ??= this.nextPending()
+    if (!this.pending) return undefined
+    const {number, taken, upTo, noticed} = this.pending
     const lines: LogLine[] = noticed > 0 ? [suppressedNotice(noticed, this.unsent[0]?.line.timestamp ?? this.now())] : []
-    let characters = lines[0]?.message.length ?? 0
-    let taken = 0
-    for (const {line} of this.unsent) {
-      if (lines.length >= MAX_LOG_BATCH_LINES || (taken > 0 && characters + line.message.length > MAX_LOG_BATCH_CHARACTERS)) break
-      lines.push(line)
-      characters += line.message.length
-      taken++
-    }
-
+    for (const {line} of this.unsent.slice(0, taken)) lines.push(line)
+    this.out = true
     this.inFlight = taken
-    return {lines, taken, upTo: taken > 0 ? this.unsent[taken - 1].seq : 0, noticed}
+    return {id: {journal: this.id, number}, lines, taken, upTo, noticed}
   }
 
   /** The server stored the batch: its lines are settled. */
   acknowledge(batch: LogBatch): void {
-    this.write(recordText({kind: 'sent', upTo: batch.upTo, noticed: batch.noticed}))
+    this.write(recordText({kind: 'sent', upTo: batch.upTo, noticed: batch.noticed, batch: batch.id.number}))
     for (const entry of this.unsent.splice(0, batch.taken)) this.unsentBytes -= entry.bytes
     this.suppressedCount -= batch.noticed
+    this.pending = undefined
+    this.out = false
     this.inFlight = 0
     this.trim()
     if (this.damaged || this.overgrown()) this.compact()
   }
 
-  /** The batch was not stored: its lines stay, to be sent again. */
-  release(): void {
+  /**
+   * The batch was not acknowledged. When the server may have stored it (the answer was lost), it is sent again as
+   * it is, with its number, and its lines are not dropped meanwhile; when it surely did not (it refused the batch, or
+   * could not be reached), its lines go back among the others and the next batch is taken afresh.
+   */
+  release(options: {notStored?: boolean} = {}): void {
+    this.out = false
+    if (!options.notStored || !this.pending) return
+    this.write(recordText({kind: 'unbatched', batch: this.pending.number}))
+    this.pending = undefined
     this.inFlight = 0
     this.trim()
+  }
+
+  /** A new batch of the oldest lines, numbered and journaled before it is sent; undefined when nothing waits. */
+  private nextPending(): PendingBatch | undefined {
+    if (this.unsent.length === 0 && this.suppressedCount === 0) return undefined
+    const noticed = this.suppressedCount
+    let count = noticed > 0 ? 1 : 0
+    let characters = noticed > 0 ? suppressedNotice(noticed, 0).message.length : 0
+    let taken = 0
+    for (const {line} of this.unsent) {
+      if (count >= MAX_LOG_BATCH_LINES || (taken > 0 && characters + line.message.length > MAX_LOG_BATCH_CHARACTERS)) break
+      characters += line.message.length
+      count++
+      taken++
+    }
+
+    const batch = {number: this.nextBatch++, taken, upTo: taken > 0 ? this.unsent[taken - 1].seq : 0, noticed}
+    this.write(recordText({kind: 'batch', ...batch}))
+    return batch
   }
 
   close(): void {
@@ -240,18 +289,19 @@ export class LogJournal {
     }
   }
 
-  /** Rebuilds the state from the file's records; returns when the journal began, if it says. */
-  private replay(): bigint | undefined {
+  /** Rebuilds the state from the file's records; returns when the journal began and its id, if it says. */
+  private replay(): {since?: bigint; id?: string} {
     let text: string
     try {
       text = readFileSync(this.file, 'utf8')
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {}
       throw error
     }
 
     const unsent = new Map<number, Entry>()
     let since: bigint | undefined
+    let id: string | undefined
     // The text after the last newline is a record torn by a kill: left out, as is any record that is not whole.
     for (const record of text.split('\n').slice(0, -1)) {
       let parsed: JournalRecord
@@ -261,13 +311,32 @@ export class LogJournal {
         continue
       }
 
-      if (parsed?.kind === 'start' && /^\d+$/.test(String(parsed.since))) since = BigInt(parsed.since)
-      else this.replayRecord(parsed, `${record}\n`, unsent)
+      if (parsed?.kind === 'start' && /^\d+$/.test(String(parsed.since))) {
+        since = BigInt(parsed.since)
+        if (typeof parsed.id === 'string' && /^[\da-f]{8,64}$/.test(parsed.id)) id = parsed.id
+        if (Number.isSafeInteger(parsed.nextBatch)) this.nextBatch = Math.max(this.nextBatch, parsed.nextBatch!)
+      } else {
+        this.replayRecord(parsed, `${record}\n`, unsent)
+      }
     }
 
     this.unsent.push(...unsent.values())
     this.unsentBytes = this.unsent.reduce((sum, entry) => sum + entry.bytes, 0)
-    return since
+    this.resumePending()
+    return {since, id}
+  }
+
+  /**
+   * A batch out when the last run ended is sent again with its number, as the server may have stored it; unless its
+   * lines are not all there as taken (a torn or foreign file), when they go in a batch of a new number.
+   */
+  private resumePending(): void {
+    const pending = this.pending
+    if (!pending) return
+    const lines = this.unsent.slice(0, pending.taken)
+    const whole = lines.length === pending.taken && (pending.taken === 0 || lines.at(-1)!.seq === pending.upTo) && pending.noticed <= this.suppressedCount
+    if (whole) this.inFlight = pending.taken
+    else this.pending = undefined
   }
 
   private replayRecord(record: JournalRecord, text: string, unsent: Map<number, Entry>): void {
@@ -280,7 +349,20 @@ export class LogJournal {
         return
       }
 
+      case 'batch': {
+        if (![record.number, record.taken, record.upTo, record.noticed].every((value) => Number.isSafeInteger(value) && value >= 0)) return
+        this.pending = {number: record.number, taken: record.taken, upTo: record.upTo, noticed: record.noticed}
+        this.nextBatch = Math.max(this.nextBatch, record.number + 1)
+        return
+      }
+
+      case 'unbatched': {
+        if (record.batch === this.pending?.number) this.pending = undefined
+        return
+      }
+
       case 'sent': {
+        if (record.batch !== undefined && record.batch === this.pending?.number) this.pending = undefined
         if (!Number.isSafeInteger(record.upTo)) return
         for (const seq of unsent.keys()) {
           if (seq > record.upTo) break
@@ -318,9 +400,10 @@ export class LogJournal {
    * of suppressed lines, the unsent lines, then the cursors (after the lines, whose own cursors are older).
    */
   private rewrite(): number {
-    const records = [recordText({kind: 'start', since: String(this.followSince)})]
+    const records = [recordText({kind: 'start', since: String(this.followSince), id: this.id, nextBatch: this.nextBatch})]
     if (this.suppressedCount > 0) records.push(recordText({kind: 'suppressed', count: this.suppressedCount}))
     for (const entry of this.unsent) records.push(entry.record)
+    if (this.pending) records.push(recordText({kind: 'batch', ...this.pending}))
     for (const [container, cursors] of this.cursors) {
       for (const stream of ['stdout', 'stderr'] as const) {
         const cursor = cursors[stream]

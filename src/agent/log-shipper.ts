@@ -2,19 +2,31 @@ import {PassThrough, type Readable} from 'node:stream'
 
 import type Docker from 'dockerode'
 
-import {type LocalLogLine, type LogLine, toNdjson, truncateLogMessage} from '../protocol/log-line.js'
+import {formatLogBatchId, type LocalLogLine, LOG_BATCH_HEADER, type LogBatchId, type LogLine, toNdjson, truncateLogMessage} from '../protocol/log-line.js'
 import type {FleetClient} from '../sdk/client.js'
 import {type LinePosition, LogJournal, type StreamName} from './log-journal.js'
 
-export type LogSender = (lines: LogLine[]) => Promise<void>
+/** Sends a batch of lines; `batch` names it, so the server stores it once however often it is sent. */
+export type LogSender = (lines: LogLine[], batch?: LogBatchId) => Promise<void>
+
+/** The server surely did not store a batch: it answered with an error, or refused the connection. */
+function surelyNotStored(error: unknown): boolean {
+  for (let cause: unknown = error; cause instanceof Error; cause = cause.cause) {
+    if ((cause as {code?: unknown}).code === 'ECONNREFUSED' || typeof (cause as {statusCode?: unknown}).statusCode === 'number') return true
+  }
+
+  return false
+}
 
 /**
  * Sends lines to `POST /device/v2/<uuid>/log-stream` in batches: one short NDJSON request per batch rather
- * than one long request, so a failed request loses nothing (its lines stay in the journal).
+ * than one long request, so a failed request loses nothing (its lines stay in the journal). Each names its batch
+ * ([flotilla] X-Flotilla-Log-Batch), so a batch sent again because its answer was lost is stored once.
  */
 export function logStreamSender(client: FleetClient, deviceUuid: string): LogSender {
-  return async (lines) => {
-    await client.request('POST', `/device/v2/${deviceUuid}/log-stream`, {body: toNdjson(lines), headers: {'content-type': 'application/x-ndjson'}})
+  return async (lines, batch) => {
+    const headers: Record<string, string> = {'content-type': 'application/x-ndjson', ...(batch ? {[LOG_BATCH_HEADER]: formatLogBatchId(batch)} : {})}
+    await client.request('POST', `/device/v2/${deviceUuid}/log-stream`, {body: toNdjson(lines), headers})
   }
 }
 
@@ -150,14 +162,14 @@ export class LogShipper {
     if (this.now() < this.nextAttemptAt) return
     const batch = this.journal.takeBatch()
     if (!batch) return
-    this.sending = this.options.send(batch.lines).then(
+    this.sending = this.options.send(batch.lines, batch.id).then(
       () => {
         this.journal.acknowledge(batch)
         this.failures = 0
         this.nextAttemptAt = 0
       },
-      () => {
-        this.journal.release()
+      (error: unknown) => {
+        this.journal.release({notStored: surelyNotStored(error)})
         this.failures++
         this.nextAttemptAt = this.now() + Math.min(this.options.maxRetryDelayMs ?? 30_000, 500 * 2 ** this.failures)
       },

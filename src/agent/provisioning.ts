@@ -93,3 +93,29 @@ async function deviceIdOfEarlierRegistration(config: RegisteredConfigJson): Prom
   if (whoami?.actorType === 'device' && whoami.uuid === config.uuid && typeof whoami.actorTypeId === 'number') return whoami.actorTypeId
   throw new ExpectedError(`the server already has a device with uuid ${config.uuid} and it is not this one — remove "uuid" and "deviceApiKey" from config.json to register anew`)
 }
+
+export interface RegistrationRetryOptions {
+  /** Sleeps between attempts; resolves early when the agent stops. */
+  wait(ms: number): Promise<void>
+  stopped(): boolean
+  log(message: string): void
+}
+
+/** The pause after the n-th failed registration: 1 s, doubled at each failure, up to 5 min. */
+export function registrationRetryDelayMs(failures: number): number {
+  return Math.min(5 * 60_000, 1000 * 2 ** failures)
+}
+
+/** Registers (when needed) until it works, with a growing pause after each failure; undefined once the agent stops. */
+export async function registerWithRetry(register: () => Promise<RegisteredConfigJson>, options: RegistrationRetryOptions): Promise<RegisteredConfigJson | undefined> {
+  for (let failures = 0; !options.stopped(); failures++) {
+    try {
+      return await register()
+    } catch (error) {
+      options.log(`registration failed: ${(error as Error).message}`)
+      await options.wait(registrationRetryDelayMs(failures))
+    }
+  }
+
+  return undefined
+}

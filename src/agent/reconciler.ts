@@ -11,6 +11,7 @@ import {
   volumeSettingsOf,
 } from '../protocol/service-config.js'
 import type {ServiceComposition, TargetDevice, TargetRelease, TargetService} from '../protocol/target-state.js'
+import {UPDATE_STRATEGIES} from './update-strategies.js'
 
 /** Labels by which the agent (and balena's tools) recognise the containers and volumes it owns. */
 export const LABELS = {
@@ -613,107 +614,116 @@ export function unrunnableReason(current: CurrentState, image: string): string |
   return found?.[1]
 }
 
+/** The plan being made, and how any container of it is stopped: at once, or once its app's update lock is released. */
+class PlanDraft {
+  readonly steps: Step[] = []
+  readonly waitingForLock: Plan['waitingForLock'] = []
+  readonly refused: Plan['refused'] = []
+
+  constructor(private readonly current: CurrentState, private readonly options: PlanOptions) {}
+
+  /** Plans the container's kill (when it runs) and removal; false when the kill waits for the update lock. */
+  stopAndRemove = (container: CurrentContainer): boolean => {
+    if (!isUp(container)) {
+      this.steps.push({action: 'remove', container})
+      return true
+    }
+
+    if (!this.options.overrideLock && this.current.lockedAppIds.includes(container.appId)) {
+      this.waitingForLock.push({appId: container.appId, serviceName: container.serviceName})
+      return false
+    }
+
+    this.steps.push({action: 'kill', container}, {action: 'remove', container})
+    return true
+  }
+
+  plan(): Plan {
+    return {steps: this.steps, waitingForLock: this.waitingForLock, refused: this.refused}
+  }
+}
+
+/** What plans one service: the state, the plan so far, the target's services and what they wait for. */
+interface ServicePlanning {
+  current: CurrentState
+  draft: PlanDraft
+  desired: DesiredService[]
+  readiness: Readiness
+  options: PlanOptions
+}
+
+/** A service whose container runs the target's configuration: started when it should run, the others stopped. */
+function planInstalled(service: DesiredService, installed: CurrentContainer, others: CurrentContainer[], {current, draft, readiness, options}: ServicePlanning): void {
+  // A container that exited by itself stays down unless its restart policy says otherwise; one stopped by hand comes
+  // back, unless the user stopped it through the supervisor API.
+  const stoppedByUser = options.stoppedContainerIds?.includes(installed.id) === true
+  const shouldRun = !stoppedByUser && ((installed.status === 'created' && !readiness.waitsForReboot(service, installed)) || (installed.status === 'exited' && service.spec.restart === 'always'))
+  if (shouldRun && readiness.dependenciesMet(service)) draft.steps.push({action: 'start', container: installed})
+  if (installed.status === 'dead') draft.stopAndRemove(installed)
+  const strategy = UPDATE_STRATEGIES[service.strategy]
+  for (const other of others) {
+    const keep = isUp(other) && strategy.keepsOldRunning?.(service, installed, current, options.now ?? Date.now()) === true
+    if (!keep) draft.stopAndRemove(other)
+  }
+}
+
+/** A service with no container of the target's configuration: refused, or updated as its strategy says. */
+function planUpdate(service: DesiredService, outdated: CurrentContainer[], {current, draft, desired, readiness, options}: ServicePlanning): void {
+  const unrunnable = unrunnableReason(current, service.image)
+  if (unrunnable !== undefined) {
+    draft.refused.push({appId: service.appId, serviceName: service.serviceName, serviceId: service.serviceId, image: service.image, reason: unrunnable})
+    return
+  }
+
+  const decision = UPDATE_STRATEGIES[service.strategy].plan({
+    service,
+    outdated,
+    imageReady: hasImage(current, service.image),
+    stopAndRemove: draft.stopAndRemove,
+    imagesFreedBy: (gone) => imagesFreedBy(gone, current, desired),
+  })
+  draft.steps.push(...decision.steps)
+  if (decision.create && readiness.resourcesReady(service) && readiness.dependenciesMet(service)) {
+    draft.steps.push({action: service.requiresReboot && options.bootTime !== undefined ? 'create' : 'createAndStart', service})
+  }
+}
+
 /**
  * The next steps from the current state towards the target. Only steps whose preconditions hold now are
  * planned; the executor applies them in order and plans again, until nothing remains.
  */
 export function planSteps(current: CurrentState, target: TargetDevice, options: PlanOptions): Plan {
-  const steps: Step[] = []
-  const waitingForLock: Plan['waitingForLock'] = []
-  const refused: Plan['refused'] = []
   const apps = desiredAppsOf(target, options)
   const desired = apps.flatMap((app) => app.services)
   const networks = apps.flatMap((app) => app.networks)
-  const readiness = new Readiness(current, desired, networks, options)
-  const locked = (appId: number) => !options.overrideLock && current.lockedAppIds.includes(appId)
-  /** The old container of a hand-over keeps running until the new one says it took over, or the timeout passes. */
-  const handingOver = (service: DesiredService, installed: CurrentContainer, old: CurrentContainer): boolean => {
-    if (service.strategy !== 'hand-over' || !isUp(old)) return false
-    const since = installed.createdAt ?? 0
-    const completedAt = current.handoverCompletedAt?.[service.appId]
-    return !(completedAt !== undefined && completedAt >= since) && (options.now ?? Date.now()) - since < service.handoverTimeoutMs
-  }
+  const draft = new PlanDraft(current, options)
+  const planning: ServicePlanning = {current, draft, desired, readiness: new Readiness(current, desired, networks, options), options}
   const existingVolumes = new Set(current.volumes)
-
-  const stopAndRemove = (container: CurrentContainer): boolean => {
-    if (!isUp(container)) {
-      steps.push({action: 'remove', container})
-      return true
-    }
-
-    if (locked(container.appId)) {
-      waitingForLock.push({appId: container.appId, serviceName: container.serviceName})
-      return false
-    }
-
-    steps.push({action: 'kill', container}, {action: 'remove', container})
-    return true
-  }
-
   for (const volume of apps.flatMap((app) => app.volumes)) {
-    if (!existingVolumes.has(volume.name)) steps.push({action: 'createVolume', name: volume.name, appId: volume.appId, settings: volume.settings})
+    if (!existingVolumes.has(volume.name)) draft.steps.push({action: 'createVolume', name: volume.name, appId: volume.appId, settings: volume.settings})
   }
 
-  planNetworks(current, networks, steps)
+  planNetworks(current, networks, draft.steps)
   for (const service of desired) {
     const containers = current.containers.filter((container) => container.appId === service.appId && container.serviceName === service.serviceName)
-    const installed = containers.find((container) => matches(container, service) && readiness.joinsCurrentNetworkHost(service, container))
-    if (installed) {
-      // A container that exited by itself stays down unless its restart policy says otherwise; one stopped by hand comes
-      // back, unless the user stopped it through the supervisor API.
-      const stoppedByUser = options.stoppedContainerIds?.includes(installed.id) === true
-      const shouldRun = !stoppedByUser && ((installed.status === 'created' && !readiness.waitsForReboot(service, installed)) || (installed.status === 'exited' && service.spec.restart === 'always'))
-      if (shouldRun && readiness.dependenciesMet(service)) steps.push({action: 'start', container: installed})
-      if (installed.status === 'dead') stopAndRemove(installed)
-      for (const other of containers.filter((container) => container !== installed)) {
-        if (!handingOver(service, installed, other)) stopAndRemove(other)
-      }
-
-      continue
-    }
-
-    const unrunnable = unrunnableReason(current, service.image)
-    if (unrunnable !== undefined) {
-      refused.push({appId: service.appId, serviceName: service.serviceName, serviceId: service.serviceId, image: service.image, reason: unrunnable})
-      continue
-    }
-
-    const outdated = containers
-    const imageReady = hasImage(current, service.image)
-    const killFirst = service.strategy === 'kill-then-download' || service.strategy === 'delete-then-download'
-    if (!imageReady && !killFirst) {
-      steps.push({action: 'fetch', image: service.image, appId: service.appId, serviceName: service.serviceName})
-      continue
-    }
-
-    // hand-over: the new container starts beside the old one (unless they would have the same name).
-    const besideOld = service.strategy === 'hand-over' && imageReady && !outdated.some((container) => container.name === service.spec.name)
-    const allGone = besideOld || outdated.map(stopAndRemove).every(Boolean)
-    if (!imageReady) {
-      // delete-then-download, for small disks: the old images go before the new one comes.
-      if (allGone && service.strategy === 'delete-then-download') steps.push(...imagesFreedBy(outdated, current, desired))
-      if (allGone) steps.push({action: 'fetch', image: service.image, appId: service.appId, serviceName: service.serviceName})
-      continue
-    }
-
-    if (allGone && readiness.resourcesReady(service) && readiness.dependenciesMet(service)) {
-      steps.push({action: service.requiresReboot && options.bootTime !== undefined ? 'create' : 'createAndStart', service})
-    }
+    const installed = containers.find((container) => matches(container, service) && planning.readiness.joinsCurrentNetworkHost(service, container))
+    if (installed) planInstalled(service, installed, containers.filter((container) => container !== installed), planning)
+    else planUpdate(service, containers, planning)
   }
 
   const wantedServices = new Set(desired.map((service) => `${service.appId}/${service.serviceName}`))
   for (const container of current.containers) {
-    if (!wantedServices.has(`${container.appId}/${container.serviceName}`)) stopAndRemove(container)
+    if (!wantedServices.has(`${container.appId}/${container.serviceName}`)) draft.stopAndRemove(container)
   }
 
-  planNetworkRemovals(current, networks, steps)
+  planNetworkRemovals(current, networks, draft.steps)
   const imagesInUse = new Set([...desired.map((service) => service.image), ...current.containers.map((container) => container.image)].map(normalizeImageReference))
   // A reference is removed, not the image: an image also known by another name stays for that name.
   for (const image of current.fetchedImages) {
-    if (!imagesInUse.has(normalizeImageReference(image))) steps.push({action: 'removeImage', image})
+    if (!imagesInUse.has(normalizeImageReference(image))) draft.steps.push({action: 'removeImage', image})
   }
 
-  return {steps, waitingForLock, refused}
+  return draft.plan()
 }
 
 /** The images the agent fetched that nothing uses once `gone` are removed: neither the target nor another container. */

@@ -34,6 +34,24 @@ export async function gatherDeviceFacts(options: {dataDir: string; agentVersion:
   }
 }
 
+/** The device's facts, gathered again when older than `refreshMs` (default 5 min): they change slowly and cost a statfs. */
+export class DeviceFactsCache {
+  private facts: DeviceFacts = {}
+  private gatheredAt?: number
+
+  constructor(private readonly gather: () => Promise<DeviceFacts>, private readonly refreshMs = 5 * 60_000, private readonly now: () => number = Date.now) {}
+
+  get current(): DeviceFacts {
+    return this.facts
+  }
+
+  async refresh(): Promise<void> {
+    if (this.gatheredAt !== undefined && this.now() - this.gatheredAt <= this.refreshMs) return
+    this.facts = await this.gather()
+    this.gatheredAt = this.now()
+  }
+}
+
 const SERVICE_STATUS: Record<ContainerStatus, ServiceStatus> = {
   created: 'Installing',
   running: 'Running',

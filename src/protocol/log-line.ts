@@ -50,3 +50,26 @@ export function truncateLogMessage(message: string): string {
 export function toNdjson(lines: readonly LogLine[]): string {
   return lines.map((line) => `${JSON.stringify(line)}\n`).join('')
 }
+
+/**
+ * [flotilla] The header naming a log-stream request's batch, `<journal>/<number>`: the agent's log journal (random
+ * hex, new with each data dir) and the batch's number in it, which grows by one a batch. A batch the agent was not
+ * told was stored is sent again as it was, with its number; the server stores a batch of a journal only once.
+ */
+export const LOG_BATCH_HEADER = 'x-flotilla-log-batch'
+
+export interface LogBatchId {
+  journal: string
+  number: number
+}
+
+export function formatLogBatchId(id: LogBatchId): string {
+  return `${id.journal}/${id.number}`
+}
+
+/** The batch a header value names; undefined when it is not of the form `<hex>/<positive integer>`. */
+export function parseLogBatchId(value: string): LogBatchId | undefined {
+  const match = /^([\da-f]{8,64})\/(\d{1,15})$/.exec(value)
+  if (!match || Number(match[2]) < 1) return undefined
+  return {journal: match[1], number: Number(match[2])}
+}

@@ -1,6 +1,6 @@
 import {sql} from 'kysely'
 
-import {type LogLine, type StoredLogLine, truncateLogMessage} from '../protocol/log-line.js'
+import {type LogBatchId, type LogLine, type StoredLogLine, truncateLogMessage} from '../protocol/log-line.js'
 import type {Db} from './db/database.js'
 
 export const DEFAULT_LOG_RETENTION = 1000
@@ -165,6 +165,34 @@ export class DeviceLogStore {
     return () => {
       listeners.delete(listener)
       if (listeners.size === 0) this.subscribers.delete(deviceId)
+    }
+  }
+}
+
+/**
+ * [flotilla] The last log batch stored of each device (`X-Flotilla-Log-Batch`), so a batch the device sends again,
+ * because it was killed or cut off before it heard the answer, is not stored twice. A device's batches are handled
+ * one at a time. Kept in memory: a server restarted (or another instance reached) between the store and the replay
+ * stores that one batch again.
+ */
+export class LogBatchLedger {
+  private readonly lastStored = new Map<number, LogBatchId>()
+  private readonly turns = new Map<number, Promise<unknown>>()
+
+  /** Runs `store` unless the batch, or a later one of the same journal, was stored; resolves with whether it ran. */
+  async storeOnce(deviceId: number, batch: LogBatchId, store: () => Promise<void>): Promise<boolean> {
+    const turn = (this.turns.get(deviceId) ?? Promise.resolve()).catch(() => {}).then(async () => {
+      const last = this.lastStored.get(deviceId)
+      if (last?.journal === batch.journal && batch.number <= last.number) return false
+      await store()
+      this.lastStored.set(deviceId, batch)
+      return true
+    })
+    this.turns.set(deviceId, turn)
+    try {
+      return await turn
+    } finally {
+      if (this.turns.get(deviceId) === turn) this.turns.delete(deviceId)
     }
   }
 }

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict'
 import {randomBytes} from 'node:crypto'
 import {mkdtempSync, rmSync} from 'node:fs'
-import {readFile} from 'node:fs/promises'
+import {readFile, writeFile} from 'node:fs/promises'
+import {createServer as createHttpServer, request as httpRequest} from 'node:http'
+import type {AddressInfo} from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
@@ -53,8 +55,8 @@ describe('no device log line lost or repeated (real engine, agent and server)', 
     rmSync(home, {recursive: true, force: true})
   })
 
-  /** A fleet whose release runs WRITER, and a device of it registered by a running agent. */
-  async function deviceWritingLines(name: string) {
+  /** A fleet whose release runs WRITER, and a device of it registered by a running agent (talking to `apiEndpoint`, default the server). */
+  async function deviceWritingLines(name: string, apiEndpoint?: string) {
     const fleet = await api.createFleet(token, name)
     const release = await api.createRelease(token, fleet.id, randomBytes(16).toString('hex'), {image: 'main', command: ['sh', '-c', WRITER]})
     await docker.getImage(BASE_IMAGE).tag({repo: release.location, tag: 'latest'})
@@ -62,6 +64,7 @@ describe('no device log line lost or repeated (real engine, agent and server)', 
     const configPath = path.join(workDir, `${name}.json`)
     const generated = await runCli(['config', 'generate', '--fleet', fleet.slug, '-o', configPath], {env: {HOME: home, FLOTILLA_URL: server.url, FLOTILLA_TOKEN: token}})
     assert.equal(generated.exitCode, 0, generated.stderr)
+    if (apiEndpoint) await writeFile(configPath, JSON.stringify({...JSON.parse(await readFile(configPath, 'utf8')), apiEndpoint}))
     const args = ['--config', configPath, '--data-dir', path.join(workDir, name), '--host-network', '--local-api-port', '0', '--poll-interval', '1']
     const startAgent = async () => {
       const agent = new AgentProcess(args)
@@ -81,6 +84,43 @@ describe('no device log line lost or repeated (real engine, agent and server)', 
     }
 
     return {uuid, agent, startAgent, written}
+  }
+
+  /**
+   * Forwards the agent's requests to the server, but cuts the connection instead of passing on the server's 201 to
+   * the first `lose` log batches holding the service's lines: the server stored them, and the agent never hears it.
+   */
+  async function answerLosingProxy(lose: number) {
+    const upstream = new URL(server.url)
+    let lost = 0
+    const proxy = createHttpServer((request, response) => {
+      let body = ''
+      request.on('data', (chunk: Buffer) => {
+        body += chunk.toString('utf8')
+      })
+      const forwarded = httpRequest({host: upstream.hostname, port: upstream.port, method: request.method, path: request.url, headers: request.headers}, (answer) => {
+        if (request.method === 'POST' && request.url?.endsWith('/log-stream') && answer.statusCode === 201 && lost < lose && /"message":"(out|err) \d+"/.test(body)) {
+          lost++
+          answer.resume()
+          request.socket.destroy()
+          return
+        }
+
+        response.writeHead(answer.statusCode ?? 502, answer.headers)
+        answer.pipe(response)
+      })
+      forwarded.on('error', () => response.destroy())
+      request.pipe(forwarded)
+    })
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
+    return {
+      url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
+      lost: () => lost,
+      close: () => {
+        proxy.closeAllConnections()
+        proxy.close()
+      },
+    }
   }
 
   /** The numbers of the service's lines the server stored, by stream, in the order stored. */
@@ -135,5 +175,16 @@ describe('no device log line lost or repeated (real engine, agent and server)', 
     await eventually(async () => (await device.written()) >= Math.min(COUNT, atRestart + 20), 'the service writing on while the restarted agent is offline')
     server = await startServer({dataDir: server.dataDir, ports})
     await assertEveryLineOnce(device.uuid, restarted)
+  })
+
+  it('stores each line once when the agent misses the answers to batches the server stored, and sends them again', async () => {
+    const proxy = await answerLosingProxy(3)
+    try {
+      const device = await deviceWritingLines('lost-answers', proxy.url)
+      await eventually(async () => proxy.lost() === 3, `three answers lost\n${device.agent.output}`, 30_000)
+      await assertEveryLineOnce(device.uuid, device.agent)
+    } finally {
+      proxy.close()
+    }
   })
 })

@@ -3,10 +3,9 @@ import {createGunzip, createInflate} from 'node:zlib'
 
 import type {FastifyInstance} from 'fastify'
 
-import {type LogLine, MAX_LOG_BATCH_CHARACTERS, MAX_LOG_BATCH_LINES, type StoredLogLine} from '../../protocol/log-line.js'
+import {LOG_BATCH_HEADER, type LogBatchId, type LogLine, MAX_LOG_BATCH_CHARACTERS, MAX_LOG_BATCH_LINES, parseLogBatchId, type StoredLogLine} from '../../protocol/log-line.js'
 import type {ServerContext} from '../context.js'
-import type {DeviceLogStore} from '../device-logs.js'
-import {logLineOf} from '../device-logs.js'
+import {type DeviceLogStore, LogBatchLedger, logLineOf} from '../device-logs.js'
 import {badRequest} from '../http-errors.js'
 import {logLinesOfNdjson, MAX_LOG_LINE_BYTES} from '../log-stream-lines.js'
 import {deviceForRequest} from './device-state.js'
@@ -108,6 +107,35 @@ async function* decompressionErrorsAsBadRequests(lines: AsyncIterable<LogLine>, 
   }
 }
 
+/** The batch a log-stream request names, if it names one. */
+function logBatchOf(value: string | string[] | undefined): LogBatchId | undefined {
+  if (value === undefined) return undefined
+  const batch = typeof value === 'string' ? parseLogBatchId(value) : undefined
+  if (!batch) throw badRequest(`${LOG_BATCH_HEADER} must be <journal (hex)>/<batch number>, once`)
+  return batch
+}
+
+/** Stores the lines of a log-stream body; resolves once every one is stored. */
+async function storeLogStream(store: DeviceLogStore, deviceId: number, body: Readable, encoding: string | string[] | undefined): Promise<void> {
+  const writer = new LogRequestWriter(store, deviceId)
+  try {
+    for await (const line of decompressionErrorsAsBadRequests(logLinesOfNdjson(decodedBody(body, encoding)), encoding)) {
+      if (writer.failure !== undefined) break
+      await writer.add(line)
+    }
+  } catch (error) {
+    writer.abandon()
+    throw error
+  } finally {
+    // Whatever is left of a request refused midway (or of a batch stored before) is read and discarded, so the
+    // answer reaches the client.
+    body.unpipe()
+    body.resume()
+  }
+
+  await writer.finish()
+}
+
 function parseCount(value: string | undefined, fallback: number | 'all'): number | 'all' {
   if (value === undefined || value === '') return fallback
   if (value === 'all') return 'all'
@@ -131,6 +159,7 @@ function parseSince(value: string | undefined): number | undefined {
  */
 export function registerDeviceLogRoutes(app: FastifyInstance, context: ServerContext, settings: DeviceLogSettings): void {
   const {store} = settings
+  const batches = new LogBatchLedger()
   const openStreams = new Set<() => void>()
   // Followers never end by themselves: end them when the server closes, or closing would wait for them.
   app.addHook('preClose', async () => {
@@ -143,24 +172,19 @@ export function registerDeviceLogRoutes(app: FastifyInstance, context: ServerCon
       const deviceId = await deviceForRequest(context, request, request.params.uuid, 'write-logs')
       const body = request.body as Readable | undefined
       if (!body || typeof body.pipe !== 'function') throw badRequest('send the log lines as application/x-ndjson')
-      const writer = new LogRequestWriter(store, deviceId)
+      let batch: LogBatchId | undefined
       try {
-        const encoding = request.headers['content-encoding']
-        for await (const line of decompressionErrorsAsBadRequests(logLinesOfNdjson(decodedBody(body, encoding)), encoding)) {
-          if (writer.failure !== undefined) break
-          await writer.add(line)
-        }
+        batch = logBatchOf(request.headers[LOG_BATCH_HEADER])
       } catch (error) {
-        writer.abandon()
-        throw error
-      } finally {
-        // Whatever is left of a request refused midway is read and discarded, so the answer reaches the client.
-        body.unpipe()
         body.resume()
+        throw error
       }
 
-      // 201 only once every line is stored: a device that gets an error keeps its lines and sends them again.
-      await writer.finish()
+      const encoding = request.headers['content-encoding']
+      // 201 only once every line is stored: a device that gets an error keeps its lines and sends them again. A
+      // batch stored before is answered 201 unread.
+      if (!batch) await storeLogStream(store, deviceId, body, encoding)
+      else if (!(await batches.storeOnce(deviceId, batch, () => storeLogStream(store, deviceId, body, encoding)))) body.resume()
       return reply.code(201).send()
     })
   })

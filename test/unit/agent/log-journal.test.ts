@@ -66,15 +66,48 @@ describe('LogJournal', () => {
     assert.deepEqual(third.cursor('c1', 'stdout'), {at: 8n, count: 1})
   })
 
-  it('keeps a batch the server did not take, and sends the same lines again', () => {
+  it('keeps a batch the server refused, and takes its lines again with the newer ones in a batch of a new number', () => {
     const journal = openJournal()
     journal.append(line('a'))
     journal.append(line('b'))
     const failed = journal.takeBatch()!
     assert.equal(journal.takeBatch(), undefined, 'one batch out at a time')
     journal.append(line('c'))
+    journal.release({notStored: true})
+    const next = journal.takeBatch()!
+    assert.deepEqual(next.lines.map((entry) => entry.message), failed.lines.map((entry) => entry.message).concat('c'))
+    assert.equal(next.id.number, failed.id.number + 1)
+    assert.equal(next.id.journal, failed.id.journal)
+  })
+
+  it('sends a batch whose answer was lost again as it was, with its number, also after a restart; the next one has the next number', () => {
+    const journal = openJournal()
+    journal.append(line('a'))
+    journal.append(line('b'))
+    const lost = journal.takeBatch()!
+    journal.append(line('c'))
     journal.release()
-    assert.deepEqual(messagesOf(journal), failed.lines.map((entry) => entry.message).concat('c'))
+    const again = journal.takeBatch()!
+    assert.deepEqual(again.id, lost.id)
+    assert.deepEqual(again.lines.map((entry) => entry.message), ['a', 'b'], 'the same lines, not the newer one')
+    journal.close()
+
+    // Killed while it was out: the next run sends it again, as it was, before anything else.
+    const restarted = openJournal()
+    const resent = restarted.takeBatch()!
+    assert.deepEqual(resent.id, lost.id)
+    assert.deepEqual(resent.lines.map((entry) => entry.message), ['a', 'b'])
+    restarted.acknowledge(resent)
+    const next = restarted.takeBatch()!
+    assert.deepEqual(next.id, {journal: lost.id.journal, number: lost.id.number + 1})
+    assert.deepEqual(next.lines.map((entry) => entry.message), ['c'])
+    restarted.acknowledge(next)
+    restarted.close()
+
+    // Compacted on every start: the journal's id and its numbering go on.
+    const third = openJournal()
+    third.append(line('d'))
+    assert.deepEqual(third.takeBatch()!.id, {journal: lost.id.journal, number: lost.id.number + 2})
   })
 
   it('fills a batch up to the server\'s per-write cap, in lines and in message characters', () => {

@@ -6,8 +6,12 @@ import {PassThrough, type Writable} from 'node:stream'
 
 import type Docker from 'dockerode'
 
-import {LogShipper} from '../../../src/agent/log-shipper.js'
-import type {LocalLogLine, LogLine} from '../../../src/protocol/log-line.js'
+import {createServer} from 'node:http'
+import type {AddressInfo} from 'node:net'
+
+import {LogShipper, logStreamSender} from '../../../src/agent/log-shipper.js'
+import {FleetClient} from '../../../src/sdk/client.js'
+import {LOG_BATCH_HEADER, type LocalLogLine, type LogLine} from '../../../src/protocol/log-line.js'
 
 describe('LogShipper', () => {
   let shipper: LogShipper | undefined
@@ -35,6 +39,42 @@ describe('LogShipper', () => {
     ]])
   })
 
+  it('sends a batch whose answer was lost again with the same number and lines, so the server can store it once', async () => {
+    // A server that stores the first request and is cut off before answering, as a kill or a network fault does.
+    const received: Array<{batch: string | undefined; body: string}> = []
+    const server = createServer((request, response) => {
+      let body = ''
+      request.on('data', (chunk: Buffer) => {
+        body += chunk.toString('utf8')
+      })
+      request.on('end', () => {
+        received.push({batch: request.headers[LOG_BATCH_HEADER] as string | undefined, body})
+        if (received.length === 1) response.socket?.destroy()
+        else response.writeHead(201).end()
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const client = new FleetClient({remote: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, token: 'k', retries: 0})
+      shipper = new LogShipper({journalPath, send: logStreamSender(client, 'd'.repeat(32)), batchIntervalMs: 60_000, maxRetryDelayMs: 0})
+      shipper.systemLine('first')
+      await shipper.flush()
+      shipper.systemLine('second')
+      await shipper.flush()
+      await shipper.flush()
+      assert.equal(received.length, 3)
+      assert.match(received[0].batch ?? '', /^[\da-f]{16}\/1$/)
+      assert.deepEqual(received[1], received[0], 'the same batch, number and lines, again')
+      assert.equal(received[2].batch, received[0].batch!.replace(/1$/, '2'))
+      assert.match(received[2].body, /"second"/)
+      assert.doesNotMatch(received[2].body, /"first"/)
+    } finally {
+      await shipper?.stop()
+      shipper = undefined
+      server.close()
+    }
+  })
+
   it('keeps the newest lines while the server is unreachable, then says how many it dropped', async () => {
     let clock = 0
     let reachable = false
@@ -42,7 +82,7 @@ describe('LogShipper', () => {
     shipper = new LogShipper({
       journalPath,
       send: async (lines) => {
-        if (!reachable) throw new Error('ECONNREFUSED')
+        if (!reachable) throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), {code: 'ECONNREFUSED'})
         batches.push(lines)
       },
       batchIntervalMs: 60_000,
@@ -178,7 +218,7 @@ describe('LogShipper', () => {
     ]
     const midnight = () => Date.parse('2030-01-01T00:00:00Z')
     shipper = new LogShipper({journalPath, send: async () => {
-      throw new Error('ECONNREFUSED')
+      throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), {code: 'ECONNREFUSED'})
     }, batchIntervalMs: 60_000, now: midnight})
     await shipper.followContainer(engineWithLog(entries.slice(0, 2), 1).docker, {id: 'c1', serviceId: 7, serviceName: 'main'})
     await shipper.stop()

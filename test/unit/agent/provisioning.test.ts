@@ -6,7 +6,7 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 
 import {saveConfig} from '../../../src/agent/config.js'
-import {ensureRegistered, generateDeviceKey, generateDeviceUuid} from '../../../src/agent/provisioning.js'
+import {ensureRegistered, generateDeviceKey, generateDeviceUuid, registerWithRetry, registrationRetryDelayMs} from '../../../src/agent/provisioning.js'
 import {ExpectedError} from '../../../src/errors.js'
 import type {ConfigJson} from '../../../src/protocol/config-json.js'
 
@@ -80,5 +80,33 @@ describe('provisioning', () => {
     }))
     const config: ConfigJson = {apiEndpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, apiKey: 'prov', applicationId: 3, deviceType: 'x', uuid: 'c'.repeat(32), deviceApiKey: 'k'}
     await assert.rejects(ensureRegistered(path.join(directory, 'config.json'), config), (error: unknown) => error instanceof ExpectedError && /already has a device with uuid c{32}/.test(error.message))
+  })
+})
+
+describe('registerWithRetry', () => {
+  const registered = {apiEndpoint: 'http://127.0.0.1:1', uuid: 'c'.repeat(32), deviceApiKey: 'k'} as never
+
+  it('tries again after 1 s, 2 s, 4 s… (up to 5 min) until the server takes the device, saying each failure', async () => {
+    const waits: number[] = []
+    const logged: string[] = []
+    let attempts = 0
+    const result = await registerWithRetry(async () => {
+      if (++attempts < 4) throw new Error(`refused ${attempts}`)
+      return registered
+    }, {wait: async (ms) => void waits.push(ms), stopped: () => false, log: (message) => logged.push(message)})
+    assert.equal(result, registered)
+    assert.deepEqual(waits, [1000, 2000, 4000])
+    assert.deepEqual(logged, ['registration failed: refused 1', 'registration failed: refused 2', 'registration failed: refused 3'])
+    assert.equal(registrationRetryDelayMs(20), 5 * 60_000)
+  })
+
+  it('gives up once the agent stops', async () => {
+    let stopped = false
+    const result = await registerWithRetry(async () => {
+      throw new Error('server down')
+    }, {wait: async () => {
+      stopped = true
+    }, stopped: () => stopped, log: () => {}})
+    assert.equal(result, undefined)
   })
 })

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 
 import {type CurrentContainer, desiredAppsOf, type PlanOptions} from '../../../src/agent/reconciler.js'
-import {buildStateReport, StateReporter} from '../../../src/agent/state-reporter.js'
+import {buildStateReport, DeviceFactsCache, StateReporter} from '../../../src/agent/state-reporter.js'
 import type {StateReport} from '../../../src/protocol/state-report.js'
 import type {TargetDevice} from '../../../src/protocol/target-state.js'
 
@@ -108,5 +108,21 @@ describe('StateReporter', () => {
     }
 
     assert.deepEqual(sent.map((report) => report[DEVICE].status), ['Idle', 'Updating'])
+  })
+})
+
+describe('DeviceFactsCache', () => {
+  it('gathers the facts at first, then again only once they are older than the refresh period', async () => {
+    let now = 0
+    let gathered = 0
+    const cache = new DeviceFactsCache(async () => ({ip_address: `10.0.0.${++gathered}`}), 1000, () => now)
+    assert.deepEqual(cache.current, {})
+    await cache.refresh()
+    now = 1000
+    await cache.refresh()
+    assert.deepEqual([gathered, cache.current.ip_address], [1, '10.0.0.1'])
+    now = 1001
+    await cache.refresh()
+    assert.deepEqual([gathered, cache.current.ip_address], [2, '10.0.0.2'])
   })
 })

@@ -149,6 +149,34 @@ describe('device log routes on a full disk', () => {
     }
   })
 
+  it('[flotilla] stores a numbered log batch once when the device sends it again, and refuses a malformed number', async () => {
+    const deviceId = (await server.db.selectFrom('device').select('id').where('uuid', '=', uuid).executeTakeFirstOrThrow()).id
+    const stored = async () => (await server.db.selectFrom('device_log').select('message').where('device', '=', deviceId).where('message', 'like', 'batch %').execute()).map((row) => row.message)
+    const send = (batch: string, messages: string[]) =>
+      server.app.inject({method: 'POST', url: `/device/v2/${uuid}/log-stream`, headers: {...headers, 'content-type': 'application/x-ndjson', 'x-flotilla-log-batch': batch}, payload: messages.map((message) => JSON.stringify(line(message))).join('\n')})
+    assert.equal((await send('0123abcd/1', ['batch 1 a', 'batch 1 b'])).statusCode, 201)
+    assert.equal((await send('0123abcd/1', ['batch 1 a', 'batch 1 b'])).statusCode, 201, 'the replay is answered as stored')
+    assert.equal((await send('0123abcd/2', ['batch 2'])).statusCode, 201)
+    assert.equal((await send('0123abcd/1', ['batch 1 a', 'batch 1 b'])).statusCode, 201)
+    assert.deepEqual(await stored(), ['batch 1 a', 'batch 1 b', 'batch 2'], 'each batch stored once')
+    assert.equal((await send('99887766/1', ['batch 1 of a new journal'])).statusCode, 201)
+    assert.deepEqual((await stored()).at(-1), 'batch 1 of a new journal', 'a new journal (a new data dir) counts from 1 again')
+    const malformed = await send('not-a-batch', ['batch x'])
+    assert.equal(malformed.statusCode, 400)
+    assert.match(JSON.parse(malformed.body) as string, /x-flotilla-log-batch must be/)
+  })
+
+  it('[flotilla] stores a numbered batch that failed when it comes again', async () => {
+    const deviceId = (await server.db.selectFrom('device').select('id').where('uuid', '=', uuid).executeTakeFirstOrThrow()).id
+    const send = () => server.app.inject({method: 'POST', url: `/device/v2/${uuid}/log-stream`, headers: {...headers, 'content-type': 'application/x-ndjson', 'x-flotilla-log-batch': 'feedf00d/7'}, payload: lines(100)})
+    const count = async () => (await server.db.selectFrom('device_log').select('id').where('device', '=', deviceId).execute()).length
+    const before = await count()
+    assert.equal((await withFullDisk(send)).statusCode, 507)
+    assert.equal(await count(), before)
+    assert.equal((await send()).statusCode, 201)
+    assert.equal(await count(), before + 100)
+  })
+
   it('refuses a batch of more than 10 lines', async () => {
     const answer = await server.app.inject({method: 'POST', url: `/device/v2/${uuid}/logs`, headers, payload: Array.from({length: 11}, () => line('x'))})
     assert.equal(answer.statusCode, 400)
