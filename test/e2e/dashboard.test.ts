@@ -91,7 +91,14 @@ describe('web dashboard (real server, agent and engine; headless chromium)', fun
       if (isBinary) output += (data as Buffer).toString('utf8')
       else news.push(JSON.parse((data as Buffer).toString('utf8')) as TerminalNews)
     })
-    const closed = new Promise<number>((resolve) => socket.on('close', (code) => resolve(code)))
+    const closed = new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the terminal still open after 20 s: ${JSON.stringify(news)}`)), 20_000)
+      socket.on('close', (code) => {
+        clearTimeout(timer)
+        resolve(code)
+      })
+    })
+    closed.catch(() => undefined)
     await new Promise<void>((resolve, reject) => {
       socket.once('open', () => resolve())
       socket.once('error', reject)
@@ -131,7 +138,8 @@ describe('web dashboard (real server, agent and engine; headless chromium)', fun
     agent = new AgentProcess(['--config', configPath, '--data-dir', path.join(workDir, 'agent'), '--host-network', '--local-api-port', '0', '--poll-interval', '1'])
     await agent.start()
     uuid = await eventually(async () => (JSON.parse(await readFile(configPath, 'utf8')) as {uuid?: string}).uuid, 'the device registered')
-    const [device] = (await api.call('GET', `/v7/device?$select=id&$filter=uuid eq '${uuid}'`, {token})).json().d
+    // The agent may write its uuid before the server has registered it.
+    const device = await eventually(async () => (await api.call('GET', `/v7/device?$select=id&$filter=uuid eq '${uuid}'`, {token})).json().d[0] as {id: number} | undefined, 'the device on the server')
     await api.patch(token, `device(${device.id})`, {device_name: 'kitchen-pi'})
     await eventually(async () => (await storedLines()).includes('started greeting=first'), `the service's first line\nagent: ${agent?.output}`, 60_000)
     browser = await launchBrowser()
