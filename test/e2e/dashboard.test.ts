@@ -2,6 +2,7 @@ import {strict as assert} from 'node:assert'
 import {randomBytes} from 'node:crypto'
 import {mkdtempSync, rmSync} from 'node:fs'
 import {readFile} from 'node:fs/promises'
+import type {Socket} from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
@@ -83,7 +84,8 @@ describe('web dashboard (real server, agent and engine; headless chromium)', fun
     await page.getByRole('heading', {name: 'Fleets'}).waitFor()
   }
 
-  const openTerminal = async (open: Record<string, unknown>, headers: Record<string, string> = {}): Promise<TerminalClient> => {
+  /** `typed`: keystrokes sent in the same TCP write as the open message, as a fast typist's may arrive. */
+  const openTerminal = async (open: Record<string, unknown>, typed?: Buffer, headers: Record<string, string> = {}): Promise<TerminalClient> => {
     const socket = new WebSocket(`${server.url.replace(/^http/, 'ws')}${WEB_TERMINAL_PATH}`, {headers})
     const news: TerminalNews[] = []
     let output = ''
@@ -103,7 +105,11 @@ describe('web dashboard (real server, agent and engine; headless chromium)', fun
       socket.once('open', () => resolve())
       socket.once('error', reject)
     })
+    const connection = (socket as unknown as {_socket: Socket})._socket
+    connection.cork()
     socket.send(JSON.stringify(open))
+    if (typed) socket.send(typed)
+    process.nextTick(() => connection.uncork())
     return {socket, news, output: () => output, closed}
   }
 
@@ -410,9 +416,8 @@ describe('web dashboard (real server, agent and engine; headless chromium)', fun
   })
 
   it('bridges the terminal over a WebSocket: the token in the first message, resizes, the exit status', async () => {
-    const terminal = await openTerminal({type: 'open', token, device: uuid.slice(0, 7), cols: 100, rows: 30})
-    await eventually(async () => terminal.news.some((news) => news.type === 'opened'), `the terminal open: ${JSON.stringify(terminal.news)}`)
-    terminal.socket.send(Buffer.from('echo size $(stty size)\n'))
+    // Typed at once, before the session is open: it waits, and reaches the shell.
+    const terminal = await openTerminal({type: 'open', token, device: uuid.slice(0, 7), cols: 100, rows: 30}, Buffer.from('echo size $(stty size)\n'))
     await eventually(async () => /size 30 100/.test(terminal.output()), `the first size: ${terminal.output()}`)
     terminal.socket.send(JSON.stringify({type: 'resize', cols: 120, rows: 40}))
     terminal.socket.send(Buffer.from('echo size $(stty size); exit 4\n'))

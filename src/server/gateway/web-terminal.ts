@@ -50,8 +50,13 @@ function closeWith(socket: WebSocket, code: number, message?: string): void {
 
 const textOf = (data: RawData) => (Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer)).toString('utf8')
 
-/** Relays a session both ways: keystrokes and resizes in, output and the exit status out, with flow control. */
-function relay(socket: WebSocket, session: DeviceSession, stillSignedIn: () => Promise<boolean>): void {
+type MessageHandler = (data: RawData, isBinary: boolean) => void
+
+/**
+ * Relays a session both ways: keystrokes and resizes in, output and the exit status out, with flow control.
+ * `receive` hands it the browser's messages, those that came while the session opened first.
+ */
+function relay(socket: WebSocket, session: DeviceSession, receive: (handler: MessageHandler) => void, stillSignedIn: () => Promise<boolean>): void {
   const {client, remote} = session
   const output = (chunk: Buffer) => {
     socket.send(chunk, () => {
@@ -71,7 +76,7 @@ function relay(socket: WebSocket, session: DeviceSession, stillSignedIn: () => P
   remote.on('close', () => socket.close(CLOSE.done))
   client.on('close', () => (exited ? socket.close(CLOSE.done) : closeWith(socket, CLOSE.failed, 'the connection to the device was lost')))
   socket.on('close', () => client.end())
-  socket.on('message', (data, isBinary) => {
+  receive((data, isBinary) => {
     if (isBinary) {
       if (!remote.write(Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer))) socket.pause()
       return
@@ -89,11 +94,10 @@ function relay(socket: WebSocket, session: DeviceSession, stillSignedIn: () => P
   }, TOKEN_RECHECK_MS)
   socket.on('close', () => clearInterval(recheck))
   send(socket, {type: 'opened'})
-  // Keystrokes typed while the session opened waited in the socket.
   socket.resume()
 }
 
-async function openTerminal(context: ServerContext, links: DeviceLinks, socket: WebSocket, open: TerminalOpen): Promise<void> {
+async function openTerminal(context: ServerContext, links: DeviceLinks, socket: WebSocket, open: TerminalOpen, receive: (handler: MessageHandler) => void): Promise<void> {
   const userOf = async (): Promise<Extract<Actor, {kind: 'user'}> | undefined> => {
     const actor = await resolveActor(context.db, context.secret, open.token)
     return actor?.kind === 'user' ? actor : undefined
@@ -111,7 +115,7 @@ async function openTerminal(context: ServerContext, links: DeviceLinks, socket: 
 
   // The browser left while the session opened.
   if (socket.readyState !== socket.OPEN) return void session.client.end()
-  relay(socket, session, async () => (await userOf())?.userId === user.userId)
+  relay(socket, session, receive, async () => (await userOf())?.userId === user.userId)
 }
 
 /** One browser's terminal: waits for the "open" message, then bridges until either side ends. */
@@ -119,17 +123,26 @@ function serveTerminal(context: ServerContext, links: DeviceLinks, socket: WebSo
   const timer = setTimeout(() => closeWith(socket, CLOSE.refused, `no "open" message within ${OPEN_TIMEOUT_MS / 1000} s`), OPEN_TIMEOUT_MS)
   socket.on('error', () => {})
   socket.once('close', () => clearTimeout(timer))
-  socket.once('message', (data, isBinary) => {
+  // Keystrokes typed while the session opens wait here (the socket is paused too: these are the few already read).
+  const waiting: Array<Parameters<MessageHandler>> = []
+  const receive = (handler: MessageHandler) => {
+    onMessage = handler
+    for (const [data, isBinary] of waiting.splice(0)) handler(data, isBinary)
+  }
+
+  let onMessage: MessageHandler = (data, isBinary) => {
     clearTimeout(timer)
-    // What comes next waits, unread, until the session is open.
+    onMessage = (...message) => waiting.push(message)
     socket.pause()
     const message = isBinary ? {error: 'the first message must be the "open" message, as text'} : parseTerminalMessage(textOf(data))
     if ('error' in message || message.type !== 'open') return closeWith(socket, CLOSE.refused, 'error' in message ? message.error : 'the first message must be "open"')
-    openTerminal(context, links, socket, message).catch((error: unknown) => {
+    openTerminal(context, links, socket, message, receive).catch((error: unknown) => {
       log(error, `opening a dashboard terminal on device ${message.device} failed`)
       closeWith(socket, CLOSE.failed, `the terminal could not be opened: ${(error as Error).message}`)
     })
-  })
+  }
+
+  socket.on('message', (data, isBinary) => onMessage(data, isBinary))
 }
 
 /**
