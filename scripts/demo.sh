@@ -82,7 +82,7 @@ wait_for 60 "running the service" "agent" "$agent" "$work/agent.log" flotilla ss
 echo "demo: flotilla ssh $uuid hello -- uname -sm"
 flotilla ssh "$uuid" hello --identity "$work/demo_key" -- uname -sm
 
-echo "demo: following the logs of $uuid (Ctrl-C to stop)"
+echo "demo: following the logs of $uuid (Ctrl-C to stop); watch them in the dashboard too: $FLOTILLA_URL/#/device/$uuid"
 if [ -n "${FLOTILLA_DEMO_LINES:-}" ]; then
   # The reader stops after N lines; grep and logs then end on a closed pipe, which is this mode's normal end.
   flotilla logs "$uuid" --tail | grep --line-buffered 'hello from' | head -n "$FLOTILLA_DEMO_LINES" || true

@@ -1,6 +1,7 @@
 // The dashboard's client of the fleet API: the same requests the CLI's SDK (src/sdk) makes, with the browser's
 // fetch. The session token lives in sessionStorage only: never in a URL, gone when the tab closes.
 // Pine URLs are written by the SDK's own pineUrl (pinejs reads OData's characters raw: encoding them all is a 400).
+import {WEB_TERMINAL_PATH} from '../protocol/web-terminal.js'
 import {type ODataOptions, odataValue, pineUrl} from '../sdk/pine.js'
 
 export {odataValue}
@@ -83,6 +84,17 @@ export class Api {
   /** Ends the session on the server (and every other session of the user), as `flotilla logout` does. */
   async logout(): Promise<void> {
     await this.request('POST', '/user/v1/logout').catch(() => undefined)
+  }
+
+  /**
+   * A WebSocket to a terminal on a device's host or in one of its services, as `flotilla ssh` opens. The token goes
+   * in the first message, never in the URL. Output arrives as ArrayBuffers, news as JSON text.
+   */
+  openTerminal(device: string, service: string | undefined, size: {cols: number; rows: number}): WebSocket {
+    const socket = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${WEB_TERMINAL_PATH}`)
+    socket.binaryType = 'arraybuffer'
+    socket.addEventListener('open', () => socket.send(JSON.stringify({type: 'open', token: this.token, device, service, ...size})))
+    return socket
   }
 
   /**

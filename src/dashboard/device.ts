@@ -4,6 +4,7 @@ import {useState} from 'preact/hooks'
 
 import {type Api, odataValue} from './api.js'
 import {LogPanel} from './logs.js'
+import {TerminalPanel} from './terminal.js'
 import {ConfirmButton, deviceStatus, ErrorLine, formatDate, NameValueEditor, Section, shortId, StatusBadge, useAction, usePoll} from './ui.js'
 
 interface DeviceDetail {
@@ -144,6 +145,7 @@ export function DeviceView({api, uuid}: {api: Api; uuid: string}) {
     h(Summary, {device: loaded.device, releases: loaded.releases}),
     h(Section, {title: 'Services'}, h(Services, {installs: loaded.installs})),
     h(LogPanel, {api, uuid: loaded.device.uuid, serviceNames}),
+    h(TerminalPanel, {api, uuid: loaded.device.uuid, services: [...new Set(serviceNames.values())].sort()}),
     h(Actions, {api, data: loaded, after: state.reload}),
     h(NameValueEditor, {
       label: 'Variables', rows: loaded.variables, after: state.reload,

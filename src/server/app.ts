@@ -32,6 +32,7 @@ import type {DeviceAction} from '../protocol/device-action.js'
 import {loadHostKey, publicHostKeyOf} from '../protocol/host-key.js'
 import {createSshGateway, HOST_KEY_FILE} from './gateway/ssh-server.js'
 import {serveTunnels} from './gateway/tunnel-proxy.js'
+import {serveWebTerminals} from './gateway/web-terminal.js'
 import {startManagedRegistry} from './registry/managed-registry.js'
 import type {RegistryProcess} from './registry/registry-process.js'
 import {loadRegistryTokenKey} from './registry/token-key.js'
@@ -230,6 +231,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
     const logError = (error: unknown, message: string) => app.log.error({err: error}, message)
     registerRoutes(app, context, options, links)
     serveTunnels(app.server, context, links, logError)
+    const terminals = serveWebTerminals(app.server, context, links, logError)
     const gateway = createSshGateway(context, links, hostKey, logError)
     let bound: {host: string; port: number; sshPort: number} | undefined
     let managedRegistry: RegistryProcess | undefined
@@ -272,6 +274,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
       publicUrl: () => context.publicUrl,
       async close() {
         links.close()
+        terminals.close()
         await gateway.close()
         await app.close()
         await managedRegistry?.stop()

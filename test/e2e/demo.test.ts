@@ -4,7 +4,9 @@ import net from 'node:net'
 
 import Docker from 'dockerode'
 
+import {launchBrowser, openPage} from '../helpers/browser.js'
 import {PROJECT_ROOT} from '../helpers/cli.js'
+import {eventually} from '../helpers/fleet-api.js'
 
 /** Runs `npm run demo`'s script to its end; its stdout and stderr together, as a person sees them. */
 async function runDemo(env: NodeJS.ProcessEnv): Promise<{exitCode: number | null; output: string}> {
@@ -35,6 +37,41 @@ describe('npm run demo: server, agent, push of examples/hello, logs --tail', fun
     assert.match(output, /^demo: flotilla ssh [\da-f]{32} hello -- uname -sm\nLinux \S+$/m)
     const leftovers = await new Docker().listContainers({all: true, filters: {label: [`io.flotilla.device-uuid=${uuid}`]}})
     assert.deepEqual(leftovers, [])
+  })
+
+  it('prints the dashboard’s address and credentials: signed in there, a person watches the demo device’s logs arrive', async () => {
+    // Its own process group, so the test can press Ctrl-C as a person would: every process of the demo gets SIGINT.
+    const demo = spawn('bash', ['scripts/demo.sh'], {cwd: PROJECT_ROOT, env: {...process.env, NO_COLOR: '1', FLOTILLA_DEMO_LINES: undefined}, stdio: ['ignore', 'pipe', 'pipe'], detached: true})
+    let output = ''
+    demo.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
+    demo.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
+    const exited = new Promise<number | null>((resolve) => demo.once('exit', resolve))
+    const browser = await launchBrowser()
+    try {
+      const [, url, email, password] = await eventually(async () => /^demo: dashboard at (\S+) \(sign in as (\S+), password (\S+)\)$/m.exec(output) ?? undefined, `the dashboard's address\n${output}`, 60_000)
+      const uuid = (await eventually(async () => /^demo: following the logs of ([\da-f]{32}) /m.exec(output) ?? undefined, `the demo to follow the logs\n${output}`, 180_000))[1]
+      const {page, context} = await openPage(browser)
+      await page.goto(url)
+      await page.getByLabel('Email or username').fill(email)
+      await page.getByLabel('Password').fill(password)
+      await page.getByRole('button', {name: 'Sign in'}).click()
+      await page.getByRole('link', {name: 'hello', exact: true}).click()
+      await page.getByRole('region', {name: 'Devices'}).getByRole('link').first().click()
+      await page.getByText(uuid).waitFor()
+      const logs = page.getByRole('region', {name: 'Logs'})
+      const lines = () => logs.getByText(`hello from ${uuid} (hello), greeting=hi there`).count()
+      const first = await eventually(async () => lines(), `the service's lines in the page\n${output}`, 30_000)
+      await eventually(async () => (await lines()) > first, 'a new line to arrive in the page', 30_000)
+      await context.close()
+      process.kill(-demo.pid!, 'SIGINT')
+      assert.equal(await exited, 130, output)
+      const leftovers = await new Docker().listContainers({all: true, filters: {label: [`io.flotilla.device-uuid=${uuid}`]}})
+      assert.deepEqual(leftovers, [])
+    } finally {
+      await browser.close()
+      if (demo.exitCode === null) process.kill(-demo.pid!, 'SIGINT')
+      await exited
+    }
   })
 
   it('stops as soon as the agent dies, printing the agent’s log', async () => {

@@ -4,11 +4,11 @@ import type {AuthContext, ClientChannel, Connection, PseudoTtyInfo, ServerChanne
 
 import {listen} from '../../listen.js'
 import {isAuthorizedKey, parseAuthorizedKeys} from '../../protocol/authorized-keys.js'
-import {CHANNEL_SHELL, LINK_FORWARD, parseGatewayCommand, SERVICE_ENV, uuidOfLinkUsername} from '../../protocol/device-link.js'
+import {LINK_FORWARD, parseGatewayCommand, uuidOfLinkUsername} from '../../protocol/device-link.js'
 import {type Actor, resolveActor} from '../auth/actor.js'
 import type {ServerContext} from '../context.js'
-import {reachableDevice} from './access.js'
-import {DeviceNotLinkedError, type DeviceLinks} from './device-links.js'
+import type {DeviceLinks} from './device-links.js'
+import {type DeviceSession, DeviceSessionError, openDeviceSession} from './device-session.js'
 
 /** Where the gateway keeps its host key in the data dir, so clients can pin it across restarts. */
 export const HOST_KEY_FILE = 'ssh_host_ed25519_key'
@@ -34,23 +34,6 @@ function fail(channel: ServerChannel, message: string, status = 1): void {
   channel.stderr.write(`flotilla: ${message}\r\n`)
   channel.exit(status)
   channel.end()
-}
-
-/** Opens an SSH session to the agent's shell service through the device link, authorized already by the gateway. */
-async function connectToShellService(links: DeviceLinks, device: {id: number; uuid: string}): Promise<ssh2.Client> {
-  const channel = await links.openChannel(device.id, device.uuid, CHANNEL_SHELL)
-  const client = new ssh2.Client()
-  return new Promise((resolve, reject) => {
-    client.once('ready', () => resolve(client))
-    client.once('error', reject)
-    client.connect({
-      sock: channel,
-      username: 'root',
-      // The channel runs inside the device's own authenticated link, so its key proves nothing more.
-      hostVerifier: () => true,
-      readyTimeout: 15_000,
-    })
-  })
 }
 
 /**
@@ -87,29 +70,18 @@ function serveUserSession(context: ServerContext, links: DeviceLinks, user: User
 async function relay(context: ServerContext, links: DeviceLinks, user: UserActor, commandLine: string, request: SessionRequest, channel: ServerChannel): Promise<void> {
   const parsed = parseGatewayCommand(commandLine)
   if ('error' in parsed) return fail(channel, parsed.error, 2)
-  const device = await reachableDevice(context.db, user, parsed.uuid)
-  if ('error' in device) return fail(channel, device.error)
-  let client: ssh2.Client
+  let session: DeviceSession
   try {
-    client = await connectToShellService(links, device)
+    session = await openDeviceSession(context, links, user, {...parsed, pty: request.pty ? {...request.pty, ...request.window} : undefined})
   } catch (error) {
-    if (error instanceof DeviceNotLinkedError) return fail(channel, `device ${device.uuid.slice(0, 7)} is not connected: it is offline, or its agent has no link to this server`)
+    if (error instanceof DeviceSessionError) return fail(channel, error.message)
     throw error
   }
 
   // Whatever happens next, the user leaving ends the session on the device.
-  client.on('error', () => {})
+  const {client, remote} = session
   channel.once('close', () => client.end())
   if (channel.destroyed) return void client.end()
-  const options = {env: parsed.service ? {[SERVICE_ENV]: parsed.service} : {}, pty: request.pty ? {...request.pty, ...request.window} : undefined}
-  const remote = await new Promise<ClientChannel>((resolve, reject) => {
-    const opened = (error: Error | undefined, stream: ClientChannel) => (error ? reject(error) : resolve(stream))
-    if (parsed.command === undefined) client.shell(options.pty ?? false, {env: options.env}, opened)
-    else client.exec(parsed.command, options, opened)
-  }).catch((error: unknown) => {
-    client.end()
-    throw error
-  })
   request.remote = remote
   let exited = false
   remote.on('exit', (code: number | null, signal?: string) => {

@@ -8,13 +8,18 @@ import type {FastifyInstance, FastifyReply, FastifyRequest} from 'fastify'
 import {notFound} from '../http-errors.js'
 
 /**
- * What the browser may do with the dashboard's pages: run and style only files of this server (no inline script or
- * style, no eval), talk only to this server, never be framed by another site.
+ * What the browser may do with the dashboard's pages: run only scripts of this server (no inline script, no eval),
+ * style with its files and no style attributes, talk only to this server (its terminal WebSocket included: 'self'
+ * covers ws: and wss: to the page's host), never be framed by another site.
+ * One loosening, for the terminal: xterm.js's renderer writes the cell sizes and colours it measures into <style>
+ * elements it makes, which count as inline styles. `style-src-elem` lets those in; style attributes stay refused
+ * (`style-src`). A <style> element cannot run script, and device or user values are only ever text in the page.
  */
 export const DASHBOARD_CSP = [
   "default-src 'self'",
   "script-src 'self'",
   "style-src 'self'",
+  "style-src-elem 'self' 'unsafe-inline'",
   "img-src 'self' data:",
   "connect-src 'self'",
   "object-src 'none'",
