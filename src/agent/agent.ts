@@ -233,7 +233,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     },
   })
 
-  const performAction = async (action: DeviceAction) => {
+  const performOneAction = async (action: DeviceAction) => {
     switch (action.action) {
       case 'restart': {
         return restartContainers(action.appId)
@@ -271,6 +271,15 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         shipper.systemLine(`This agent does not support the '${(action as {action: string}).action}' action`)
       }
     }
+  }
+
+  // One action at a time, in the order they came (link, collect or local API): a stop-service sent while a restart
+  // still stops the service is not undone by the restart's start.
+  let actionsDone: Promise<unknown> = Promise.resolve()
+  const performAction = (action: DeviceAction): Promise<void> => {
+    const done = actionsDone.then(() => performOneAction(action))
+    actionsDone = done.catch(() => {})
+    return done
   }
 
   // balena's supervisor blinks the board's LED; a host the agent does not own has none it may drive, so the
