@@ -2,8 +2,9 @@
 # Runs the official balena-cli against a flotilla server, by hand (not CI: installing balena-cli is heavy).
 #   sudo scripts/balena-cli-compat.sh /path/to/balena
 # balena-cli only speaks https to api.<domain>, so this script (as root) makes a self-signed certificate for
-# api|builder|ssh|tunnel.flotilla.test, points those names at 127.0.0.1 in /etc/hosts (restored on exit), and serves
-# the API on 127.0.0.1:443. Install balena-cli outside the project, e.g. with Node 20:
+# api|builder|ssh|tunnel.flotilla.test, points those names at 127.0.0.1 in /etc/hosts (restored on exit, also when
+# interrupted, terminated or hung up), and serves the API on 127.0.0.1:443.
+# Install balena-cli outside the project, e.g. with Node 20:
 #   mkdir /tmp/balena-cli && cd /tmp/balena-cli && npm init -y && npm pkg set overrides.unbzip2-stream=1.4.3 \
 #     && npm install --ignore-scripts balena-cli@22 # then: /tmp/balena-cli/node_modules/.bin/balena
 # The fleet is generic-amd64, this machine's kind, so that push builds for the CPU the local agent runs on.
@@ -23,6 +24,7 @@ ssh_port=${FLOTILLA_SSH_PORT:-2222}
 device_port=${DEVICE_PORT:-18080}
 work=$(mktemp -d)
 hosts_backup="$work/hosts.backup"
+hosts_mark='# added by flotilla balena-cli-compat.sh'
 pids=()
 uuid=$(openssl rand -hex 16)
 cleanup() {
@@ -32,16 +34,19 @@ cleanup() {
     docker ps -aq --filter "label=io.flotilla.device-uuid=$uuid" | xargs -r docker rm -f >/dev/null 2>&1
     grep -ao 'Successfully tagged [^ ]*' "$work/push.out" 2>/dev/null | cut -d' ' -f3 | xargs -r docker rmi >/dev/null 2>&1
   fi
-  [ -f "$hosts_backup" ] && cat "$hosts_backup" >/etc/hosts
+  # Without our line, also one a run killed with SIGKILL (which nothing can catch) left behind.
+  [ -f "$hosts_backup" ] && grep -vF "$hosts_mark" "$hosts_backup" >/etc/hosts
   rm -rf "$work"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/key.pem" -out "$work/cert.pem" -days 2 -subj "/CN=api.$domain" \
   -addext "subjectAltName=DNS:api.$domain,DNS:builder.$domain,DNS:ssh.$domain,DNS:tunnel.$domain" 2>/dev/null
 cp /etc/hosts "$hosts_backup"
-echo "127.0.0.1 api.$domain builder.$domain ssh.$domain tunnel.$domain" >>/etc/hosts
+echo "127.0.0.1 api.$domain builder.$domain ssh.$domain tunnel.$domain $hosts_mark" >>/etc/hosts
 
 export FLOTILLA_ADMIN_EMAIL=admin@$domain FLOTILLA_ADMIN_PASSWORD=compat-password FLOTILLA_LOG_LEVEL=${FLOTILLA_LOG_LEVEL:-debug}
 node bin/run.js server start --host 127.0.0.1 --port 443 --public-url "https://api.$domain" --ssh-port "$ssh_port" --cert "$work/cert.pem" --key "$work/key.pem" \
@@ -102,6 +107,9 @@ check 'config generate (device)' bash -c "balena config generate --device $uuid 
 if docker image inspect flotilla-test/busybox:latest >/dev/null 2>&1; then
   mkdir -p "$work/project"
   printf 'FROM flotilla-test/busybox:latest\nCMD ["sh", "-c", "while true; do echo hello from balena push; sleep 5; done"]\n' >"$work/project/Dockerfile"
+  # A compose file, for a service that is not privileged (balena's default for a lone Dockerfile): an engine
+  # that cannot run privileged containers, as in a sandbox, still runs it.
+  printf 'version: "2.1"\nservices:\n  main:\n    build: .\n' >"$work/project/docker-compose.yml"
   check 'push (builder)' bash -c "balena push compat --source $work/project | tee $work/push.out; grep -q 'Release built' $work/push.out"
   check 'release list' bash -c "balena release list admin/compat | grep -q success"
   commit=$(balena release list admin/compat | awk '/success/ {print $2; exit}')
@@ -137,10 +145,20 @@ check 'fleet restart' balena fleet restart admin/compat
 # The service push started: stopped by its name, it stays stopped until started again.
 service_state() { docker ps -a --filter "label=io.flotilla.device-uuid=$uuid" --filter 'label=io.balena.service-name=main' --format '{{.State}}' | head -1; }
 wait_service() { for _ in $(seq 60); do [ "$(service_state)" = "$1" ] && return 0; sleep 0.5; done; return 1; }
-export -f service_state wait_service
+# Waits (60 s at most) for the service to hold a state for 5 s in a row: the restart just before passes through
+# "exited" for a moment (the service ignores SIGTERM, so each stop takes the engine's 10 s).
+settled_service() {
+  local held=0
+  for _ in $(seq 120); do
+    if [ "$(service_state)" = "$1" ]; then held=$((held + 1)) && [ $held -ge 10 ] && return 0; else held=0; fi
+    sleep 0.5
+  done
+  return 1
+}
+export -f service_state wait_service settled_service
 export uuid
 if [ -f "$work/push.out" ]; then
-  check 'device stop-service' bash -c "balena device stop-service $uuid main && wait_service exited && sleep 5 && [ \"\$(service_state)\" = exited ]"
+  check 'device stop-service' bash -c "balena device stop-service $uuid main && settled_service exited"
   check 'device start-service' bash -c "balena device start-service $uuid main && wait_service running"
   check 'ssh (service)' bash -c "echo 'echo service-says-hi; exit' | balena ssh $uuid main --port $ssh_port | grep -q service-says-hi"
 fi

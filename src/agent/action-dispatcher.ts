@@ -23,12 +23,28 @@ export interface ActionDispatcherOptions {
  * asked is looking.
  */
 export class ActionDispatcher {
+  private actionsDone: Promise<unknown> = Promise.resolve()
+
   constructor(private readonly options: ActionDispatcherOptions) {}
 
-  async perform(action: DeviceAction): Promise<void> {
+  /**
+   * One action at a time, in the order they came (link, collect or local API): a stop-service sent while a restart
+   * still stops the service is not undone by the restart's start.
+   */
+  perform(action: DeviceAction): Promise<void> {
+    return this.inOrder(() => this.performNow(action))
+  }
+
+  private inOrder(work: () => Promise<void>): Promise<void> {
+    const done = this.actionsDone.then(work)
+    this.actionsDone = done.catch(() => {})
+    return done
+  }
+
+  private async performNow(action: DeviceAction): Promise<void> {
     switch (action.action) {
       case 'restart': {
-        return this.restartApp(action.appId)
+        return this.restartContainers(action.appId)
       }
 
       case 'restart-service': {
@@ -71,7 +87,7 @@ export class ActionDispatcher {
   }
 
   restartApp(appId: number): Promise<void> {
-    return this.restartContainers(appId)
+    return this.inOrder(() => this.restartContainers(appId))
   }
 
   /**

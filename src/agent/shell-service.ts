@@ -14,7 +14,7 @@ import type {ConfigJson} from '../protocol/config-json.js'
 import {SERVICE_ENV} from '../protocol/device-link.js'
 import {loadHostKey} from '../protocol/host-key.js'
 import {isAuthorizedKey, parseAuthorizedKeys} from '../protocol/authorized-keys.js'
-import {ownerLabel} from './docker-executor.js'
+import {deviceContainers, formatContainerListing, isContainerListingCommand} from './container-listing.js'
 import {hostContainerOptions, removeHostContainer, removeLeftoverHostContainers, startHostContainer} from './host-container.js'
 import {LABELS} from './reconciler.js'
 
@@ -263,7 +263,7 @@ async function runInService(
   command: string | undefined,
   ptyRequest: PtyRequest | undefined,
 ): Promise<SessionProcess | undefined> {
-  const containers = deviceUuid ? await docker.listContainers({filters: {label: [`${LABELS.supervised}=true`, ownerLabel(deviceUuid)]}}) : []
+  const containers = await deviceContainers(docker, deviceUuid)
   const container = findServiceContainer(containers, service)
   if (!container) {
     fail(channel, noSuchServiceMessage(containers, service), ptyRequest !== undefined)
@@ -295,6 +295,13 @@ async function runInService(
     signal: () => false,
     kill: () => stream.destroy(),
   }
+}
+
+/** balena-cli's container listing (see {@link isContainerListingCommand}), answered without running it. */
+async function answerContainerListing(docker: Docker, deviceUuid: string | undefined, channel: ServerChannel): Promise<undefined> {
+  channel.write(formatContainerListing(await deviceContainers(docker, deviceUuid)))
+  reportExit(channel, {code: 0})
+  return undefined
 }
 
 /** Starts the shell service; it serves injected connections at once, and direct ones once `listen` is called. */
@@ -342,7 +349,9 @@ export async function startShellService(options: ShellServiceOptions): Promise<S
           processes.delete(running)
         }
       })
-      running = service ? await runInService(options.docker, options.deviceUuid(), service, channel, command, ptyRequest) : await runAtHost(channel, command)
+      if (service) running = await runInService(options.docker, options.deviceUuid(), service, channel, command, ptyRequest)
+      else if (command !== undefined && isContainerListingCommand(command)) running = await answerContainerListing(options.docker, options.deviceUuid(), channel)
+      else running = await runAtHost(channel, command)
       if (!running) return
       if (closed) running.kill()
       else processes.add(running)

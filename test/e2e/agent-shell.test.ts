@@ -137,6 +137,7 @@ describe('agent shell service, reached with the OpenSSH client', function () {
     before(async () => {
       container = await docker.createContainer({
         Image: BASE_IMAGE,
+        name: `main_7_3_${deviceUuid}`,
         Cmd: ['sh', '-c', 'echo inside-main > /marker; exec sleep 3600'],
         Labels: {[LABELS.supervised]: 'true', [LABELS.serviceName]: 'main', [LABELS.deviceUuid]: deviceUuid},
         HostConfig: {NetworkMode: 'host'},
@@ -167,6 +168,25 @@ describe('agent shell service, reached with the OpenSSH client', function () {
       const result = await ssh(port, allowed.identity, ['-tt', ...inService('main'), 'root@127.0.0.1', 'tty; cat /marker'])
       assert.equal(result.code, 0)
       assert.match(result.stdout, /^\/dev\/pts\/\d+\r\ninside-main\r\n/)
+    })
+
+    it("answers balena-cli's container listing with this device's containers, so balena ssh <uuid> <service> finds the one to enter", async () => {
+      // Another device's container of the same service on the same engine, which a host's own `docker ps` lists too.
+      const stranger = await docker.createContainer({
+        Image: BASE_IMAGE,
+        name: `main_1_1_${randomBytes(16).toString('hex')}`,
+        Cmd: ['sleep', '3600'],
+        Labels: {[LABELS.supervised]: 'true', [LABELS.serviceName]: 'main', [LABELS.deviceUuid]: randomBytes(16).toString('hex')},
+      })
+      try {
+        await stranger.start()
+        const listing = `"$(if [ -f /usr/bin/balena ]; then echo "balena"; else echo "docker"; fi)" ps --format "{{.ID}} {{.Names}}"`
+        const info = await container?.inspect()
+        const result = await ssh(port, allowed.identity, ['root@127.0.0.1', listing])
+        assert.deepEqual(result, {code: 0, stdout: `${info?.Id.slice(0, 12)} ${info?.Name.slice(1)}\n`, stderr: ''})
+      } finally {
+        await stranger.remove({force: true})
+      }
     })
 
     it('says in one line which services run when the one asked for does not', async () => {

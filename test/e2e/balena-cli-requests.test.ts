@@ -247,7 +247,7 @@ describe('requests of the official balena-cli', function () {
     return {body: Buffer.from(await request.arrayBuffer()), headers: {'content-type': request.headers.get('content-type') as string}}
   }
 
-  it('uploads, lists, downloads and deletes release assets (release-asset upload, list, download, delete), stored by id under the data dir', async () => {
+  it('uploads, lists, downloads and deletes release assets (release-asset upload, list, download, delete), stored by id under the data dir, downloaded with the token of their href', async () => {
     const release = await api.createRelease(token, fleet.id, '4'.repeat(32))
     const empty = await api.call('POST', '/v7/release_asset', {token, json: {release: release.id, asset_key: 'notes', asset: null}})
     assert.equal(empty.status, 201, empty.body)
@@ -266,10 +266,15 @@ describe('requests of the official balena-cli', function () {
 
     const listed = await get(`/v7/release(${release.id})?$select=id&$expand=release_asset($orderby=id asc)`)
     assert.deepEqual(listed[0].release_asset.map((row: {asset_key: string}) => row.asset_key), ['notes', '../../escape'])
+    // balena-sdk's release.asset.download fetches the href without credentials: its token lets it in.
     const href = new URL(asset.href)
-    const download = await api.call('GET', href.pathname, {token})
+    const download = await api.call('GET', `${href.pathname}${href.search}`)
     assert.deepEqual([download.status, download.body, download.headers['content-disposition']], [200, content, `attachment; filename*=UTF-8''bom.json`])
+    assert.equal((await api.call('GET', href.pathname, {token})).body, content, 'a caller who may read the release needs no token')
     assert.equal((await api.call('GET', href.pathname)).status, 401)
+    const guessed = new URL(href)
+    guessed.searchParams.set('token', 'A'.repeat(32))
+    assert.equal((await api.call('GET', `${guessed.pathname}${guessed.search}`)).status, 404)
     await server.addUser({email: 'trudy@example.com', username: 'trudy', password: 'trudy-password-1'})
     const trudy = await api.login('trudy', 'trudy-password-1')
     assert.equal((await api.call('GET', href.pathname, {token: trudy})).status, 404)
@@ -284,6 +289,9 @@ describe('requests of the official balena-cli', function () {
     const [after] = await get(`/v7/release_asset(${id})?$select=asset`)
     assert.deepEqual([after.asset.filename, after.asset.size], ['bom2.json', 2])
     assert.equal((await api.call('GET', href.pathname, {token})).body, '{}')
+    assert.equal((await api.call('GET', `${href.pathname}${href.search}`)).status, 404, 'the href of the replaced file stops working')
+    const newHref = new URL(after.asset.href)
+    assert.equal((await api.call('GET', `${newHref.pathname}${newHref.search}`)).body, '{}')
     const foreignPatch = await api.call('PATCH', `/v7/release_asset(${id})`, {token: trudy, ...(await formOf({}, {name: 'x', type: 'text/plain', content: 'x'}))})
     assert.equal(foreignPatch.status, 401, foreignPatch.body)
     assert.equal((await api.call('GET', href.pathname, {token})).body, '{}', 'another user replaces nothing')

@@ -271,6 +271,9 @@ describe('ssh and tunnel through the device link (real server, agent, engine and
     const line = listing.stdout.split('\n').find((entry) => entry.startsWith(`${main.Id.slice(0, 12)} `))
     // balena-cli finds the service's container by this name pattern.
     assert.match(line ?? listing.stdout, /^[\da-f]{12} main_\d+_\d+_[\da-f]{32}$/)
+    // The agent answers from its engine with this device's containers alone, whatever else the host runs.
+    const own = await docker.listContainers({filters: {label: [`${LABELS.supervised}=true`, `${LABELS.deviceUuid}=${uuid}`]}})
+    assert.deepEqual(listing.stdout.split('\n').filter(Boolean).sort(), own.map((container) => `${container.Id.slice(0, 12)} ${container.Names[0].slice(1)}`).sort())
 
     // Without a terminal, balena-cli pipes the commands into the container's shell.
     const entered = await gatewaySsh(`enter ${uuid} ${main.Id.slice(0, 12)}`, 'cat /tmp/flotilla-marker; exit 4\n')

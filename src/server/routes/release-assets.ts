@@ -1,3 +1,4 @@
+import {timingSafeEqual} from 'node:crypto'
 import {createReadStream} from 'node:fs'
 import {mkdir, readdir, rm, writeFile} from 'node:fs/promises'
 import path from 'node:path'
@@ -5,6 +6,7 @@ import type {Readable} from 'node:stream'
 
 import type {FastifyInstance, FastifyRequest} from 'fastify'
 
+import {randomAlphanumerics} from '../auth/passwords.js'
 import {authenticatedActor, type ServerContext} from '../context.js'
 import {badRequest, HttpError, notFound, unauthorized} from '../http-errors.js'
 import {checkODataLimits} from '../odata/limits.js'
@@ -24,7 +26,10 @@ const FORM_OVERHEAD_BYTES = 64 * 1024
 
 const tooLarge = () => new HttpError(413, `a release asset holds at most ${MAX_RELEASE_ASSET_BYTES} bytes (5 MiB); larger files are not supported by this server`)
 
-/** What clients read of an uploaded file, as balena's WebResource. */
+/**
+ * What clients read of an uploaded file, as balena's WebResource. Its `href` carries a download token: balena-sdk
+ * fetches the href without credentials (on balenaCloud it is a signed S3 URL), so the token is what lets it in.
+ */
 interface StoredAsset {
   href: string
   filename: string
@@ -60,6 +65,37 @@ async function removeOrphans(context: ServerContext, directory: string): Promise
   for (const name of names) if (!ids.has(name)) await rm(path.join(directory, name), {force: true})
 }
 
+/** The query parameter of an asset's href that holds its download token. */
+const DOWNLOAD_TOKEN = 'token'
+
+/** Whether `token` is the download token of the stored asset's href; compared in constant time. */
+function holdsDownloadToken(asset: StoredAsset, token: string): boolean {
+  const expected = Buffer.from(new URL(asset.href).searchParams.get(DOWNLOAD_TOKEN) ?? '')
+  const given = Buffer.from(token)
+  return expected.length > 0 && expected.length === given.length && timingSafeEqual(expected, given)
+}
+
+/**
+ * The stored file a download asks for: with the token of its href (whoever holds the href, as balena-sdk sends it,
+ * without credentials), else for a caller who may read the asset's release. Anything else is not found.
+ */
+async function assetToDownload(context: ServerContext, request: FastifyRequest<{Params: {id: string}; Querystring: {token?: unknown}}>): Promise<{id: number; asset: StoredAsset}> {
+  const id = /^\d{1,15}$/.test(request.params.id) ? Number(request.params.id) : 0
+  if (id <= 0) throw notFound('no such release asset')
+  const {token} = request.query
+  if (token === undefined) {
+    const actor = await authenticatedActor(context, request)
+    const row = await new ODataReader(context.db, actor, 'read').readById(RESOURCES.release_asset, id)
+    if (row?.asset) return {id, asset: row.asset as StoredAsset}
+  } else {
+    const row = await context.db.selectFrom('release_asset').select('asset').where('id', '=', id).executeTakeFirst()
+    const asset = row?.asset ? (JSON.parse(row.asset) as StoredAsset) : undefined
+    if (asset && typeof token === 'string' && holdsDownloadToken(asset, token)) return {id, asset}
+  }
+
+  throw notFound('no such release asset')
+}
+
 const isMultipart = (request: FastifyRequest) => (request.headers['content-type'] ?? '').startsWith('multipart/form-data')
 
 /** The form's `asset` file, within the size limit. */
@@ -76,7 +112,9 @@ async function storeAssetFile(context: ServerContext, directory: string, id: num
   await mkdir(directory, {recursive: true})
   await removeOrphans(context, directory)
   await writeFile(path.join(directory, String(id)), Buffer.from(await file.arrayBuffer()))
-  const asset: StoredAsset = {href: `${context.publicUrl}/release-asset/${id}`, filename: baseNameOf(file.name), content_type: file.type || 'application/octet-stream', size: file.size}
+  // A new token with each file: an href handed out for an older file stops working.
+  const href = `${context.publicUrl}/release-asset/${id}?${DOWNLOAD_TOKEN}=${randomAlphanumerics(32)}`
+  const asset: StoredAsset = {href, filename: baseNameOf(file.name), content_type: file.type || 'application/octet-stream', size: file.size}
   await context.db.updateTable('release_asset').set({asset: JSON.stringify(asset)}).where('id', '=', id).execute()
 }
 
@@ -136,12 +174,9 @@ export function registerReleaseAssetRoutes(app: FastifyInstance, context: Server
     return reply.code(201).send(await new ODataReader(context.db, actor).readById(RESOURCES.release_asset, id))
   })
 
-  app.get<{Params: {id: string}}>('/release-asset/:id', async (request, reply) => {
-    const actor = await authenticatedActor(context, request)
-    const id = Number(request.params.id)
-    const row = Number.isSafeInteger(id) && id > 0 ? await new ODataReader(context.db, actor, 'read').readById(RESOURCES.release_asset, id) : undefined
-    const asset = row?.asset as StoredAsset | null | undefined
-    if (!asset || !directory) throw notFound('no such release asset')
+  app.get<{Params: {id: string}; Querystring: {token?: unknown}}>('/release-asset/:id', async (request, reply) => {
+    if (!directory) throw notFound('no such release asset')
+    const {id, asset} = await assetToDownload(context, request)
     // Served as a download, never rendered: the file is the uploader's and this origin is the dashboard's.
     return reply
       .type('application/octet-stream')
