@@ -256,32 +256,36 @@ function describeUpload(project: UploadedProject): string {
 }
 
 /**
+ * A build that was running when the server stopped can never finish: say so rather than leave it "running",
+ * for the release and for each of its images that was still being built.
+ */
+async function markInterruptedBuilds(database: Db): Promise<void> {
+  await database.transaction().execute(async (db) => {
+    const interrupted = await db.selectFrom('release').select('id').where('status', '=', 'running').where('source', '=', 'cloud').execute()
+    if (interrupted.length === 0) return
+    const releaseIds = interrupted.map((release) => release.id)
+    const endedAt = now()
+    await db.updateTable('release').set({status: 'interrupted', end_timestamp: endedAt}).where('id', 'in', releaseIds).execute()
+    const imageIds = db.selectFrom('image__is_part_of__release').select('image').where('is_part_of__release', 'in', releaseIds)
+    await db
+      .updateTable('image')
+      .set({status: 'interrupted', end_timestamp: endedAt, error_message: 'the server stopped during the build'})
+      .where('id', 'in', imageIds)
+      .where((eb) => eb.or([eb('status', '=', 'running'), eb('status', '=', 'Running')]))
+      .execute()
+  })
+}
+
+/**
  * `POST /v3/build`: receives the project as a gzip'd tar, creates a release, builds and pushes every service,
  * and streams the build log back. The release ends `success` only when every image is built and pushed; then it
  * becomes the fleet's target unless it is a draft or the fleet is pinned, and only when it is newer than the target.
  * The upload is read into an index and one spool file, never unpacked: see UploadedProject.
+ * Its contents are kept per fleet (BuildContentStore) so that the next push sends only what changed.
  */
 export function registerBuildRoutes(app: FastifyInstance, context: ServerContext, settings: BuilderSettings): void {
   const limits = settings.uploadLimits ?? DEFAULT_UPLOAD_LIMITS
-  app.addHook('onReady', async () => {
-    // A build that was running when the server stopped can never finish: say so rather than leave it "running",
-    // for the release and for each of its images that was still being built.
-    await context.db.transaction().execute(async (db) => {
-      const interrupted = await db.selectFrom('release').select('id').where('status', '=', 'running').where('source', '=', 'cloud').execute()
-      if (interrupted.length === 0) return
-      const releaseIds = interrupted.map((release) => release.id)
-      const endedAt = now()
-      await db.updateTable('release').set({status: 'interrupted', end_timestamp: endedAt}).where('id', 'in', releaseIds).execute()
-      const imageIds = db.selectFrom('image__is_part_of__release').select('image').where('is_part_of__release', 'in', releaseIds)
-      await db
-        .updateTable('image')
-        .set({status: 'interrupted', end_timestamp: endedAt, error_message: 'the server stopped during the build'})
-        .where('id', 'in', imageIds)
-        .where((eb) => eb.or([eb('status', '=', 'running'), eb('status', '=', 'Running')]))
-        .execute()
-    })
-  })
-
+  app.addHook('onReady', () => markInterruptedBuilds(context.db))
   const contentStore = settings.contentsFolder ? import('../builder/content-store.js').then(({BuildContentStore}) => new BuildContentStore(settings.contentsFolder as string)) : undefined
   app.register(async (scope) => {
     scope.removeAllContentTypeParsers()
