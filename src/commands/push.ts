@@ -1,3 +1,5 @@
+import path from 'node:path'
+
 import {Args, Flags} from '@oclif/core'
 
 import {FlotillaCommand} from '../cli/base.js'
@@ -56,6 +58,7 @@ export default class Push extends FlotillaCommand {
       note: flags.note,
       environment: process.env,
       registrySecrets: flags['registry-secrets'],
+      hashCacheFolder: path.join(this.config.cacheDir, 'push-hashes'),
     }
     if (flags.detached) {
       const {pushDetached} = await import('../sdk/push.js')

@@ -23,6 +23,9 @@ export interface ProjectEntry {
   size: number
   /** Where a symlink points, as written in the link. */
   linkTarget?: string
+  /** The inode's change time (ms) and number: with size and mtime, what tells a file unchanged since it was last hashed. */
+  changeTimeMs?: number
+  inode?: number
 }
 
 export interface PackProgress {
@@ -91,6 +94,8 @@ function describeEntry(absolutePath: string, name: string, type: ProjectEntry['t
     mode: stats.mode & 0o7777,
     mtime: stats.mtime,
     size: type === 'file' ? stats.size : 0,
+    changeTimeMs: stats.ctimeMs,
+    inode: stats.ino,
     ...(type === 'symlink' ? {linkTarget: readlinkSync(absolutePath)} : {}),
   }
 }

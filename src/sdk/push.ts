@@ -1,3 +1,4 @@
+import {createHash} from 'node:crypto'
 import path from 'node:path'
 
 import {ExpectedError, InterruptedError} from '../errors.js'
@@ -22,6 +23,8 @@ export interface PushOptions {
   environment?: Record<string, string | undefined>
   /** A YAML or JSON file of registry credentials for the builder's pulls (balena-cli's `--registry-secrets`). */
   registrySecrets?: string
+  /** A folder where the hashes of the project's files are remembered between pushes, so unchanged files are not read again. */
+  hashCacheFolder?: string
 }
 
 /** What a push reports while it runs, for the command to render. */
@@ -63,7 +66,8 @@ async function prepare(client: FleetClient, options: PushOptions, upload?: Uploa
   const replacements = project.composeFile && project.resolvedComposeText !== undefined ? {[project.composeFile]: project.resolvedComposeText} : {}
   const extraFiles = await registrySecretsFile(options.registrySecrets)
   const entries = await listProjectEntries(folder, undefined, contexts)
-  const references = await unchangedContents(client, fleet.slug, entries, replacements, options.signal)
+  const hashCache = options.hashCacheFolder && path.join(options.hashCacheFolder, `${createHash('sha256').update(folder).digest('hex').slice(0, 32)}.json`)
+  const references = await unchangedContents(client, fleet.slug, entries, replacements, {cacheFile: hashCache, signal: options.signal})
   const tarball = packProject(folder, {
     onProgress: upload && ((progress) => upload.packed(progress.bytesRead, progress.totalBytes)),
     entries,
@@ -82,13 +86,20 @@ async function registrySecretsFile(file: string | undefined): Promise<Record<str
 }
 
 /** The files whose contents the fleet's builder has from earlier pushes, by entry name with their hash: the upload leaves those out. */
-async function unchangedContents(client: FleetClient, slug: string, entries: ProjectEntry[], replacements: Record<string, string>, signal?: AbortSignal): Promise<Map<string, string>> {
+async function unchangedContents(
+  client: FleetClient,
+  slug: string,
+  entries: ProjectEntry[],
+  replacements: Record<string, string>,
+  options: {cacheFile?: string; signal?: AbortSignal},
+): Promise<Map<string, string>> {
   const {hashProjectContents} = await import('../project/content-hashes.js')
   const hashes = await hashProjectContents(
     entries.filter((entry) => entry.size > 0 || Object.hasOwn(replacements, entry.name)),
     replacements,
+    options.cacheFile,
   )
-  const stored = await storedContents(client, slug, [...hashes.values()], signal)
+  const stored = await storedContents(client, slug, [...hashes.values()], options.signal)
   return new Map([...hashes].filter(([, hash]) => stored.has(hash)))
 }
 

@@ -42,9 +42,9 @@ async function listFolder(folder: string): Promise<string[]> {
 /**
  * The file contents of each fleet's latest uploads, by the SHA-256 the builder computed when they arrived, under
  * `<data dir>/build-contents/<fleet id>/blobs/<2 hex>/<hash>`: what a re-push may refer to instead of sending it
- * again. Each upload's list of hashes is recorded when it is received; when a build ends, the contents that none
- * of the fleet's KEPT_UPLOADS latest uploads (nor one still building) use are removed, so a fleet's store holds at
- * most KEPT_UPLOADS uploads' worth. Contents are written under a temporary name and renamed, so a stored file is
+ * again. Each upload's list of hashes is recorded when it is received; when a build ends, the contents that only
+ * uploads older than the fleet's KEPT_UPLOADS latest used are removed (never while another upload of the fleet is
+ * open), so a fleet's store holds at most KEPT_UPLOADS uploads' worth. Contents are written under a temporary name and renamed, so a stored file is
  * always whole and always hashes to its name.
  */
 export class BuildContentStore {
@@ -74,6 +74,8 @@ export class BuildContentStore {
     const sizes = new Map<string, number>()
     for (const shard of await listFolder(path.join(folder, 'blobs'))) {
       for (const name of await listFolder(path.join(folder, 'blobs', shard))) {
+        // What a server stopped mid-write left behind is never a whole file: it goes.
+        if (name.endsWith('.tmp')) await rm(path.join(folder, 'blobs', shard, name), {force: true})
         if (!CONTENT_HASH_PATTERN.test(name)) continue
         sizes.set(name, (await stat(path.join(folder, 'blobs', shard, name))).size)
       }
@@ -141,21 +143,22 @@ export class BuildContentStore {
     }
   }
 
-  /** Keeps the contents of the fleet's latest uploads and removes the rest, with their older records. */
+  /** Keeps the contents of the fleet's latest uploads: removes the older uploads' records and the contents only they used. */
   private async prune(fleetId: number, contents: FleetContents): Promise<void> {
     const uploadsFolder = path.join(contents.folder, 'uploads')
     const records = (await listFolder(uploadsFolder)).sort()
+    if (records.length <= this.keptUploads) return
+    const hashesOf = async (record: string) => JSON.parse(await readFile(path.join(uploadsFolder, record), 'utf8')) as string[]
     const used = new Set<string>()
-    for (const record of records.slice(-this.keptUploads)) for (const hash of JSON.parse(await readFile(path.join(uploadsFolder, record), 'utf8')) as string[]) used.add(hash)
-    const blobs = path.join(contents.folder, 'blobs')
-    const names: string[] = []
-    for (const shard of await listFolder(blobs)) for (const name of await listFolder(path.join(blobs, shard))) if (!used.has(name)) names.push(path.join(shard, name))
+    for (const record of records.slice(-this.keptUploads)) for (const hash of await hashesOf(record)) used.add(hash)
+    const unused = new Set<string>()
+    for (const record of records.slice(0, -this.keptUploads)) for (const hash of await hashesOf(record)) if (!used.has(hash)) unused.add(hash)
     // Decided at once, with no await between the check and the forgetting: an upload opened after this sees none
     // of the contents about to go; one opened before it stops the pruning.
     if ((this.active.get(fleetId) ?? 0) > 0) return
-    for (const name of names) contents.sizes.delete(path.basename(name))
+    for (const hash of unused) contents.sizes.delete(hash)
     for (const record of records.slice(0, -this.keptUploads)) await rm(path.join(uploadsFolder, record), {force: true})
-    for (const name of names) await rm(path.join(blobs, name), {force: true})
+    for (const hash of unused) await rm(contents.pathOf(hash), {force: true})
   }
 }
 
