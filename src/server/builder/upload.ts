@@ -125,7 +125,9 @@ function formatMiB(bytes: number): string {
 /**
  * A project uploaded to the builder, held as an index of its entries beside one spool file of their contents.
  * Nothing is unpacked: names and links are data, so no entry can make the server read or write outside the
- * spool, whatever links the archive holds. The services' build contexts are made from it as tar streams.
+ * spool, whatever links the archive holds. A file may instead refer to contents of the fleet's earlier uploads by
+ * the hash the builder computed for them (KnownContents); every file's hash is the builder's own. The services'
+ * build contexts are made from it as tar streams.
  */
 export class UploadedProject implements ProjectFiles {
   readonly label = 'the uploaded project'
