@@ -1,3 +1,5 @@
+import path from 'node:path'
+
 import {Args, Flags} from '@oclif/core'
 
 import {FlotillaCommand} from '../cli/base.js'
@@ -20,13 +22,14 @@ const UPLOAD_LINE_INTERVAL_MS = 200
 
 export default class Push extends FlotillaCommand {
   static override summary = "Build a project folder on the fleet's builder and release it"
-  static override description = `Packs the folder (honouring .dockerignore), uploads it to the builder, streams the build, and makes the release the fleet's target when it succeeds (unless --draft or the fleet is pinned). Recognises a Dockerfile, a Dockerfile.template, Dockerfile.<device-type> / Dockerfile.<arch> variants, and docker-compose.yml with several services. In docker-compose.yml, \${VAR} is substituted from this shell and the project's .env (the shell wins), each service's env_file is merged into its environment, and a service whose build context has its own .dockerignore follows it for that folder. Images are built for the fleet's CPU architecture; a service with only an image: is pulled for it and released with the others, with the credentials of .balena/registry-secrets.json when the project has one. Ctrl-C cancels the build.`
+  static override description = `Packs the folder (honouring .dockerignore), uploads it to the builder, streams the build, and makes the release the fleet's target when it succeeds (unless --draft or the fleet is pinned). Recognises a Dockerfile, a Dockerfile.template, Dockerfile.<device-type> / Dockerfile.<arch> variants, and docker-compose.yml with several services. In docker-compose.yml, \${VAR} is substituted from this shell and the project's .env (the shell wins), each service's env_file is merged into its environment, and a service whose build context has its own .dockerignore follows it for that folder. Images are built for the fleet's CPU architecture; a service with only an image: is pulled for it and released with the others, with the credentials of --registry-secrets (a YAML or JSON file: {"<registry host>": {"username", "password"}}, "" for Docker Hub) or of the project's .balena/registry-secrets.json. A push sends only the files whose contents the fleet's builder does not have from earlier pushes, and a service whose build context, Dockerfile, build args and base images are unchanged gets the image it was built into before. Ctrl-C cancels the build.`
 
   static override examples = [
     '<%= config.bin %> push myfleet',
     '<%= config.bin %> push myorg/myfleet --source ./app --nocache',
     '<%= config.bin %> push myfleet --release-tag version 1.2.0 --release-tag commit "$GIT_SHA" --note "nightly"',
     '<%= config.bin %> push myfleet --detached --json',
+    '<%= config.bin %> push myfleet --registry-secrets ~/.balena/secrets.yml',
   ]
 
   static override args = {fleet: Args.string({required: true, description: 'fleet slug (org/name) or name'})}
@@ -38,6 +41,7 @@ export default class Push extends FlotillaCommand {
     'release-tag': Flags.string({multiple: true, description: 'KEY VALUE pairs to tag the release with (repeat the flag or list pairs)'}),
     note: Flags.string({description: 'a note for the release'}),
     detached: Flags.boolean({char: 'd', description: 'return as soon as the build started, printing the release id'}),
+    'registry-secrets': Flags.string({char: 'R', description: "a YAML or JSON file of credentials for the registries image-only services are pulled from; it goes to the builder in the upload (never into an image)"}),
   }
 
   async run(): Promise<void> {
@@ -53,6 +57,8 @@ export default class Push extends FlotillaCommand {
       releaseTags,
       note: flags.note,
       environment: process.env,
+      registrySecrets: flags['registry-secrets'],
+      hashCacheFolder: path.join(this.config.cacheDir, 'push-hashes'),
     }
     if (flags.detached) {
       const {pushDetached} = await import('../sdk/push.js')

@@ -7,6 +7,7 @@ import {createGzip, constants as zlibConstants} from 'node:zlib'
 import {type Header, pack as createTarPack, type Pack} from 'tar-stream'
 
 import {ExpectedError} from '../errors.js'
+import {CONTENT_HASH_RECORD, CONTENT_SIZE_RECORD} from '../protocol/build-upload.js'
 import {isInsideGitFolder, type ProjectIgnore, readProjectIgnore} from './ignore.js'
 
 /** One thing the archive will hold, as found on disk. */
@@ -22,6 +23,9 @@ export interface ProjectEntry {
   size: number
   /** Where a symlink points, as written in the link. */
   linkTarget?: string
+  /** The inode's change time (ms) and number: with size and mtime, what tells a file unchanged since it was last hashed. */
+  changeTimeMs?: number
+  inode?: number
 }
 
 export interface PackProgress {
@@ -36,6 +40,15 @@ export interface PackOptions {
   contexts?: string[]
   /** Files to send with other contents than on disk (mode and mtime kept), by entry name: the resolved compose file. */
   replacements?: Record<string, string>
+  /** Files to add (or put in place of an entry of the same name), by entry name: registry secrets from elsewhere. */
+  extraFiles?: Record<string, string>
+  /** The entries, when the caller listed them already (listProjectEntries with the same rules). */
+  entries?: ProjectEntry[]
+  /**
+   * Files whose contents the builder already has, by entry name, with their SHA-256: sent as references to them
+   * (PAX records of protocol/build-upload.ts) instead of their contents.
+   */
+  references?: Map<string, string>
   /** Called as file contents are read, with the total known from the listing. */
   onProgress?: (progress: PackProgress) => void
 }
@@ -81,6 +94,8 @@ function describeEntry(absolutePath: string, name: string, type: ProjectEntry['t
     mode: stats.mode & 0o7777,
     mtime: stats.mtime,
     size: type === 'file' ? stats.size : 0,
+    changeTimeMs: stats.ctimeMs,
+    inode: stats.ino,
     ...(type === 'symlink' ? {linkTarget: readlinkSync(absolutePath)} : {}),
   }
 }
@@ -138,7 +153,7 @@ function explainReadError(error: unknown, file: string, entry?: ProjectEntry): u
   return error
 }
 
-function readSmallFile(entry: ProjectEntry): Buffer {
+export function readSmallFile(entry: ProjectEntry): Buffer {
   const buffer = Buffer.allocUnsafe(entry.size)
   let descriptor: number
   try {
@@ -261,13 +276,23 @@ async function* coalesce(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> 
   if (pendingBytes > 0) yield Buffer.concat(pending, pendingBytes)
 }
 
+/** A file the builder has, as an entry without contents that names them by hash and size. */
+function referenceHeader(entry: ProjectEntry, hash: string): EntryHeader {
+  return {...headerOf(entry), size: 0, pax: {[CONTENT_HASH_RECORD]: hash, [CONTENT_SIZE_RECORD]: String(entry.size)}}
+}
+
 async function fillArchive(tar: Pack, folder: string, options: PackOptions): Promise<void> {
   const replacements = new Map(Object.entries(options.replacements ?? {}).map(([name, text]) => [name, Buffer.from(text)]))
-  const entries = (await listProjectEntries(folder, options.ignore, options.contexts)).map((entry) => {
-    const replacement = entry.type === 'file' ? replacements.get(entry.name) : undefined
-    return replacement === undefined ? entry : {...entry, size: replacement.length}
-  })
-  const totalBytes = entries.reduce((sum, entry) => sum + entry.size, 0)
+  const extraFiles = Object.entries(options.extraFiles ?? {})
+  const listed = options.entries ?? (await listProjectEntries(folder, options.ignore, options.contexts))
+  const entries = listed
+    .filter((entry) => !Object.hasOwn(options.extraFiles ?? {}, entry.name))
+    .map((entry) => {
+      const replacement = entry.type === 'file' ? replacements.get(entry.name) : undefined
+      return replacement === undefined ? entry : {...entry, size: replacement.length}
+    })
+  const references = options.references ?? new Map<string, string>()
+  const totalBytes = entries.reduce((sum, entry) => sum + (references.has(entry.name) ? 0 : entry.size), 0)
   let bytesRead = 0
   const countBytes = (bytes: number) => {
     bytesRead += bytes
@@ -278,7 +303,11 @@ async function fillArchive(tar: Pack, folder: string, options: PackOptions): Pro
   const pacer = new EventLoopPacer()
   for (const entry of entries) {
     const replacement = entry.type === 'file' ? replacements.get(entry.name) : undefined
-    if (replacement === undefined && entry.type === 'file' && entry.size > SMALL_FILE_BYTES) {
+    const reference = entry.type === 'file' ? references.get(entry.name) : undefined
+    if (reference !== undefined) {
+      await addBufferedEntry(tar, referenceHeader(entry, reference))
+      await pacer.tick()
+    } else if (replacement === undefined && entry.type === 'file' && entry.size > SMALL_FILE_BYTES) {
       await addStreamedFile(tar, entry, countBytes)
     } else {
       const content = replacement ?? (entry.type === 'file' && entry.size > 0 ? readSmallFile(entry) : undefined)
@@ -290,6 +319,7 @@ async function fillArchive(tar: Pack, folder: string, options: PackOptions): Pro
     }
   }
 
+  for (const [name, text] of extraFiles) await addBufferedEntry(tar, {name, type: 'file', mode: 0o600, mtime: new Date(), uid: 0, gid: 0}, Buffer.from(text))
   tar.finalize()
 }
 

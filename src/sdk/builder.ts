@@ -1,8 +1,10 @@
 import type {Readable} from 'node:stream'
 
-import {ExpectedError} from '../errors.js'
+import {ApiError, ExpectedError} from '../errors.js'
 import type {BuildEvent, HeadlessBuildAnswer} from '../protocol/build-events.js'
+import {BUILD_CONTENTS_PATH, type ContentsAnswer, type ContentsQuery} from '../protocol/build-upload.js'
 import type {FleetClient} from './client.js'
+import {isFlotillaUrl} from './endpoints.js'
 import {parseJsonArrayStream} from './json-array-stream.js'
 
 export interface BuildRequest {
@@ -15,6 +17,27 @@ export interface BuildRequest {
   draft?: boolean
   signal?: AbortSignal
   onUploadProgress?: (bytes: number) => void
+}
+
+/**
+ * Which of these contents (SHA-256, hex) the fleet's builder already has from earlier pushes, so the upload can
+ * leave them out (protocol/build-upload.ts). None for a builder that keeps nothing (balena's, an older flotilla).
+ */
+export async function storedContents(client: FleetClient, slug: string, hashes: string[], signal?: AbortSignal): Promise<Set<string>> {
+  const unique = [...new Set(hashes)]
+  if (unique.length === 0 || !isFlotillaUrl(client.remote)) return new Set()
+  const builder = await client.endpoint('builder')
+  const query: ContentsQuery = {sha256: unique}
+  let answer: ContentsAnswer
+  try {
+    answer = await client.request<ContentsAnswer>('POST', `${builder.replace(/\/+$/, '')}${BUILD_CONTENTS_PATH}`, {json: query, searchParams: {slug}, signal})
+  } catch (error) {
+    if (error instanceof ApiError && error.statusCode === 404) return new Set()
+    throw error
+  }
+
+  const missing = new Set(answer?.missing ?? unique)
+  return new Set(unique.filter((hash) => !missing.has(hash)))
 }
 
 async function openBuild(client: FleetClient, request: BuildRequest, headless: boolean): Promise<Readable> {

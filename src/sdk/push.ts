@@ -1,9 +1,11 @@
+import {createHash} from 'node:crypto'
 import path from 'node:path'
 
 import {ExpectedError, InterruptedError} from '../errors.js'
+import type {ProjectEntry} from '../project/pack.js'
 import type {BuildEvent} from '../protocol/build-events.js'
 import type {FleetClient} from './client.js'
-import {streamBuild, startDetachedBuild} from './builder.js'
+import {storedContents, streamBuild, startDetachedBuild} from './builder.js'
 import {resolveDeviceType} from './device-types.js'
 import {type Fleet, getFleet} from './fleets.js'
 import {cancelRelease, setReleaseNote, tagRelease} from './releases.js'
@@ -19,6 +21,10 @@ export interface PushOptions {
   signal?: AbortSignal
   /** The pushing shell's environment, for `${VAR}` in docker-compose.yml (it wins over the project's `.env`). */
   environment?: Record<string, string | undefined>
+  /** A YAML or JSON file of registry credentials for the builder's pulls (balena-cli's `--registry-secrets`). */
+  registrySecrets?: string
+  /** A folder where the hashes of the project's files are remembered between pushes, so unchanged files are not read again. */
+  hashCacheFolder?: string
 }
 
 /** What a push reports while it runs, for the command to render. */
@@ -54,14 +60,47 @@ async function prepare(client: FleetClient, options: PushOptions, upload?: Uploa
     environment: options.environment,
     allowPathsOutsideProject: true,
   })
-  const {packProject} = await import('../project/pack.js')
+  const {listProjectEntries, packProject} = await import('../project/pack.js')
+  const contexts = project.services.flatMap((service) => (service.type === 'build' ? [service.context] : []))
+  // The builder reads the compose file as sent: it gets the variables of this shell and the env_files resolved.
+  const replacements = project.composeFile && project.resolvedComposeText !== undefined ? {[project.composeFile]: project.resolvedComposeText} : {}
+  const extraFiles = await registrySecretsFile(options.registrySecrets)
+  const entries = await listProjectEntries(folder, undefined, contexts)
+  const hashCache = options.hashCacheFolder && path.join(options.hashCacheFolder, `${createHash('sha256').update(folder).digest('hex').slice(0, 32)}.json`)
+  const references = await unchangedContents(client, fleet.slug, entries, replacements, {cacheFile: hashCache, signal: options.signal})
   const tarball = packProject(folder, {
     onProgress: upload && ((progress) => upload.packed(progress.bytesRead, progress.totalBytes)),
-    contexts: project.services.flatMap((service) => (service.type === 'build' ? [service.context] : [])),
-    // The builder reads the compose file as sent: it gets the variables of this shell and the env_files resolved.
-    ...(project.composeFile && project.resolvedComposeText !== undefined ? {replacements: {[project.composeFile]: project.resolvedComposeText}} : {}),
+    entries,
+    references,
+    replacements,
+    extraFiles,
   })
   return {fleet, folder, project, tarball}
+}
+
+/** `--registry-secrets`: the file the builder reads its pull credentials from, in the upload. */
+async function registrySecretsFile(file: string | undefined): Promise<Record<string, string>> {
+  if (file === undefined) return {}
+  const {readRegistrySecretsFile, REGISTRY_SECRETS_PATH} = await import('../project/registry-secrets.js')
+  return {[REGISTRY_SECRETS_PATH]: await readRegistrySecretsFile(file)}
+}
+
+/** The files whose contents the fleet's builder has from earlier pushes, by entry name with their hash: the upload leaves those out. */
+async function unchangedContents(
+  client: FleetClient,
+  slug: string,
+  entries: ProjectEntry[],
+  replacements: Record<string, string>,
+  options: {cacheFile?: string; signal?: AbortSignal},
+): Promise<Map<string, string>> {
+  const {hashProjectContents} = await import('../project/content-hashes.js')
+  const hashes = await hashProjectContents(
+    entries.filter((entry) => entry.size > 0 || Object.hasOwn(replacements, entry.name)),
+    replacements,
+    options.cacheFile,
+  )
+  const stored = await storedContents(client, slug, [...hashes.values()], options.signal)
+  return new Map([...hashes].filter(([, hash]) => stored.has(hash)))
 }
 
 /** The upload's progress as got reports it: the latest count not yet handed on, and a wake-up for whoever waits. */

@@ -103,7 +103,11 @@ function registerRoutes(app: FastifyInstance, context: ServerContext, options: S
   registerDeviceRegistrationRoute(app, context)
   registerPineRoutes(app, context)
   registerReleaseAssetRoutes(app, context, options.dataDir && path.join(options.dataDir, 'release-assets'))
-  registerBuildRoutes(app, context, {...options.builder, docker: options.builder?.docker ?? localDockerEngine()})
+  registerBuildRoutes(app, context, {
+    contentsFolder: options.dataDir && path.join(options.dataDir, 'build-contents'),
+    ...options.builder,
+    docker: options.builder?.docker ?? localDockerEngine(),
+  })
   const deviceActions = new DeviceActionQueue()
   registerDeviceStateRoutes(app, context, {
     actions: deviceActions,

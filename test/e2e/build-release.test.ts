@@ -42,6 +42,13 @@ class MemoryBuildStore implements BuildStore {
   async isCancelled(): Promise<boolean> {
     return this.cancelled
   }
+
+  /** Every build here builds: reuse across releases is the route's (push-repush.test.ts). */
+  async findReusableImage(): Promise<undefined> {
+    return undefined
+  }
+
+  async reuseImage(): Promise<void> {}
 }
 
 describe('buildRelease on the real Docker engine', function () {

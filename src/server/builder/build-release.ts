@@ -1,4 +1,4 @@
-import {randomBytes} from 'node:crypto'
+import {createHash, randomBytes} from 'node:crypto'
 import path from 'node:path'
 
 import type Docker from 'dockerode'
@@ -21,6 +21,10 @@ export interface BuildStore {
   /** A new image row for a service of this release; returns its id and the repository it is stored under. */
   createImage(serviceId: number, details: {dockerfile: string | null; projectType: string}): Promise<{imageId: number; location: string}>
   updateImage(imageId: number, patch: Record<string, unknown>): Promise<void>
+  /** The fleet's latest successful image of this service built from a context of this digest, with its release. */
+  findReusableImage(serviceName: string, contextDigest: string): Promise<{imageId: number; location: string; contentHash: string | null; releaseId: number} | undefined>
+  /** Makes an existing image part of this release too. */
+  reuseImage(imageId: number): Promise<void>
   /** Whether someone cancelled the release meanwhile (balena clients PATCH its status). */
   isCancelled(): Promise<boolean>
 }
@@ -115,6 +119,63 @@ async function buildImageOf(job: ReleaseJob, service: BuildService, dockerfile: 
   return built
 }
 
+/** Names a Dockerfile builds from (`FROM`, `COPY --from=`), leaving out its own stages and `scratch`; undefined when one is made of build args. */
+function baseImagesOf(dockerfile: string): string[] | undefined {
+  const stages = new Set<string>(['scratch'])
+  const bases: string[] = []
+  for (const [, from, stage] of dockerfile.matchAll(/^\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?/gim)) {
+    if (!stages.has(from.toLowerCase())) bases.push(from)
+    if (stage) stages.add(stage.toLowerCase())
+  }
+
+  for (const [, from] of dockerfile.matchAll(/--from=(\S+)/gi)) if (!stages.has(from.toLowerCase()) && !/^\d+$/.test(from)) bases.push(from)
+  return bases.some((base) => base.includes('$')) ? undefined : bases
+}
+
+/**
+ * What decides a service's build, as one SHA-256: its context (contents, not modification times), Dockerfile,
+ * build args, platform, network, and the engine's image of every base it names. Undefined when a base is chosen
+ * by a build arg: then only a build can tell.
+ */
+async function buildDigestOf(job: ReleaseJob, service: BuildService, dockerfile: ServiceDockerfile): Promise<string | undefined> {
+  const {request} = job
+  const bases = baseImagesOf(dockerfile.text)
+  if (!bases) return undefined
+  const baseIds = await Promise.all(bases.map(async (base) => `${base}=${(await inspectLocalImage(request.docker, base))?.imageId ?? 'absent'}`))
+  const ignore = withoutRegistrySecrets(await readContextIgnore(request.project, service.context), service.context)
+  const args = Object.entries(service.args ?? {}).sort(([left], [right]) => (left < right ? -1 : left > right ? 1 : 0))
+  const decisive = {
+    context: request.project.contextDigest(service.context, ignore, dockerfile.extraFiles),
+    dockerfile: dockerfile.path,
+    args,
+    platform: formatPlatform(job.platform),
+    network: request.network,
+    bases: baseIds,
+  }
+  return createHash('sha256').update(JSON.stringify(decisive)).digest('hex')
+}
+
+/**
+ * Makes an earlier release's image of this service part of this one when it was built from the same digest and
+ * the engine still has it for the fleet's platform; pushed again, so the registry surely holds it. Whether it did.
+ */
+async function reuseUnchangedImage(job: ReleaseJob, service: BuildService, digest: string, onLine: (line: BuildLine) => void): Promise<boolean> {
+  const {request} = job
+  const earlier = await request.store.findReusableImage(service.serviceName, digest)
+  if (!earlier) return false
+  const tag = `${earlier.location}:latest`
+  const local = await inspectLocalImage(request.docker, tag)
+  if (!local || !platformMatches(local.platform, job.platform)) return false
+  await request.store.reuseImage(earlier.imageId)
+  if (request.registry) {
+    const contentHash = await pushImage(request.docker, tag, onLine, job.signal, request.registryCredentials)
+    if (contentHash !== earlier.contentHash) await request.store.updateImage(earlier.imageId, {content_hash: contentHash, push_timestamp: new Date().toISOString()})
+  }
+
+  onLine({message: `Build context, Dockerfile and base images unchanged since release ${earlier.releaseId}: reusing its image, no build`})
+  return true
+}
+
 /** The upload's registry credentials never reach an image, whatever the Dockerfile copies. */
 function withoutRegistrySecrets(ignore: ProjectIgnore, context: string): ProjectIgnore {
   const secretsPath = path.posix.relative(context, REGISTRY_SECRETS_PATH)
@@ -164,6 +225,8 @@ async function makeServiceImage(job: ReleaseJob, service: ProjectService, tags: 
   try {
     const serviceId = await request.store.ensureService(service.serviceName)
     const dockerfile = service.type === 'build' ? await dockerfileFor(request.project, service, request.deviceType, request.arch) : undefined
+    const digest = service.type === 'build' ? await buildDigestOf(job, service, dockerfile as ServiceDockerfile) : undefined
+    if (digest && !request.nocache && (await reuseUnchangedImage(job, service as BuildService, digest, onLine))) return undefined
     imageRow = await request.store.createImage(serviceId, {dockerfile: dockerfile?.text ?? null, projectType: projectTypeOf(service)})
     const tag = `${imageRow.location}:latest`
     tags.push(tag)
@@ -175,6 +238,7 @@ async function makeServiceImage(job: ReleaseJob, service: ProjectService, tags: 
       image_size: made.size,
       content_hash: contentHash,
       architecture: formatPlatform(made.platform),
+      context_digest: digest ?? null,
       push_timestamp: request.registry ? new Date().toISOString() : null,
       end_timestamp: new Date().toISOString(),
       build_log: serviceLog.join('\n'),

@@ -1,41 +1,20 @@
 import type Docker from 'dockerode'
 
-import {ExpectedError} from '../../errors.js'
 import type {ProjectFiles} from '../../project/files.js'
+import {parseRegistrySecrets, REGISTRY_SECRETS_PATH, type RegistrySecrets} from '../../project/registry-secrets.js'
 
-/**
- * Where balena-cli puts the registry credentials of `--registry-secrets` in the upload, for the builder's pulls:
- * `{"<registry host[:port]>": {"username", "password"}}`, the empty name standing for Docker Hub.
- */
-export const REGISTRY_SECRETS_PATH = '.balena/registry-secrets.json'
-
-export type RegistrySecrets = Record<string, {username: string; password: string}>
+export {REGISTRY_SECRETS_PATH} from '../../project/registry-secrets.js'
+export type {RegistrySecrets} from '../../project/registry-secrets.js'
 
 const DOCKER_HUB = 'docker.io'
 const DOCKER_HUB_NAMES = new Set(['', 'docker.io', 'index.docker.io', 'registry-1.docker.io', 'https://index.docker.io/v1/'])
 
-/** The registry credentials the upload brings; none when it has no secrets file. A malformed one is the user's to fix. */
+/** The registry credentials the upload brings, Docker Hub's under one name; none when it has no secrets file. A malformed one is the user's to fix. */
 export async function readRegistrySecrets(project: ProjectFiles): Promise<RegistrySecrets> {
   const text = await project.readText(REGISTRY_SECRETS_PATH)
   if (text === undefined) return {}
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(text)
-  } catch {
-    throw new ExpectedError(`${REGISTRY_SECRETS_PATH} is not valid JSON — it maps registry hosts to {"username", "password"}`)
-  }
-
-  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ExpectedError(`${REGISTRY_SECRETS_PATH} must be a JSON object of registry hosts to {"username", "password"}`)
   const secrets: RegistrySecrets = {}
-  for (const [registry, entry] of Object.entries(parsed as Record<string, unknown>)) {
-    const {username, password} = (entry ?? {}) as Record<string, unknown>
-    if (typeof username !== 'string' || typeof password !== 'string') {
-      throw new ExpectedError(`${REGISTRY_SECRETS_PATH}: the entry of "${registry}" needs a string "username" and "password"`)
-    }
-
-    secrets[DOCKER_HUB_NAMES.has(registry) ? DOCKER_HUB : registry] = {username, password}
-  }
-
+  for (const [registry, entry] of Object.entries(parseRegistrySecrets(text, REGISTRY_SECRETS_PATH))) secrets[DOCKER_HUB_NAMES.has(registry) ? DOCKER_HUB : registry] = entry
   return secrets
 }
 

@@ -1,4 +1,5 @@
-import {closeSync, createReadStream, createWriteStream, openSync, readSync} from 'node:fs'
+import {createHash} from 'node:crypto'
+import {closeSync, createReadStream, createWriteStream, openSync, readFileSync, readSync} from 'node:fs'
 import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -9,6 +10,7 @@ import {createGunzip} from 'node:zlib'
 import {extract, type Header, pack as createTarPack, type Pack} from 'tar-stream'
 
 import {ExpectedError} from '../../errors.js'
+import {CONTENT_HASH_PATTERN, CONTENT_HASH_RECORD, CONTENT_SIZE_RECORD} from '../../protocol/build-upload.js'
 import type {ProjectFiles} from '../../project/files.js'
 import type {ProjectIgnore} from '../../project/ignore.js'
 import {addBufferedEntry, addStreamedEntry, EventLoopPacer, readableArchive} from '../../project/pack.js'
@@ -41,6 +43,37 @@ interface StoredEntry {
   /** Where the file's contents start in the spool. */
   offset: number
   linkTarget?: string
+  /** A file's contents' SHA-256 (hex), as the builder computed it when they arrived or stored them. */
+  hash?: string
+  /** Where a file's contents are when the upload referred to stored ones instead of carrying them. */
+  blob?: string
+}
+
+/**
+ * The file contents of a fleet's earlier uploads that an upload may refer to by hash instead of carrying them
+ * (see protocol/build-upload.ts): their sizes and where they lie, by the hash the builder computed.
+ */
+export interface KnownContents {
+  sizeOf(hash: string): number | undefined
+  pathOf(hash: string): string
+}
+
+/** How much of an upload came in it and how much was referred to from earlier uploads. */
+export interface UploadSummary {
+  receivedFiles: number
+  receivedBytes: number
+  storedFiles: number
+  storedBytes: number
+}
+
+/** Contents that arrived in the upload, once each: what the store keeps for later uploads. */
+export interface ReceivedContents {
+  hash: string
+  size: number
+  /** The contents in one buffer (small ones) … */
+  read(): Buffer
+  /** … or as a stream. */
+  stream(): Readable
 }
 
 /**
@@ -92,7 +125,9 @@ function formatMiB(bytes: number): string {
 /**
  * A project uploaded to the builder, held as an index of its entries beside one spool file of their contents.
  * Nothing is unpacked: names and links are data, so no entry can make the server read or write outside the
- * spool, whatever links the archive holds. The services' build contexts are made from it as tar streams.
+ * spool, whatever links the archive holds. A file may instead refer to contents of the fleet's earlier uploads by
+ * the hash the builder computed for them (KnownContents); every file's hash is the builder's own. The services'
+ * build contexts are made from it as tar streams.
  */
 export class UploadedProject implements ProjectFiles {
   readonly label = 'the uploaded project'
@@ -101,6 +136,7 @@ export class UploadedProject implements ProjectFiles {
   private readonly impliedFolders = new Set<string>()
   /** The spool, open for reading once the upload is in. */
   private descriptor?: number
+  readonly summary: UploadSummary = {receivedFiles: 0, receivedBytes: 0, storedFiles: 0, storedBytes: 0}
 
   private constructor(
     private readonly spoolFolder: string,
@@ -111,11 +147,11 @@ export class UploadedProject implements ProjectFiles {
    * Reads a gzip'd tar as it streams in, refusing what a project cannot hold and anything over the limits. The
    * spool is a new folder in `spoolParent`, removed by dispose() or when the upload is refused.
    */
-  static async receive(gzipped: Readable, limits: UploadLimits = DEFAULT_UPLOAD_LIMITS, spoolParent = tmpdir()): Promise<UploadedProject> {
+  static async receive(gzipped: Readable, limits: UploadLimits = DEFAULT_UPLOAD_LIMITS, spoolParent = tmpdir(), known?: KnownContents): Promise<UploadedProject> {
     const spoolFolder = await mkdtemp(path.join(spoolParent, 'flotilla-upload-'))
     const project = new UploadedProject(spoolFolder, path.join(spoolFolder, 'contents'))
     try {
-      await project.fill(gzipped, limits)
+      await project.fill(gzipped, limits, known)
       project.checkLinks()
       return project
     } catch (error) {
@@ -124,7 +160,7 @@ export class UploadedProject implements ProjectFiles {
     }
   }
 
-  private async fill(gzipped: Readable, limits: UploadLimits): Promise<void> {
+  private async fill(gzipped: Readable, limits: UploadLimits, known?: KnownContents): Promise<void> {
     const spool = createWriteStream(this.spoolFile, {mode: 0o600})
     const unpack = extract()
     let bytes = 0
@@ -135,17 +171,23 @@ export class UploadedProject implements ProjectFiles {
         if (this.entries.size >= limits.maxEntries) throw new BuildContextError(`the build context has more than ${limits.maxEntries} entries — leave some out with .dockerignore`)
         const parts = entryParts(header.name)
         const type = entryType(header)
-        const size = type === 'file' ? (header.size ?? 0) : 0
+        const reference = type === 'file' ? storedReference(header, known) : undefined
+        const size = type === 'file' ? (reference?.size ?? header.size ?? 0) : 0
         bytes += size
         if (bytes > limits.maxBytes) throw new BuildContextError(`the build context is larger than ${formatMiB(limits.maxBytes)} unpacked — leave some out with .dockerignore`)
-        const stored: StoredEntry = {type, mode: (header.mode ?? (type === 'directory' ? 0o755 : 0o644)) & 0o7777, mtime: header.mtime ?? new Date(0), size, offset: spooled}
+        const stored: StoredEntry = {type, mode: (header.mode ?? (type === 'directory' ? 0o755 : 0o644)) & 0o7777, mtime: header.mtime ?? new Date(0), size, offset: spooled, ...reference}
         if (type === 'symlink') stored.linkTarget = checkedLinkTarget(header)
         if (parts.length > 0) this.add(parts, stored, header.name)
+        const hasher = type === 'file' && !reference ? createHash('sha256') : undefined
         for await (const chunk of entry as AsyncIterable<Buffer>) {
-          if (type !== 'file') continue
+          if (!hasher) continue
+          hasher.update(chunk)
           spooled += chunk.length
           if (!spool.write(chunk)) await new Promise<void>((resolve) => spool.once('drain', () => resolve()))
         }
+
+        if (hasher) stored.hash = verifiedHash(header, hasher.digest('hex'))
+        this.count(stored)
       }
     })()
     // The request is piped, not made part of the pipeline: a refused upload must not destroy it, or the socket
@@ -166,6 +208,17 @@ export class UploadedProject implements ProjectFiles {
     }
 
     this.descriptor = openSync(this.spoolFile, 'r')
+  }
+
+  private count(entry: StoredEntry): void {
+    if (entry.type !== 'file') return
+    if (entry.blob) {
+      this.summary.storedFiles++
+      this.summary.storedBytes += entry.size
+    } else {
+      this.summary.receivedFiles++
+      this.summary.receivedBytes += entry.size
+    }
   }
 
   /** Adds an entry, refusing anything placed under a link or a file, and a name given twice. */
@@ -256,6 +309,12 @@ export class UploadedProject implements ProjectFiles {
   }
 
   private readContents(entry: StoredEntry): Buffer {
+    if (entry.blob) {
+      const contents = readFileSync(entry.blob)
+      if (contents.length !== entry.size) throw new Error(`the stored contents ${entry.hash} changed size`)
+      return contents
+    }
+
     const buffer = Buffer.allocUnsafe(entry.size)
     if (entry.size === 0) return buffer
     if (this.descriptor === undefined) throw new Error('the uploaded project was disposed of')
@@ -281,22 +340,70 @@ export class UploadedProject implements ProjectFiles {
     return readableArchive(tar)
   }
 
-  private async fillContext(tar: Pack, folder: string, ignore: ProjectIgnore, extraFiles: Record<string, string>): Promise<void> {
+  /** The entries of one folder's build context, by their names inside it, without the ignored ones and those `extraFiles` replace. */
+  private *contextEntries(folder: string, ignore: ProjectIgnore, extraFiles: Record<string, string>): Generator<[string, StoredEntry]> {
     const prefix = folder === '' ? '' : `${folder}/`
-    const pacer = new EventLoopPacer()
     for (const [name, entry] of this.entries) {
       if (!name.startsWith(prefix)) continue
       const relative = name.slice(prefix.length)
-      if (Object.hasOwn(extraFiles, relative) || ignore.ignores(relative)) continue
+      if (!Object.hasOwn(extraFiles, relative) && !ignore.ignores(relative)) yield [relative, entry]
+    }
+  }
+
+  private async fillContext(tar: Pack, folder: string, ignore: ProjectIgnore, extraFiles: Record<string, string>): Promise<void> {
+    const pacer = new EventLoopPacer()
+    for (const [relative, entry] of this.contextEntries(folder, ignore, extraFiles)) {
       const header = {name: entry.type === 'directory' ? `${relative}/` : relative, type: entry.type, mode: entry.mode, mtime: entry.mtime, uid: 0, gid: 0}
       if (entry.type === 'symlink') await addBufferedEntry(tar, {...header, linkname: entry.linkTarget})
       else if (entry.type === 'directory' || entry.size <= SMALL_FILE_BYTES) await addBufferedEntry(tar, {...header, size: entry.size}, entry.type === 'file' ? this.readContents(entry) : undefined)
-      else await addStreamedEntry(tar, {...header, size: entry.size}, createReadStream(this.spoolFile, {start: entry.offset, end: entry.offset + entry.size - 1}))
+      else await addStreamedEntry(tar, {...header, size: entry.size}, this.streamContents(entry))
       await pacer.tick()
     }
 
     for (const [name, text] of Object.entries(extraFiles)) await addBufferedEntry(tar, {name, type: 'file', mode: 0o644, mtime: new Date(), uid: 0, gid: 0}, Buffer.from(text))
     tar.finalize()
+  }
+
+  private streamContents(entry: StoredEntry): Readable {
+    if (entry.blob) return createReadStream(entry.blob)
+    return createReadStream(this.spoolFile, {start: entry.offset, end: entry.offset + entry.size - 1})
+  }
+
+  /**
+   * What one service's build context holds, as one SHA-256: every entry's name, type, permissions, size and
+   * contents' hash (or link target), and the `extraFiles`. Modification times are left out: a fresh checkout of
+   * the same files is the same context. Two uploads with the same digest give the engine the same build.
+   */
+  contextDigest(context: string, ignore: ProjectIgnore, extraFiles: Record<string, string> = {}): string {
+    const folder = this.lookup(context)?.name ?? ''
+    const lines: string[] = []
+    for (const [relative, entry] of this.contextEntries(folder, ignore, extraFiles)) {
+      lines.push(`${entry.type}\0${relative}\0${entry.mode.toString(8)}\0${entry.size}\0${entry.type === 'symlink' ? entry.linkTarget : (entry.hash ?? '')}`)
+    }
+
+    for (const [name, text] of Object.entries(extraFiles)) lines.push(`extra\0${name}\0${createHash('sha256').update(text).digest('hex')}`)
+    lines.sort()
+    return createHash('sha256').update(lines.join('\n')).digest('hex')
+  }
+
+  /** The hashes of every file's contents, received or referred to. */
+  contentHashes(): Set<string> {
+    const hashes = new Set<string>()
+    for (const entry of this.entries.values()) if (entry.hash) hashes.add(entry.hash)
+    return hashes
+  }
+
+  /** The contents that arrived in this upload, once each, leaving out the files `skip` names. */
+  receivedContents(skip: (name: string) => boolean): ReceivedContents[] {
+    const seen = new Set<string>()
+    const contents: ReceivedContents[] = []
+    for (const [name, entry] of this.entries) {
+      if (entry.type !== 'file' || entry.blob || !entry.hash || seen.has(entry.hash) || skip(name)) continue
+      seen.add(entry.hash)
+      contents.push({hash: entry.hash, size: entry.size, read: () => this.readContents(entry), stream: () => this.streamContents(entry)})
+    }
+
+    return contents
   }
 
   /** Removes the spool; the project cannot be read afterwards. */
@@ -305,6 +412,40 @@ export class UploadedProject implements ProjectFiles {
     this.descriptor = undefined
     await rm(this.spoolFolder, {recursive: true, force: true})
   }
+}
+
+/**
+ * The stored contents a file entry refers to instead of carrying them (PAX records, protocol/build-upload.ts), or
+ * undefined for an entry that carries its own. Only contents the fleet's store holds, of the size it holds, pass.
+ */
+function storedReference(header: Header, known?: KnownContents): {hash: string; blob: string; size: number} | undefined {
+  const pax = (header.pax ?? {}) as Record<string, string>
+  const sizeRecord = pax[CONTENT_SIZE_RECORD]
+  if (sizeRecord === undefined) return undefined
+  const hash = pax[CONTENT_HASH_RECORD]
+  if (hash === undefined || !CONTENT_HASH_PATTERN.test(hash) || !/^\d{1,15}$/.test(sizeRecord)) {
+    throw new BuildContextError(`"${header.name}" refers to stored contents without a valid ${CONTENT_HASH_RECORD} (64 lower-case hex digits) and ${CONTENT_SIZE_RECORD}`)
+  }
+
+  if ((header.size ?? 0) !== 0) throw new BuildContextError(`"${header.name}" both refers to stored contents and carries contents of its own`)
+  const size = Number(sizeRecord)
+  const storedSize = known?.sizeOf(hash)
+  if (storedSize === undefined || known === undefined) {
+    throw new BuildContextError(`"${header.name}" refers to contents (sha256 ${hash.slice(0, 12)}…) that this fleet's builder does not have — push again to send them`)
+  }
+
+  if (storedSize !== size) throw new BuildContextError(`"${header.name}" refers to stored contents of ${size} bytes, but they have ${storedSize}`)
+  return {hash, blob: known.pathOf(hash), size}
+}
+
+/** The hash the builder computed, refused when the upload labelled the contents with another one. */
+function verifiedHash(header: Header, computed: string): string {
+  const claimed = (header.pax as Record<string, string> | undefined)?.[CONTENT_HASH_RECORD]
+  if (claimed !== undefined && claimed !== computed) {
+    throw new BuildContextError(`the upload labels the contents of "${header.name}" with sha256 ${claimed.slice(0, 64)}, but they hash to ${computed}: refusing mislabelled contents`)
+  }
+
+  return computed
 }
 
 /** A link's target as the archive gives it, refused when it is absolute: a project's links point inside it. */

@@ -374,6 +374,18 @@ const releaseAssets: Migration = {
   },
 }
 
+/**
+ * What decided each built image (its context's contents, Dockerfile, build args, platform and base images), as a
+ * SHA-256: a flotilla field, so that a push of an unchanged project reuses the fleet's image instead of building it
+ * again. Null for images pulled, deployed or made before.
+ */
+const imageContextDigest: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema.alterTable('image').addColumn('context_digest', 'text').execute()
+    await db.schema.createIndex('image_context_digest').on('image').column('context_digest').execute()
+  },
+}
+
 /** Every schema change in order; a name once shipped is never edited, only followed by a new one. */
 export const MIGRATIONS: Record<string, Migration> = {
   '0001_initial_schema': initialSchema,
@@ -387,6 +399,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0009_image_architecture': imageArchitecture,
   '0010_device_history': deviceHistory,
   '0011_release_assets': releaseAssets,
+  '0012_image_context_digest': imageContextDigest,
 }
 
 export const migrationProvider: MigrationProvider = {

@@ -183,6 +183,8 @@ export interface ImageTable {
   build_log: string | null
   /** [flotilla] The image's platform, `linux/arm64`; null when unknown. */
   architecture: string | null
+  /** [flotilla] SHA-256 of what decided a build (context, Dockerfile, args, platform, bases): an unchanged re-push reuses the image. */
+  context_digest: string | null
 }
 
 export interface ImageIsPartOfReleaseTable {

@@ -6,8 +6,12 @@ import type Docker from 'dockerode'
 import type {FastifyInstance} from 'fastify'
 
 import type {BuildEvent} from '../../protocol/build-events.js'
+import {BUILD_CONTENTS_PATH, CONTENT_HASH_PATTERN, type ContentsAnswer} from '../../protocol/build-upload.js'
+import {formatBytes} from '../../image/format.js'
 import type {BuildStore} from '../builder/build-release.js'
+import type {BuildContentStore, StoreUpload} from '../builder/content-store.js'
 import type {BuildNetwork} from '../builder/docker-builder.js'
+import {REGISTRY_SECRETS_PATH} from '../builder/image-sources.js'
 import {DEFAULT_UPLOAD_LIMITS, type UploadedProject, type UploadLimits} from '../builder/upload.js'
 import {ExpectedError} from '../../errors.js'
 import {type ServerContext, userActor} from '../context.js'
@@ -28,6 +32,8 @@ export interface BuilderSettings {
   timeoutMs?: number
   /** `host:port` of a Docker Hub mirror image-only services are pulled from when the engine lacks them. */
   registryMirror?: string | null
+  /** Where the builder keeps the contents of each fleet's latest uploads, so a re-push sends only what changed; none: every push sends everything. */
+  contentsFolder?: string
 }
 
 export const DEFAULT_BUILD_TIMEOUT_MS = 60 * 60 * 1000
@@ -69,6 +75,23 @@ function releaseStore(db: Db, releaseId: number, applicationId: number, registry
     async isCancelled() {
       const row = await db.selectFrom('release').select('status').where('id', '=', releaseId).executeTakeFirst()
       return row?.status === 'cancelled'
+    },
+    async findReusableImage(serviceName, contextDigest) {
+      return db
+        .selectFrom('image')
+        .innerJoin('service', 'service.id', 'image.is_a_build_of__service')
+        .innerJoin('image__is_part_of__release as part', 'part.image', 'image.id')
+        .select(['image.id as imageId', 'image.is_stored_at__image_location as location', 'image.content_hash as contentHash', 'part.is_part_of__release as releaseId'])
+        .where('service.application', '=', applicationId)
+        .where('service.service_name', '=', serviceName)
+        .where('image.context_digest', '=', contextDigest)
+        .where('image.status', '=', 'success')
+        .orderBy('image.id', 'desc')
+        .orderBy('part.is_part_of__release', 'asc')
+        .executeTakeFirst()
+    },
+    async reuseImage(imageId) {
+      await db.insertInto('image__is_part_of__release').values({created_at: now(), image: imageId, is_part_of__release: releaseId}).execute()
     },
   }
 }
@@ -176,36 +199,98 @@ async function effectiveBuildNetwork(docker: Docker, wanted: BuildNetwork): Prom
   return {network: 'none', warning: '[Warn] The Docker engine has no default bridge network: RUN steps run without a network (server start --build-network)'}
 }
 
+/** The largest contents query: one hash (64 hex digits, quoted, a comma) for each entry an upload may hold. */
+function contentsQueryLimit(limits: UploadLimits): number {
+  return limits.maxEntries * 70 + 1024
+}
+
+/** Reads a JSON request body of at most `maxBytes` from the stream the build scope hands over. */
+async function readJsonBody(body: Readable, maxBytes: number): Promise<unknown> {
+  const chunks: Buffer[] = []
+  let bytes = 0
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    bytes += chunk.length
+    if (bytes > maxBytes) throw new HttpError(413, `the contents query is larger than ${maxBytes} bytes: it holds one hash a file`)
+    chunks.push(chunk)
+  }
+
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'))
+  } catch {
+    throw badRequest('the contents query must be JSON: {"sha256": ["<64 hex digits>", …]}')
+  }
+}
+
+/**
+ * [flotilla] `POST /v3/build/contents?slug=<org/fleet>` `{"sha256": [...]}` → `{"missing": [...]}`: which file contents
+ * the fleet's store lacks, so the upload that follows carries only those (protocol/build-upload.ts).
+ */
+function registerContentsRoute(scope: FastifyInstance, context: ServerContext, store: BuildContentStore | undefined, limits: UploadLimits): void {
+  scope.post(BUILD_CONTENTS_PATH, async (request) => {
+    const actor = await userActor(context, request)
+    const query = request.query as BuildQuery
+    if (!query.slug) throw badRequest('slug is required: the fleet to build for, as org/name')
+    const fleet = await buildFleet(context, actor, query.slug)
+    const body = (await readJsonBody(request.body as Readable, contentsQueryLimit(limits))) as {sha256?: unknown}
+    const hashes = body?.sha256
+    if (!Array.isArray(hashes) || hashes.length > limits.maxEntries || !hashes.every((hash) => typeof hash === 'string' && CONTENT_HASH_PATTERN.test(hash))) {
+      throw badRequest(`the contents query must be {"sha256": [...]} with at most ${limits.maxEntries} hashes of 64 lower-case hex digits`)
+    }
+
+    const answer: ContentsAnswer = {missing: store ? await store.missing(fleet.id, hashes as string[]) : [...new Set(hashes as string[])]}
+    return answer
+  })
+}
+
+/** The upload as received, against the fleet's stored contents when the builder keeps them; a refusal is an ExpectedError. */
+async function receiveUpload(body: Readable, limits: UploadLimits, upload: StoreUpload | undefined): Promise<UploadedProject> {
+  const {UploadedProject} = await import('../builder/upload.js')
+  const project = await UploadedProject.receive(body, limits, undefined, upload?.known)
+  await upload?.record(project)
+  return project
+}
+
+function describeUpload(project: UploadedProject): string {
+  const {receivedFiles, receivedBytes, storedFiles, storedBytes} = project.summary
+  return `[Info] Upload: ${receivedFiles} files (${formatBytes(receivedBytes)}) sent, ${storedFiles} files (${formatBytes(storedBytes)}) unchanged since earlier pushes`
+}
+
+/**
+ * A build that was running when the server stopped can never finish: say so rather than leave it "running",
+ * for the release and for each of its images that was still being built.
+ */
+async function markInterruptedBuilds(database: Db): Promise<void> {
+  await database.transaction().execute(async (db) => {
+    const interrupted = await db.selectFrom('release').select('id').where('status', '=', 'running').where('source', '=', 'cloud').execute()
+    if (interrupted.length === 0) return
+    const releaseIds = interrupted.map((release) => release.id)
+    const endedAt = now()
+    await db.updateTable('release').set({status: 'interrupted', end_timestamp: endedAt}).where('id', 'in', releaseIds).execute()
+    const imageIds = db.selectFrom('image__is_part_of__release').select('image').where('is_part_of__release', 'in', releaseIds)
+    await db
+      .updateTable('image')
+      .set({status: 'interrupted', end_timestamp: endedAt, error_message: 'the server stopped during the build'})
+      .where('id', 'in', imageIds)
+      .where((eb) => eb.or([eb('status', '=', 'running'), eb('status', '=', 'Running')]))
+      .execute()
+  })
+}
+
 /**
  * `POST /v3/build`: receives the project as a gzip'd tar, creates a release, builds and pushes every service,
  * and streams the build log back. The release ends `success` only when every image is built and pushed; then it
  * becomes the fleet's target unless it is a draft or the fleet is pinned, and only when it is newer than the target.
  * The upload is read into an index and one spool file, never unpacked: see UploadedProject.
+ * Its contents are kept per fleet (BuildContentStore) so that the next push sends only what changed.
  */
 export function registerBuildRoutes(app: FastifyInstance, context: ServerContext, settings: BuilderSettings): void {
   const limits = settings.uploadLimits ?? DEFAULT_UPLOAD_LIMITS
-  app.addHook('onReady', async () => {
-    // A build that was running when the server stopped can never finish: say so rather than leave it "running",
-    // for the release and for each of its images that was still being built.
-    await context.db.transaction().execute(async (db) => {
-      const interrupted = await db.selectFrom('release').select('id').where('status', '=', 'running').where('source', '=', 'cloud').execute()
-      if (interrupted.length === 0) return
-      const releaseIds = interrupted.map((release) => release.id)
-      const endedAt = now()
-      await db.updateTable('release').set({status: 'interrupted', end_timestamp: endedAt}).where('id', 'in', releaseIds).execute()
-      const imageIds = db.selectFrom('image__is_part_of__release').select('image').where('is_part_of__release', 'in', releaseIds)
-      await db
-        .updateTable('image')
-        .set({status: 'interrupted', end_timestamp: endedAt, error_message: 'the server stopped during the build'})
-        .where('id', 'in', imageIds)
-        .where((eb) => eb.or([eb('status', '=', 'running'), eb('status', '=', 'Running')]))
-        .execute()
-    })
-  })
-
+  app.addHook('onReady', () => markInterruptedBuilds(context.db))
+  const contentStore = settings.contentsFolder ? import('../builder/content-store.js').then(({BuildContentStore}) => new BuildContentStore(settings.contentsFolder as string)) : undefined
   app.register(async (scope) => {
     scope.removeAllContentTypeParsers()
     scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload))
+    registerContentsRoute(scope, context, await contentStore, limits)
     scope.post('/v3/build', async (request, reply) => {
       const actor = await userActor(context, request)
       const query = request.query as BuildQuery
@@ -231,10 +316,11 @@ export function registerBuildRoutes(app: FastifyInstance, context: ServerContext
       response.emit({message: `[Info] Starting build for fleet ${fleet.slug}, release ${releaseId}`})
       let project: UploadedProject | undefined
       let revokeCredential: (() => void) | undefined
+      const upload = await (await contentStore)?.openUpload(fleet.id)
+      let storing: Promise<void> | undefined
       try {
-        const {UploadedProject} = await import('../builder/upload.js')
         try {
-          project = await UploadedProject.receive(request.body as Readable, limits)
+          project = await receiveUpload(request.body as Readable, limits, upload)
         } catch (error) {
           if (!(error instanceof ExpectedError)) throw error
           await finish('failed', {build_log: `[Error] ${error.message}`})
@@ -243,6 +329,9 @@ export function registerBuildRoutes(app: FastifyInstance, context: ServerContext
         }
 
         response.started(releaseId)
+        response.emit({message: describeUpload(project)})
+        // Kept beside the build: the next push of the fleet sends only what changed. Never the registry secrets.
+        storing = upload?.store(project, (name) => name === REGISTRY_SECRETS_PATH).catch((error: unknown) => request.log.warn({err: error}, 'could not keep the upload\'s contents'))
         const docker = await settings.docker()
         const {network, warning} = await effectiveBuildNetwork(docker, settings.network ?? 'default')
         if (warning) response.emit({message: warning})
@@ -274,6 +363,8 @@ export function registerBuildRoutes(app: FastifyInstance, context: ServerContext
       } finally {
         clearInterval(cancelWatch)
         revokeCredential?.()
+        await storing
+        await upload?.end().catch((error: unknown) => request.log.warn({err: error}, 'could not prune the fleet\'s stored contents'))
         await project?.dispose()
         response.end()
       }

@@ -1,5 +1,5 @@
 import {strict as assert} from 'node:assert'
-import {randomBytes} from 'node:crypto'
+import {createHash, randomBytes} from 'node:crypto'
 import {mkdtempSync, readdirSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -100,6 +100,47 @@ describe('security: the builder touches nothing outside the upload', function ()
 
     const images = (await main.api.call('GET', '/v7/image?$select=dockerfile', {token: main.token})).json().d as Array<{dockerfile: string | null}>
     assert.equal(images.filter((image) => image.dockerfile?.includes('root:')).length, 0)
+  })
+
+  describe('contents kept for re-pushes', () => {
+    const sha256 = (text: string) => createHash('sha256').update(text).digest('hex')
+    const reference = (name: string, text: string): Entry => ({name, size: 0, pax: {'FLOTILLA.sha256': sha256(text), 'FLOTILLA.size': String(Buffer.byteLength(text))}})
+    const missing = async (hashes: string[], target = main) => {
+      const answer = await target.api.call('POST', `/v3/build/contents?slug=${encodeURIComponent(target.slug)}`, {token: target.token, json: {sha256: hashes}})
+      assert.equal(answer.status, 200, answer.body)
+      return answer.json().missing as string[]
+    }
+
+    it('refuses contents labelled with another hash, and keeps nothing under it', async () => {
+      const genuine = `genuine ${randomBytes(8).toString('hex')}`
+      const body = await gzipTar([{name: 'app.js', content: 'evil()', pax: {'FLOTILLA.sha256': sha256(genuine)}}])
+      const {text} = await build(body)
+      assert.match(text, /labels the contents of "app\.js" with sha256 [\da-f]{64}, but they hash to [\da-f]{64}: refusing mislabelled contents/)
+      assert.deepEqual(await missing([sha256(genuine), sha256('evil()')]), [sha256(genuine), sha256('evil()')])
+      // Nor can a later upload of the fleet refer to the genuine contents it never sent.
+      assert.match((await build(await gzipTar([reference('app.js', genuine)]))).text, /"app\.js" refers to contents \(sha256 [\da-f]{12}…\) that this fleet's builder does not have — push again/)
+    })
+
+    it('keeps the contents a fleet sent under the hash the builder computed, for that fleet only', async () => {
+      const secret = `the other fleet's secret ${randomBytes(8).toString('hex')}`
+      await build(await gzipTar([{name: 'secret.txt', content: secret}]))
+      assert.deepEqual(await missing([sha256(secret)]), [], 'the fleet that sent the contents has them')
+      // A member of another fleet who learnt the hash gets nothing of them: not even that they exist.
+      const otherFleet = await main.api.createFleet(main.token, `other${randomBytes(3).toString('hex')}`)
+      const other = {...main, slug: otherFleet.slug}
+      assert.deepEqual(await missing([sha256(secret)], other), [sha256(secret)])
+      const {text} = await build(await gzipTar([{name: 'Dockerfile', content: `FROM ${BASE_IMAGE}\nCOPY secret.txt /\n`}, reference('secret.txt', secret)]), '', {}, other)
+      assert.match(text, /"secret\.txt" refers to contents \(sha256 [\da-f]{12}…\) that this fleet's builder does not have/)
+      // And a reference that lies about the size of contents the fleet has is refused too.
+      const lying = {...reference('secret.txt', secret), pax: {'FLOTILLA.sha256': sha256(secret), 'FLOTILLA.size': '1'}}
+      assert.match((await build(await gzipTar([lying]))).text, /"secret\.txt" refers to stored contents of 1 bytes, but they have \d+/)
+    })
+
+    it('answers a malformed contents query with a 400 naming the shape', async () => {
+      const answer = await main.api.call('POST', `/v3/build/contents?slug=${encodeURIComponent(main.slug)}`, {token: main.token, json: {sha256: ['../../etc/passwd']}})
+      assert.equal(answer.status, 400)
+      assert.match(answer.body, /at most \d+ hashes of 64 lower-case hex digits/)
+    })
   })
 
   it('refuses an upload over --max-upload: at once by its Content-Length, and as it streams without one', async () => {
