@@ -91,6 +91,16 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(logLineOf({message: 'm', timestamp: 5, isSystem: true, serviceId: 3}), {message: 'm', timestamp: 5, isSystem: true, isStdErr: false, serviceId: 3})
     })
 
+    it('stores and publishes a NUL character of a message as U+FFFD, the one way both databases can keep it', async () => {
+      const store = new DeviceLogStore(db)
+      const seen: StoredLogLine[] = []
+      store.subscribe(devices[1], (stored) => seen.push(stored))
+      await store.append(devices[1], [line('binary\0output\0'), line('plain')])
+      assert.deepEqual(seen.map((stored) => stored.message), ['binary\uFFFDoutput\uFFFD', 'plain'])
+      const rows = await db.selectFrom('device_log').select('message').where('device', '=', devices[1]).orderBy('id').execute()
+      assert.deepEqual(rows.map((row) => row.message).slice(-2), ['binary\uFFFDoutput\uFFFD', 'plain'])
+    })
+
     it('rejects an append whose write failed, with the database\'s own cause, and publishes none of its lines', async () => {
       const store = new DeviceLogStore(db)
       const seen: StoredLogLine[] = []
