@@ -9,8 +9,8 @@ import {LoginRateLimiter} from './auth/rate-limit.js'
 import {loadSigningSecret} from './auth/tokens.js'
 import {type AdminSettings, type CreatedAdmin, ensureAdmin} from './bootstrap.js'
 import type {ServerContext} from './context.js'
-import {type Db, openDatabase} from './db/database.js'
-import {diskFull, HttpError, isDiskFullError} from './http-errors.js'
+import {databaseLocation, type Db, openDatabase} from './db/database.js'
+import {diskFull, HttpError, isDiskFullError, isInvalidValueError} from './http-errors.js'
 import {registerApiKeyRoutes} from './routes/api-keys.js'
 import {registerAuthRoutes} from './routes/auth.js'
 import {DeviceActionQueue} from './device-actions.js'
@@ -45,8 +45,10 @@ import {BuildCredentials, type RegistryAuthority} from './registry/tokens.js'
 export const JSON_BODY_LIMIT_BYTES = 1024 * 1024
 
 export interface ServerOptions {
-  /** Where the database and the session secret live; without one the server keeps everything in memory. */
+  /** Where the database (unless `databaseUrl`) and the session secret live; without one the server keeps everything in memory. */
   dataDir?: string
+  /** A PostgreSQL database (`postgres://…`) to use instead of SQLite in the data dir. */
+  databaseUrl?: string
   host?: string
   /** 0 picks a free port. */
   port?: number
@@ -153,6 +155,10 @@ function sendErrors(app: FastifyInstance): void {
 
     const status = (error as FastifyError).statusCode
     if (status && status >= 400 && status < 500) return reply.code(status).type('application/json').send(JSON.stringify(error.message))
+    if (isInvalidValueError(error)) {
+      return reply.code(400).type('application/json').send(JSON.stringify('a value does not fit its field: a number out of range, text where a number belongs, or a NUL character'))
+    }
+
     if (isDiskFullError(error)) {
       request.log.error({err: error}, 'disk full: a write failed for want of space')
       const answer = diskFull()
@@ -198,7 +204,7 @@ async function loadRegistryAuthority(options: ServerOptions): Promise<RegistryAu
 /** Builds the fleet server over the database of its data dir: bootstrap, routes, error answers. Call listen() to serve. */
 export async function createServer(options: ServerOptions = {}): Promise<FlotillaServer> {
   const publicUrl = options.publicUrl === undefined ? undefined : parsePublicUrl(options.publicUrl)
-  const db = await openDatabase(options.dataDir ? {dataDir: options.dataDir} : ':memory:')
+  const db = await openDatabase(databaseLocation(options))
   try {
     const createdAdmin = await ensureAdmin(db, options.admin ?? {})
     const hostKey = await loadHostKey(options.dataDir && path.join(options.dataDir, HOST_KEY_FILE))

@@ -5,6 +5,12 @@ import type {Db} from './db/database.js'
 
 export const DEFAULT_LOG_RETENTION = 1000
 
+/**
+ * What a NUL character of a message is stored as: PostgreSQL's text cannot hold one (and would refuse the whole
+ * batch), so both databases keep U+FFFD in its place and readers see the same line whichever the server runs on.
+ */
+const NUL_STAND_IN = '\uFFFD'
+
 type Subscriber = (line: StoredLogLine) => void
 
 function storedLineOf(row: {id: number; created_at: number; timestamp: number; message: string; is_system: number; is_std_err: number; service_id: number | null}): StoredLogLine {
@@ -76,7 +82,7 @@ export class DeviceLogStore {
     await this.ids()
     const createdAt = Date.now()
     const settled = lines.map((line) => {
-      const stored: StoredLogLine = {...line, id: this.nextId!++, createdAt}
+      const stored: StoredLogLine = {...line, message: line.message.replaceAll('\0', NUL_STAND_IN), id: this.nextId!++, createdAt}
       return new Promise<void>((resolve, reject) => {
         this.pending.push({device: deviceId, line: stored, settle: (error) => (error === undefined ? resolve() : reject(error))})
       })

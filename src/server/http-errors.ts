@@ -25,6 +25,29 @@ export function isUniqueConstraintError(error: unknown): boolean {
   return code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === '23505'
 }
 
+/** The one column a unique key clash is on (SQLite says it in the message, PostgreSQL in the detail); none for a key of several columns. */
+export function uniqueColumnOf(error: unknown): string | undefined {
+  const {message, detail} = error as {message?: string; detail?: string}
+  return /^UNIQUE constraint failed: \w+\.(\w+)$/.exec(message ?? '')?.[1] ?? /^Key \((\w+)\)=/.exec(detail ?? '')?.[1]
+}
+
+/** `table.column` of a missing value that a NOT NULL column needs, as SQLite and PostgreSQL (23502) report it. */
+export function notNullColumnOf(error: unknown): string | undefined {
+  const {code, message, table, column} = error as {code?: string; message?: string; table?: string; column?: string}
+  if (code === 'SQLITE_CONSTRAINT_NOTNULL') return message?.replace('NOT NULL constraint failed: ', '')
+  if (code === '23502' && table && column) return `${table}.${column}`
+  return undefined
+}
+
+/**
+ * Whether PostgreSQL refused a value for its column's type: a number out of range, text where a number belongs,
+ * a NUL character in text (its class 22, data exceptions). SQLite stores any value in any column, so never says so.
+ */
+export function isInvalidValueError(error: unknown): boolean {
+  const code = (error as {code?: string} | undefined)?.code
+  return typeof code === 'string' && /^22[\dA-Z]{3}$/.test(code)
+}
+
 export function isForeignKeyError(error: unknown): boolean {
   const code = (error as {code?: string} | undefined)?.code
   return code === 'SQLITE_CONSTRAINT_FOREIGNKEY' || code === '23503'

@@ -1,11 +1,16 @@
 import {ExpectedError, NotFoundError} from '../errors.js'
 import {generatePassword} from './auth/passwords.js'
-import {openDatabase} from './db/database.js'
+import {databaseLocation, openDatabase} from './db/database.js'
 import {addMembership, createUser, findUserByLogin, setPassword} from './db/users.js'
 import {HttpError} from './http-errors.js'
 
-export interface AddUserOptions {
+/** The server's database: PostgreSQL at `databaseUrl`, else SQLite in `dataDir`. */
+interface DatabaseOptions {
   dataDir: string
+  databaseUrl?: string
+}
+
+export interface AddUserOptions extends DatabaseOptions {
   email: string
   username: string
   /** Generated (and returned) when absent. */
@@ -16,7 +21,7 @@ export interface AddUserOptions {
 
 /** Adds a user to a server's database directly; an organization to join is checked before anything is written. */
 export async function addServerUser(options: AddUserOptions): Promise<{username: string; email: string; generatedPassword?: string}> {
-  const db = await openDatabase({dataDir: options.dataDir})
+  const db = await openDatabase(databaseLocation(options))
   try {
     if (options.organization) {
       const organization = await db.selectFrom('organization').select('id').where('handle', '=', options.organization.toLowerCase()).executeTakeFirst()
@@ -35,8 +40,8 @@ export async function addServerUser(options: AddUserOptions): Promise<{username:
 }
 
 /** Sets a user's password in a server's database directly (generated and returned when absent); every session of the user ends. */
-export async function setServerUserPassword(options: {dataDir: string; login: string; password?: string}): Promise<{username: string; generatedPassword?: string}> {
-  const db = await openDatabase({dataDir: options.dataDir})
+export async function setServerUserPassword(options: DatabaseOptions & {login: string; password?: string}): Promise<{username: string; generatedPassword?: string}> {
+  const db = await openDatabase(databaseLocation(options))
   try {
     const user = await findUserByLogin(db, options.login)
     if (!user) throw new NotFoundError('user', options.login, 'give the username or email of an existing user')

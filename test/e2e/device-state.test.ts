@@ -134,20 +134,26 @@ describe('device state, actions and config (real server)', function () {
     const offline = await api.call('POST', '/supervisor/v1/restart', {token, json: {uuid: OTHER_UUID, data: {appId: fleet.id}}})
     assert.equal(offline.status, 404)
     assert.equal(offline.json(), 'No online device(s) found')
-    // Polling its target is a heartbeat too.
+    // Polling its target is a heartbeat too; the device keeps polling, as an agent does, so that slow CLI runs on a
+    // busy machine do not outlast the 4 s heartbeat timeout.
     assert.equal((await readState(device.api_key)).status, 200)
-    const restart = await cli(['device', 'restart', DEVICE_UUID])
-    assert.equal(restart.exitCode, 0, restart.stderr)
-    const refused = await cli(['device', 'reboot', DEVICE_UUID])
-    assert.equal(refused.exitCode, 2, refused.stderr)
-    assert.match(refused.stderr, /--yes/)
-    assert.equal((await api.call('GET', `/device/v3/${DEVICE_UUID}/actions`, {token: other.api_key})).status, 401)
-    const collected = await api.call('GET', `/device/v3/${DEVICE_UUID}/actions?wait=5`, {token: device.api_key})
-    assert.deepEqual(collected.json(), [{action: 'restart', appId: fleet.id}])
-    const waiting = api.call('GET', `/device/v3/${DEVICE_UUID}/actions?wait=20`, {token: device.api_key})
-    const service = await api.call('POST', `/supervisor/v2/applications/${fleet.id}/restart-service`, {token, json: {uuid: DEVICE_UUID, data: {appId: fleet.id, serviceName: 'main'}}})
-    assert.equal(service.status, 200, service.body)
-    assert.deepEqual((await waiting).json(), [{action: 'restart-service', appId: fleet.id, serviceName: 'main'}])
+    const polling = setInterval(() => void readState(device.api_key).catch(() => {}), 1000)
+    try {
+      const restart = await cli(['device', 'restart', DEVICE_UUID])
+      assert.equal(restart.exitCode, 0, restart.stderr)
+      const refused = await cli(['device', 'reboot', DEVICE_UUID])
+      assert.equal(refused.exitCode, 2, refused.stderr)
+      assert.match(refused.stderr, /--yes/)
+      assert.equal((await api.call('GET', `/device/v3/${DEVICE_UUID}/actions`, {token: other.api_key})).status, 401)
+      const collected = await api.call('GET', `/device/v3/${DEVICE_UUID}/actions?wait=5`, {token: device.api_key})
+      assert.deepEqual(collected.json(), [{action: 'restart', appId: fleet.id}])
+      const waiting = api.call('GET', `/device/v3/${DEVICE_UUID}/actions?wait=20`, {token: device.api_key})
+      const service = await api.call('POST', `/supervisor/v2/applications/${fleet.id}/restart-service`, {token, json: {uuid: DEVICE_UUID, data: {appId: fleet.id, serviceName: 'main'}}})
+      assert.equal(service.status, 200, service.body)
+      assert.deepEqual((await waiting).json(), [{action: 'restart-service', appId: fleet.id, serviceName: 'main'}])
+    } finally {
+      clearInterval(polling)
+    }
   })
 
   it('generates a config.json an agent accepts, with a provisioning key or a device key', async () => {

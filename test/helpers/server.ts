@@ -5,6 +5,7 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 
 import {CLI_BIN, PROJECT_ROOT, runCli} from './cli.js'
+import {TEST_DATABASE, testPostgres} from './postgres.js'
 
 export interface TestServer {
   url: string
@@ -12,6 +13,10 @@ export interface TestServer {
   /** The SSH port: devices' links and the users' gateway. */
   sshPort: number
   dataDir: string
+  /** Its PostgreSQL database when the tests run on PostgreSQL (FLOTILLA_TEST_DATABASE=postgres); else it is SQLite in dataDir. */
+  databaseUrl?: string
+  /** The environment of a CLI command that opens the server's database (`server user …`) with `--data-dir dataDir`. */
+  databaseEnv: NodeJS.ProcessEnv
   /** The server process's id, to look at it from outside (its memory in /proc/<pid>/status). */
   pid: number
   admin: {email: string; username: string; password: string}
@@ -25,6 +30,28 @@ export interface TestServer {
 const START_DEADLINE_MS = 30_000
 const STOP_DEADLINE_MS = 10_000
 const LISTENING = /^flotilla server listening on (https?:\/\/[^\s,]+), SSH on port (\d+)$/m
+
+/** The PostgreSQL database of each data dir in use, so that a server started again on a data dir finds its data. */
+const databaseOfDataDir = new Map<string, string>()
+
+/** The database a server on `dataDir` uses: its own PostgreSQL one when the tests run on PostgreSQL, else none (SQLite in dataDir). */
+async function testDatabaseUrl(dataDir: string): Promise<string | undefined> {
+  if (TEST_DATABASE !== 'postgres') return undefined
+  let url = databaseOfDataDir.get(dataDir)
+  if (!url) {
+    url = await (await testPostgres()).createDatabase()
+    databaseOfDataDir.set(dataDir, url)
+  }
+
+  return url
+}
+
+async function dropTestDatabase(dataDir: string): Promise<void> {
+  const url = databaseOfDataDir.get(dataDir)
+  if (!url) return
+  databaseOfDataDir.delete(dataDir)
+  await (await testPostgres()).dropDatabase(url)
+}
 
 function waitForExit(child: ChildProcess, deadlineMs: number): Promise<boolean> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true)
@@ -43,11 +70,15 @@ function waitForExit(child: ChildProcess, deadlineMs: number): Promise<boolean> 
  * `args` are extra flags of `server start` (`['--registry', '127.0.0.1:5000']`). Without `--registry` the server
  * runs with `--no-registry` (images stay in the engine), unless `managedRegistry` asks for its own token-auth registry.
  * `ports` starts it again where a stopped one listened (with its `dataDir`), as a restarted server would.
+ * With FLOTILLA_TEST_DATABASE=postgres each data dir gets a PostgreSQL database of its own (FLOTILLA_DATABASE_URL).
  */
 export async function startServer(options: {env?: NodeJS.ProcessEnv; dataDir?: string; args?: string[]; managedRegistry?: boolean; ports?: {http: number; ssh: number}} = {}): Promise<TestServer> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'flotilla-server-'))
+  const databaseUrl = await testDatabaseUrl(dataDir)
+  const databaseEnv: NodeJS.ProcessEnv = databaseUrl ? {FLOTILLA_DATABASE_URL: databaseUrl} : {}
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
+    ...databaseEnv,
     NO_COLOR: '1',
     FLOTILLA_ADMIN_EMAIL: 'admin@flotilla.test',
     FLOTILLA_ADMIN_USERNAME: 'admin',
@@ -93,6 +124,7 @@ export async function startServer(options: {env?: NodeJS.ProcessEnv; dataDir?: s
   } catch (error) {
     child.kill('SIGKILL')
     rmSync(dataDir, {recursive: true, force: true})
+    await dropTestDatabase(dataDir)
     throw error
   }
 
@@ -101,12 +133,14 @@ export async function startServer(options: {env?: NodeJS.ProcessEnv; dataDir?: s
     port: Number(new URL(url).port),
     sshPort,
     dataDir,
+    databaseUrl,
+    databaseEnv,
     pid: child.pid!,
     admin,
     async addUser(user) {
       const args = ['server', 'user', 'add', '--email', user.email, '--username', user.username, '--password-stdin', '--data-dir', dataDir]
       if (user.organization) args.push('--organization', user.organization)
-      const result = await runCli(args, {input: user.password})
+      const result = await runCli(args, {input: user.password, env: databaseEnv})
       if (result.exitCode !== 0) throw new Error(`flotilla server user add ${user.username} failed (${result.exitCode}): ${result.stderr}`)
     },
     async stop(stopOptions = {}) {
@@ -116,7 +150,10 @@ export async function startServer(options: {env?: NodeJS.ProcessEnv; dataDir?: s
         await waitForExit(child, STOP_DEADLINE_MS)
       }
 
-      if (!stopOptions.keepDataDir) rmSync(dataDir, {recursive: true, force: true})
+      if (!stopOptions.keepDataDir) {
+        rmSync(dataDir, {recursive: true, force: true})
+        await dropTestDatabase(dataDir)
+      }
     },
     async crash() {
       child.kill('SIGKILL')

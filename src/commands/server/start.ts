@@ -4,6 +4,7 @@ import path from 'node:path'
 import {Flags} from '@oclif/core'
 
 import {FlotillaCommand} from '../../cli/base.js'
+import {databaseFlag, databaseUrlOf} from '../../cli/database-flag.js'
 import {durationFlag} from '../../cli/duration-flag.js'
 import {UsageError} from '../../errors.js'
 import type {BuildNetwork} from '../../server/builder/docker-builder.js'
@@ -21,7 +22,7 @@ async function readPem(file: string, flag: string): Promise<string> {
 
 export default class ServerStart extends FlotillaCommand {
   static override summary = 'Run the local fleet server'
-  static override description = `Serves the balena-compatible fleet API on one HTTP port (also the tunnel proxy of flotilla tunnel), over a SQLite database in the data directory, and an SSH port for devices' links and flotilla ssh.
+  static override description = `Serves the balena-compatible fleet API on one HTTP port (also the tunnel proxy of flotilla tunnel), over a SQLite database in the data directory (or a PostgreSQL one: --database postgres://… or FLOTILLA_DATABASE_URL), and an SSH port for devices' links and flotilla ssh.
 Releases are built for each fleet's CPU architecture (aarch64 as linux/arm64, armv7hf as linux/arm/v7, …); RUN steps for another CPU than this machine's run under emulation, which needs qemu-user-static and binfmt-support: without them a warning says so at start. Image-only services of a compose file are taken from the engine when it has them for the fleet's platform, else pulled (Docker Hub images from --registry-mirror when given).
 On the first start with an empty database it creates the admin user from FLOTILLA_ADMIN_EMAIL, FLOTILLA_ADMIN_PASSWORD and FLOTILLA_ADMIN_USERNAME (default "admin"); without a password it generates one and prints it once.
 By default it also runs Debian's docker-registry (when installed: apt-get install docker-registry) on a free loopback port, storing images in the data directory; it lets in only who holds a token from this server's /auth/v1/token: the builder pushing its builds, devices pulling their fleet's releases, fleet members deploying.
@@ -33,6 +34,7 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     '<%= config.bin %> server start --port 8080 --host 0.0.0.0 --public-url http://192.168.1.10:8080',
     '<%= config.bin %> server start --registry 127.0.0.1:5000',
     '<%= config.bin %> server start --no-registry',
+    'FLOTILLA_DATABASE_URL=postgres://flotilla:secret@db.example.com:5432/flotilla <%= config.bin %> server start',
     '<%= config.bin %> server start --images-dir ./os-images',
     '<%= config.bin %> server start --host 0.0.0.0 --cert fleet.example.com.pem --key fleet.example.com.key',
     'FLOTILLA_ADMIN_EMAIL=me@example.com FLOTILLA_ADMIN_PASSWORD=secret123 <%= config.bin %> server start --data-dir ./fleet-data',
@@ -42,7 +44,8 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     port: Flags.integer({description: 'HTTP port of the API (0 picks a free one)', default: 7171, min: 0, max: 65_535}),
     host: Flags.string({description: 'address to listen on', default: '127.0.0.1'}),
     'public-url': Flags.string({description: 'URL clients and devices reach this server at, put in the endpoints and config.json it hands out [default: the listening URL]'}),
-    'data-dir': Flags.string({description: 'where the database and secrets live [default: <flotilla data dir>/server]'}),
+    'data-dir': Flags.string({description: 'where the database (unless --database) and secrets live [default: <flotilla data dir>/server]'}),
+    database: databaseFlag,
     'ssh-port': Flags.integer({description: 'SSH port: devices\' links, and the gateway of flotilla ssh (0 picks a free one)', default: 2222, min: 0, max: 65_535}),
     registry: Flags.string({
       description: 'host:port of an external Docker registry to push images to, configured for this server\'s tokens (see the description) [default: run Debian\'s docker-registry on a loopback port]',
@@ -75,6 +78,7 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
   async run(): Promise<void> {
     const {flags} = await this.parse(ServerStart)
     const dataDir = path.resolve(flags['data-dir'] ?? path.join(this.config.dataDir, 'server'))
+    const databaseUrl = await databaseUrlOf(flags.database, (message) => this.output.warn(message))
     const imagesDir = flags['images-dir'] ? path.resolve(flags['images-dir']) : undefined
     if (imagesDir && !(await stat(imagesDir).catch(() => undefined))?.isDirectory()) throw new UsageError(`--images-dir ${flags['images-dir']} is not a folder`)
     const tls = flags.cert && flags.key ? {cert: await readPem(flags.cert, '--cert'), key: await readPem(flags.key, '--key')} : undefined
@@ -85,6 +89,7 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     const manageRegistry = !flags.registry && !flags['no-registry'] && (await this.registryInstalled())
     const server = await createServer({
       dataDir,
+      databaseUrl,
       host: flags.host,
       publicUrl: flags['public-url'],
       port: flags.port,

@@ -1,11 +1,12 @@
 import path from 'node:path'
 
 import SqliteDatabase from 'better-sqlite3'
-import {type DatabaseConnection, type Driver, Kysely, type LogConfig, Migrator, SqliteDialect, SqliteDriver} from 'kysely'
+import {type DatabaseConnection, type Dialect, type Driver, Kysely, type LogConfig, Migrator, SqliteDialect, SqliteDriver} from 'kysely'
 
 import {ExpectedError} from '../../errors.js'
 import {securePrivateDir} from '../data-dir.js'
 import {migrationProvider} from './migrations.js'
+import {postgresDialect} from './postgres.js'
 import type {Database} from './schema.js'
 
 export type Db = Kysely<Database>
@@ -31,11 +32,27 @@ class SqliteDialectKeepingCauses extends SqliteDialect {
   }
 }
 
+/** Where the server's database is: `<dataDir>/flotilla.db`, an in-memory SQLite one, or a PostgreSQL server's (`postgres://…`). */
+export type DatabaseLocation = {dataDir: string} | ':memory:' | {url: string}
+
+/** The database of a server: PostgreSQL when given a URL, else SQLite in its data dir, else SQLite in memory. */
+export function databaseLocation(options: {dataDir?: string; databaseUrl?: string}): DatabaseLocation {
+  if (options.databaseUrl) return {url: options.databaseUrl}
+  return options.dataDir ? {dataDir: options.dataDir} : ':memory:'
+}
+
+/** What a dialect factory gives openDatabase: the dialect, and how to name the database in errors. */
+interface OpenedDialect {
+  dialect: Dialect
+  /** The file, or `host:port/database` (never the password). */
+  name: string
+}
+
 /**
- * Opens the server's database (`<dataDir>/flotilla.db`, or an in-memory one for `:memory:`) and brings its schema
- * up to date, in a data dir only the server's user can read. WAL lets `server user add` write while a server has the file open.
+ * SQLite in the data dir (`<dataDir>/flotilla.db`, or an in-memory one for `:memory:`), a dir only the server's
+ * user can read. WAL lets `server user add` write while a server has the file open.
  */
-export async function openDatabase(location: {dataDir: string} | ':memory:', options: {log?: LogConfig} = {}): Promise<Db> {
+function sqliteDialect(location: {dataDir: string} | ':memory:'): OpenedDialect {
   let file = ':memory:'
   if (location !== ':memory:') {
     // SQLite gives its -wal and -shm files the mode of the database file, so they are private too.
@@ -49,12 +66,18 @@ export async function openDatabase(location: {dataDir: string} | ':memory:', opt
   connection.pragma('busy_timeout = 5000')
   // OData's startswith/contains are case-sensitive; SQLite's LIKE is not unless asked.
   connection.pragma('case_sensitive_like = ON')
-  const db = new Kysely<Database>({dialect: new SqliteDialectKeepingCauses(connection), log: options.log})
+  return {dialect: new SqliteDialectKeepingCauses(connection), name: file}
+}
+
+/** Opens the server's database, SQLite or PostgreSQL by its location, and brings its schema up to date. */
+export async function openDatabase(location: DatabaseLocation, options: {log?: LogConfig} = {}): Promise<Db> {
+  const {dialect, name} = typeof location === 'object' && 'url' in location ? await postgresDialect(location.url) : sqliteDialect(location)
+  const db = new Kysely<Database>({dialect, log: options.log})
   const {error, results} = await new Migrator({db, provider: migrationProvider}).migrateToLatest()
   if (error) {
     await db.destroy()
     const failed = results?.find((result) => result.status === 'Error')?.migrationName
-    throw new ExpectedError(`cannot update the database schema of ${file}${failed ? ` (migration ${failed})` : ''}: ${String(error)}`, {cause: error})
+    throw new ExpectedError(`cannot update the database schema of ${name}${failed ? ` (migration ${failed})` : ''}: ${String(error)}`, {cause: error})
   }
 
   return db

@@ -400,7 +400,8 @@ export class ODataReader {
     if (property.count) {
       const counts = new Map<unknown, number>()
       if (parentValues.length > 0) {
-        const result = await sql<{link: unknown; count: number}>`select ${link} as ${sql.id('link')}, count(*) as ${sql.id('count')} from ${sql.table(child.resource.table)} as ${sql.id(child.alias)} where ${sql.join(conditions, sql` and `)} group by ${link}`.execute(this.db)
+        // By position: PostgreSQL takes a repeated subquery with parameters for another expression than the one selected.
+        const result = await sql<{link: unknown; count: number}>`select ${link} as ${sql.id('link')}, count(*) as ${sql.id('count')} from ${sql.table(child.resource.table)} as ${sql.id(child.alias)} where ${sql.join(conditions, sql` and `)} group by 1`.execute(this.db)
         for (const row of result.rows) counts.set(row.link, Number(row.count))
       }
 

@@ -3,7 +3,7 @@ import type {Kysely} from 'kysely'
 import type {Actor} from '../auth/actor.js'
 import {assertMayWrite} from '../authorization.js'
 import {now, toDatabaseValue} from '../db/values.js'
-import {badRequest, HttpError, isForeignKeyError, isUniqueConstraintError, unauthorized, uniqueViolation} from '../http-errors.js'
+import {badRequest, HttpError, isForeignKeyError, isUniqueConstraintError, notNullColumnOf, unauthorized, uniqueColumnOf, uniqueViolation} from '../http-errors.js'
 import {fieldOf, type FieldSpec, RESOURCES, type ResourceSpec} from './model.js'
 import type {ParsedRequest} from './parse.js'
 import {RESOURCE_RULES, type WriteContext} from './resource-rules.js'
@@ -91,15 +91,15 @@ function databaseRow(resource: ResourceSpec, values: Values): Values {
  * the clashing row may belong to an organization the writer cannot see, so where it is is never said.
  */
 function uniqueViolationOf(error: unknown): Error {
-  const column = /^UNIQUE constraint failed: \w+\.(\w+)$/.exec((error as Error).message ?? '')?.[1]
+  const column = uniqueColumnOf(error)
   return column ? uniqueViolation(`"${column}" must be unique.`) : uniqueViolation()
 }
 
 function translateDatabaseError(error: unknown): unknown {
   if (isUniqueConstraintError(error)) return uniqueViolationOf(error)
   if (isForeignKeyError(error)) return badRequest('a referenced row does not exist')
-  const message = (error as {code?: string; message?: string}).code === 'SQLITE_CONSTRAINT_NOTNULL' ? (error as Error).message : undefined
-  if (message) return badRequest(message.replace('NOT NULL constraint failed: ', 'missing required field '))
+  const missing = notNullColumnOf(error)
+  if (missing) return badRequest(`missing required field ${missing}`)
   return error
 }
 

@@ -76,7 +76,7 @@ describe('security: sessions and logins', function () {
     const session = await api.login('frank', 'frank-password-1')
     const refreshed = (await api.call('GET', '/user/v1/refresh-token', {token: session})).body
     const mallory = await api.login('mallory', 'mallory-password-1')
-    const set = await runCli(['server', 'user', 'password', '--username', 'frank', '--password-stdin', '--data-dir', server.dataDir], {input: 'frank-new-password\n'})
+    const set = await runCli(['server', 'user', 'password', '--username', 'frank', '--password-stdin', '--data-dir', server.dataDir], {input: 'frank-new-password\n', env: server.databaseEnv})
     assert.equal(set.exitCode, 0, set.stderr)
     for (const token of [session, refreshed]) {
       assert.equal(await status('/user/v1/whoami', token), 401)
@@ -87,10 +87,10 @@ describe('security: sessions and logins', function () {
     assert.equal(await status('/user/v1/whoami', await api.login('frank', 'frank-new-password')), 200)
     assert.equal(await status('/user/v1/whoami', mallory), 200)
 
-    const unknown = await runCli(['server', 'user', 'password', '--username', 'nobody', '--password-stdin', '--data-dir', server.dataDir], {input: 'whatever-password'})
+    const unknown = await runCli(['server', 'user', 'password', '--username', 'nobody', '--password-stdin', '--data-dir', server.dataDir], {input: 'whatever-password', env: server.databaseEnv})
     assert.equal(unknown.exitCode, 1)
     assert.match(unknown.stderr, /^error: user "nobody" not found/)
-    const short = await runCli(['server', 'user', 'password', '--username', 'mallory', '--password-stdin', '--data-dir', server.dataDir], {input: 'short'})
+    const short = await runCli(['server', 'user', 'password', '--username', 'mallory', '--password-stdin', '--data-dir', server.dataDir], {input: 'short', env: server.databaseEnv})
     assert.equal(short.exitCode, 1)
     assert.match(short.stderr, /at least 8 characters/)
     assert.equal(await status('/user/v1/whoami', mallory), 200)

@@ -6,91 +6,118 @@ import {type Kysely, sql} from 'kysely'
 
 import type {StoredLogLine} from '../../../src/protocol/log-line.js'
 import type {Actor} from '../../../src/server/auth/actor.js'
-import {type Db, openDatabase} from '../../../src/server/db/database.js'
+import {type Db} from '../../../src/server/db/database.js'
 import {createUser} from '../../../src/server/db/users.js'
 import {DeviceLogStore, logLineOf} from '../../../src/server/device-logs.js'
 import {type FlotillaServer, createServer} from '../../../src/server/app.js'
 import {createApiKey} from '../../../src/server/auth/api-keys.js'
 import {parseODataUrl} from '../../../src/server/odata/parse.js'
 import {ODataWriter} from '../../../src/server/odata/write.js'
+import type {DialectName} from '../../../src/server/db/dialect.js'
+import {isDiskFullError} from '../../../src/server/http-errors.js'
+import {closeTestDatabase, DIALECTS, openTestDatabase} from '../../helpers/postgres.js'
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- rows are JSON */
 const line = (message: string) => ({message, timestamp: 1, isSystem: false, isStdErr: false})
 
-describe('DeviceLogStore', () => {
-  let db: Db
-  let devices: number[]
-
-  before(async () => {
-    db = await openDatabase(':memory:')
-    const user = await createUser(db, {email: 'ada@example.com', username: 'ada', password: 'password1'})
-    const owner: Actor = {kind: 'user', actorId: user.actorId, userId: user.id, username: 'ada', email: 'ada@example.com', via: 'session', authTime: Date.now()}
-    const writer = new ODataWriter(db as unknown as Kysely<any>, owner)
-    const fleet = await writer.create(parseODataUrl('/application').resource, {app_name: 'logs', organization: user.organizationId, is_for__device_type: 1})
-    devices = []
-    for (let index = 0; index < 2; index++) devices.push((await writer.create(parseODataUrl('/device').resource, {belongs_to__application: fleet.id, is_of__device_type: 1})).id as number)
-  })
-
-  after(async () => {
-    await db.destroy()
-  })
-
-  it("publishes a device's lines to its subscribers once they are stored, with increasing ids", async () => {
-    const store = new DeviceLogStore(db)
-    const seen: StoredLogLine[] = []
-    const others: StoredLogLine[] = []
-    const unsubscribe = store.subscribe(devices[0], (stored) => {
-      seen.push(stored)
-      assert.equal(stored.id === undefined, false)
-    })
-    store.subscribe(devices[1], (stored) => others.push(stored))
-    await store.append(devices[0], [line('a'), line('b')])
-    assert.deepEqual(seen.map((stored) => stored.message), ['a', 'b'])
-    assert.deepEqual((await db.selectFrom('device_log').select('message').where('device', '=', devices[0]).execute()).map((row) => row.message), ['a', 'b'], 'stored when append resolves')
-    assert.ok(seen[1].id! > seen[0].id!)
-    assert.deepEqual(others, [])
-    unsubscribe()
-    await store.append(devices[0], [line('c')])
-    assert.equal(seen.length, 2)
-    const history = await store.history(devices[0], {count: 'all'})
-    assert.deepEqual(history.map((stored) => stored.message), ['a', 'b', 'c'])
-    assert.deepEqual((await store.history(devices[0], {count: 'all', since: seen[0].id})).map((stored) => stored.message), ['b', 'c'])
-    assert.deepEqual((await store.history(devices[0], {count: 1})).map((stored) => stored.message), ['c'])
-  })
-
-  it('keeps the retention per device and continues the ids of an earlier store', async () => {
-    const store = new DeviceLogStore(db, {retention: 3})
-    await store.append(devices[1], [line('1'), line('2'), line('3'), line('4'), line('5')])
-    const kept = await store.history(devices[1], {count: 'all'})
-    assert.deepEqual(kept.map((stored) => stored.message), ['3', '4', '5'])
-    assert.equal((await store.history(devices[0], {count: 'all'})).length, 3)
-    assert.ok(kept[0].id! > 3)
-  })
-
-  it('accepts only log lines, cutting long messages', () => {
-    assert.equal(logLineOf({timestamp: 1}), undefined)
-    assert.equal(logLineOf('text'), undefined)
-    assert.equal(logLineOf({message: 'x'.repeat(10_001), timestamp: 5, serviceId: 3})?.message, `${'x'.repeat(10_000 - ' [truncated]'.length)} [truncated]`)
-    assert.deepEqual(logLineOf({message: 'm', timestamp: 5, isSystem: true, serviceId: 3}), {message: 'm', timestamp: 5, isSystem: true, isStdErr: false, serviceId: 3})
-  })
-
-  it('rejects an append whose write failed, with the database\'s own cause, and publishes none of its lines', async () => {
-    const store = new DeviceLogStore(db)
-    const seen: StoredLogLine[] = []
-    store.subscribe(devices[0], (stored) => seen.push(stored))
+/** Makes writes to device_log fail as on a full disk (SQLite: no page left; PostgreSQL: its disk_full error); resolves with the undoing. */
+async function fillDisk(db: Db, dialect: DialectName): Promise<() => Promise<void>> {
+  if (dialect === 'sqlite') {
     const {pages} = (await sql<{pages: number}>`select page_count as pages from pragma_page_count()`.execute(db)).rows[0]
     await sql.raw(`pragma max_page_count = ${pages}`).execute(db)
-    try {
-      await assert.rejects(store.append(devices[0], Array.from({length: 50}, (_, index) => line(`${index}`.repeat(5000)))), (error: unknown) => (error as {code?: string}).code === 'SQLITE_FULL')
-    } finally {
-      await sql.raw('pragma max_page_count = 1073741823').execute(db)
-    }
+    return async () => void (await sql.raw('pragma max_page_count = 1073741823').execute(db))
+  }
 
-    assert.equal(seen.length, 0)
-    await store.append(devices[0], [line('after')])
-    assert.deepEqual(seen.map((stored) => stored.message), ['after'])
+  await sql.raw(`create function disk_is_full() returns trigger language plpgsql as $$ begin raise exception 'could not extend file' using errcode = 'disk_full'; end $$`).execute(db)
+  await sql.raw('create trigger disk_is_full before insert on device_log for each row execute function disk_is_full()').execute(db)
+  return async () => void (await sql.raw('drop function disk_is_full cascade').execute(db))
+}
+
+for (const dialect of DIALECTS) {
+  describe(`DeviceLogStore on ${dialect}`, () => {
+    let db: Db
+    let devices: number[]
+
+    before(async () => {
+      db = await openTestDatabase(dialect)
+      const user = await createUser(db, {email: 'ada@example.com', username: 'ada', password: 'password1'})
+      const owner: Actor = {kind: 'user', actorId: user.actorId, userId: user.id, username: 'ada', email: 'ada@example.com', via: 'session', authTime: Date.now()}
+      const writer = new ODataWriter(db as unknown as Kysely<any>, owner)
+      const fleet = await writer.create(parseODataUrl('/application').resource, {app_name: 'logs', organization: user.organizationId, is_for__device_type: 1})
+      devices = []
+      for (let index = 0; index < 2; index++) devices.push((await writer.create(parseODataUrl('/device').resource, {belongs_to__application: fleet.id, is_of__device_type: 1})).id as number)
+    })
+
+    after(async () => {
+      await closeTestDatabase(db)
+    })
+
+    it("publishes a device's lines to its subscribers once they are stored, with increasing ids", async () => {
+      const store = new DeviceLogStore(db)
+      const seen: StoredLogLine[] = []
+      const others: StoredLogLine[] = []
+      const unsubscribe = store.subscribe(devices[0], (stored) => {
+        seen.push(stored)
+        assert.equal(stored.id === undefined, false)
+      })
+      store.subscribe(devices[1], (stored) => others.push(stored))
+      await store.append(devices[0], [line('a'), line('b')])
+      assert.deepEqual(seen.map((stored) => stored.message), ['a', 'b'])
+      assert.deepEqual((await db.selectFrom('device_log').select('message').where('device', '=', devices[0]).execute()).map((row) => row.message), ['a', 'b'], 'stored when append resolves')
+      assert.ok(seen[1].id! > seen[0].id!)
+      assert.deepEqual(others, [])
+      unsubscribe()
+      await store.append(devices[0], [line('c')])
+      assert.equal(seen.length, 2)
+      const history = await store.history(devices[0], {count: 'all'})
+      assert.deepEqual(history.map((stored) => stored.message), ['a', 'b', 'c'])
+      assert.deepEqual((await store.history(devices[0], {count: 'all', since: seen[0].id})).map((stored) => stored.message), ['b', 'c'])
+      assert.deepEqual((await store.history(devices[0], {count: 1})).map((stored) => stored.message), ['c'])
+    })
+
+    it('keeps the retention per device and continues the ids of an earlier store', async () => {
+      const store = new DeviceLogStore(db, {retention: 3})
+      await store.append(devices[1], [line('1'), line('2'), line('3'), line('4'), line('5')])
+      const kept = await store.history(devices[1], {count: 'all'})
+      assert.deepEqual(kept.map((stored) => stored.message), ['3', '4', '5'])
+      assert.equal((await store.history(devices[0], {count: 'all'})).length, 3)
+      assert.ok(kept[0].id! > 3)
+    })
+
+    it('accepts only log lines, cutting long messages', () => {
+      assert.equal(logLineOf({timestamp: 1}), undefined)
+      assert.equal(logLineOf('text'), undefined)
+      assert.equal(logLineOf({message: 'x'.repeat(10_001), timestamp: 5, serviceId: 3})?.message, `${'x'.repeat(10_000 - ' [truncated]'.length)} [truncated]`)
+      assert.deepEqual(logLineOf({message: 'm', timestamp: 5, isSystem: true, serviceId: 3}), {message: 'm', timestamp: 5, isSystem: true, isStdErr: false, serviceId: 3})
+    })
+
+    it('stores and publishes a NUL character of a message as U+FFFD, the one way both databases can keep it', async () => {
+      const store = new DeviceLogStore(db)
+      const seen: StoredLogLine[] = []
+      store.subscribe(devices[1], (stored) => seen.push(stored))
+      await store.append(devices[1], [line('binary\0output\0'), line('plain')])
+      assert.deepEqual(seen.map((stored) => stored.message), ['binary\uFFFDoutput\uFFFD', 'plain'])
+      const rows = await db.selectFrom('device_log').select('message').where('device', '=', devices[1]).orderBy('id').execute()
+      assert.deepEqual(rows.map((row) => row.message).slice(-2), ['binary\uFFFDoutput\uFFFD', 'plain'])
+    })
+
+    it('rejects an append whose write failed, with the database\'s own cause, and publishes none of its lines', async () => {
+      const store = new DeviceLogStore(db)
+      const seen: StoredLogLine[] = []
+      store.subscribe(devices[0], (stored) => seen.push(stored))
+      const restore = await fillDisk(db, dialect)
+      try {
+        await assert.rejects(store.append(devices[0], Array.from({length: 50}, (_, index) => line(`${index}`.repeat(5000)))), (error: unknown) => isDiskFullError(error))
+      } finally {
+        await restore()
+      }
+
+      assert.equal(seen.length, 0)
+      await store.append(devices[0], [line('after')])
+      assert.deepEqual(seen.map((stored) => stored.message), ['after'])
+    })
   })
-})
+}
 
 describe('device log routes on a full disk', () => {
   let server: FlotillaServer
