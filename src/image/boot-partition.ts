@@ -60,15 +60,3 @@ export async function findBootPartition(handle: FileHandle, hasDeviceTypeJson: (
   if (!first) throw new ExpectedError('no FAT boot partition found (no resin-boot/balena-boot/flash-boot label, no device-type.json, and partition 1 is not FAT)')
   return {...first, reason: 'first partition'}
 }
-
-/** The byte ranges of every FAT partition: where `os configure` and `config write` change an image. */
-export async function fatPartitionRanges(handle: FileHandle): Promise<Array<{start: number; end: number}>> {
-  const ranges = []
-  for (const partition of await listPartitions(handle).catch(() => [])) {
-    const sector = Buffer.alloc(512)
-    await handle.read(sector, 0, 512, partition.offset)
-    if (fatLabelOf(sector) !== undefined) ranges.push({start: partition.offset, end: partition.offset + partition.size})
-  }
-
-  return ranges
-}
