@@ -31,6 +31,9 @@ export async function eligibleDrives(options: DestinationOptions): Promise<Array
 /** What `--drive` names: a whole drive (with what its safety rules need) or a regular file to write the image into. */
 export async function resolveDestination(target: string, options: Omit<DestinationOptions, 'imageSize'>): Promise<FlashDestination> {
   const resolved = path.resolve(target)
+  // lsblk is the longest wait: for a device path it starts at once, while the path is examined.
+  const listing = resolved.startsWith('/dev/') ? listDrives() : undefined
+  listing?.catch(() => {})
   const info = await stat(resolved).catch(() => undefined)
   if (!info || info.isFile()) {
     if (!info) {
@@ -44,7 +47,7 @@ export async function resolveDestination(target: string, options: Omit<Destinati
   }
 
   if (!info.isBlockDevice()) throw new ExpectedError(`${target} is neither a drive nor a regular file`)
-  const [drives, real, safety] = await Promise.all([listDrives(), realpath(resolved), safetyContext(options)])
+  const [drives, real, safety] = await Promise.all([listing ?? listDrives(), realpath(resolved), safetyContext(options)])
   const drive = await findDrive(resolved, drives)
   if (!drive) throw new ExpectedError(`${target} is not a drive lsblk knows — see "flotilla util available-drives"`)
   if (drive.path !== real) throw new ExpectedError(`${target} is a partition of ${drive.path} — give the whole drive`)
