@@ -1,18 +1,11 @@
 import type {FileHandle} from 'node:fs/promises'
 
-import {FileDisk} from 'file-disk'
-import {getPartitions} from 'partitioninfo'
-
 import {ExpectedError} from '../errors.js'
+import {readPartitionTable, type Partition} from './partition-table.js'
+
+export type {Partition} from './partition-table.js'
 
 export const BOOT_PARTITION_LABELS = ['resin-boot', 'balena-boot', 'flash-boot']
-
-export interface Partition {
-  /** 1-based, as Linux numbers partitions (logical ones from 5). */
-  index: number
-  offset: number
-  size: number
-}
 
 export interface BootPartition extends Partition {
   label?: string
@@ -36,8 +29,7 @@ export function fatLabelOf(bootSector: Buffer): string | undefined {
 /** The partitions of a disk image or drive, logical ones included, in Linux's numbering. */
 export async function listPartitions(handle: FileHandle): Promise<Partition[]> {
   try {
-    const table = await getPartitions(new FileDisk(handle, true), {includeExtended: false, getLogical: true})
-    return table.partitions.map(({index, offset, size}) => ({index, offset, size})).sort((a, b) => a.index - b.index)
+    return await readPartitionTable(handle)
   } catch (error) {
     throw new ExpectedError(`no partition table found (${(error as Error).message}) — is this a disk image?`, {cause: error})
   }
@@ -67,16 +59,4 @@ export async function findBootPartition(handle: FileHandle, hasDeviceTypeJson: (
   const first = fat.find((partition) => partition.index === 1)
   if (!first) throw new ExpectedError('no FAT boot partition found (no resin-boot/balena-boot/flash-boot label, no device-type.json, and partition 1 is not FAT)')
   return {...first, reason: 'first partition'}
-}
-
-/** The byte ranges of every FAT partition: where `os configure` and `config write` change an image. */
-export async function fatPartitionRanges(handle: FileHandle): Promise<Array<{start: number; end: number}>> {
-  const ranges = []
-  for (const partition of await listPartitions(handle).catch(() => [])) {
-    const sector = Buffer.alloc(512)
-    await handle.read(sector, 0, 512, partition.offset)
-    if (fatLabelOf(sector) !== undefined) ranges.push({start: partition.offset, end: partition.offset + partition.size})
-  }
-
-  return ranges
 }

@@ -100,7 +100,7 @@ export async function listDrives(): Promise<Drive[]> {
   }
 
   const drives = parseLsblk(stdout)
-  for (const drive of drives) drive.backingFile = await backingFileOf(drive)
+  await Promise.all(drives.map(async (drive) => (drive.backingFile = await backingFileOf(drive))))
   return drives
 }
 

@@ -1,7 +1,21 @@
 import type {FileHandle} from 'node:fs/promises'
 
 import type {ByteRange} from './bmap.js'
-import {listPartitions, type Partition} from './boot-partition.js'
+import {fatLabelOf, listPartitions, type Partition} from './boot-partition.js'
+
+/** The parts of [start, end) that none of the sorted `free` ranges covers. */
+function rangesOutside(free: ByteRange[], start: number, end: number): ByteRange[] {
+  const kept: ByteRange[] = []
+  let position = start
+  for (const range of free) {
+    if (range.start > position) kept.push({start: position, end: Math.min(range.start, end)})
+    position = Math.max(position, range.end)
+    if (position >= end) break
+  }
+
+  if (position < end) kept.push({start: position, end})
+  return kept.filter((range) => range.end > range.start)
+}
 
 /**
  * Which bytes of a raw image hold data, from its file systems' own allocation tables: free clusters of FAT partitions
@@ -15,16 +29,24 @@ export async function filesystemMappedRanges(handle: FileHandle, imageSize: numb
     free.push(...(await fatFreeRanges(handle, partition)), ...(await extFreeRanges(handle, partition)))
   }
 
-  free.sort((a, b) => a.start - b.start)
-  const mapped: ByteRange[] = []
-  let position = 0
-  for (const range of free) {
-    if (range.start > position) mapped.push({start: position, end: range.start})
-    position = Math.max(position, range.end)
-  }
+  return rangesOutside(free.sort((a, b) => a.start - b.start), 0, imageSize)
+}
 
-  if (position < imageSize) mapped.push({start: position, end: imageSize})
-  return mapped
+/**
+ * The bytes of each FAT partition that its file system uses (all of the partition when its FAT cannot be read): where
+ * `os configure` and `config write` change an image after its bmap was made.
+ */
+export async function fatUsedRanges(handle: FileHandle): Promise<ByteRange[]> {
+  const partitions = await listPartitions(handle).catch(() => [])
+  const used = await Promise.all(
+    partitions.map(async (partition) => {
+      const sector = Buffer.alloc(512)
+      await handle.read(sector, 0, 512, partition.offset)
+      if (fatLabelOf(sector) === undefined) return []
+      return rangesOutside(await fatFreeRanges(handle, partition), partition.offset, partition.offset + partition.size)
+    }),
+  )
+  return used.flat()
 }
 
 /** Runs of set-or-clear items as byte ranges: `isFree(i)` for items 0..count-1, each `itemBytes` long from `base`. */

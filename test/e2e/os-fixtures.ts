@@ -38,8 +38,10 @@ export function makeDiskFixture(sizeMiB = 128, forms = 'gz xz zip bz2', dataMiB 
 export class LoopDevices {
   private readonly attached: string[] = []
 
-  attach(file: string, options: {readOnly?: boolean} = {}): string {
-    const device = execFileSync('losetup', ['--find', '--show', ...(options.readOnly ? ['--read-only'] : []), file], {encoding: 'utf8'}).trim()
+  /** `directIo`: the loop device reads and writes its file with O_DIRECT, bypassing the host's page cache as a real card does. */
+  attach(file: string, options: {readOnly?: boolean; directIo?: boolean} = {}): string {
+    const flags = [...(options.readOnly ? ['--read-only'] : []), ...(options.directIo ? ['--direct-io=on'] : [])]
+    const device = execFileSync('losetup', ['--find', '--show', ...flags, file], {encoding: 'utf8'}).trim()
     this.attached.push(device)
     return device
   }

@@ -4,6 +4,7 @@ import {copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSyn
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
+import {formatBytes} from '../../src/image/format.js'
 import {makeCliHome, runCli} from '../helpers/cli.js'
 import {TerminalSession} from '../helpers/terminal.js'
 import {compareRanges, LoopDevices, makeDiskFixture, sha256Of, sparseFile, type DiskFixture} from './os-fixtures.js'
@@ -54,6 +55,27 @@ describe('os flash (real loop devices; needs root)', function () {
       assert.equal(compareRanges(fixture.image, target, fixture.blockMap.ranges), undefined)
     })
   }
+
+  it('gives the same figures for a raw image and its .gz with the same bmap: the image size and the data the bmap maps', async function () {
+    const said: string[] = []
+    const summaries: Array<{image_size: number; data_bytes: number; bytes_written: number}> = []
+    for (const form of ['', '.gz']) {
+      const text = await runCli(['os', 'flash', fixture.image + form, '--drive', target, '--yes', '--allow-system-drive'])
+      assert.equal(text.exitCode, 0, text.stderr)
+      said.push(text.stderr.replace(`flashed ${fixture.image + form} `, 'flashed IMAGE ').replace(/in [\d.]+ s/, 'in N s'))
+      const json = await runCli(['os', 'flash', fixture.image + form, '--drive', target, '--yes', '--allow-system-drive', '--json'])
+      assert.equal(json.exitCode, 0, json.stderr)
+      summaries.push(JSON.parse(json.stdout.trim().split('\n').at(-1)!) as (typeof summaries)[number])
+    }
+
+    assert.equal(said[0], said[1])
+    const {imageSize, mappedBytes} = fixture.blockMap
+    assert.match(said[0], new RegExp(`: ${formatBytes(mappedBytes)} of ${formatBytes(imageSize)} hold data and will be written\n`))
+    assert.match(said[0], new RegExp(`: ${formatBytes(imageSize)} image holding ${formatBytes(mappedBytes)} of data, written and verified in N s`))
+    for (const summary of summaries) assert.deepEqual({...summary, image_size: imageSize, data_bytes: mappedBytes}, summary)
+    // The raw image's boot partition is written where its FAT says it is used, not whole: little more than the bmap maps.
+    assert.ok(summaries[0].bytes_written - mappedBytes < 2 * MiB, `the raw image wrote ${summaries[0].bytes_written} bytes for ${mappedBytes} mapped`)
+  })
 
   it('writes every byte when there is no bmap beside the image, and flashes into a regular file', async function () {
     const lone = path.join(scratch, 'lone')
@@ -188,6 +210,17 @@ describe('os flash (real loop devices; needs root)', function () {
         assert.equal(system.exitCode, 1)
         assert.match(system.stderr, /holds \/: it is this computer's system drive|is a partition/)
       }
+    })
+
+    it('names a missing image before a drive that is not one, though it examines both at once', async function () {
+      const missing = path.join(scratch, 'no-such.img')
+      const both = await runCli(['os', 'flash', missing, '--drive', path.join(scratch, 'no-such-folder', 'x'), '--yes'])
+      assert.equal(both.exitCode, 1)
+      assert.match(both.stderr, /^error: image ".*no-such\.img" not found — give the path of an \.img/)
+      assert.equal(both.stderr.trim().split('\n').length, 1, both.stderr)
+      const drive = await runCli(['os', 'flash', fixture.image, '--drive', path.join(scratch, 'no-such-folder', 'x'), '--yes'])
+      assert.equal(drive.exitCode, 1)
+      assert.match(drive.stderr, /no-such-folder\/x does not exist and its folder does not either/)
     })
 
     it('refuses a partition in place of the whole drive', async function () {

@@ -3,6 +3,30 @@ import {Args, Flags} from '@oclif/core'
 import {FlotillaCommand} from '../../cli/base.js'
 import {canPrompt, confirmDestructive, promptChoice} from '../../cli/prompts.js'
 import {ExpectedError, InterruptedError, UsageError} from '../../errors.js'
+import type {BlockMapPlan} from '../../image/block-map-plan.js'
+import type {DestinationOptions, FlashDestination} from '../../image/destination.js'
+import type {FlashResult} from '../../image/flash.js'
+import {formatBytes} from '../../image/format.js'
+import type {ImageSource} from '../../image/sources.js'
+
+const MISSING_DRIVE = 'missing --drive (no terminal to ask on) — see "flotilla util available-drives", and add --yes to confirm'
+
+/** The image, opened, and which of its ranges to write; closed again when planning fails. */
+async function examineImage(imagePath: string): Promise<{source: ImageSource; plan: BlockMapPlan}> {
+  const [{openImageSource}, {planBlockMap}] = await Promise.all([import('../../image/sources.js'), import('../../image/block-map-plan.js')])
+  const source = await openImageSource(imagePath)
+  try {
+    return {source, plan: await planBlockMap(source)}
+  } catch (error) {
+    await source.close()
+    throw error
+  }
+}
+
+async function examineDestination(drive: string, options: Omit<DestinationOptions, 'imageSize'>): Promise<FlashDestination> {
+  const {resolveDestination} = await import('../../image/destination.js')
+  return resolveDestination(drive, options)
+}
 
 export default class OsFlash extends FlotillaCommand {
   static override summary = 'Write an OS image to an SD card, USB drive or file, then verify it'
@@ -28,33 +52,32 @@ export default class OsFlash extends FlotillaCommand {
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(OsFlash)
-    const {openImageSource} = await import('../../image/sources.js')
-    const {planBlockMap} = await import('../../image/block-map-plan.js')
-    const {resolveDestination, eligibleDrives} = await import('../../image/destination.js')
-    const {describeDrive} = await import('../../image/safety.js')
-    const {formatBytes} = await import('../../image/format.js')
-
-    const source = await openImageSource(args.image)
+    if (!flags.drive && !canPrompt()) throw new UsageError(MISSING_DRIVE)
+    const destinationOptions = {imagePath: args.image, allowSystemDrive: flags['allow-system-drive']}
+    // The drive (lsblk, the longest wait), the image and the writer with its native hasher are examined and loaded side
+    // by side, each starting as soon as its own code is loaded: nothing is written before every check has passed, but
+    // no check waits for another it does not need.
+    const named = flags.drive ? examineDestination(flags.drive, destinationOptions) : undefined
+    const examined = examineImage(args.image)
+    const writer = Promise.all([import('../../image/flash.js'), import('../../cli/flash-progress.js'), import('../../image/unmount.js')])
+    writer.catch(() => {})
+    // The image's failure is reported first, as when the two were examined one after the other.
+    const [image, given] = await Promise.allSettled([examined, named])
+    if (image.status === 'rejected') throw image.reason
+    const {source, plan} = image.value
     try {
-      const {map: blockMap, origin} = await planBlockMap(source)
-      const imageSize = blockMap?.imageSize ?? source.size
-      const destinationOptions = {imagePath: args.image, imageSize, allowSystemDrive: flags['allow-system-drive']}
-      let drivePath = flags.drive
-      if (!drivePath) {
-        if (!canPrompt()) throw new UsageError('missing --drive (no terminal to ask on) — see "flotilla util available-drives", and add --yes to confirm')
-        const choices = await eligibleDrives(destinationOptions)
-        if (choices.length === 0) throw new ExpectedError('no drive can be flashed: plug in an SD card or USB drive (see "flotilla util available-drives")')
-        drivePath = await promptChoice('Drive to erase', choices.map(({drive}) => ({name: describeDrive(drive), value: drive.path})), 'drive')
-      }
-
-      const destination = await resolveDestination(drivePath, destinationOptions)
+      if (given.status === 'rejected') throw given.reason
+      const {checkDrive, describeDrive} = await import('../../image/safety.js')
+      const imageSize = plan.map?.imageSize ?? source.size
+      const destination = given.value ?? (await examineDestination(await this.pickDrive({...destinationOptions, imageSize}), destinationOptions))
       let target
       if (destination.kind === 'drive') {
-        const {drive, verdict} = destination
+        const {drive, safety} = destination
+        const verdict = checkDrive(drive, {...safety, imageSize})
         if (verdict.refusals.length > 0) throw new ExpectedError(`refusing to flash ${drive.path}: ${verdict.refusals.join('; ')}`)
         for (const warning of verdict.warnings) this.output.warn(warning)
         if (!(await confirmDestructive(`erase ${describeDrive(drive)} and write ${args.image} to it?`, flags.yes))) throw new InterruptedError('nothing written')
-        const {unmountDrive} = await import('../../image/unmount.js')
+        const [, , {unmountDrive}] = await writer
         const unmounted = await unmountDrive(drive)
         if (unmounted.length > 0) this.output.info(`unmounted ${unmounted.join(', ')}`)
         target = {path: drive.path, isBlockDevice: true, size: drive.size, sectorSize: drive.logicalSectorSize}
@@ -63,10 +86,9 @@ export default class OsFlash extends FlotillaCommand {
         target = {path: destination.path, isBlockDevice: false}
       }
 
-      if (blockMap && !this.output.json) this.output.info(`using ${origin}: ${formatBytes(blockMap.mappedBytes)} of ${formatBytes(blockMap.imageSize)} hold data and will be written`)
-
-      const {flashImage} = await import('../../image/flash.js')
-      const {FlashProgressView} = await import('../../cli/flash-progress.js')
+      const blockMap = plan.map
+      if (blockMap && !this.output.json) this.output.info(`using ${plan.origin}: ${formatBytes(plan.dataBytes!)} of ${formatBytes(blockMap.imageSize)} hold data and will be written`)
+      const [{flashImage}, {FlashProgressView}] = await writer
       const view = FlashProgressView.for(this.output)
       const abort = new AbortController()
       const onInterrupt = () => abort.abort()
@@ -79,26 +101,43 @@ export default class OsFlash extends FlotillaCommand {
         process.off('SIGINT', onInterrupt)
       }
 
-      if (result.directIoUnavailable) this.output.warn(`${result.directIoUnavailable}: wrote through the page cache`)
-      const summary = {
-        type: 'result',
-        image: args.image,
-        drive: target.path,
-        image_size: result.imageSize,
-        bytes_written: result.bytesWritten,
-        sparse: result.sparse,
-        verified: result.verified,
-        direct_io: result.directIo,
-        write_seconds: result.writeMs / 1000,
-        verify_seconds: result.verifyMs / 1000,
-      }
-      if (this.output.json) this.output.printJsonLine(summary)
-      else {
-        const seconds = (result.writeMs + result.verifyMs) / 1000
-        this.output.success(`flashed ${args.image} to ${target.path}: ${formatBytes(result.bytesWritten)} written${result.verified ? ' and verified' : ' (not verified)'} in ${seconds.toFixed(1)} s`)
-      }
+      this.report(args.image, target.path, result, plan.dataBytes)
     } finally {
       await source.close()
     }
+  }
+
+  /** The drive to erase, chosen on the terminal among those no rule refuses. */
+  private async pickDrive(options: DestinationOptions): Promise<string> {
+    const [{eligibleDrives}, {describeDrive}] = await Promise.all([import('../../image/destination.js'), import('../../image/safety.js')])
+    const choices = await eligibleDrives(options)
+    if (choices.length === 0) throw new ExpectedError('no drive can be flashed: plug in an SD card or USB drive (see "flotilla util available-drives")')
+    return promptChoice('Drive to erase', choices.map(({drive}) => ({name: describeDrive(drive), value: drive.path})), 'drive')
+  }
+
+  /**
+   * The figures of a flash. The size is the image's; "of data" is what its block map (or its file systems) say holds
+   * data, the same for an image and its compressed forms. JSON adds the bytes actually written, which for a raw image
+   * include its boot partition whole.
+   */
+  private report(image: string, drive: string, result: FlashResult, dataBytes: number | undefined): void {
+    if (result.directIoUnavailable) this.output.warn(`${result.directIoUnavailable}: wrote through the page cache`)
+    const summary = {
+      type: 'result',
+      image,
+      drive,
+      image_size: result.imageSize,
+      data_bytes: dataBytes ?? result.imageSize,
+      bytes_written: result.bytesWritten,
+      sparse: result.sparse,
+      verified: result.verified,
+      direct_io: result.directIo,
+      write_seconds: result.writeMs / 1000,
+      verify_seconds: result.verifyMs / 1000,
+    }
+    if (this.output.json) return this.output.printJsonLine(summary)
+    const seconds = (result.writeMs + result.verifyMs) / 1000
+    const data = dataBytes === undefined ? '' : ` holding ${formatBytes(dataBytes)} of data`
+    this.output.success(`flashed ${image} to ${drive}: ${formatBytes(result.imageSize)} image${data}, ${result.verified ? 'written and verified' : 'written (not verified)'} in ${seconds.toFixed(1)} s`)
   }
 }

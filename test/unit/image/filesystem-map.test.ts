@@ -2,10 +2,11 @@ import assert from 'node:assert/strict'
 import {readFileSync} from 'node:fs'
 import {open} from 'node:fs/promises'
 
-import {filesystemMappedRanges} from '../../../src/image/filesystem-map.js'
+import {listPartitions} from '../../../src/image/boot-partition.js'
+import {fatUsedRanges, filesystemMappedRanges} from '../../../src/image/filesystem-map.js'
 import {makeDiskFixture, type DiskFixture} from '../../e2e/os-fixtures.js'
 
-describe('image/filesystem-map filesystemMappedRanges', function () {
+describe('image/filesystem-map', function () {
   this.timeout(60_000)
   let fixture: DiskFixture
 
@@ -40,5 +41,21 @@ describe('image/filesystem-map filesystemMappedRanges', function () {
     const size = (await handle.stat()).size
     assert.deepEqual(await filesystemMappedRanges(handle, size), [{start: 0, end: size}])
     await handle.close()
+  })
+
+  it('finds what the FAT boot partition uses: inside it, less than all of it, and every byte that is not zero', async function () {
+    const handle = await open(fixture.image, 'r')
+    const [boot] = await listPartitions(handle)
+    const used = await fatUsedRanges(handle)
+    await handle.close()
+    const usedBytes = used.reduce((sum, range) => sum + range.end - range.start, 0)
+    assert.ok(used.every((range) => range.start >= boot.offset && range.end <= boot.offset + boot.size), 'only the FAT partition')
+    assert.ok(usedBytes < boot.size / 4, `${usedBytes} of the partition's ${boot.size} bytes used`)
+    const partition = readFileSync(fixture.image).subarray(boot.offset, boot.offset + boot.size)
+    let position = 0
+    for (const range of [...used.map(({start, end}) => ({start: start - boot.offset, end: end - boot.offset})), {start: boot.size, end: boot.size}]) {
+      assert.equal(partition.subarray(position, range.start).findIndex((byte) => byte !== 0), -1, `data between ${position} and ${range.start} would not be written`)
+      position = range.end
+    }
   })
 })
