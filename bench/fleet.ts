@@ -47,7 +47,7 @@ const load = () => `load ${loadavg().map((value) => value.toFixed(2)).join(' ')}
 /** One process of simulated agents: messages out, the next answer of a given type back. */
 class AgentProcess {
   readonly child: ChildProcess
-  private readonly waiting: Array<{type: FromAgents['type']; resolve: (message: FromAgents) => void}> = []
+  private readonly waiting: Array<{type: FromAgents['type']; resolve: (message: FromAgents) => void; reject: (error: Error) => void}> = []
 
   constructor() {
     // execArgv is inherited: the child runs TypeScript through tsx as this process does.
@@ -55,6 +55,9 @@ class AgentProcess {
     this.child.on('message', (message: FromAgents) => {
       const index = this.waiting.findIndex((waiter) => waiter.type === message.type)
       if (index >= 0) this.waiting.splice(index, 1)[0].resolve(message)
+    })
+    this.child.once('exit', (code) => {
+      for (const waiter of this.waiting.splice(0)) waiter.reject(new Error(`the simulated agents exited (${code})`))
     })
   }
 
@@ -68,8 +71,7 @@ class AgentProcess {
 
   ask<T extends FromAgents['type']>(message: ToAgents, answer: T): Promise<Extract<FromAgents, {type: T}>> {
     return new Promise((resolve, reject) => {
-      this.child.once('exit', (code) => reject(new Error(`the simulated agents exited (${code})`)))
-      this.waiting.push({type: answer, resolve: resolve as (message: FromAgents) => void})
+      this.waiting.push({type: answer, resolve: resolve as (message: FromAgents) => void, reject})
       this.tell(message)
     })
   }

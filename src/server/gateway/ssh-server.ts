@@ -5,7 +5,7 @@ import type {AuthContext, ClientChannel, Connection, PseudoTtyInfo, ServerChanne
 import {listen} from '../../listen.js'
 import {isAuthorizedKey, parseAuthorizedKeys} from '../../protocol/authorized-keys.js'
 import {CHANNEL_SHELL, LINK_FORWARD, parseGatewayCommand, SERVICE_ENV, uuidOfLinkUsername} from '../../protocol/device-link.js'
-import {type Actor, resolveActor} from '../auth/actor.js'
+import type {Actor} from '../auth/actor.js'
 import type {ServerContext} from '../context.js'
 import {reachableDevice} from './access.js'
 import {DeviceNotLinkedError, type DeviceLinks} from './device-links.js'
@@ -180,7 +180,7 @@ export function createSshGateway(context: ServerContext, links: DeviceLinks, hos
       const uuid = uuidOfLinkUsername(auth.username)
       if (uuid) {
         if (auth.method !== 'password') return false
-        const actor = await resolveActor(context.db, context.secret, auth.password)
+        const actor = await context.apiKeys.resolve(auth.password)
         if (actor?.kind !== 'device' || actor.uuid !== uuid) return false
         device = {deviceId: actor.deviceId, uuid, keyId: actor.keyId}
         return true
