@@ -149,15 +149,17 @@ async function measureSize(fleet: BenchFleet, agents: AgentProcess): Promise<{p9
   const window = new AbortController()
   const pinging = pingUntil(fleet.server.url, window.signal)
   await sleep(WINDOW_MS)
-  const [server, generator, loadNow] = [serverCpu.percent(), agentsCpu.percent(), load()]
+  const [server, serverSeconds, generator, loadNow] = [serverCpu.percent(), serverCpu.used(), agentsCpu.percent(), load()]
   window.abort()
   const [result, pings] = await Promise.all([agents.ask({type: 'stop'}, 'polled'), pinging])
+  // What a request costs the server whatever the machine's load: the figure to scale from when other work starves it.
+  const perRequest = (serverSeconds * 1e6) / (result.polls.length + result.reports.length + pings.length)
   const p99 = percentile(result.polls, 0.99)
   const perSecond = (samples: number[]) => (samples.length / (WINDOW_MS / 1000)).toFixed(0)
   print(
     `  ${String(fleet.devices.length).padStart(5)} devices: state poll ${perSecond(result.polls)}/s p50 ${ms(median(result.polls))} p99 ${ms(p99)}; ` +
       `report ${perSecond(result.reports)}/s p50 ${ms(median(result.reports))} p99 ${ms(percentile(result.reports, 0.99))}; /ping p99 ${ms(percentile(pings, 0.99))}; ` +
-      `errors ${result.errors}${result.firstError ? ` (${result.firstError})` : ''}; CPU server ${server.toFixed(0)}% agents ${generator.toFixed(0)}%; ${loadNow}`,
+      `errors ${result.errors}${result.firstError ? ` (${result.firstError})` : ''}; CPU server ${server.toFixed(0)}% (${perRequest.toFixed(0)} µs a request) agents ${generator.toFixed(0)}%; ${loadNow}`,
   )
   return {p99, errors: result.errors}
 }

@@ -32,9 +32,12 @@ export class CpuMeter {
     this.start = pids.map((pid) => cpuSecondsOf(pid))
   }
 
+  /** CPU seconds used since the meter was made. */
+  used(): number {
+    return this.pids.reduce((sum, pid, index) => sum + cpuSecondsOf(pid) - this.start[index], 0)
+  }
+
   percent(): number {
-    const seconds = (performance.now() - this.startedAt) / 1000
-    const used = this.pids.reduce((sum, pid, index) => sum + cpuSecondsOf(pid) - this.start[index], 0)
-    return (100 * used) / seconds
+    return (100 * this.used()) / ((performance.now() - this.startedAt) / 1000)
   }
 }
