@@ -5,7 +5,8 @@
  * `npm run bench -- fleet`: for growing fleets, each device polls its target state every 5 s with If-None-Match and
  * reports its state every 10 s (4,000 polls/s and 2,000 reports/s at 20,000 devices); at each size, p50/p99 of
  * both beside `/ping` p99 measured in the same window, the server's and the agents' CPU and the load average; then
- * the largest size whose state-poll p99 is under 100 ms.
+ * the largest size whose state-poll p99 is under 100 ms. A device's report is the same each time, as a converged
+ * agent's timed report is (the server takes a repeat as a heartbeat); a report that changes is written in full.
  *
  * `npm run bench -- fleet --links [count]`: every device opens its device link (the agent's own link client);
  * the server's memory per link, the time to accept them all, then the time until a new release has reached every
@@ -218,7 +219,7 @@ async function links(count: number): Promise<void> {
     const sum = (pick: (each: Extract<FromAgents, {type: 'linked'}>) => number) => linked.reduce((total, each) => total + pick(each), 0)
     print(
       `  ${sum((each) => each.linked)} links up and targets fetched in ${seconds.toFixed(1)} s; server memory ${(perLink / 1024).toFixed(1)} KiB a link (RSS delta / links), ` +
-        `server CPU ${serverCpu.percent().toFixed(0)}%; failed attempts ${sum((each) => each.linkFailures)}${linked.find((each) => each.firstError)?.firstError ? ` (${linked.find((each) => each.firstError)?.firstError})` : ''}; ${load()}`,
+        `server CPU ${serverCpu.percent().toFixed(0)}% (${((serverCpu.used() * 1000) / count).toFixed(1)} ms a link); failed attempts ${sum((each) => each.linkFailures)}${linked.find((each) => each.firstError)?.firstError ? ` (${linked.find((each) => each.firstError)?.firstError})` : ''}; ${load()}`,
     )
     const releasedAt = Date.now()
     await fleet.api.createRelease(fleet.token, fleet.fleetId, randomBytes(16).toString('hex'))

@@ -53,6 +53,19 @@ export class Heartbeats {
     await this.writeOnline([deviceId], now)
   }
 
+  /**
+   * Many devices are alive now (those holding a link): those whose last connectivity event may be getting old are
+   * written at once, a chunk at a time; resolves when done.
+   */
+  async beatAll(deviceIds: number[]): Promise<void> {
+    const now = Date.now()
+    const stale = deviceIds.filter((id) => {
+      const written = this.written.get(id)
+      return written === undefined || now - written >= this.settings.timeoutMs / 4
+    })
+    for (let start = 0; start < stale.length; start += IDS_PER_STATEMENT) await this.writeOnline(stale.slice(start, start + IDS_PER_STATEMENT), now)
+  }
+
   /** The device was just written as online by someone else (its state report). */
   wroteOnline(deviceId: number): void {
     this.written.set(deviceId, Date.now())

@@ -1,5 +1,10 @@
 import {strict as assert} from 'node:assert'
 import {randomBytes} from 'node:crypto'
+import {mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+
+import {DeviceLink} from '../../src/agent/device-link.js'
 
 import {eventually, FleetApi} from '../helpers/fleet-api.js'
 import {startServer, type TestServer} from '../helpers/server.js'
@@ -91,6 +96,34 @@ describe('device state kept in memory stays true (real server)', function () {
     await eventually(async () => !(await online()), 'the silent device to read as offline')
     assert.equal((await poll(device)).status, 200)
     assert.equal(await online(), true)
+  })
+
+  it('keeps a device holding its link online past the heartbeat timeout, while a silent one goes offline', async () => {
+    const [linked, silent] = [await newDevice(), await newDevice()]
+    const online = async (device: {id: number}) => (await api.call('GET', `/v7/device(${device.id})?$select=is_online`, {token})).json().d[0].is_online as boolean
+    const {ssh} = (await api.call('GET', '/.well-known/flotilla.json')).json()
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'flotilla-link-'))
+    const link = new DeviceLink({
+      uuid: linked.uuid,
+      deviceApiKey: linked.api_key,
+      dataDir,
+      endpoint: async () => ssh,
+      shell: {injectDirectConnection: (stream) => stream.destroy(), injectLinkConnection: (stream) => stream.destroy()},
+      onUpdate: () => {},
+      onAction: () => {},
+    })
+    try {
+      link.start()
+      await link.linked()
+      assert.equal((await poll(silent)).status, 200)
+      await eventually(async () => online(linked), 'the linked device to read as online')
+      await eventually(async () => !(await online(silent)), 'the silent device to read as offline')
+      // The sweep that took the silent device offline came after the timeout: the linked one is online still.
+      assert.equal(await online(linked), true)
+    } finally {
+      await link.stop()
+      rmSync(dataDir, {recursive: true, force: true})
+    }
   })
 
   it('writes a state report that changes, and takes the same report again as a heartbeat', async () => {

@@ -129,8 +129,14 @@ async function applyStateReport(context: ServerContext, deviceId: number, report
  */
 export function registerDeviceStateRoutes(app: FastifyInstance, context: ServerContext, settings: DeviceStateSettings): void {
   const sweepEveryMs = Math.max(250, Math.min(30_000, Math.floor(settings.heartbeatTimeoutMs / 4)))
+  // Devices with a link open are alive: their heartbeats are written first (in chunks: a fleet may hold more links
+  // than a statement takes parameters), so the sweep leaves them online.
+  const sweep = async () => {
+    await context.heartbeats.beatAll(settings.linkedDeviceIds())
+    await markSilentDevicesOffline(context.db, settings.heartbeatTimeoutMs)
+  }
   const sweeper = setInterval(() => {
-    markSilentDevicesOffline(context.db, settings.heartbeatTimeoutMs, {exceptIds: settings.linkedDeviceIds()}).catch((error: unknown) => app.log.error({err: error}, 'marking silent devices offline failed'))
+    sweep().catch((error: unknown) => app.log.error({err: error}, 'marking silent devices offline failed'))
   }, sweepEveryMs)
   sweeper.unref()
   const closing = new AbortController()

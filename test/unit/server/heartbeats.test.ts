@@ -41,6 +41,20 @@ describe('heartbeats', () => {
     await heartbeats.close()
   })
 
+  it('writes the devices holding links in chunks a statement takes, and only those whose stamp may be getting old', async () => {
+    const {state, db} = deviceWrites()
+    const heartbeats = new Heartbeats(db, {timeoutMs: 60_000, onError: assert.fail})
+    const linked = Array.from({length: 1200}, (_, index) => index + 1)
+    await heartbeats.beatAll(linked)
+    assert.equal(state.writes, 3)
+    await heartbeats.beatAll(linked)
+    assert.equal(state.writes, 3)
+    heartbeats.forget(5)
+    await heartbeats.beatAll(linked)
+    assert.equal(state.writes, 4)
+    await heartbeats.close()
+  })
+
   it('takes a report repeated word for word as a heartbeat, until told to forget reports', () => {
     const heartbeats = new Heartbeats(deviceWrites().db, {timeoutMs: 60_000, onError: assert.fail})
     assert.equal(heartbeats.isRepeatedReport(7, '{"status":"Idle"}'), false)
