@@ -143,7 +143,9 @@ async function pingUntil(url: string, signal: AbortSignal): Promise<number[]> {
 /** One size: warm up (every device fetches its target once), then a measured window. */
 async function measureSize(fleet: BenchFleet, agents: AgentProcess): Promise<{p99: number; errors: number}> {
   agents.tell({type: 'start', url: fleet.server.url, devices: fleet.devices, pollMs: POLL_MS, reportMs: REPORT_MS, release: fleet.release})
-  await sleep(POLL_MS + 2000)
+  const warming = performance.now()
+  await agents.ask({type: 'warmed'}, 'warmed')
+  print(`  ${fleet.devices.length} devices had their first poll and report answered (targets computed, reports written) within ${((performance.now() - warming) / 1000).toFixed(1)} s; ${load()}`)
   agents.tell({type: 'measure'})
   const serverCpu = new CpuMeter([fleet.server.pid])
   const agentsCpu = new CpuMeter([agents.pid])

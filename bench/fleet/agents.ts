@@ -38,10 +38,18 @@ class PollingFleet {
   private firstError?: string
   private readonly loops: Array<Promise<void>> = []
   private readonly client: BenchHttpClient
+  /** Each device's first poll (a 200 with its target) and first report (written in full), once answered. */
+  private readonly firsts: Array<Promise<void>> = []
 
   constructor(private readonly start: Extract<ToAgents, {type: 'start'}>) {
     this.client = new BenchHttpClient(start.url, MAX_SOCKETS)
     for (const device of start.devices) this.loops.push(this.pollLoop(device), this.reportLoop(device))
+  }
+
+  /** Resolves once every device has been answered its first poll and report: what follows is the steady state. */
+  async warmed(): Promise<FromAgents> {
+    await Promise.all(this.firsts)
+    return {type: 'warmed'}
   }
 
   measure(): void {
@@ -62,8 +70,11 @@ class PollingFleet {
   }
 
   private async every(periodMs: number, work: () => Promise<void>): Promise<void> {
+    let first!: () => void
+    this.firsts.push(new Promise((resolve) => (first = resolve)))
     await sleep(Math.random() * periodMs)
-    while (!this.stopping) {
+    for (let round = 0; !this.stopping; round++) {
+      if (round === 1) first()
       const started = performance.now()
       await work().catch((error: unknown) => this.failed((error as Error).message))
       await sleep(Math.max(0, periodMs - (performance.now() - started)))
@@ -183,6 +194,10 @@ process.on('message', (message: ToAgents) => {
       case 'start': {
         polling = new PollingFleet(message)
         return undefined
+      }
+
+      case 'warmed': {
+        return polling?.warmed()
       }
 
       case 'measure': {

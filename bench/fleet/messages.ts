@@ -15,6 +15,8 @@ export interface ReportedRelease {
 export type ToAgents =
   /** Poll (If-None-Match) every pollMs and report every reportMs, each device from a random phase, until `stop`. */
   | {type: 'start'; url: string; devices: SimulatedDevice[]; pollMs: number; reportMs: number; release: ReportedRelease}
+  /** Answered once every device's first poll and first report are answered. */
+  | {type: 'warmed'}
   /** Samples from now on count. */
   | {type: 'measure'}
   | {type: 'stop'}
@@ -24,6 +26,7 @@ export type ToAgents =
   | {type: 'unlink'}
 
 export type FromAgents =
+  | {type: 'warmed'}
   | {type: 'polled'; polls: number[]; reports: number[]; errors: number; firstError?: string}
   | {type: 'linked'; linked: number; fetched: number; linkFailures: number; firstError?: string}
   /** Epoch ms of each update notice and of each fetch of a changed target, since the link went up. */
