@@ -6,7 +6,7 @@
 import type {Duplex} from 'node:stream'
 
 import {DeviceLink} from '../../src/agent/device-link.js'
-import {BenchHttpClient, inParallel} from './http-client.js'
+import {BenchHttpClient, inParallel, RawHttpPool} from './http-client.js'
 import type {FromAgents, ReportedRelease, SimulatedDevice, ToAgents} from './messages.js'
 
 const MAX_SOCKETS = 256
@@ -37,12 +37,12 @@ class PollingFleet {
   private errors = 0
   private firstError?: string
   private readonly loops: Array<Promise<void>> = []
-  private readonly client: BenchHttpClient
+  private readonly client: RawHttpPool
   /** Each device's first poll (a 200 with its target) and first report (written in full), once answered. */
   private readonly firsts: Array<Promise<void>> = []
 
   constructor(private readonly start: Extract<ToAgents, {type: 'start'}>) {
-    this.client = new BenchHttpClient(start.url, MAX_SOCKETS)
+    this.client = new RawHttpPool(new URL(start.url), MAX_SOCKETS)
     for (const device of start.devices) this.loops.push(this.pollLoop(device), this.reportLoop(device))
   }
 
@@ -85,7 +85,7 @@ class PollingFleet {
     return this.every(this.start.pollMs, async () => {
       const etag = etags.get(device.uuid)
       const started = performance.now()
-      const answer = await this.client.request('GET', `/device/v3/${device.uuid}/state`, {token: device.key, headers: etag ? {'if-none-match': etag} : {}})
+      const answer = await this.client.request('GET', `/device/v3/${device.uuid}/state`, {authorization: `Bearer ${device.key}`, ...(etag ? {'if-none-match': etag} : {})})
       if (this.measuring) this.polls.push(performance.now() - started)
       if (answer.status === 200 && answer.etag) etags.set(device.uuid, answer.etag)
       else if (answer.status !== 304) this.failed(`state poll answered ${answer.status}: ${answer.body.slice(0, 200)}`)
@@ -93,10 +93,10 @@ class PollingFleet {
   }
 
   private reportLoop(device: SimulatedDevice): Promise<void> {
-    const report = reportOf(device, this.start.release)
+    const report = JSON.stringify(reportOf(device, this.start.release))
     return this.every(this.start.reportMs, async () => {
       const started = performance.now()
-      const answer = await this.client.request('PATCH', '/device/v3/state', {token: device.key, json: report})
+      const answer = await this.client.request('PATCH', '/device/v3/state', {authorization: `Bearer ${device.key}`}, report)
       if (this.measuring) this.reports.push(performance.now() - started)
       if (answer.status !== 200) this.failed(`state report answered ${answer.status}: ${answer.body.slice(0, 200)}`)
     })
