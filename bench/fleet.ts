@@ -1,96 +1,258 @@
 /**
- * A fleet on one server: simulated agents (protocol only, no containers) poll their target state with If-None-Match
- * every POLL_SECONDS and report state every REPORT_SECONDS. For growing fleet sizes, the p99 latency of the state
- * polls beside the p99 of a bare `GET /ping` measured in the same window; the largest size under 100 ms is the answer.
+ * A fleet on one server process, with simulated agents speaking the real protocol from processes of their own
+ * (bench/fleet/agents.ts), so the server's CPU is its own. Run `npm run build` first (the server is the bundle).
+ *
+ * `npm run bench -- fleet`: for growing fleets, each device polls its target state every 5 s with If-None-Match and
+ * reports its state every 10 s (4,000 polls/s and 2,000 reports/s at 20,000 devices); at each size, p50/p99 of
+ * both beside `/ping` p99 measured in the same window, the server's and the agents' CPU and the load average; then
+ * the largest size whose state-poll p99 is under 100 ms. A device's report is the same each time, as a converged
+ * agent's timed report is (the server takes a repeat as a heartbeat); a report that changes is written in full.
+ *
+ * `npm run bench -- fleet --links [count]`: every device opens its device link (the agent's own link client);
+ * the server's memory per link, the time to accept them all, then the time until a new release has reached every
+ * linked device: told over its link, and its new target fetched (goal: 20,000 within 60 s).
  */
+import {type ChildProcess, fork} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
+import {mkdtempSync, rmSync} from 'node:fs'
+import {loadavg, tmpdir} from 'node:os'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
 
 import {FleetApi} from '../test/helpers/fleet-api.js'
-import {startServer} from '../test/helpers/server.js'
+import {startServer, type TestServer} from '../test/helpers/server.js'
+import {BenchHttpClient, inParallel} from './fleet/http-client.js'
+import type {FromAgents, ReportedRelease, SimulatedDevice, ToAgents} from './fleet/messages.js'
+import {CpuMeter, openFileLimit, residentBytesOf} from './fleet/process-stats.js'
 import {median, percentile} from './measure.js'
 
-const FLEET_SIZES = [500, 1000, 2000, 4000, 8000]
-const POLL_SECONDS = 5
-const REPORT_SECONDS = 10
-const WINDOW_SECONDS = 10
-const REGISTER_CONCURRENCY = 20
+const FLEET_SIZES = [1000, 2000, 4000, 8000, 12_000, 16_000, 20_000]
+const POLL_MS = 5000
+const REPORT_MS = 10_000
+const WINDOW_MS = 15_000
 const TARGET_P99_MS = 100
+const REGISTER_CONCURRENCY = 32
+const MAX_LINKS = 20_000
+/** Files the server and each agent process keep for themselves besides links (database, listeners, HTTP). */
+const FILES_BESIDES_LINKS = 1000
+const LINKS_PER_AGENT_PROCESS = 9000
+const RELEASE_DEADLINE_MS = 120_000
+const LINK_DEADLINE_MS = 300_000
 
-interface SimulatedDevice {
-  uuid: string
-  key: string
-  etag?: string
+const AGENTS_FILE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fleet', 'agents.ts')
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+const print = (line: string) => process.stdout.write(`${line}\n`)
+const ms = (value: number) => `${value.toFixed(1)} ms`
+const load = () => `load ${loadavg().map((value) => value.toFixed(2)).join(' ')}`
+
+/** One process of simulated agents: messages out, the next answer of a given type back. */
+class AgentProcess {
+  readonly child: ChildProcess
+  private readonly waiting: Array<{type: FromAgents['type']; resolve: (message: FromAgents) => void; reject: (error: Error) => void}> = []
+
+  constructor() {
+    // execArgv is inherited: the child runs TypeScript through tsx as this process does.
+    this.child = fork(AGENTS_FILE, [], {stdio: ['ignore', 'inherit', 'inherit', 'ipc']})
+    this.child.on('message', (message: FromAgents) => {
+      const index = this.waiting.findIndex((waiter) => waiter.type === message.type)
+      if (index >= 0) this.waiting.splice(index, 1)[0].resolve(message)
+    })
+    this.child.once('exit', (code) => {
+      for (const waiter of this.waiting.splice(0)) waiter.reject(new Error(`the simulated agents exited (${code})`))
+    })
+  }
+
+  get pid(): number {
+    return this.child.pid as number
+  }
+
+  tell(message: ToAgents): void {
+    this.child.send(message)
+  }
+
+  ask<T extends FromAgents['type']>(message: ToAgents, answer: T): Promise<Extract<FromAgents, {type: T}>> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({type: answer, resolve: resolve as (message: FromAgents) => void, reject})
+      this.tell(message)
+    })
+  }
+
+  stop(): void {
+    this.child.kill()
+  }
 }
 
-async function inParallel<T>(count: number, concurrency: number, work: (index: number) => Promise<T>): Promise<T[]> {
-  const results: T[] = []
-  let next = 0
-  await Promise.all(Array.from({length: concurrency}, async () => {
-    while (next < count) {
-      const index = next++
-      results[index] = await work(index)
-    }
-  }))
-  return results
+interface BenchFleet {
+  server: TestServer
+  api: FleetApi
+  token: string
+  fleetId: number
+  release: ReportedRelease
+  devices: SimulatedDevice[]
+  provisioningKey: string
 }
 
-export async function run(): Promise<void> {
+/** A server with one fleet, one release of one service and a fleet variable, so targets are as real ones are. */
+async function benchFleet(): Promise<BenchFleet> {
   const server = await startServer({args: ['--device-heartbeat-timeout', '60']})
   const api = new FleetApi(server.url)
-  const devices: SimulatedDevice[] = []
+  const token = await api.login(server.admin.username, server.admin.password)
+  const fleet = await api.createFleet(token, 'many')
+  await api.created(token, 'application_environment_variable', {application: fleet.id, name: 'GREETING', value: 'hello'})
+  const commit = randomBytes(16).toString('hex')
+  const created = await api.createRelease(token, fleet.id, commit)
+  const provisioningKey = (await api.call('POST', `/api-key/application/${fleet.id}/provisioning`, {token, json: {name: 'bench'}})).json() as string
+  return {server, api, token, fleetId: fleet.id, release: {appUuid: fleet.uuid, commit, image: created.location}, devices: [], provisioningKey}
+}
+
+/** Registers devices through the real API with one provisioning key, many at a time, as a factory line would. */
+async function registerDevices(fleet: BenchFleet, count: number): Promise<void> {
+  const client = new BenchHttpClient(fleet.server.url, REGISTER_CONCURRENCY)
+  const started = performance.now()
   try {
-    const token = await api.login(server.admin.username, server.admin.password)
-    const fleet = await api.createFleet(token, 'many')
-    process.stdout.write(`fleet: simulated agents poll every ${POLL_SECONDS} s (If-None-Match) and report every ${REPORT_SECONDS} s; ${WINDOW_SECONDS} s per size\n`)
+    const added = await inParallel(count, REGISTER_CONCURRENCY, async () => {
+      const uuid = randomBytes(16).toString('hex')
+      const answer = await client.request('POST', '/device/register', {token: fleet.provisioningKey, json: {application: fleet.fleetId, device_type: 'raspberrypi4-64', uuid}})
+      if (answer.status !== 201) throw new Error(`registering a device answered ${answer.status}: ${answer.body}`)
+      return {uuid, key: (JSON.parse(answer.body) as {api_key: string}).api_key}
+    })
+    fleet.devices.push(...added)
+  } finally {
+    client.close()
+  }
+
+  const seconds = (performance.now() - started) / 1000
+  print(`  registered ${count} devices in ${seconds.toFixed(1)} s (${(count / seconds).toFixed(0)}/s, ${REGISTER_CONCURRENCY} at a time); ${load()}`)
+}
+
+/** `/ping` latencies, one every 50 ms, until the signal aborts. */
+async function pingUntil(url: string, signal: AbortSignal): Promise<number[]> {
+  const client = new BenchHttpClient(url, 1)
+  const pings: number[] = []
+  while (!signal.aborted) {
+    const started = performance.now()
+    await client.request('GET', '/ping')
+    pings.push(performance.now() - started)
+    await sleep(50)
+  }
+
+  client.close()
+  return pings
+}
+
+/** One size: warm up (every device fetches its target once), then a measured window. */
+async function measureSize(fleet: BenchFleet, agents: AgentProcess): Promise<{p99: number; errors: number}> {
+  agents.tell({type: 'start', url: fleet.server.url, devices: fleet.devices, pollMs: POLL_MS, reportMs: REPORT_MS, release: fleet.release})
+  const warming = performance.now()
+  await agents.ask({type: 'warmed'}, 'warmed')
+  print(`  ${fleet.devices.length} devices had their first poll and report answered (targets computed, reports written) within ${((performance.now() - warming) / 1000).toFixed(1)} s; ${load()}`)
+  agents.tell({type: 'measure'})
+  const serverCpu = new CpuMeter([fleet.server.pid])
+  const agentsCpu = new CpuMeter([agents.pid])
+  const window = new AbortController()
+  const pinging = pingUntil(fleet.server.url, window.signal)
+  await sleep(WINDOW_MS)
+  const [server, serverSeconds, generator, loadNow] = [serverCpu.percent(), serverCpu.used(), agentsCpu.percent(), load()]
+  window.abort()
+  const [result, pings] = await Promise.all([agents.ask({type: 'stop'}, 'polled'), pinging])
+  // What a request costs the server whatever the machine's load: the figure to scale from when other work starves it.
+  const perRequest = (serverSeconds * 1e6) / (result.polls.length + result.reports.length + pings.length)
+  const p99 = percentile(result.polls, 0.99)
+  const perSecond = (samples: number[]) => (samples.length / (WINDOW_MS / 1000)).toFixed(0)
+  print(
+    `  ${String(fleet.devices.length).padStart(5)} devices: state poll ${perSecond(result.polls)}/s p50 ${ms(median(result.polls))} p99 ${ms(p99)}; ` +
+      `report ${perSecond(result.reports)}/s p50 ${ms(median(result.reports))} p99 ${ms(percentile(result.reports, 0.99))}; /ping p99 ${ms(percentile(pings, 0.99))}; ` +
+      `errors ${result.errors}${result.firstError ? ` (${result.firstError})` : ''}; CPU server ${server.toFixed(0)}% (${perRequest.toFixed(0)} µs a request) agents ${generator.toFixed(0)}%; ${loadNow}`,
+  )
+  return {p99, errors: result.errors}
+}
+
+async function pollsAndReports(sizes: number[]): Promise<void> {
+  print(`fleet: each device polls every ${POLL_MS / 1000} s (If-None-Match) and reports every ${REPORT_MS / 1000} s; ${WINDOW_MS / 1000} s measured per size; ${load()}`)
+  const fleet = await benchFleet()
+  const agents = new AgentProcess()
+  try {
     let largestUnderTarget = 0
-    for (const size of FLEET_SIZES) {
-      const added = await inParallel(size - devices.length, REGISTER_CONCURRENCY, async () => {
-        const registered = await api.registerDevice(token, fleet.id, randomBytes(16).toString('hex'))
-        return {uuid: registered.uuid, key: registered.api_key}
-      })
-      devices.push(...added)
-      const polls: number[] = []
-      const pings: number[] = []
-      let errors = 0
-      const until = performance.now() + WINDOW_SECONDS * 1000
-      const simulate = async (device: SimulatedDevice, offsetMs: number) => {
-        await new Promise((resolve) => setTimeout(resolve, offsetMs))
-        let nextReport = performance.now() + Math.random() * REPORT_SECONDS * 1000
-        while (performance.now() < until) {
-          const started = performance.now()
-          const answer = await api.call('GET', `/device/v3/${device.uuid}/state`, {token: device.key, headers: device.etag ? {'if-none-match': device.etag} : {}})
-          polls.push(performance.now() - started)
-          if (answer.status === 200) device.etag = String(answer.headers.etag)
-          else if (answer.status !== 304) errors++
-          if (performance.now() >= nextReport) {
-            nextReport += REPORT_SECONDS * 1000
-            const report = await api.call('PATCH', '/device/v3/state', {token: device.key, json: {[device.uuid]: {status: 'Idle', supervisor_version: 'bench', apps: {}}}})
-            if (report.status !== 200) errors++
-          }
-
-          await new Promise((resolve) => setTimeout(resolve, Math.max(0, POLL_SECONDS * 1000 - (performance.now() - started))))
-        }
-      }
-
-      const pinger = (async () => {
-        while (performance.now() < until) {
-          const started = performance.now()
-          await api.call('GET', '/ping')
-          pings.push(performance.now() - started)
-          await new Promise((resolve) => setTimeout(resolve, 50))
-        }
-      })()
-      await Promise.all([pinger, ...devices.map((device) => simulate(device, Math.random() * POLL_SECONDS * 1000))])
-      const p99 = percentile(polls, 0.99)
+    for (const size of sizes) {
+      await registerDevices(fleet, size - fleet.devices.length)
+      const {p99, errors} = await measureSize(fleet, agents)
       if (p99 < TARGET_P99_MS && errors === 0) largestUnderTarget = size
-      process.stdout.write(
-        `  ${String(size).padStart(5)} devices: ${(polls.length / WINDOW_SECONDS).toFixed(0).padStart(4)} polls/s, state poll p50 ${median(polls).toFixed(1)} ms p99 ${p99.toFixed(1)} ms; /ping p99 ${percentile(pings, 0.99).toFixed(1)} ms; errors ${errors}\n`,
-      )
-      if (p99 >= TARGET_P99_MS * 3) break
+      if (p99 > TARGET_P99_MS * 3) break
     }
 
-    process.stdout.write(`  largest fleet with state-poll p99 under ${TARGET_P99_MS} ms: ${largestUnderTarget || `none of ${FLEET_SIZES.join(', ')}`}\n`)
+    print(`  largest fleet with state-poll p99 under ${TARGET_P99_MS} ms: ${largestUnderTarget || `none of ${sizes.join(', ')}`}`)
   } finally {
-    await server.stop()
+    agents.stop()
+    await fleet.server.stop()
   }
+}
+
+/** Each agent process's notices and changed fetches, until every device has fetched the new target or the deadline. */
+async function awaitRelease(agents: AgentProcess[], devices: number, deadlineMs: number) {
+  const deadline = Date.now() + deadlineMs
+  for (;;) {
+    const progress = await Promise.all(agents.map((agent) => agent.ask({type: 'progress'}, 'progress')))
+    const fetches = progress.flatMap((each) => each.changedFetches)
+    if (fetches.length >= devices || Date.now() > deadline) {
+      return {notices: progress.flatMap((each) => each.notices), fetches, errors: progress.reduce((sum, each) => sum + each.errors, 0), firstError: progress.find((each) => each.firstError)?.firstError}
+    }
+
+    await sleep(500)
+  }
+}
+
+async function links(count: number): Promise<void> {
+  print(`fleet links: ${count} devices each hold a device link (SSH); ${load()}`)
+  const fleet = await benchFleet()
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'flotilla-bench-links-'))
+  const agents = Array.from({length: Math.ceil(count / LINKS_PER_AGENT_PROCESS)}, () => new AgentProcess())
+  try {
+    await registerDevices(fleet, count)
+    const {ssh} = (await fleet.api.call('GET', '/.well-known/flotilla.json')).json() as {ssh: {host: string; port: number; hostKey?: string}}
+    const before = residentBytesOf(fleet.server.pid)
+    const serverCpu = new CpuMeter([fleet.server.pid])
+    const started = performance.now()
+    const slice = Math.ceil(count / agents.length)
+    const linking = agents.map((agent, index) => agent.ask({type: 'link', url: fleet.server.url, ssh, devices: fleet.devices.slice(index * slice, (index + 1) * slice), dataDir}, 'linked'))
+    const linked = await Promise.race([Promise.all(linking), sleep(LINK_DEADLINE_MS).then(() => undefined)])
+    if (!linked) throw new Error(`the links were not all up within ${LINK_DEADLINE_MS / 1000} s`)
+    const seconds = (performance.now() - started) / 1000
+    const perLink = (residentBytesOf(fleet.server.pid) - before) / count
+    const sum = (pick: (each: Extract<FromAgents, {type: 'linked'}>) => number) => linked.reduce((total, each) => total + pick(each), 0)
+    print(
+      `  ${sum((each) => each.linked)} links up and targets fetched in ${seconds.toFixed(1)} s; server memory ${(perLink / 1024).toFixed(1)} KiB a link (RSS delta / links), ` +
+        `server CPU ${serverCpu.percent().toFixed(0)}% (${((serverCpu.used() * 1000) / count).toFixed(1)} ms a link); failed attempts ${sum((each) => each.linkFailures)}${linked.find((each) => each.firstError)?.firstError ? ` (${linked.find((each) => each.firstError)?.firstError})` : ''}; ${load()}`,
+    )
+    const releasedAt = Date.now()
+    await fleet.api.createRelease(fleet.token, fleet.fleetId, randomBytes(16).toString('hex'))
+    const reached = await awaitRelease(agents, count, RELEASE_DEADLINE_MS)
+    const after = (times: number[]) => times.map((time) => (time - releasedAt) / 1000).sort((a, b) => a - b)
+    const [notices, fetches] = [after(reached.notices), after(reached.fetches)]
+    const seconds50 = (times: number[]) => (times.length > 0 ? `p50 ${median(times).toFixed(1)} s, last ${times.at(-1)?.toFixed(1)} s` : 'none')
+    print(
+      `  new release: ${notices.length}/${count} devices told over their link (${seconds50(notices)}), ${fetches.length}/${count} fetched the new target (${seconds50(fetches)}); ` +
+        `errors ${reached.errors}${reached.firstError ? ` (${reached.firstError})` : ''}; ${load()}`,
+    )
+    await Promise.all(agents.map((agent) => agent.ask({type: 'unlink'}, 'unlinked')))
+  } finally {
+    for (const agent of agents) agent.stop()
+    await fleet.server.stop()
+    rmSync(dataDir, {recursive: true, force: true})
+  }
+}
+
+/** `--links [count]`, `--sizes 1000,2000`. */
+export async function run(): Promise<void> {
+  const args = process.argv.slice(3)
+  const linksAt = args.indexOf('--links')
+  if (linksAt >= 0) {
+    const possible = Math.min(MAX_LINKS, openFileLimit() - FILES_BESIDES_LINKS)
+    const asked = Number(args[linksAt + 1]) || MAX_LINKS
+    if (asked > possible) print(`fleet links: ${asked} links need as many open files in the server; this machine allows ${openFileLimit()} a process, so ${possible}`)
+    await links(Math.min(asked, possible))
+    return
+  }
+
+  const sizesAt = args.indexOf('--sizes')
+  await pollsAndReports(sizesAt >= 0 ? args[sizesAt + 1].split(',').map(Number) : FLEET_SIZES)
 }

@@ -5,11 +5,13 @@ import type Docker from 'dockerode'
 import Fastify, {type FastifyError, type FastifyInstance, LogController} from 'fastify'
 
 import {ExpectedError} from '../errors.js'
+import {ApiKeyCache} from './auth/api-key-cache.js'
 import {LoginRateLimiter} from './auth/rate-limit.js'
 import {loadSigningSecret} from './auth/tokens.js'
 import {type AdminSettings, type CreatedAdmin, ensureAdmin} from './bootstrap.js'
 import type {ServerContext} from './context.js'
 import {databaseLocation, type Db, openDatabase} from './db/database.js'
+import {Heartbeats} from './heartbeats.js'
 import {diskFull, HttpError, isDiskFullError, isInvalidValueError} from './http-errors.js'
 import {registerApiKeyRoutes} from './routes/api-keys.js'
 import {registerAuthRoutes} from './routes/auth.js'
@@ -37,6 +39,7 @@ import {startManagedRegistry} from './registry/managed-registry.js'
 import type {RegistryProcess} from './registry/registry-process.js'
 import {loadRegistryTokenKey} from './registry/token-key.js'
 import {BuildCredentials, type RegistryAuthority} from './registry/tokens.js'
+import {TargetStates} from './target-states.js'
 
 /**
  * The largest JSON (or text) request body any route takes; twice balena's API's 512 KB. Uploads that are streams
@@ -209,11 +212,18 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
     const createdAdmin = await ensureAdmin(db, options.admin ?? {})
     const hostKey = await loadHostKey(options.dataDir && path.join(options.dataDir, HOST_KEY_FILE))
     const registryAuthority = await loadRegistryAuthority(options)
-    // The links' diagnostics go to the server's log, which exists by the time a device links.
-    const links = new DeviceLinks(db, (error, message) => app.log.warn({err: error}, message))
+    const secret = await loadSigningSecret(options.dataDir)
+    const apiKeys = new ApiKeyCache(db, secret)
+    const targetStates = new TargetStates(db)
+    // Diagnostics go to the server's log, which exists by the time a device polls or links.
+    const heartbeats = new Heartbeats(db, {
+      timeoutMs: options.deviceHeartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS,
+      onError: (error, message) => app.log.warn({err: error}, isDiskFullError(error) ? `disk full: ${message}` : message),
+    })
+    const links = new DeviceLinks({db, targetStates, heartbeats, onError: (error, message) => app.log.warn({err: error}, message)})
     const context: ServerContext = {
       db,
-      secret: await loadSigningSecret(options.dataDir),
+      secret,
       loginLimiter: new LoginRateLimiter(),
       registry: options.registry ?? null,
       registryAuthority,
@@ -222,9 +232,20 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
       sshPort: options.sshPort ?? 2222,
       sshHostKey: publicHostKeyOf(hostKey),
       version: options.version ?? '0.0.0',
-      targetsMaybeChanged: () => links.targetsMaybeChanged(),
-      // The deletion itself succeeded: a failure here is logged, not answered as the request's.
-      keysMaybeRevoked: () => links.closeLinksOfRevokedKeys().catch((error: unknown) => app.log.error({err: error}, 'closing links of revoked keys failed')),
+      apiKeys,
+      targetStates,
+      heartbeats,
+      targetsMaybeChanged: () => {
+        targetStates.invalidate()
+        apiKeys.clear()
+        heartbeats.forgetAll()
+        links.targetsMaybeChanged()
+      },
+      keysMaybeRevoked: () => {
+        apiKeys.clear()
+        // The deletion itself succeeded: a failure here is logged, not answered as the request's.
+        return links.closeLinksOfRevokedKeys().catch((error: unknown) => app.log.error({err: error}, 'closing links of revoked keys failed'))
+      },
     }
     const settings = {
       logger: {level: options.logger?.level ?? 'warn', stream: process.stderr},
@@ -287,6 +308,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
         terminals.close()
         await gateway.close()
         await app.close()
+        await heartbeats.close()
         await managedRegistry?.stop()
         await db.destroy()
       },

@@ -1,10 +1,13 @@
 import type {FastifyRequest} from 'fastify'
 
-import {type Actor, credentialOf, GUEST, resolveActor} from './auth/actor.js'
+import {type Actor, credentialOf, GUEST} from './auth/actor.js'
+import type {ApiKeyCache} from './auth/api-key-cache.js'
 import type {LoginRateLimiter} from './auth/rate-limit.js'
 import type {Db} from './db/database.js'
+import type {Heartbeats} from './heartbeats.js'
 import {unauthorized} from './http-errors.js'
 import type {RegistryAuthority} from './registry/tokens.js'
+import type {TargetStates} from './target-states.js'
 
 /** What every route of one server shares. */
 export interface ServerContext {
@@ -26,7 +29,16 @@ export interface ServerContext {
   /** The gateway's public host key (`ssh-ed25519 AAAA…`), announced so clients can pin it. */
   sshHostKey: string
   version: string
-  /** Called after any write that may change devices' target states: linked devices are told at once. */
+  /** Resolves credentials, keeping API keys' actors briefly; cleared by the two calls below. */
+  apiKeys: ApiKeyCache
+  /** Devices' target states as served, kept until {@link targetsMaybeChanged}. */
+  targetStates: TargetStates
+  /** Devices' heartbeats, written in batches. */
+  heartbeats: Heartbeats
+  /**
+   * Called after any write that may change devices' target states (every pine write, a release promoted): kept
+   * targets, API keys' actors and reports are dropped, and linked devices whose target changed are told at once.
+   */
   targetsMaybeChanged(): void
   /** Called after a deletion that may have taken device keys with it (a revocation, a removed device): links opened with them close at once. */
   keysMaybeRevoked(): Promise<void>
@@ -43,7 +55,7 @@ export function actorOf(context: ServerContext, request: FastifyRequest): Promis
   if (!actor) {
     const credential = credentialOf(request.headers, request.query)
     actor = credential
-      ? resolveActor(context.db, context.secret, credential).then((found) => {
+      ? context.apiKeys.resolve(credential).then((found) => {
           if (!found) throw unauthorized()
           return found
         })

@@ -1,6 +1,6 @@
 import {createHash} from 'node:crypto'
 
-import type {ServiceComposition, TargetApp, TargetDevice, TargetRelease, TargetService, TargetState, TargetVolume} from '../protocol/target-state.js'
+import type {ServiceComposition, TargetApp, TargetRelease, TargetService, TargetState, TargetVolume} from '../protocol/target-state.js'
 import type {Db} from './db/database.js'
 
 interface CompositionDocument {
@@ -54,9 +54,9 @@ function serviceEnvironment(levels: EnvironmentLevels, serviceId: number): Recor
   return {...levels.fleet, ...levels.service.get(serviceId), ...levels.device, ...levels.deviceService.get(serviceId)}
 }
 
-/** Without a device (a fleet's own target), the device levels are empty. */
-async function environmentLevels(db: Db, deviceId: number | undefined, appId: number): Promise<EnvironmentLevels> {
-  const [fleet, service, device, deviceService] = await Promise.all([
+/** A fleet's own variable levels (no device's): its variables and its services' fleet-wide variables. */
+async function fleetEnvironmentLevels(db: Db, appId: number): Promise<EnvironmentLevels> {
+  const [fleet, service] = await Promise.all([
     db.selectFrom('application_environment_variable').select(['name', 'value']).where('application', '=', appId).orderBy('name').execute(),
     db
       .selectFrom('service_environment_variable as variable')
@@ -65,18 +65,8 @@ async function environmentLevels(db: Db, deviceId: number | undefined, appId: nu
       .where('service.application', '=', appId)
       .orderBy('variable.name')
       .execute(),
-    deviceId === undefined ? [] : db.selectFrom('device_environment_variable').select(['name', 'value']).where('device', '=', deviceId).orderBy('name').execute(),
-    deviceId === undefined
-      ? []
-      : db
-          .selectFrom('device_service_environment_variable as variable')
-          .innerJoin('service_install as install', 'install.id', 'variable.service_install')
-          .select(['install.installs__service as service', 'variable.name', 'variable.value'])
-          .where('install.device', '=', deviceId)
-          .orderBy('variable.name')
-          .execute(),
   ])
-  return {fleet: variablesOf(fleet), service: variablesByService(service), device: variablesOf(device), deviceService: variablesByService(deviceService)}
+  return {fleet: variablesOf(fleet), service: variablesByService(service), device: {}, deviceService: new Map()}
 }
 
 async function targetReleaseOf(db: Db, releaseId: number, environment: EnvironmentLevels) {
@@ -109,47 +99,130 @@ async function targetReleaseOf(db: Db, releaseId: number, environment: Environme
   return {commit: release.commit, target}
 }
 
+type FleetRow = {id: number; uuid: string; app_name: string; is_host: number; is_of__class: string; should_be_running__release: number | null}
+type SharedRelease = {commit: string; target: TargetRelease} | undefined
+
 /**
- * The target state of one device, computed live from the database: its name, config variables (fleet's, then
- * the device's over them) and its fleet's app with the release it should run (its pin, else the fleet's target),
- * each service's environment merged lowest first: fleet variables, the service's fleet-wide variables, device variables,
- * then the device's variables of that service (open-balena-api's order). Undefined when there is no such device.
+ * What the devices of a fleet share, read once however many devices are computed with it: the fleet, its config
+ * variables, and each release with the fleet's variable levels merged in. Good for one computation (a fresh one
+ * reads everything again); {@link TargetStates} keeps one until something a target is made of changes.
  */
-export async function computeTargetState(db: Db, deviceId: number): Promise<TargetState | undefined> {
-  const device = await db
-    .selectFrom('device')
-    .innerJoin('application', 'application.id', 'device.belongs_to__application')
-    .select([
-      'device.uuid',
-      'device.device_name',
-      'device.is_pinned_on__release as pinnedRelease',
-      'application.id as appId',
-      'application.uuid as appUuid',
-      'application.app_name as appName',
-      'application.is_host as isHost',
-      'application.is_of__class as appClass',
-      'application.should_be_running__release as fleetRelease',
-    ])
-    .where('device.id', '=', deviceId)
-    .executeTakeFirst()
-  if (!device) return undefined
-  const [fleetConfig, deviceConfig] = await Promise.all([
-    db.selectFrom('application_config_variable').select(['name', 'value']).where('application', '=', device.appId).orderBy('name').execute(),
-    db.selectFrom('device_config_variable').select(['name', 'value']).where('device', '=', deviceId).orderBy('name').execute(),
-  ])
-  const app: TargetApp = {id: device.appId, name: device.appName, is_host: Boolean(device.isHost), class: device.appClass as TargetApp['class']}
-  const releaseId = device.pinnedRelease ?? device.fleetRelease
-  if (releaseId !== null) {
-    const release = await targetReleaseOf(db, releaseId, await environmentLevels(db, deviceId, device.appId))
-    if (release) app.releases = {[release.commit]: release.target}
+export class SharedTargetParts {
+  private readonly fleets = new Map<number, Promise<{row: FleetRow; config: Record<string, string>} | undefined>>()
+  private readonly levels = new Map<number, Promise<EnvironmentLevels>>()
+  private readonly releases = new Map<string, Promise<SharedRelease>>()
+
+  constructor(private readonly db: Db) {}
+
+  fleet(appId: number) {
+    let fleet = this.fleets.get(appId)
+    if (!fleet) {
+      fleet = Promise.all([
+        this.db.selectFrom('application').select(['id', 'uuid', 'app_name', 'is_host', 'is_of__class', 'should_be_running__release']).where('id', '=', appId).executeTakeFirst(),
+        this.db.selectFrom('application_config_variable').select(['name', 'value']).where('application', '=', appId).orderBy('name').execute(),
+      ]).then(([row, config]) => row && {row: row as FleetRow, config: variablesOf(config)})
+      this.fleets.set(appId, fleet)
+    }
+
+    return fleet
   }
 
-  const target: TargetDevice = {
-    name: device.device_name,
-    config: {...variablesOf(fleetConfig), ...variablesOf(deviceConfig)},
-    apps: {[device.appUuid]: app},
+  fleetLevels(appId: number): Promise<EnvironmentLevels> {
+    let levels = this.levels.get(appId)
+    if (!levels) {
+      levels = fleetEnvironmentLevels(this.db, appId)
+      this.levels.set(appId, levels)
+    }
+
+    return levels
   }
-  return {[device.uuid]: target}
+
+  /** A release as every device of the fleet without variables of its own runs it. */
+  release(appId: number, releaseId: number): Promise<SharedRelease> {
+    const key = `${appId}:${releaseId}`
+    let release = this.releases.get(key)
+    if (!release) {
+      release = this.fleetLevels(appId).then((levels) => targetReleaseOf(this.db, releaseId, levels))
+      this.releases.set(key, release)
+    }
+
+    return release
+  }
+}
+
+/** The variables of one device (config, environment, and environment of its services), by device id. */
+async function deviceVariables(db: Db, range: {from: number; to: number}) {
+  const [config, environment, serviceEnvironment] = await Promise.all([
+    db.selectFrom('device_config_variable').select(['device', 'name', 'value']).where('device', '>=', range.from).where('device', '<', range.to).orderBy('name').execute(),
+    db.selectFrom('device_environment_variable').select(['device', 'name', 'value']).where('device', '>=', range.from).where('device', '<', range.to).orderBy('name').execute(),
+    db
+      .selectFrom('device_service_environment_variable as variable')
+      .innerJoin('service_install as install', 'install.id', 'variable.service_install')
+      .select(['install.device', 'install.installs__service as service', 'variable.name', 'variable.value'])
+      .where('install.device', '>=', range.from)
+      .where('install.device', '<', range.to)
+      .orderBy('variable.name')
+      .execute(),
+  ])
+  const byDevice = <T extends {device: number}>(rows: T[]) => {
+    const grouped = new Map<number, T[]>()
+    for (const row of rows) grouped.set(row.device, [...(grouped.get(row.device) ?? []), row])
+    return grouped
+  }
+
+  return {config: byDevice(config), environment: byDevice(environment), serviceEnvironment: byDevice(serviceEnvironment)}
+}
+
+/** The shared release with this device's own variable levels over each service's environment. */
+function withDeviceVariables(release: {commit: string; target: TargetRelease}, device: Record<string, string>, deviceService: Map<number, Record<string, string>>) {
+  if (Object.keys(device).length === 0 && deviceService.size === 0) return release
+  const services: Record<string, TargetService> = {}
+  for (const [name, service] of Object.entries(release.target.services)) {
+    services[name] = {...service, environment: {...service.environment, ...device, ...deviceService.get(service.id)}}
+  }
+
+  return {commit: release.commit, target: {...release.target, services}}
+}
+
+/**
+ * The target states of the devices whose ids are in [from, to), computed from the database: each device's name,
+ * config variables (fleet's, then the device's over them) and its fleet's app with the release it should run (its
+ * pin, else the fleet's target), each service's environment merged lowest first: fleet variables, the service's
+ * fleet-wide variables, device variables, then the device's variables of that service (open-balena-api's order).
+ * What devices share is read once through `shared`.
+ */
+export async function computeTargetStates(db: Db, range: {from: number; to: number}, shared = new SharedTargetParts(db)): Promise<Map<number, TargetState>> {
+  const [devices, variables] = await Promise.all([
+    db
+      .selectFrom('device')
+      .select(['id', 'uuid', 'device_name', 'is_pinned_on__release as pinnedRelease', 'belongs_to__application as appId'])
+      .where('id', '>=', range.from)
+      .where('id', '<', range.to)
+      .execute(),
+    deviceVariables(db, range),
+  ])
+  const targets = new Map<number, TargetState>()
+  for (const device of devices) {
+    const fleet = await shared.fleet(device.appId)
+    if (!fleet) continue
+    const app: TargetApp = {id: fleet.row.id, name: fleet.row.app_name, is_host: Boolean(fleet.row.is_host), class: fleet.row.is_of__class as TargetApp['class']}
+    const releaseId = device.pinnedRelease ?? fleet.row.should_be_running__release
+    const release = releaseId === null ? undefined : await shared.release(device.appId, releaseId)
+    if (release) {
+      const own = withDeviceVariables(release, variablesOf(variables.environment.get(device.id) ?? []), variablesByService(variables.serviceEnvironment.get(device.id) ?? []))
+      app.releases = {[own.commit]: own.target}
+    }
+
+    const config = {...fleet.config, ...variablesOf(variables.config.get(device.id) ?? [])}
+    targets.set(device.id, {[device.uuid]: {name: device.device_name, config, apps: {[fleet.row.uuid]: app}}})
+  }
+
+  return targets
+}
+
+/** The target state of one device, computed live from the database (see {@link computeTargetStates}); undefined when there is no such device. */
+export async function computeTargetState(db: Db, deviceId: number): Promise<TargetState | undefined> {
+  return (await computeTargetStates(db, {from: deviceId, to: deviceId + 1})).get(deviceId)
 }
 
 /**
@@ -168,7 +241,7 @@ export async function computeFleetTargetState(db: Db, appId: number, releaseId?:
   const app: TargetApp = {id: fleet.id, name: fleet.app_name, is_host: Boolean(fleet.is_host), class: fleet.is_of__class as TargetApp['class']}
   const targetId = releaseId ?? fleet.should_be_running__release
   if (targetId !== null) {
-    const release = await targetReleaseOf(db, targetId, await environmentLevels(db, undefined, appId))
+    const release = await targetReleaseOf(db, targetId, await fleetEnvironmentLevels(db, appId))
     if (release) app.releases = {[release.commit]: release.target}
   }
 

@@ -29,14 +29,21 @@ async function actorOfSession(db: Db, secret: Uint8Array, token: string): Promis
   return {kind: 'user', actorId: user.actor, userId: user.id, username: user.username, email: user.email, via: 'session', authTime: claims.authTime}
 }
 
-async function actorOfApiKey(db: Db, key: string): Promise<Actor | undefined> {
+/** The actor of an API key and when the key expires (ms since the epoch, null: never); undefined when it is unknown, expired or its owner is gone. */
+export async function resolveApiKey(db: Db, key: string): Promise<{actor: Actor; expiresAt: number | null} | undefined> {
   const row = await db
     .selectFrom('api_key')
     .innerJoin('actor', 'actor.id', 'api_key.is_of__actor')
     .select(['api_key.id as keyId', 'api_key.is_of__actor as actorId', 'api_key.expiry_date', 'actor.kind'])
     .where('api_key.key_hash', '=', hashApiKey(key))
     .executeTakeFirst()
-  if (!row || (row.expiry_date && new Date(row.expiry_date).getTime() <= Date.now())) return undefined
+  const expiresAt = row?.expiry_date ? new Date(row.expiry_date).getTime() : null
+  if (!row || (expiresAt !== null && expiresAt <= Date.now())) return undefined
+  const actor = await ownerOfApiKey(db, row)
+  return actor && {actor, expiresAt}
+}
+
+async function ownerOfApiKey(db: Db, row: {keyId: number; actorId: number; kind: string}): Promise<Actor | undefined> {
   if (row.kind === 'user') {
     const user = await db.selectFrom('user').select(['id', 'username', 'email']).where('actor', '=', row.actorId).executeTakeFirst()
     return user && {kind: 'user', actorId: row.actorId, userId: user.id, username: user.username, email: user.email, via: 'api-key'}
@@ -54,5 +61,5 @@ async function actorOfApiKey(db: Db, key: string): Promise<Actor | undefined> {
 /** The actor a credential stands for, or undefined when it is unknown, expired, revoked or its owner is gone. */
 export async function resolveActor(db: Db, secret: Uint8Array, credential: string): Promise<Actor | undefined> {
   if (looksLikeJwt(credential)) return actorOfSession(db, secret, credential)
-  return actorOfApiKey(db, credential)
+  return (await resolveApiKey(db, credential))?.actor
 }

@@ -6,7 +6,8 @@ import type {DeviceAction} from '../../protocol/device-action.js'
 import {CHANNEL_CONTROL, CHANNEL_SHELL, CHANNEL_TCP, encodeLinkMessage, LINK_FORWARD, type LinkMessage} from '../../protocol/device-link.js'
 import type {Db} from '../db/database.js'
 import {now} from '../db/values.js'
-import {computeTargetState, entityTagOf} from '../device-target.js'
+import type {Heartbeats} from '../heartbeats.js'
+import type {TargetStates} from '../target-states.js'
 
 /** The device has no link open: it cannot be reached now. */
 export class DeviceNotLinkedError extends Error {
@@ -43,10 +44,14 @@ export class DeviceLinks {
   private targetCheckRunning?: Promise<void>
   private targetCheckAgain = false
 
-  constructor(
-    private readonly db: Db,
-    private readonly onError: (error: unknown, message: string) => void,
-  ) {}
+  private readonly db: Db
+  private readonly targetStates: TargetStates
+  private readonly heartbeats: Heartbeats
+  private readonly onError: (error: unknown, message: string) => void
+
+  constructor(options: {db: Db; targetStates: TargetStates; heartbeats: Heartbeats; onError: (error: unknown, message: string) => void}) {
+    ;({db: this.db, targetStates: this.targetStates, heartbeats: this.heartbeats, onError: this.onError} = options)
+  }
 
   /** Records a device's link; a link the device had before is closed, since an agent keeps only one. */
   async add(device: {deviceId: number; uuid: string; keyId: number}, connection: Connection): Promise<void> {
@@ -58,6 +63,8 @@ export class DeviceLinks {
     connection.once('close', () => {
       if (this.links.get(deviceId) !== link) return
       this.links.delete(deviceId)
+      // Its next poll must write it online again.
+      this.heartbeats.forget(deviceId)
       this.db
         .updateTable('device')
         .set({is_online: 0, is_connected_to_vpn: 0, api_heartbeat_state: 'offline', last_connectivity_event: now()})
@@ -67,8 +74,8 @@ export class DeviceLinks {
     })
     // balena's is_connected_to_vpn: the link is the device's VPN here.
     await this.db.updateTable('device').set({is_online: 1, is_connected_to_vpn: 1, api_heartbeat_state: 'online', last_connectivity_event: now()}).where('id', '=', deviceId).execute()
-    const target = await computeTargetState(this.db, deviceId)
-    link.targetTag = target && entityTagOf(JSON.stringify(target))
+    this.heartbeats.wroteOnline(deviceId)
+    link.targetTag = (await this.targetStates.of(deviceId))?.etag
   }
 
   isLinked(deviceId: number): boolean {
@@ -142,9 +149,9 @@ export class DeviceLinks {
   }
 
   private async notifyChangedTargets(): Promise<void> {
+    // Kept targets: what devices share is computed once, and a block of devices at a time.
     for (const link of [...this.links.values()]) {
-      const target = await computeTargetState(this.db, link.deviceId)
-      const tag = target && entityTagOf(JSON.stringify(target))
+      const tag = (await this.targetStates.of(link.deviceId))?.etag
       if (tag === link.targetTag) continue
       link.targetTag = tag
       void this.send(link.deviceId, {type: 'update'})

@@ -5,7 +5,7 @@ import type {AuthContext, ClientChannel, Connection, PseudoTtyInfo, ServerChanne
 import {listen} from '../../listen.js'
 import {isAuthorizedKey, parseAuthorizedKeys} from '../../protocol/authorized-keys.js'
 import {LINK_FORWARD, parseGatewayCommand, uuidOfLinkUsername} from '../../protocol/device-link.js'
-import {type Actor, resolveActor} from '../auth/actor.js'
+import type {Actor} from '../auth/actor.js'
 import type {ServerContext} from '../context.js'
 import type {DeviceLinks} from './device-links.js'
 import {type DeviceSession, DeviceSessionError, openDeviceSession} from './device-session.js'
@@ -152,7 +152,7 @@ export function createSshGateway(context: ServerContext, links: DeviceLinks, hos
       const uuid = uuidOfLinkUsername(auth.username)
       if (uuid) {
         if (auth.method !== 'password') return false
-        const actor = await resolveActor(context.db, context.secret, auth.password)
+        const actor = await context.apiKeys.resolve(auth.password)
         if (actor?.kind !== 'device' || actor.uuid !== uuid) return false
         device = {deviceId: actor.deviceId, uuid, keyId: actor.keyId}
         return true

@@ -6,12 +6,12 @@ import type {DeviceStateReport} from '../../protocol/state-report.js'
 import {type DeviceAccess, mayAccessDevice, visibleRows} from '../authorization.js'
 import {authenticatedActor, type ServerContext} from '../context.js'
 import type {DeviceActionQueue} from '../device-actions.js'
-import {computeFleetTargetState, computeTargetState, entityTagOf, matchesEntityTag, targetStateV2Of} from '../device-target.js'
+import {computeFleetTargetState, computeTargetState, matchesEntityTag, targetStateV2Of} from '../device-target.js'
 import {recordDeviceHistory} from '../db/device-history.js'
 import {deviceIdOfUuid, markSilentDevicesOffline} from '../db/devices.js'
 import {now} from '../db/values.js'
 import {RESOURCES} from '../odata/model.js'
-import {badRequest, isDiskFullError, unauthorized} from '../http-errors.js'
+import {badRequest, unauthorized} from '../http-errors.js'
 
 export interface DeviceStateSettings {
   actions: DeviceActionQueue
@@ -33,7 +33,8 @@ const NUMBER_FIELDS = ['api_port', 'memory_usage', 'memory_total', 'storage_usag
 /** The device a request names in its URL, once the actor is known to be allowed this access; 401 otherwise. */
 export async function deviceForRequest(context: ServerContext, request: FastifyRequest, uuid: string, access: DeviceAccess): Promise<number> {
   const actor = await authenticatedActor(context, request)
-  const deviceId = await deviceIdOfUuid(context.db, uuid)
+  // A device naming itself (every poll) needs no lookup: its key says which device it is.
+  const deviceId = actor.kind === 'device' && actor.uuid === uuid.toLowerCase() ? actor.deviceId : await deviceIdOfUuid(context.db, uuid)
   if (deviceId === undefined || !(await mayAccessDevice(context.db, actor, deviceId, access))) throw unauthorized()
   return deviceId
 }
@@ -73,10 +74,6 @@ function deviceFieldsOf(report: DeviceStateReport): Record<string, string | numb
   }
 
   return fields
-}
-
-async function markOnline(context: ServerContext, deviceId: number): Promise<void> {
-  await context.db.updateTable('device').set({is_online: 1, api_heartbeat_state: 'online', last_connectivity_event: now()}).where('id', '=', deviceId).execute()
 }
 
 async function applyStateReport(context: ServerContext, deviceId: number, report: DeviceStateReport): Promise<void> {
@@ -132,8 +129,14 @@ async function applyStateReport(context: ServerContext, deviceId: number, report
  */
 export function registerDeviceStateRoutes(app: FastifyInstance, context: ServerContext, settings: DeviceStateSettings): void {
   const sweepEveryMs = Math.max(250, Math.min(30_000, Math.floor(settings.heartbeatTimeoutMs / 4)))
+  // Devices with a link open are alive: their heartbeats are written first (in chunks: a fleet may hold more links
+  // than a statement takes parameters), so the sweep leaves them online.
+  const sweep = async () => {
+    await context.heartbeats.beatAll(settings.linkedDeviceIds())
+    await markSilentDevicesOffline(context.db, settings.heartbeatTimeoutMs)
+  }
   const sweeper = setInterval(() => {
-    markSilentDevicesOffline(context.db, settings.heartbeatTimeoutMs, {exceptIds: settings.linkedDeviceIds()}).catch((error: unknown) => app.log.error({err: error}, 'marking silent devices offline failed'))
+    sweep().catch((error: unknown) => app.log.error({err: error}, 'marking silent devices offline failed'))
   }, sweepEveryMs)
   sweeper.unref()
   const closing = new AbortController()
@@ -145,20 +148,14 @@ export function registerDeviceStateRoutes(app: FastifyInstance, context: ServerC
   app.get<{Params: {uuid: string}}>('/device/v3/:uuid/state', async (request, reply) => {
     const deviceId = await deviceForRequest(context, request, request.params.uuid, 'read-target')
     // A device asking for its target is alive: its poll is a heartbeat as much as its report. A heartbeat that
-    // cannot be written (a full disk) is logged, and never keeps the device from its target.
-    if ((await authenticatedActor(context, request)).kind === 'device') {
-      await markOnline(context, deviceId).catch((error: unknown) => {
-        request.log.warn({err: error}, isDiskFullError(error) ? 'disk full: the heartbeat of a target-state poll was not stored' : 'the heartbeat of a target-state poll was not stored')
-      })
-    }
-
-    const target = await computeTargetState(context.db, deviceId)
+    // cannot be written (a full disk) is logged by the heartbeats, and never keeps the device from its target.
+    if ((await authenticatedActor(context, request)).kind === 'device') await context.heartbeats.beat(deviceId)
+    // Kept until something a target is made of changes: a poll answered 304 computes nothing.
+    const target = await context.targetStates.of(deviceId)
     if (!target) throw unauthorized()
-    const body = JSON.stringify(target)
-    const tag = entityTagOf(body)
-    reply.header('etag', tag).header('cache-control', 'no-cache')
-    if (matchesEntityTag(request.headers['if-none-match'], tag)) return reply.code(304).send()
-    return reply.type('application/json').send(body)
+    reply.header('etag', target.etag).header('cache-control', 'no-cache')
+    if (matchesEntityTag(request.headers['if-none-match'], target.etag)) return reply.code(304).send()
+    return reply.type('application/json').send(target.body)
   })
 
   // balena-sdk's getSupervisorTargetState: the same target in the older v2 shape.
@@ -188,7 +185,20 @@ export function registerDeviceStateRoutes(app: FastifyInstance, context: ServerC
     if (entries.some(([uuid]) => uuid.toLowerCase() !== actor.uuid)) throw unauthorized()
     for (const [, report] of entries) {
       if (typeof report !== 'object' || report === null) throw badRequest('the state of a device must be an object')
-      await applyStateReport(context, actor.deviceId, report)
+      // An agent reports on a timer; the same report again changes nothing but the heartbeat.
+      if (context.heartbeats.isRepeatedReport(actor.deviceId, JSON.stringify(report))) {
+        await context.heartbeats.beat(actor.deviceId)
+        continue
+      }
+
+      try {
+        await applyStateReport(context, actor.deviceId, report)
+      } catch (error) {
+        context.heartbeats.forget(actor.deviceId)
+        throw error
+      }
+
+      context.heartbeats.wroteOnline(actor.deviceId)
     }
 
     return reply.code(200).send()

@@ -1,0 +1,237 @@
+/**
+ * The fleet bench's simulated agents, in a process of their own (forked by bench/fleet.ts) so that the server's
+ * CPU is the server's. They speak the real protocol: state polls with If-None-Match, state reports, and device
+ * links opened with the agent's own link client (src/agent/device-link.ts). No containers run.
+ */
+import type {Duplex} from 'node:stream'
+
+import {DeviceLink} from '../../src/agent/device-link.js'
+import {BenchHttpClient, inParallel, RawHttpPool} from './http-client.js'
+import type {FromAgents, ReportedRelease, SimulatedDevice, ToAgents} from './messages.js'
+
+const MAX_SOCKETS = 256
+const HANDSHAKES_IN_FLIGHT = 64
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+const send = (message: FromAgents) => process.send?.(message)
+
+const etags = new Map<string, string>()
+
+function reportOf(device: SimulatedDevice, release: ReportedRelease) {
+  return {
+    [device.uuid]: {
+      status: 'Idle',
+      supervisor_version: 'bench',
+      os_version: 'balenaOS 6.0.0',
+      ip_address: '192.168.1.2',
+      apps: {[release.appUuid]: {release_uuid: release.commit, releases: {[release.commit]: {update_status: 'done', services: {main: {image: release.image, status: 'Running'}}}}}},
+    },
+  }
+}
+
+/** Polls and reports until `stop`; keeps samples only while `measure` is on. */
+class PollingFleet {
+  private measuring = false
+  private stopping = false
+  private readonly polls: number[] = []
+  private readonly reports: number[] = []
+  private errors = 0
+  private firstError?: string
+  private readonly loops: Array<Promise<void>> = []
+  private readonly client: RawHttpPool
+  /** Each device's first poll (a 200 with its target) and first report (written in full), once answered. */
+  private readonly firsts: Array<Promise<void>> = []
+
+  constructor(private readonly start: Extract<ToAgents, {type: 'start'}>) {
+    this.client = new RawHttpPool(new URL(start.url), MAX_SOCKETS)
+    for (const device of start.devices) this.loops.push(this.pollLoop(device), this.reportLoop(device))
+  }
+
+  /** Resolves once every device has been answered its first poll and report: what follows is the steady state. */
+  async warmed(): Promise<FromAgents> {
+    await Promise.all(this.firsts)
+    return {type: 'warmed'}
+  }
+
+  measure(): void {
+    this.measuring = true
+  }
+
+  async stop(): Promise<FromAgents> {
+    this.measuring = false
+    this.stopping = true
+    await Promise.all(this.loops)
+    this.client.close()
+    return {type: 'polled', polls: this.polls, reports: this.reports, errors: this.errors, firstError: this.firstError}
+  }
+
+  private failed(what: string): void {
+    this.errors++
+    this.firstError ??= what
+  }
+
+  private async every(periodMs: number, work: () => Promise<void>): Promise<void> {
+    let first!: () => void
+    this.firsts.push(new Promise((resolve) => (first = resolve)))
+    await sleep(Math.random() * periodMs)
+    for (let round = 0; !this.stopping; round++) {
+      if (round === 1) first()
+      const started = performance.now()
+      await work().catch((error: unknown) => this.failed((error as Error).message))
+      await sleep(Math.max(0, periodMs - (performance.now() - started)))
+    }
+  }
+
+  private pollLoop(device: SimulatedDevice): Promise<void> {
+    return this.every(this.start.pollMs, async () => {
+      const etag = etags.get(device.uuid)
+      const started = performance.now()
+      const answer = await this.client.request('GET', `/device/v3/${device.uuid}/state`, {authorization: `Bearer ${device.key}`, ...(etag ? {'if-none-match': etag} : {})})
+      if (this.measuring) this.polls.push(performance.now() - started)
+      if (answer.status === 200 && answer.etag) etags.set(device.uuid, answer.etag)
+      else if (answer.status !== 304) this.failed(`state poll answered ${answer.status}: ${answer.body.slice(0, 200)}`)
+    })
+  }
+
+  private reportLoop(device: SimulatedDevice): Promise<void> {
+    const report = JSON.stringify(reportOf(device, this.start.release))
+    return this.every(this.start.reportMs, async () => {
+      const started = performance.now()
+      const answer = await this.client.request('PATCH', '/device/v3/state', {authorization: `Bearer ${device.key}`}, report)
+      if (this.measuring) this.reports.push(performance.now() - started)
+      if (answer.status !== 200) this.failed(`state report answered ${answer.status}: ${answer.body.slice(0, 200)}`)
+    })
+  }
+}
+
+/** Devices holding links: each notice to update fetches the target, and a changed one is timed. */
+class LinkedFleet {
+  private readonly links: DeviceLink[] = []
+  private readonly notices: number[] = []
+  private readonly changedFetches: number[] = []
+  private linkFailures = 0
+  private errors = 0
+  private firstError?: string
+  private readonly client: BenchHttpClient
+
+  constructor(private readonly request: Extract<ToAgents, {type: 'link'}>) {
+    this.client = new BenchHttpClient(request.url, MAX_SOCKETS)
+  }
+
+  async link(): Promise<FromAgents> {
+    const shell = {injectDirectConnection: (stream: Duplex) => stream.destroy(), injectLinkConnection: (stream: Duplex) => stream.destroy()}
+    for (const device of this.request.devices) {
+      const link = new DeviceLink({
+        uuid: device.uuid,
+        deviceApiKey: device.key,
+        dataDir: this.request.dataDir,
+        endpoint: async () => this.request.ssh,
+        shell,
+        onUpdate: () => this.updateNotice(device),
+        onAction: () => {},
+        logger: (message) => {
+          if (!message.startsWith('device link up')) {
+            this.linkFailures++
+            this.firstError ??= message
+          }
+        },
+      })
+      this.links.push(link)
+    }
+
+    // Handshakes a few at a time, as agents that come up over time make them; a storm of thousands at once in one
+    // load-generating process would measure that process's crypto, and its own timeouts, not the server.
+    await inParallel(this.links.length, HANDSHAKES_IN_FLIGHT, async (index) => {
+      this.links[index].start()
+      await this.links[index].linked()
+    })
+    let fetched = 0
+    await inParallel(this.request.devices.length, MAX_SOCKETS, async (index) => {
+      if (await this.fetchTarget(this.request.devices[index])) fetched++
+    })
+    return {type: 'linked', linked: this.links.filter((link) => link.isLinked).length, fetched, linkFailures: this.linkFailures, firstError: this.firstError}
+  }
+
+  progress(): FromAgents {
+    return {type: 'progress', notices: this.notices, changedFetches: this.changedFetches, errors: this.errors, firstError: this.firstError}
+  }
+
+  async unlink(): Promise<void> {
+    await Promise.all(this.links.map((link) => link.stop()))
+    this.client.close()
+  }
+
+  /** Fetches the device's target; true when it changed since the last fetch. */
+  private async fetchTarget(device: SimulatedDevice): Promise<boolean> {
+    const etag = etags.get(device.uuid)
+    const answer = await this.client.request('GET', `/device/v3/${device.uuid}/state`, {token: device.key, headers: etag ? {'if-none-match': etag} : {}})
+    if (answer.status === 200 && answer.etag) {
+      etags.set(device.uuid, answer.etag)
+      return true
+    }
+
+    if (answer.status !== 304) throw new Error(`state fetch answered ${answer.status}: ${answer.body.slice(0, 200)}`)
+    return false
+  }
+
+  private updateNotice(device: SimulatedDevice): void {
+    this.notices.push(Date.now())
+    this.fetchTarget(device).then(
+      (changed) => changed && this.changedFetches.push(Date.now()),
+      (error: unknown) => {
+        this.errors++
+        this.firstError ??= (error as Error).message
+      },
+    )
+  }
+}
+
+let polling: PollingFleet | undefined
+let linked: LinkedFleet | undefined
+
+process.on('message', (message: ToAgents) => {
+  const answer = async (): Promise<FromAgents | undefined> => {
+    switch (message.type) {
+      case 'start': {
+        polling = new PollingFleet(message)
+        return undefined
+      }
+
+      case 'warmed': {
+        return polling?.warmed()
+      }
+
+      case 'measure': {
+        polling?.measure()
+        return undefined
+      }
+
+      case 'stop': {
+        const result = await polling?.stop()
+        polling = undefined
+        return result
+      }
+
+      case 'link': {
+        linked = new LinkedFleet(message)
+        return linked.link()
+      }
+
+      case 'progress': {
+        return linked?.progress()
+      }
+
+      case 'unlink': {
+        await linked?.unlink()
+        return {type: 'unlinked'}
+      }
+    }
+  }
+
+  answer().then(
+    (reply) => reply && send(reply),
+    (error: unknown) => {
+      process.stderr.write(`simulated agents: ${(error as Error).stack}\n`)
+      process.exit(1)
+    },
+  )
+})

@@ -1,0 +1,34 @@
+/** What the fleet bench's coordinator (bench/fleet.ts) and its simulated-agent processes (agents.ts) tell each other. */
+
+export interface SimulatedDevice {
+  uuid: string
+  key: string
+}
+
+/** What a device reports: the release it runs, as an agent that has converged reports it. */
+export interface ReportedRelease {
+  appUuid: string
+  commit: string
+  image: string
+}
+
+export type ToAgents =
+  /** Poll (If-None-Match) every pollMs and report every reportMs, each device from a random phase, until `stop`. */
+  | {type: 'start'; url: string; devices: SimulatedDevice[]; pollMs: number; reportMs: number; release: ReportedRelease}
+  /** Answered once every device's first poll and first report are answered. */
+  | {type: 'warmed'}
+  /** Samples from now on count. */
+  | {type: 'measure'}
+  | {type: 'stop'}
+  /** Open a device link for each device (with the agent's own link client) and fetch each one's target once. */
+  | {type: 'link'; url: string; ssh: {host: string; port: number; hostKey?: string}; devices: SimulatedDevice[]; dataDir: string}
+  | {type: 'progress'}
+  | {type: 'unlink'}
+
+export type FromAgents =
+  | {type: 'warmed'}
+  | {type: 'polled'; polls: number[]; reports: number[]; errors: number; firstError?: string}
+  | {type: 'linked'; linked: number; fetched: number; linkFailures: number; firstError?: string}
+  /** Epoch ms of each update notice and of each fetch of a changed target, since the link went up. */
+  | {type: 'progress'; notices: number[]; changedFetches: number[]; errors: number; firstError?: string}
+  | {type: 'unlinked'}

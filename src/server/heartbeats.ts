@@ -1,0 +1,125 @@
+import type {Db} from './db/database.js'
+
+/** How often the heartbeats gathered in memory are written. */
+export const HEARTBEAT_FLUSH_MS = 1000
+/** Ids in one UPDATE: far under SQLite's and PostgreSQL's limits on bound parameters. */
+const IDS_PER_STATEMENT = 500
+
+export interface HeartbeatSettings {
+  /** A device silent for this long reads as offline (the sweep in routes/device-state.ts marks it). */
+  timeoutMs: number
+  flushEveryMs?: number
+  onError: (error: unknown, message: string) => void
+}
+
+/**
+ * Devices' heartbeats (each target-state poll is one). A device that may read as offline is written at once, so it
+ * reads online as soon as its poll is answered; after that its last connectivity event is refreshed only when older
+ * than a quarter of the timeout, in batches written every second, so a fleet polling every few seconds costs a few
+ * writes a minute per device rather than one a poll, and stays online (the sweep marks offline only what has been
+ * silent for the whole timeout). A heartbeat is never a request's failure: a failed write is logged and tried again.
+ *
+ * It also remembers each device's last state report, so that one repeated word for word (an agent reports on a
+ * timer) is a heartbeat only. {@link forgetAll} drops what it knows when another write may have changed a device
+ * (pine, a link closing): the next heartbeat and report of each device are written.
+ */
+export class Heartbeats {
+  /** When this server last wrote each device as online. */
+  private readonly written = new Map<number, number>()
+  private due = new Set<number>()
+  private readonly reports = new Map<number, string>()
+  private readonly timer: NodeJS.Timeout
+  private flushing?: Promise<void>
+
+  constructor(
+    private readonly db: Db,
+    private readonly settings: HeartbeatSettings,
+  ) {
+    this.timer = setInterval(() => void this.flush(), settings.flushEveryMs ?? HEARTBEAT_FLUSH_MS)
+    this.timer.unref()
+  }
+
+  /** The device is alive now; resolves once it reads as online (at once when it already does). */
+  async beat(deviceId: number): Promise<void> {
+    const now = Date.now()
+    const written = this.written.get(deviceId)
+    if (written !== undefined && now - written < this.settings.timeoutMs / 4) return
+    if (written !== undefined && now - written < this.settings.timeoutMs / 2) {
+      this.due.add(deviceId)
+      return
+    }
+
+    this.written.set(deviceId, now)
+    await this.writeOnline([deviceId], now)
+  }
+
+  /**
+   * Many devices are alive now (those holding a link): those whose last connectivity event may be getting old are
+   * written at once, a chunk at a time; resolves when done.
+   */
+  async beatAll(deviceIds: number[]): Promise<void> {
+    const now = Date.now()
+    const stale = deviceIds.filter((id) => {
+      const written = this.written.get(id)
+      return written === undefined || now - written >= this.settings.timeoutMs / 4
+    })
+    for (let start = 0; start < stale.length; start += IDS_PER_STATEMENT) await this.writeOnline(stale.slice(start, start + IDS_PER_STATEMENT), now)
+  }
+
+  /** The device was just written as online by someone else (its state report). */
+  wroteOnline(deviceId: number): void {
+    this.written.set(deviceId, Date.now())
+  }
+
+  /** Whether this report is the one the device sent last (then it need not be written again); remembers it. */
+  isRepeatedReport(deviceId: number, report: string): boolean {
+    if (this.reports.get(deviceId) === report) return true
+    this.reports.set(deviceId, report)
+    return false
+  }
+
+  /** Forgets what this server wrote of one device (its link closed and marked it offline; its report failed to be written). */
+  forget(deviceId: number): void {
+    this.written.delete(deviceId)
+    this.reports.delete(deviceId)
+  }
+
+  /** A write may have changed devices behind this cache (pine): their next heartbeat and report are written. */
+  forgetAll(): void {
+    this.written.clear()
+    this.reports.clear()
+  }
+
+  /** Writes the heartbeats due so far. */
+  flush(): Promise<void> {
+    this.flushing ??= this.writeDue().finally(() => (this.flushing = undefined))
+    return this.flushing
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer)
+    await this.flush()
+  }
+
+  private async writeDue(): Promise<void> {
+    if (this.due.size === 0) return
+    const ids = [...this.due]
+    this.due = new Set()
+    const now = Date.now()
+    for (let start = 0; start < ids.length; start += IDS_PER_STATEMENT) await this.writeOnline(ids.slice(start, start + IDS_PER_STATEMENT), now)
+  }
+
+  private async writeOnline(ids: number[], now: number): Promise<void> {
+    try {
+      await this.db
+        .updateTable('device')
+        .set({is_online: 1, api_heartbeat_state: 'online', last_connectivity_event: new Date(now).toISOString()})
+        .where('id', 'in', ids)
+        .execute()
+      for (const id of ids) this.written.set(id, now)
+    } catch (error) {
+      for (const id of ids) this.written.delete(id)
+      this.settings.onError(error, 'writing devices\u2019 heartbeats failed; they are written again with their next poll')
+    }
+  }
+}
