@@ -31,7 +31,13 @@ async function startBalenaStandIn(upstream: string): Promise<{url: string; build
       return
     }
 
-    if (request.url?.startsWith('/v3/build')) {
+    // balena's builder has no contents query (`/v3/build/contents` is flotilla's): the push must send everything.
+    if (request.url?.startsWith('/v3/build/')) {
+      response.writeHead(404, {'content-type': 'text/plain'}).end('Not Found')
+      return
+    }
+
+    if (request.url?.startsWith('/v3/build?')) {
       builds.push({url: request.url, authorization: request.headers.authorization})
       response.writeHead(200, {'content-type': 'application/json'}).end(JSON.stringify([{message: '[Error] the stand-in builder builds nothing', isError: true}]))
       return
