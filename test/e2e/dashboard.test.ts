@@ -148,6 +148,8 @@ describe('web dashboard (real server, agent and engine; headless chromium)', fun
     const device = await eventually(async () => (await api.call('GET', `/v7/device?$select=id&$filter=uuid eq '${uuid}'`, {token})).json().d[0] as {id: number} | undefined, 'the device on the server')
     await api.patch(token, `device(${device.id})`, {device_name: 'kitchen-pi'})
     await eventually(async () => (await storedLines()).includes('started greeting=first'), `the service's first line\nagent: ${agent?.output}`, 60_000)
+    // The agent reports its running release after the update, at most every 10 s: the pages below show it.
+    await eventually(async () => (await api.call('GET', `/v7/device(${device.id})?$select=is_running__release`, {token})).json().d[0]?.is_running__release, 'the device reporting its running release', 30_000)
     browser = await launchBrowser()
   })
 
