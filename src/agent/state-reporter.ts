@@ -165,6 +165,7 @@ export class StateReporter {
   private readonly heartbeat: NodeJS.Timeout
   private sending?: Promise<void>
   private failures = 0
+  private stopped = false
 
   constructor(private readonly options: StateReporterOptions) {
     this.heartbeat = setInterval(() => {
@@ -195,7 +196,8 @@ export class StateReporter {
       (error: unknown) => {
         this.failures++
         this.options.onError?.(error)
-        this.timer = setTimeout(() => void this.flush(), Math.min(5 * 60_000, 1000 * 2 ** this.failures))
+        // After stop(), the last flush is the last try: a retry would keep a stopping agent alive while the server is gone.
+        if (!this.stopped) this.timer = setTimeout(() => void this.flush(), Math.min(5 * 60_000, 1000 * 2 ** this.failures))
       },
     ).finally(() => {
       this.sending = undefined
@@ -204,13 +206,14 @@ export class StateReporter {
   }
 
   stop(): void {
+    this.stopped = true
     clearInterval(this.heartbeat)
     clearTimeout(this.timer)
     this.timer = undefined
   }
 
   private schedule(): void {
-    if (this.timer || JSON.stringify(this.latest) === this.lastSentJson) return
+    if (this.stopped || this.timer || JSON.stringify(this.latest) === this.lastSentJson) return
     const wait = Math.max(0, this.lastSentAt + (this.options.minIntervalMs ?? 10_000) - Date.now())
     this.timer = setTimeout(() => void this.flush(), wait)
   }

@@ -57,7 +57,8 @@ describe('npm run demo: server, agent, push of examples/hello, logs --tail', fun
       await page.getByRole('button', {name: 'Sign in'}).click()
       await page.getByRole('link', {name: 'hello', exact: true}).click()
       await page.getByRole('region', {name: 'Devices'}).getByRole('link').first().click()
-      await page.getByText(uuid).waitFor()
+      // The uuid shows in the page's header and in the log lines the service writes.
+      await page.getByText(uuid).first().waitFor()
       const logs = page.getByRole('region', {name: 'Logs'})
       const lines = () => logs.getByText(`hello from ${uuid} (hello), greeting=hi there`).count()
       const first = await eventually(async () => lines(), `the service's lines in the page\n${output}`, 30_000)
@@ -70,7 +71,10 @@ describe('npm run demo: server, agent, push of examples/hello, logs --tail', fun
     } finally {
       await browser.close()
       if (demo.exitCode === null) process.kill(-demo.pid!, 'SIGINT')
+      // A demo that does not stop on Ctrl-C must not hide the failure above behind the test's own timeout.
+      const killer = setTimeout(() => process.kill(-demo.pid!, 'SIGKILL'), 20_000)
       await exited
+      clearTimeout(killer)
     }
   })
 

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict'
+import {spawn} from 'node:child_process'
+import {once} from 'node:events'
 
 import {type CurrentContainer, desiredAppsOf, type PlanOptions} from '../../../src/agent/reconciler.js'
 import {buildStateReport, DeviceFactsCache, StateReporter} from '../../../src/agent/state-reporter.js'
@@ -108,6 +110,28 @@ describe('StateReporter', () => {
     }
 
     assert.deepEqual(sent.map((report) => report[DEVICE].status), ['Idle', 'Updating'])
+  })
+
+  it('tries the last report once when stopped, and keeps no retry alive when it fails (the server is gone): the process can exit', async () => {
+    const module = new URL('../../../src/agent/state-reporter.ts', import.meta.url).href
+    const script = `
+      import {StateReporter} from ${JSON.stringify(module)}
+      let attempts = 0
+      const reporter = new StateReporter({send: async () => { attempts++; throw new Error('cannot reach the fleet server') }, minIntervalMs: 0})
+      reporter.update({device: {status: 'Idle'}})
+      reporter.stop()
+      await reporter.flush()
+      process.on('exit', () => console.log('attempts', attempts))
+    `
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {stdio: ['ignore', 'pipe', 'inherit']})
+    let output = ''
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
+    const killer = setTimeout(() => child.kill('SIGKILL'), 15_000)
+    const [code, signal] = (await once(child, 'exit')) as [number | null, string | null]
+    clearTimeout(killer)
+    assert.equal(signal, null, 'the process was still alive after 15 s: a retry kept it running')
+    assert.equal(code, 0)
+    assert.equal(output.trim(), 'attempts 1')
   })
 })
 
