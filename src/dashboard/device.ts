@@ -3,22 +3,13 @@ import {h} from 'preact'
 import {useState} from 'preact/hooks'
 
 import {type Api, odataValue} from './api.js'
+import type {DeviceRow} from './fleet.js'
 import {LogPanel} from './logs.js'
 import {TerminalPanel} from './terminal.js'
 import {ConfirmButton, deviceStatus, ErrorLine, formatDate, NameValueEditor, Section, shortId, StatusBadge, useAction, usePoll} from './ui.js'
 
-interface DeviceDetail {
-  id: number
-  uuid: string
-  device_name: string
-  is_online: boolean
-  overall_status: string | null
-  update_status: string | null
+interface DeviceDetail extends Omit<DeviceRow, 'is_running__release'> {
   status: string | null
-  os_version: string | null
-  supervisor_version: string | null
-  ip_address: string | null
-  last_connectivity_event: string | null
   belongs_to__application: Array<{id: number; app_name: string; slug: string}>
   is_of__device_type: Array<{slug: string}>
   is_running__release: Array<{id: number; commit: string}>

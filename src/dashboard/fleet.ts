@@ -15,7 +15,8 @@ interface FleetDetail {
   should_be_running__release: Array<{commit: string}>
 }
 
-interface DeviceRow {
+/** A device as the fleet's table lists it; the device page reads these and more. */
+export interface DeviceRow {
   id: number
   uuid: string
   device_name: string
