@@ -1,7 +1,7 @@
-import {readFile, rm} from 'node:fs/promises'
+import {rm} from 'node:fs/promises'
 import path from 'node:path'
 
-import {writeFileAtomic} from '../atomic-file.js'
+import {readTextIfPresent, writeFileAtomic} from '../atomic-file.js'
 import {UsageError} from '../errors.js'
 import {type EndpointOverrides, endpointOverridesFrom} from '../sdk/endpoints.js'
 
@@ -58,12 +58,8 @@ function setting(env: NodeJS.ProcessEnv, name: string): string | undefined {
 }
 
 async function readJson<T>(file: string): Promise<T | undefined> {
-  try {
-    return JSON.parse(await readFile(file, 'utf8')) as T
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw error
-  }
+  const text = await readTextIfPresent(file)
+  return text === undefined ? undefined : (JSON.parse(text) as T)
 }
 
 export class SettingsStore {

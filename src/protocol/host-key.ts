@@ -1,8 +1,6 @@
-import {readFile} from 'node:fs/promises'
-
 import ssh2 from 'ssh2'
 
-import {writeFileAtomic} from '../atomic-file.js'
+import {readTextIfPresent, writeFileAtomic} from '../atomic-file.js'
 
 /**
  * A new ed25519 host key that ssh2 can parse: about one key in 256 it generates has a public key starting with
@@ -16,18 +14,18 @@ export function generateHostKey(generate = () => ssh2.utils.generateKeyPairSync(
   }
 }
 
+/** Whether ssh2 can read a stored host key: one it cannot was never usable. */
+export function isUsableHostKey(privateKey: string): boolean {
+  return !(ssh2.utils.parseKey(privateKey) instanceof Error)
+}
+
 /**
  * An SSH server's host key, kept in `file` (mode 0600) so clients that pinned it keep trusting it; made on first
  * use, and in memory only without a file. A stored key ssh2 cannot read was never usable: it is replaced.
  */
 export async function loadHostKey(file: string | undefined): Promise<string> {
-  const existing = file
-    ? await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
-        if (error.code === 'ENOENT') return undefined
-        throw error
-      })
-    : undefined
-  if (existing && !(ssh2.utils.parseKey(existing) instanceof Error)) return existing
+  const existing = await readTextIfPresent(file)
+  if (existing && isUsableHostKey(existing)) return existing
   const privateKey = generateHostKey()
   if (file) await writeFileAtomic(file, privateKey, 0o600)
   return privateKey

@@ -31,8 +31,8 @@ import {registerReleaseAssetRoutes} from './routes/release-assets.js'
 import {registerFleetRestartRoute, registerSupervisorRoute} from './routes/supervisor.js'
 import {DeviceLinks} from './gateway/device-links.js'
 import type {DeviceAction} from '../protocol/device-action.js'
-import {loadHostKey, publicHostKeyOf} from '../protocol/host-key.js'
-import {createSshGateway, HOST_KEY_FILE} from './gateway/ssh-server.js'
+import {publicHostKeyOf} from '../protocol/host-key.js'
+import {createSshGateway, loadGatewayHostKey} from './gateway/ssh-server.js'
 import {serveTunnels} from './gateway/tunnel-proxy.js'
 import {serveWebTerminals} from './gateway/web-terminal.js'
 import {startManagedRegistry} from './registry/managed-registry.js'
@@ -197,11 +197,11 @@ export function parsePublicUrl(text: string): string {
 }
 
 /** The registry token key and build credentials when the server has a registry (its own or an external one). */
-async function loadRegistryAuthority(options: ServerOptions): Promise<RegistryAuthority | null> {
+async function loadRegistryAuthority(db: Db, secret: Uint8Array, options: ServerOptions): Promise<RegistryAuthority | null> {
   if (options.manageRegistry && options.registry) throw new ExpectedError('a server runs its own registry or uses an external one, not both')
   if (options.manageRegistry && !options.dataDir) throw new ExpectedError('a server without a data dir cannot run a registry: it would have nowhere to store images')
   if (!options.manageRegistry && !options.registry) return null
-  return {key: await loadRegistryTokenKey(options.dataDir), builds: new BuildCredentials()}
+  return {key: await loadRegistryTokenKey(db, options.dataDir), builds: new BuildCredentials(db, secret)}
 }
 
 /** Builds the fleet server over the database of its data dir: bootstrap, routes, error answers. Call listen() to serve. */
@@ -210,9 +210,9 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
   const db = await openDatabase(databaseLocation(options))
   try {
     const createdAdmin = await ensureAdmin(db, options.admin ?? {})
-    const hostKey = await loadHostKey(options.dataDir && path.join(options.dataDir, HOST_KEY_FILE))
-    const registryAuthority = await loadRegistryAuthority(options)
-    const secret = await loadSigningSecret(options.dataDir)
+    const hostKey = await loadGatewayHostKey(db, options.dataDir)
+    const secret = await loadSigningSecret(db, options.dataDir)
+    const registryAuthority = await loadRegistryAuthority(db, secret, options)
     const apiKeys = new ApiKeyCache(db, secret)
     const targetStates = new TargetStates(db)
     // Diagnostics go to the server's log, which exists by the time a device polls or links.

@@ -1,13 +1,15 @@
 import {randomBytes} from 'node:crypto'
-import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 
 import {jwtVerify, SignJWT} from 'jose'
 
-import {writeFileAtomic} from '../../atomic-file.js'
+import {readTextIfPresent} from '../../atomic-file.js'
+import type {Db} from '../db/database.js'
+import {sharedSecret} from '../db/server-secrets.js'
 
 export const SESSION_LIFETIME_SECONDS = 7 * 24 * 3600
-const SECRET_FILE = 'jwt-secret'
+/** Where servers before the secrets moved into the database kept the signing secret. */
+const LEGACY_SECRET_FILE = 'jwt-secret'
 
 export interface SessionClaims {
   id: number
@@ -16,18 +18,25 @@ export interface SessionClaims {
   authTime: number
 }
 
-/** The key sessions are signed with, made on first start and kept (mode 0600) in the data dir. */
-export async function loadSigningSecret(dataDir: string | undefined): Promise<Uint8Array> {
-  if (!dataDir) return randomBytes(32)
-  const file = path.join(dataDir, SECRET_FILE)
-  try {
-    return Buffer.from((await readFile(file, 'utf8')).trim(), 'base64')
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
-    const secret = randomBytes(32)
-    await writeFileAtomic(file, secret.toString('base64') + '\n', 0o600)
-    return secret
-  }
+const SIGNING_SECRET_BYTES = 32
+
+const isSigningSecret = (text: string) => Buffer.from(text.trim(), 'base64').length >= SIGNING_SECRET_BYTES
+
+/**
+ * The key sessions are signed with, shared by every instance on the database: made on first start, or taken from
+ * the data dir's file where an older server kept it, so its sessions stay valid.
+ */
+export async function loadSigningSecret(db: Db, dataDir: string | undefined): Promise<Uint8Array> {
+  const text = await sharedSecret(
+    db,
+    'session-signing',
+    async () => {
+      const legacy = await readTextIfPresent(dataDir && path.join(dataDir, LEGACY_SECRET_FILE))
+      return legacy && isSigningSecret(legacy) ? legacy.trim() : randomBytes(SIGNING_SECRET_BYTES).toString('base64')
+    },
+    isSigningSecret,
+  )
+  return Buffer.from(text.trim(), 'base64')
 }
 
 export async function signSession(secret: Uint8Array, claims: SessionClaims): Promise<string> {

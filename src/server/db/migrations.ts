@@ -406,6 +406,21 @@ const imageContextDigest: Migration = {
   },
 }
 
+/**
+ * The server's own secrets (the session signing secret, the SSH host key, the registry token key), which every
+ * instance on one database must share; never exposed through the API (odata/model.ts does not name the table).
+ */
+const serverSecrets: Migration = {
+  async up(db: Kysely<any>) {
+    const types = typesOf(db)
+    await db.schema
+      .createTable('server_secret')
+      .addColumn('name', types.text, (column) => column.primaryKey())
+      .addColumn('value', types.text, (column) => column.notNull())
+      .execute()
+  },
+}
+
 /** Every schema change in order; a name once shipped is never edited, only followed by a new one. */
 export const MIGRATIONS: Record<string, Migration> = {
   '0001_initial_schema': initialSchema,
@@ -420,6 +435,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0010_device_history': deviceHistory,
   '0011_release_assets': releaseAssets,
   '0012_image_context_digest': imageContextDigest,
+  '0013_server_secrets': serverSecrets,
 }
 
 export const migrationProvider: MigrationProvider = {

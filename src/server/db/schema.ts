@@ -237,6 +237,12 @@ export interface ReleaseAssetTable {
   asset: string | null
 }
 
+/** A secret every instance of the server shares (db/server-secrets.ts); not an API resource. */
+export interface ServerSecretTable {
+  name: string
+  value: string
+}
+
 export interface UserHasPublicKeyTable {
   id: Generated<number>
   created_at: string
@@ -302,4 +308,5 @@ export interface Database {
   service_environment_variable: VariableColumns & {service: number}
   device_service_environment_variable: VariableColumns & {service_install: number}
   device_log: DeviceLogTable
+  server_secret: ServerSecretTable
 }

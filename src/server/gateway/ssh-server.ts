@@ -1,17 +1,35 @@
+import path from 'node:path'
 
 import ssh2 from 'ssh2'
 import type {AuthContext, ClientChannel, Connection, PseudoTtyInfo, ServerChannel, Session} from 'ssh2'
 
+import {readTextIfPresent} from '../../atomic-file.js'
 import {listen} from '../../listen.js'
 import {isAuthorizedKey, parseAuthorizedKeys} from '../../protocol/authorized-keys.js'
 import {LINK_FORWARD, parseGatewayCommand, uuidOfLinkUsername} from '../../protocol/device-link.js'
+import {generateHostKey, isUsableHostKey} from '../../protocol/host-key.js'
 import type {Actor} from '../auth/actor.js'
 import type {ServerContext} from '../context.js'
+import type {Db} from '../db/database.js'
+import {sharedSecret} from '../db/server-secrets.js'
 import type {DeviceLinks} from './device-links.js'
 import {type DeviceSession, DeviceSessionError, openDeviceSession} from './device-session.js'
 
-/** Where the gateway keeps its host key in the data dir, so clients can pin it across restarts. */
-export const HOST_KEY_FILE = 'ssh_host_ed25519_key'
+/** Where servers before the secrets moved into the database kept the gateway's host key. */
+const LEGACY_HOST_KEY_FILE = 'ssh_host_ed25519_key'
+
+/**
+ * The gateway's host key, the same on every instance on the database so that clients can pin it across restarts
+ * and instances: made on first start, or taken from the data dir's file where an older server kept it.
+ */
+export async function loadGatewayHostKey(db: Db, dataDir: string | undefined): Promise<string> {
+  const make = async () => {
+    const legacy = await readTextIfPresent(dataDir && path.join(dataDir, LEGACY_HOST_KEY_FILE))
+    return legacy && isUsableHostKey(legacy) ? legacy : generateHostKey()
+  }
+
+  return sharedSecret(db, 'ssh-host-key', make, isUsableHostKey)
+}
 
 type UserActor = Extract<Actor, {kind: 'user'}>
 

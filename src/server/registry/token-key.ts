@@ -1,11 +1,12 @@
 import {execFile} from 'node:child_process'
 import {createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject} from 'node:crypto'
-import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 import {promisify} from 'node:util'
 
-import {writeFileAtomic} from '../../atomic-file.js'
+import {readTextIfPresent, writeFileAtomic} from '../../atomic-file.js'
 import {ExpectedError} from '../../errors.js'
+import type {Db} from '../db/database.js'
+import {sharedSecret} from '../db/server-secrets.js'
 
 /** In the data dir: the key registry tokens are signed with, and the certificate registries trust them by. */
 export const REGISTRY_KEY_FILE = 'registry-token.key'
@@ -65,37 +66,32 @@ async function selfSignedCertificate(keyFile: string): Promise<string> {
   }
 }
 
-async function readIfPresent(file: string): Promise<string | undefined> {
+function isUsableKey(pem: string): boolean {
   try {
-    return await readFile(file, 'utf8')
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw error
+    createPrivateKey(pem)
+    return true
+  } catch {
+    return false
   }
 }
 
+const newTokenKeyPem = () => generateKeyPairSync('ec', {namedCurve: 'P-256'}).privateKey.export({type: 'pkcs8', format: 'pem'}) as string
+
 /**
- * The server's registry token key (ES256 on P-256), made on first start and kept in the data dir (0600) with its
- * certificate; a server without a data dir makes one for its lifetime and has no certificate to hand out.
+ * The server's registry token key (ES256 on P-256), the same on every instance on the database: made on first start,
+ * or taken from the data dir where an older server kept it. With a data dir, the key and its certificate are also
+ * written there (0600) for registries to trust (`auth.token.rootcertbundle`); the certificate is made again
+ * whenever the key in the file changes, since one left from another key would make registries refuse every token.
  */
-export async function loadRegistryTokenKey(dataDir: string | undefined): Promise<RegistryTokenKey> {
-  if (!dataDir) {
-    const {privateKey} = generateKeyPairSync('ec', {namedCurve: 'P-256'})
-    return {privateKey, keyId: libtrustKeyId(privateKey)}
-  }
-
-  const keyFile = path.join(dataDir, REGISTRY_KEY_FILE)
-  const certificateFile = path.join(dataDir, REGISTRY_CERTIFICATE_FILE)
-  let keyPem = await readIfPresent(keyFile)
-  let newKey = false
-  if (keyPem === undefined) {
-    keyPem = generateKeyPairSync('ec', {namedCurve: 'P-256'}).privateKey.export({type: 'pkcs8', format: 'pem'}) as string
-    await writeFileAtomic(keyFile, keyPem, 0o600)
-    newKey = true
-  }
-
+export async function loadRegistryTokenKey(db: Db, dataDir: string | undefined): Promise<RegistryTokenKey> {
+  const keyFile = dataDir && path.join(dataDir, REGISTRY_KEY_FILE)
+  const fileKey = await readTextIfPresent(keyFile)
+  const keyPem = await sharedSecret(db, 'registry-token-key', () => (fileKey && isUsableKey(fileKey) ? fileKey : newTokenKeyPem()), isUsableKey)
   const privateKey = createPrivateKey(keyPem)
-  // A certificate left from an earlier key would make registries refuse every token.
-  if (newKey || (await readIfPresent(certificateFile)) === undefined) await writeFileAtomic(certificateFile, await selfSignedCertificate(keyFile), 0o600)
+  if (!dataDir || !keyFile) return {privateKey, keyId: libtrustKeyId(privateKey)}
+
+  const certificateFile = path.join(dataDir, REGISTRY_CERTIFICATE_FILE)
+  if (fileKey !== keyPem) await writeFileAtomic(keyFile, keyPem, 0o600)
+  if (fileKey !== keyPem || (await readTextIfPresent(certificateFile)) === undefined) await writeFileAtomic(certificateFile, await selfSignedCertificate(keyFile), 0o600)
   return {privateKey, keyId: libtrustKeyId(privateKey), certificateFile}
 }

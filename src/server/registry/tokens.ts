@@ -1,4 +1,4 @@
-import {createHash, randomBytes, timingSafeEqual} from 'node:crypto'
+import {createHmac, hkdfSync, randomBytes, timingSafeEqual} from 'node:crypto'
 
 import {SignJWT} from 'jose'
 import {sql} from 'kysely'
@@ -104,29 +104,48 @@ export async function signRegistryToken(key: RegistryTokenKey, claims: {service:
   return {token, access_token: token, expires_in: REGISTRY_TOKEN_LIFETIME_SECONDS, issued_at: new Date(issuedAt * 1000).toISOString()}
 }
 
-const digestOf = (secret: string) => createHash('sha256').update(secret).digest()
+/** How long a build's credential can be used at most, however long the build runs. */
+const BUILD_CREDENTIAL_LIFETIME_MS = 24 * 3600 * 1000
 
 /**
  * The credentials the builder pushes one release's images with: made when the build starts, good for that
- * release's repositories only, forgotten when the build ends. They live in this process's memory alone.
+ * release's repositories only while its release is still being built (status `running`) and never past a day,
+ * and refused by this instance as soon as it is revoked. They are signed, not stored, so that any instance on the
+ * database honours them: the registry sends the engine for its token to the server's public URL, which a load
+ * balancer may route to another instance than the one building.
  */
 export class BuildCredentials {
-  private readonly releases = new Map<string, {digest: Buffer; releaseId: number}>()
+  private readonly key: Buffer
+  private readonly revoked = new Set<string>()
+
+  constructor(
+    private readonly db: Db,
+    sessionSecret: Uint8Array,
+  ) {
+    this.key = Buffer.from(hkdfSync('sha256', sessionSecret, Buffer.alloc(0), 'flotilla build credentials', 32))
+  }
 
   /** A credential for one build's pushes to `registry`; `revoke()` it when the build ends, whatever its outcome. */
-  issue(releaseId: number, registry: string): {credentials: RegistryCredentials; revoke(): void} {
-    const password = randomBytes(24).toString('base64url')
-    const id = randomBytes(8).toString('hex')
-    this.releases.set(id, {digest: digestOf(password), releaseId})
-    return {credentials: {username: BUILDER_USERNAME, password: `${id}.${password}`, serveraddress: registry}, revoke: () => this.releases.delete(id)}
+  issue(releaseId: number, registry: string, now = Date.now()): {credentials: RegistryCredentials; revoke(): void} {
+    const claims = `${releaseId}.${randomBytes(12).toString('base64url')}.${now + BUILD_CREDENTIAL_LIFETIME_MS}`
+    const password = `${claims}.${this.signatureOf(claims)}`
+    return {credentials: {username: BUILDER_USERNAME, password, serveraddress: registry}, revoke: () => this.revoked.add(password)}
   }
 
   /** The release a credential is for while its build runs, else undefined. */
-  releaseOf(credential: string): number | undefined {
-    const [id, password] = credential.split('.', 2)
-    const entry = this.releases.get(id)
-    if (!entry || password === undefined) return undefined
-    return timingSafeEqual(entry.digest, digestOf(password)) ? entry.releaseId : undefined
+  async releaseOf(credential: string, now = Date.now()): Promise<number | undefined> {
+    const match = /^(\d{1,15})\.[\w-]{16}\.(\d{1,15})\.([\w-]{43})$/.exec(credential)
+    if (!match || this.revoked.has(credential)) return undefined
+    const [, releaseText, expiresText, signature] = match
+    const expected = Buffer.from(this.signatureOf(credential.slice(0, credential.lastIndexOf('.'))))
+    if (!timingSafeEqual(Buffer.from(signature), expected) || Number(expiresText) <= now) return undefined
+    const releaseId = Number(releaseText)
+    const release = await this.db.selectFrom('release').select('status').where('id', '=', releaseId).executeTakeFirst()
+    return release?.status === 'running' ? releaseId : undefined
+  }
+
+  private signatureOf(claims: string): string {
+    return createHmac('sha256', this.key).update(claims).digest('base64url')
   }
 }
 
