@@ -358,15 +358,16 @@ export class ODataReader {
     return conditions
   }
 
-  private async fetch(context: Context, base: Base, options: ODataOptions, conditions: Sql[], paged: boolean, link?: Sql): Promise<Array<Fetched & {link?: unknown}>> {
+  /** `link`, for an $expand: the parent's value each child row is fetched for, reached through `join` when it is a link table's. */
+  private async fetch(context: Context, base: Base, options: ODataOptions, conditions: Sql[], paged: boolean, link?: ExpandLink): Promise<Array<Fetched & {link?: unknown}>> {
     validateSelect(base.resource, options)
     const top = pagingValue(context.binds, options.$top, '$top')
     const skip = pagingValue(context.binds, options.$skip, '$skip')
     // Every query asks for at most one row more than the answer may still hold, so no query can fill the memory.
     const limit = Math.min(paged ? (top ?? Number.POSITIVE_INFINITY) : Number.POSITIVE_INFINITY, context.budget.queryLimit())
     const paging = sql` limit ${limit}${paged && skip ? sql` offset ${skip}` : sql``}`
-    const linkColumn = link ? sql`, ${link} as ${sql.id('__link')}` : sql``
-    const query = sql<Row>`select ${selectList(base.resource, base.alias)}${linkColumn} from ${sql.table(base.resource.table)} as ${sql.id(base.alias)} where ${sql.join(conditions, sql` and `)} order by ${orderBy(context, options, base)}${paging}`
+    const linkColumn = link ? sql`, ${link.value} as ${sql.id('__link')}` : sql``
+    const query = sql<Row>`select ${selectList(base.resource, base.alias)}${linkColumn} from ${sql.table(base.resource.table)} as ${sql.id(base.alias)}${link?.join ?? sql``} where ${sql.join(conditions, sql` and `)} order by ${orderBy(context, options, base)}${paging}`
     const result = await query.execute(this.db)
     context.budget.fetchedRows(result.rows.length)
     const rows = result.rows.map((values) => {
@@ -387,21 +388,13 @@ export class ODataReader {
     const parentValues = [...new Set(rows.map((row) => row.values[navigation.parentField]).filter((value) => value !== null && value !== undefined))]
     const conditions = [visibleRows(context.actor, child.resource, child.alias, context.access)]
     if (options.$filter !== undefined) conditions.push(compileCondition(context, options.$filter, child))
-    let link: Sql
-    if (navigation.via) {
-      const via = newAlias(context)
-      link = sql`(select ${sql.ref(`${via}.${navigation.via.parentColumn}`)} from ${sql.table(navigation.via.table)} as ${sql.id(via)} where ${sql.ref(`${via}.${navigation.via.childColumn}`)} = ${fieldSql(child.resource, child.alias, navigation.childField)} and ${sql.ref(`${via}.${navigation.via.parentColumn}`)} in (${sql.join(parentValues.length > 0 ? parentValues : [null])}))`
-      conditions.push(sql`${link} is not null`)
-    } else {
-      link = fieldSql(child.resource, child.alias, navigation.childField)
-      conditions.push(sql`${link} in (${sql.join(parentValues.length > 0 ? parentValues : [null])})`)
-    }
-
+    const link = expandLink(context, navigation, child)
+    conditions.push(sql`${link.value} in (${sql.join(parentValues.length > 0 ? parentValues : [null])})`)
     if (property.count) {
       const counts = new Map<unknown, number>()
       if (parentValues.length > 0) {
-        // By position: PostgreSQL takes a repeated subquery with parameters for another expression than the one selected.
-        const result = await sql<{link: unknown; count: number}>`select ${link} as ${sql.id('link')}, count(*) as ${sql.id('count')} from ${sql.table(child.resource.table)} as ${sql.id(child.alias)} where ${sql.join(conditions, sql` and `)} group by 1`.execute(this.db)
+        // Grouped by position: the very expression selected, on both dialects.
+        const result = await sql<{link: unknown; count: number}>`select ${link.value} as ${sql.id('link')}, count(*) as ${sql.id('count')} from ${sql.table(child.resource.table)} as ${sql.id(child.alias)}${link.join ?? sql``} where ${sql.join(conditions, sql` and `)} group by 1`.execute(this.db)
         for (const row of result.rows) counts.set(row.link, Number(row.count))
       }
 
@@ -428,6 +421,25 @@ export class ODataReader {
       for (const fetched of page) addWeight(row.weight, fetched.weight)
       context.budget.check(row.weight)
     }
+  }
+}
+
+/** How an $expand's child rows are matched to their parents: by a column of the child, or through a link table. */
+interface ExpandLink {
+  value: Sql
+  join?: Sql
+}
+
+/**
+ * A child linked to several parents through a link table (a user member of several organizations) is fetched once
+ * for each of them, joined, so that it is answered under every parent.
+ */
+function expandLink(context: Context, navigation: NavigationSpec, child: Base): ExpandLink {
+  if (!navigation.via) return {value: fieldSql(child.resource, child.alias, navigation.childField)}
+  const via = newAlias(context)
+  return {
+    value: sql.ref(`${via}.${navigation.via.parentColumn}`),
+    join: sql` join ${sql.table(navigation.via.table)} as ${sql.id(via)} on ${sql.ref(`${via}.${navigation.via.childColumn}`)} = ${fieldSql(child.resource, child.alias, navigation.childField)}`,
   }
 }
 

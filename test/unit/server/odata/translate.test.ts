@@ -5,6 +5,7 @@ import type {CompiledQuery, Kysely} from 'kysely'
 import type {Actor} from '../../../../src/server/auth/actor.js'
 import {type Db} from '../../../../src/server/db/database.js'
 import {createUser} from '../../../../src/server/db/users.js'
+import {now} from '../../../../src/server/db/values.js'
 import {HttpError} from '../../../../src/server/http-errors.js'
 import {parseODataUrl} from '../../../../src/server/odata/parse.js'
 import {ODataReader} from '../../../../src/server/odata/translate.js'
@@ -131,6 +132,22 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(online, [{app_name: 'alpha', owns__device: 1}])
       const members = await read(`/application(${ids.alpha})?$select=app_name&$expand=is_directly_accessible_by__user/$count`)
       assert.deepEqual(members, [{app_name: 'alpha', is_directly_accessible_by__user: 1}], 'counted through a link table')
+    })
+
+    it('expands through a link table under every parent a row is linked to, and counts it under each', async () => {
+      const alicesOrganization = ((await read('/organization', alice)) as Row[])[0].id as number
+      const membership = await db.insertInto('organization_membership').values({created_at: now(), user: (bob as Extract<Actor, {kind: 'user'}>).userId, is_member_of__organization: alicesOrganization}).returning('id').executeTakeFirstOrThrow()
+      try {
+        const url = `/application?$select=app_name&$filter=id in (${ids.alpha}, ${ids.gamma})&$orderby=app_name asc&$expand=is_directly_accessible_by__user($select=username;$orderby=username asc)`
+        assert.deepEqual(await read(url, bob), [
+          {app_name: 'alpha', is_directly_accessible_by__user: [{username: 'alice'}, {username: 'bob'}]},
+          {app_name: 'gamma', is_directly_accessible_by__user: [{username: 'bob'}]},
+        ])
+        const counts = await read(`/application?$select=app_name&$filter=id in (${ids.alpha}, ${ids.gamma})&$orderby=app_name asc&$expand=is_directly_accessible_by__user/$count`, bob)
+        assert.deepEqual(counts, [{app_name: 'alpha', is_directly_accessible_by__user: 2}, {app_name: 'gamma', is_directly_accessible_by__user: 1}])
+      } finally {
+        await db.deleteFrom('organization_membership').where('id', '=', membership.id).execute()
+      }
     })
 
     it('orders and pages with $orderby, $top and $skip', async () => {
