@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict'
-import {randomBytes} from 'node:crypto'
 import {mkdtempSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -8,8 +7,9 @@ import Docker from 'dockerode'
 
 import {type RunningAgent, startAgent} from '../../src/agent/agent.js'
 import {LABELS} from '../../src/agent/reconciler.js'
-import {makeCliHome, runCli} from '../helpers/cli.js'
-import {BASE_IMAGE, ensureBaseImage, ensureDocker} from '../helpers/docker.js'
+import {generateDeviceConfig, releaseOfBaseImage} from '../helpers/agent.js'
+import {makeCliHome} from '../helpers/cli.js'
+import {ensureBaseImage, ensureDocker} from '../helpers/docker.js'
 import {eventually, FleetApi} from '../helpers/fleet-api.js'
 import {startServer, type TestServer} from '../helpers/server.js'
 
@@ -39,12 +39,10 @@ describe('agent device actions, in the order they came', function () {
     token = await api.login(server.admin.username, server.admin.password)
     const fleet = await api.createFleet(token, 'order')
     fleetId = fleet.id
-    const release = await api.createRelease(token, fleet.id, randomBytes(16).toString('hex'), {image: 'main', command: ['sh', '-c', SLOW_TO_STOP], stop_grace_period: '3s'})
-    imageTag = `${release.location}:latest`
-    await docker.getImage(BASE_IMAGE).tag({repo: release.location, tag: 'latest'})
+    const release = await releaseOfBaseImage(api, token, fleet.id, {image: 'main', command: ['sh', '-c', SLOW_TO_STOP], stop_grace_period: '3s'})
+    imageTag = release.imageTag
     const configPath = path.join(workDir, 'config.json')
-    const generated = await runCli(['config', 'generate', '--fleet', fleet.slug, '-o', configPath], {env: {HOME: home, FLOTILLA_URL: server.url, FLOTILLA_TOKEN: token}})
-    assert.equal(generated.exitCode, 0, generated.stderr)
+    await generateDeviceConfig({serverUrl: server.url, token, home, fleetSlug: fleet.slug, file: configPath})
     agent = await startAgent({configPath, dataDir: path.join(workDir, 'agent'), hostNetwork: true, pollIntervalMs: 1000, reconcileIntervalMs: 500, reportIntervalMs: 200, localApiPort: 0, logger: () => {}})
     deviceUuid = await agent.registered
   })

@@ -10,8 +10,9 @@ import Docker from 'dockerode'
 import {type AgentOptions, type RunningAgent, startAgent} from '../../src/agent/agent.js'
 import {LABELS} from '../../src/agent/reconciler.js'
 import type {LocalLogLine} from '../../src/protocol/log-line.js'
+import {generateDeviceConfig, releaseOfBaseImage} from '../helpers/agent.js'
 import {makeCliHome, runCli} from '../helpers/cli.js'
-import {BASE_IMAGE, ensureBaseImage, ensureDocker} from '../helpers/docker.js'
+import {ensureBaseImage, ensureDocker} from '../helpers/docker.js'
 import {eventually, FleetApi} from '../helpers/fleet-api.js'
 import {startServer, type TestServer} from '../helpers/server.js'
 
@@ -101,13 +102,11 @@ describe('agent supervisor actions: purge, reboot, shutdown', function () {
     token = await api.login(server.admin.username, server.admin.password)
     const fleet = await api.createFleet(token, 'actions')
     fleetId = fleet.id
-    const release = await api.createRelease(token, fleet.id, randomBytes(16).toString('hex'), {image: 'main', command: ['sh', '-c', SCRIPT], volumes: [`${volume}:/data`]})
-    imageTag = `${release.location}:latest`
-    await docker.getImage(BASE_IMAGE).tag({repo: release.location, tag: 'latest'})
+    const release = await releaseOfBaseImage(api, token, fleet.id, {image: 'main', command: ['sh', '-c', SCRIPT], volumes: [`${volume}:/data`]})
+    imageTag = release.imageTag
     env = {HOME: home, FLOTILLA_URL: server.url, FLOTILLA_TOKEN: token}
     const configPath = path.join(workDir, 'config.json')
-    const generated = await runCli(['config', 'generate', '--fleet', fleet.slug, '-o', configPath], {env})
-    assert.equal(generated.exitCode, 0, generated.stderr)
+    await generateDeviceConfig({serverUrl: server.url, token, home, fleetSlug: fleet.slug, file: configPath})
     agentOptions = {
       configPath,
       dataDir: path.join(workDir, 'agent'),

@@ -11,6 +11,7 @@ import Docker from 'dockerode'
 import {ownContainerImage} from '../../src/agent/host-container.js'
 import {LABELS} from '../../src/agent/reconciler.js'
 import type {StoredLogLine} from '../../src/protocol/log-line.js'
+import {generateDeviceConfig, releaseOfBaseImage} from '../helpers/agent.js'
 import {makeCliHome, PROJECT_ROOT, runCli} from '../helpers/cli.js'
 import {BASE_IMAGE, ensureBaseImage, ensureDocker} from '../helpers/docker.js'
 import {eventually, FleetApi} from '../helpers/fleet-api.js'
@@ -109,15 +110,13 @@ describe('the agent in its own container (agent.Dockerfile)', function () {
     const api = new FleetApi(server.url)
     const token = await api.login(server.admin.username, server.admin.password)
     const fleet = await api.createFleet(token, 'contained')
-    const release = await api.createRelease(token, fleet.id, 'c'.repeat(32), {image: 'main', command: ['sh', '-c', SERVICE_SCRIPT]})
-    imageTag = `${release.location}:latest`
-    await docker.getImage(BASE_IMAGE).tag({repo: release.location, tag: 'latest'})
+    const release = await releaseOfBaseImage(api, token, fleet.id, {image: 'main', command: ['sh', '-c', SERVICE_SCRIPT]}, 'c'.repeat(32))
+    imageTag = release.imageTag
 
     mkdirSync(configDir)
     mkdirSync(dataDir)
     const configPath = path.join(configDir, 'config.json')
-    const generated = await runCli(['config', 'generate', '--fleet', fleet.slug, '-o', configPath], {env: {HOME: home, FLOTILLA_URL: server.url, FLOTILLA_TOKEN: token}})
-    assert.equal(generated.exitCode, 0, generated.stderr)
+    await generateDeviceConfig({serverUrl: server.url, token, home, fleetSlug: fleet.slug, file: configPath})
     assert.equal(JSON.parse(readFileSync(configPath, 'utf8')).uuid, undefined, 'a provisioning config: the agent registers itself')
 
     // One port for every agent container, as a restarted agent on a real device keeps it: the services' environment

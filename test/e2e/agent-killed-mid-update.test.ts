@@ -9,8 +9,8 @@ import path from 'node:path'
 import Docker from 'dockerode'
 
 import {LABELS} from '../../src/agent/reconciler.js'
-import {AgentProcess} from '../helpers/agent.js'
-import {makeCliHome, runCli} from '../helpers/cli.js'
+import {AgentProcess, generateDeviceConfig} from '../helpers/agent.js'
+import {makeCliHome} from '../helpers/cli.js'
 import {BASE_IMAGE, ensureBaseImage, ensureDocker, type RunningRegistry, startRegistry} from '../helpers/docker.js'
 import {eventually, FleetApi} from '../helpers/fleet-api.js'
 import {startServer, type TestServer} from '../helpers/server.js'
@@ -123,8 +123,7 @@ describe('the agent killed in the middle of an update', function () {
     images.push(`${first.location}:latest`)
 
     const configPath = path.join(workDir, 'config.json')
-    const generated = await runCli(['config', 'generate', '--fleet', fleet.slug, '-o', configPath], {env: {HOME: home, FLOTILLA_URL: server.url, FLOTILLA_TOKEN: token}})
-    assert.equal(generated.exitCode, 0, generated.stderr)
+    await generateDeviceConfig({serverUrl: server.url, token, home, fleetSlug: fleet.slug, file: configPath})
     const args = ['--config', configPath, '--data-dir', path.join(workDir, 'agent'), '--host-network', '--local-api-port', '0', '--poll-interval', '1']
     agent = new AgentProcess(args)
     await agent.start()

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict'
-import {randomBytes} from 'node:crypto'
 import {mkdtempSync, rmSync} from 'node:fs'
 import {readFile, writeFile} from 'node:fs/promises'
 import {createServer as createHttpServer, request as httpRequest} from 'node:http'
@@ -11,9 +10,9 @@ import Docker from 'dockerode'
 
 import {LABELS} from '../../src/agent/reconciler.js'
 import type {StoredLogLine} from '../../src/protocol/log-line.js'
-import {AgentProcess} from '../helpers/agent.js'
-import {makeCliHome, runCli} from '../helpers/cli.js'
-import {BASE_IMAGE, ensureBaseImage, ensureDocker} from '../helpers/docker.js'
+import {AgentProcess, generateDeviceConfig, releaseOfBaseImage} from '../helpers/agent.js'
+import {makeCliHome} from '../helpers/cli.js'
+import {ensureBaseImage, ensureDocker} from '../helpers/docker.js'
 import {eventually, FleetApi} from '../helpers/fleet-api.js'
 import {startServer, type TestServer} from '../helpers/server.js'
 
@@ -58,12 +57,10 @@ describe('no device log line lost or repeated (real engine, agent and server)', 
   /** A fleet whose release runs WRITER, and a device of it registered by a running agent (talking to `apiEndpoint`, default the server). */
   async function deviceWritingLines(name: string, apiEndpoint?: string) {
     const fleet = await api.createFleet(token, name)
-    const release = await api.createRelease(token, fleet.id, randomBytes(16).toString('hex'), {image: 'main', command: ['sh', '-c', WRITER]})
-    await docker.getImage(BASE_IMAGE).tag({repo: release.location, tag: 'latest'})
-    images.push(`${release.location}:latest`)
+    const release = await releaseOfBaseImage(api, token, fleet.id, {image: 'main', command: ['sh', '-c', WRITER]})
+    images.push(release.imageTag)
     const configPath = path.join(workDir, `${name}.json`)
-    const generated = await runCli(['config', 'generate', '--fleet', fleet.slug, '-o', configPath], {env: {HOME: home, FLOTILLA_URL: server.url, FLOTILLA_TOKEN: token}})
-    assert.equal(generated.exitCode, 0, generated.stderr)
+    await generateDeviceConfig({serverUrl: server.url, token, home, fleetSlug: fleet.slug, file: configPath})
     if (apiEndpoint) await writeFile(configPath, JSON.stringify({...JSON.parse(await readFile(configPath, 'utf8')), apiEndpoint}))
     const args = ['--config', configPath, '--data-dir', path.join(workDir, name), '--host-network', '--local-api-port', '0', '--poll-interval', '1']
     const startAgent = async () => {

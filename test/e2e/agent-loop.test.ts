@@ -8,8 +8,9 @@ import Docker from 'dockerode'
 
 import {type RunningAgent, startAgent} from '../../src/agent/agent.js'
 import {LABELS} from '../../src/agent/reconciler.js'
+import {generateDeviceConfig, releaseOfBaseImage} from '../helpers/agent.js'
 import {CLI_BIN, makeCliHome, PROJECT_ROOT, runCli} from '../helpers/cli.js'
-import {BASE_IMAGE, ensureBaseImage, ensureDocker} from '../helpers/docker.js'
+import {ensureBaseImage, ensureDocker} from '../helpers/docker.js'
 import {eventually, FleetApi} from '../helpers/fleet-api.js'
 import {startServer, type TestServer} from '../helpers/server.js'
 
@@ -48,14 +49,12 @@ describe('the agent loop against the real server', function () {
     const api = new FleetApi(server.url)
     const token = await api.login(server.admin.username, server.admin.password)
     const fleet = await api.createFleet(token, 'looped')
-    const release = await api.createRelease(token, fleet.id, 'f'.repeat(32), {image: 'main', command: ['sh', '-c', 'while true; do echo hello-from-flotilla; sleep 1; done']})
-    imageTag = `${release.location}:latest`
-    await docker.getImage(BASE_IMAGE).tag({repo: release.location, tag: 'latest'})
+    const release = await releaseOfBaseImage(api, token, fleet.id, {image: 'main', command: ['sh', '-c', 'while true; do echo hello-from-flotilla; sleep 1; done']}, 'f'.repeat(32))
+    imageTag = release.imageTag
 
     const env = {HOME: home, FLOTILLA_URL: server.url, FLOTILLA_TOKEN: token}
     const configPath = path.join(workDir, 'config.json')
-    const generated = await runCli(['config', 'generate', '--fleet', fleet.slug, '-o', configPath], {env})
-    assert.equal(generated.exitCode, 0, generated.stderr)
+    await generateDeviceConfig({serverUrl: server.url, token, home, fleetSlug: fleet.slug, file: configPath})
     const diagnostics: string[] = []
     agent = await startAgent({
       configPath,

@@ -5,7 +5,8 @@ import path from 'node:path'
 
 import {type RunningAgent, startAgent} from '../../src/agent/agent.js'
 import type {StoredLogLine} from '../../src/protocol/log-line.js'
-import {makeCliHome, runCli} from '../helpers/cli.js'
+import {generateDeviceConfig} from '../helpers/agent.js'
+import {makeCliHome} from '../helpers/cli.js'
 import {ensureDocker} from '../helpers/docker.js'
 import {eventually, FleetApi} from '../helpers/fleet-api.js'
 import {startServer, type TestServer} from '../helpers/server.js'
@@ -36,8 +37,7 @@ describe('an agent whose target image cannot be pulled', function () {
     // The server's registry is on loopback and holds no such image: every pull is refused at once.
     await api.createRelease(token, fleet.id, 'e'.repeat(32), {image: 'main', command: ['sleep', '60']})
     const configPath = path.join(workDir, 'config.json')
-    const generated = await runCli(['config', 'generate', '--fleet', fleet.slug, '-o', configPath], {env: {HOME: home, FLOTILLA_URL: server.url, FLOTILLA_TOKEN: token}})
-    assert.equal(generated.exitCode, 0, generated.stderr)
+    await generateDeviceConfig({serverUrl: server.url, token, home, fleetSlug: fleet.slug, file: configPath})
     const diagnostics: string[] = []
     agent = await startAgent({
       configPath,

@@ -10,7 +10,8 @@ import Docker from 'dockerode'
 
 import {type RunningAgent, startAgent} from '../../src/agent/agent.js'
 import {LABELS} from '../../src/agent/reconciler.js'
-import {makeCliHome, runCli} from '../helpers/cli.js'
+import {generateDeviceConfig} from '../helpers/agent.js'
+import {makeCliHome} from '../helpers/cli.js'
 import {BASE_IMAGE, ensureBaseImage, ensureDocker} from '../helpers/docker.js'
 import {eventually, FleetApi} from '../helpers/fleet-api.js'
 import {startServer, type TestServer} from '../helpers/server.js'
@@ -83,8 +84,7 @@ describe('a service using the local supervisor API from its own network', functi
     await docker.getImage(BASE_IMAGE).tag({repo: image.is_stored_at__image_location, tag: 'latest'})
 
     const configPath = path.join(workDir, 'config.json')
-    const generated = await runCli(['config', 'generate', '--fleet', fleet.slug, '-o', configPath], {env: {HOME: home, FLOTILLA_URL: server.url, FLOTILLA_TOKEN: token}})
-    assert.equal(generated.exitCode, 0, generated.stderr)
+    await generateDeviceConfig({serverUrl: server.url, token, home, fleetSlug: fleet.slug, file: configPath})
     const diagnostics: string[] = []
     agent = await startAgent({
       configPath,

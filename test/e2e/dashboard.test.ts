@@ -11,10 +11,10 @@ import type {Browser, Page} from 'playwright-core'
 import WebSocket from 'ws'
 
 import {type TerminalNews, WEB_TERMINAL_PATH} from '../../src/protocol/web-terminal.js'
-import {AgentProcess} from '../helpers/agent.js'
+import {AgentProcess, generateDeviceConfig, releaseOfBaseImage} from '../helpers/agent.js'
 import {launchBrowser, openPage, screenshotFolder, type WatchedPage} from '../helpers/browser.js'
-import {makeCliHome, runCli} from '../helpers/cli.js'
-import {BASE_IMAGE, ensureBaseImage, ensureDocker} from '../helpers/docker.js'
+import {makeCliHome} from '../helpers/cli.js'
+import {ensureBaseImage, ensureDocker} from '../helpers/docker.js'
 import {eventually, FleetApi} from '../helpers/fleet-api.js'
 import {startServer, type TestServer} from '../helpers/server.js'
 
@@ -123,9 +123,8 @@ describe('web dashboard (real server, agent and engine; headless chromium)', fun
     await api.created(token, 'application_environment_variable', {application: fleet.id, name: 'GREETING', value: 'first'})
     // A commit of its own: the agent names containers after it, so none left by another test can take its name.
     commit = randomBytes(16).toString('hex')
-    const release = await api.createRelease(token, fleet.id, commit, {image: 'main', command: ['sh', '-c', SERVICE]})
-    await docker.getImage(BASE_IMAGE).tag({repo: release.location, tag: 'latest'})
-    images.push(`${release.location}:latest`)
+    const release = await releaseOfBaseImage(api, token, fleet.id, {image: 'main', command: ['sh', '-c', SERVICE]}, commit)
+    images.push(release.imageTag)
     const hostile = await api.registerDevice(token, fleet.id, HOSTILE_UUID)
     hostileKey = hostile.api_key
     await api.patch(token, `device(${hostile.id})`, {device_name: HOSTILE})
@@ -139,8 +138,7 @@ describe('web dashboard (real server, agent and engine; headless chromium)', fun
     otherFleet = await api.createFleet(token, 'elsewhere')
 
     const configPath = path.join(workDir, 'config.json')
-    const generated = await runCli(['config', 'generate', '--fleet', fleet.slug, '-o', configPath], {env: {HOME: home, FLOTILLA_URL: server.url, FLOTILLA_TOKEN: token}})
-    assert.equal(generated.exitCode, 0, generated.stderr)
+    await generateDeviceConfig({serverUrl: server.url, token, home, fleetSlug: fleet.slug, file: configPath})
     agent = new AgentProcess(['--config', configPath, '--data-dir', path.join(workDir, 'agent'), '--host-network', '--local-api-port', '0', '--poll-interval', '1'])
     await agent.start()
     uuid = await eventually(async () => (JSON.parse(await readFile(configPath, 'utf8')) as {uuid?: string}).uuid, 'the device registered')

@@ -14,8 +14,9 @@ import ssh2 from 'ssh2'
 import {type RunningAgent, startAgent} from '../../src/agent/agent.js'
 import {LABELS} from '../../src/agent/reconciler.js'
 import {linkUsername} from '../../src/protocol/device-link.js'
+import {releaseOfBaseImage} from '../helpers/agent.js'
 import {CLI_BIN, type CliResult, makeCliHome, PROJECT_ROOT, runCli} from '../helpers/cli.js'
-import {BASE_IMAGE, ensureBaseImage, ensureDocker} from '../helpers/docker.js'
+import {ensureBaseImage, ensureDocker} from '../helpers/docker.js'
 import {eventually, FleetApi} from '../helpers/fleet-api.js'
 import {type CuttableProxy, startCuttableProxy} from '../helpers/net.js'
 import {startServer, type TestServer} from '../helpers/server.js'
@@ -118,9 +119,8 @@ describe('ssh and tunnel through the device link (real server, agent, engine and
     await api.created(token, 'application_environment_variable', {application: fleet.id, name: 'GREETING', value: 'first'})
     // Stops at once when asked, so a restart for new variables takes no stop timeout.
     const service = 'trap "exit 0" TERM; echo "greeting=$GREETING"; echo in-the-service > /tmp/flotilla-marker; while true; do sleep 1; done'
-    const release = await api.createRelease(token, fleet.id, 'e'.repeat(32), {image: 'main', command: ['sh', '-c', service]})
-    imageTag = `${release.location}:latest`
-    await docker.getImage(BASE_IMAGE).tag({repo: release.location, tag: 'latest'})
+    const release = await releaseOfBaseImage(api, token, fleet.id, {image: 'main', command: ['sh', '-c', service]}, 'e'.repeat(32))
+    imageTag = release.imageTag
 
     const configPath = path.join(workDir, 'config.json')
     const generated = await cli(['config', 'generate', '--fleet', fleet.slug, '-o', configPath])
