@@ -11,7 +11,7 @@ import {resolveDockerfileTemplate} from '../../project/template.js'
 import {formatPlatform, type Platform, platformMatches, platformOfArch} from '../../protocol/platform.js'
 import {BuildFailedError, type BuildLine, type BuildNetwork, buildServiceImage, type BuiltImage, inspectLocalImage, pullImage, pushImage, type RegistryCredentials, tagImage} from './docker-builder.js'
 import {emulationNotice} from './emulation.js'
-import {mirroredReference, pullCredentials, readRegistrySecrets, REGISTRY_SECRETS_PATH, type RegistrySecrets} from './image-sources.js'
+import {buildRegistryConfig, mirroredReference, pullCredentials, readRegistrySecrets, REGISTRY_SECRETS_PATH, type RegistrySecrets} from './image-sources.js'
 import type {UploadedProject} from './upload.js'
 
 /** What the build needs of the database; the route supplies it, so this module stays free of SQL. */
@@ -112,6 +112,7 @@ async function buildImageOf(job: ReleaseJob, service: BuildService, dockerfile: 
     buildArgs: service.args,
     platform: formatPlatform(job.platform),
     nocache: request.nocache,
+    registryConfig: buildRegistryConfig(job.secrets),
     signal: job.signal,
     onLine,
   })

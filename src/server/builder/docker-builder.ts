@@ -28,6 +28,8 @@ export interface ServiceImageBuild {
   platform?: string
   network: BuildNetwork
   nocache?: boolean
+  /** Credentials for the registries its `FROM` images are pulled from, by registry (the engine's X-Registry-Config). */
+  registryConfig?: Record<string, {username: string; password: string; serveraddress: string}>
   signal?: AbortSignal
   onLine: (line: BuildLine) => void
 }
@@ -86,6 +88,7 @@ export async function buildServiceImage(docker: Docker, build: ServiceImageBuild
     forcerm: true,
     networkmode: build.network,
     ...(build.platform ? {platform: build.platform} : {}),
+    ...(build.registryConfig && Object.keys(build.registryConfig).length > 0 ? {registryconfig: build.registryConfig} : {}),
     abortSignal: build.signal,
   } as Docker.ImageBuildOptions)
   let failure: string | undefined

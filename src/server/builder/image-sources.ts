@@ -33,6 +33,19 @@ export function pullCredentials(secrets: RegistrySecrets, reference: string): Do
   return entry && {username: entry.username, password: entry.password, serveraddress: registry}
 }
 
+/** Where the engine looks up Docker Hub's credentials in a build's registry config, as the docker CLI sends them. */
+const DOCKER_HUB_INDEX = 'https://index.docker.io/v1/'
+
+/** The upload's credentials as a build's registry config (X-Registry-Config), for the pulls of its `FROM` images. */
+export function buildRegistryConfig(secrets: RegistrySecrets): Record<string, {username: string; password: string; serveraddress: string}> {
+  return Object.fromEntries(
+    Object.entries(secrets).map(([registry, {username, password}]) => {
+      const address = registry === DOCKER_HUB ? DOCKER_HUB_INDEX : registry
+      return [address, {username, password, serveraddress: address}]
+    }),
+  )
+}
+
 /**
  * The same image on a mirror of Docker Hub (`server start --registry-mirror`): `redis:7` is
  * `<mirror>/library/redis:7` there. References naming another registry are pulled from it and get no mirror.

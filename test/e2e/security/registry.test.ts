@@ -334,4 +334,23 @@ describe('the builder and a device through the token registry', function () {
     assert.equal(container.Image, `${location}@${digest}`)
     await eventually(async () => (await docker.getContainer(container.Id).logs({stdout: true, stderr: true})).toString('utf8').includes(`built for ${fleet.slug}`), 'the service to print its build')
   })
+
+  it("pulls a private FROM image with the push's registry secrets, and names the refusal without them", async () => {
+    const privateFleet = await api.createFleet(admin, 'from-private', 'generic-amd64')
+    const project = path.join(workDir, 'from-private')
+    mkdirSync(project)
+    writeFileSync(path.join(project, 'docker-compose.yml'), 'version: "2.1"\nservices:\n  main:\n    build: .\n')
+    writeFileSync(path.join(project, 'Dockerfile'), `FROM ${otherLocation}:latest\nLABEL io.flotilla.test.from=private\n`)
+    await docker.getImage(`${otherLocation}:latest`).remove().catch(() => undefined)
+    const env = {HOME: home, FLOTILLA_URL: url, FLOTILLA_TOKEN: admin}
+
+    const refused = await runCli(['push', privateFleet.slug, '--source', project], {env, timeoutMs: 120_000})
+    assert.notEqual(refused.exitCode, 0)
+    assert.match(refused.stderr, /unauthorized|denied|authentication required|no basic auth credentials/i)
+
+    const secrets = path.join(workDir, 'registry-secrets.yml')
+    writeFileSync(secrets, `'${registry}':\n  username: admin\n  password: ${admin}\n`)
+    const pushed = await runCli(['push', privateFleet.slug, '--source', project, '--registry-secrets', secrets], {env, timeoutMs: 120_000})
+    assert.equal(pushed.exitCode, 0, pushed.stderr)
+  })
 })

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 
 import type {ProjectFiles} from '../../../../src/project/files.js'
-import {mirroredReference, pullCredentials, readRegistrySecrets, registryOf} from '../../../../src/server/builder/image-sources.js'
+import {buildRegistryConfig, mirroredReference, pullCredentials, readRegistrySecrets, registryOf} from '../../../../src/server/builder/image-sources.js'
 
 function uploadWith(secrets: string | undefined): ProjectFiles {
   return {label: 'the upload', kind: async () => undefined, readText: async (relativePath) => (relativePath === '.balena/registry-secrets.json' ? secrets : undefined), describe: (relativePath) => relativePath}
@@ -22,6 +22,15 @@ describe('where image-only services are pulled from', () => {
     assert.deepEqual(pullCredentials(secrets, 'ghcr.io/acme/app:1'), {username: 'gh', password: 'g', serveraddress: 'ghcr.io'})
     assert.equal(pullCredentials(secrets, 'quay.io/x/y'), undefined)
     assert.deepEqual(await readRegistrySecrets(uploadWith(undefined)), {})
+  })
+
+  it("gives a build the same credentials for its FROM pulls, Docker Hub's under the name the engine looks it up by", async () => {
+    const secrets = await readRegistrySecrets(uploadWith('{"": {"username": "hub", "password": "h"}, "ghcr.io": {"username": "gh", "password": "g"}}'))
+    assert.deepEqual(buildRegistryConfig(secrets), {
+      'https://index.docker.io/v1/': {username: 'hub', password: 'h', serveraddress: 'https://index.docker.io/v1/'},
+      'ghcr.io': {username: 'gh', password: 'g', serveraddress: 'ghcr.io'},
+    })
+    assert.deepEqual(buildRegistryConfig({}), {})
   })
 
   it('refuses a malformed secrets file in one line naming it', async () => {
