@@ -15,8 +15,8 @@ import {DEFAULT_UPLOAD_LIMITS, type UploadedProject, type UploadLimits} from '..
 import {ExpectedError} from '../../errors.js'
 import {type ServerContext, userActor} from '../context.js'
 import type {Db} from '../db/database.js'
-import {ensureServiceInstalls} from '../db/service-installs.js'
-import {now} from '../db/values.js'
+import {fleetPlatformBySlug} from '../db/fleets.js'
+import {addImageToRelease, createRunningImage, ensureService, findReusableImage, updateImage} from '../db/images.js'
 import {badRequest, HttpError, notFound} from '../http-errors.js'
 import {RESOURCES} from '../odata/model.js'
 import {ReleaseLifecycle} from '../releases/lifecycle.js'
@@ -50,48 +50,22 @@ interface BuildQuery {
 }
 
 /** The database side of one release's build. */
-function releaseStore(db: Db, releases: ReleaseLifecycle, releaseId: number, applicationId: number, registry: string | null): BuildStore {
+function releaseStore(db: Db, releases: ReleaseLifecycle, releaseId: number, fleetId: number, registry: string | null): BuildStore {
   return {
-    async ensureService(serviceName) {
-      await db.insertInto('service').values({created_at: now(), application: applicationId, service_name: serviceName}).onConflict((conflict) => conflict.doNothing()).execute()
-      const row = await db.selectFrom('service').select('id').where('application', '=', applicationId).where('service_name', '=', serviceName).executeTakeFirstOrThrow()
-      await ensureServiceInstalls(db, {serviceIds: [row.id]})
-      return row.id
-    },
+    ensureService: (serviceName) => ensureService(db, fleetId, serviceName),
     async createImage(serviceId, details) {
       const {newImageRepository} = await import('../builder/build-release.js')
       const location = newImageRepository(registry)
-      const image = await db
-        .insertInto('image')
-        .values({created_at: now(), is_a_build_of__service: serviceId, is_stored_at__image_location: location, status: 'Running', dockerfile: details.dockerfile, project_type: details.projectType, start_timestamp: now()})
-        .returning('id')
-        .executeTakeFirstOrThrow()
-      await db.insertInto('image__is_part_of__release').values({created_at: now(), image: image.id, is_part_of__release: releaseId}).execute()
-      return {imageId: image.id, location}
+      const imageId = await createRunningImage(db, {serviceId, location, dockerfile: details.dockerfile, projectType: details.projectType})
+      await addImageToRelease(db, imageId, releaseId)
+      return {imageId, location}
     },
-    async updateImage(imageId, patch) {
-      await db.updateTable('image').set(patch).where('id', '=', imageId).execute()
-    },
+    updateImage: (imageId, patch) => updateImage(db, imageId, patch),
     async isCancelled() {
       return (await releases.statusOf(releaseId)) === 'cancelled'
     },
-    async findReusableImage(serviceName, contextDigest) {
-      return db
-        .selectFrom('image')
-        .innerJoin('service', 'service.id', 'image.is_a_build_of__service')
-        .innerJoin('image__is_part_of__release as part', 'part.image', 'image.id')
-        .select(['image.id as imageId', 'image.is_stored_at__image_location as location', 'image.content_hash as contentHash', 'part.is_part_of__release as releaseId'])
-        .where('service.application', '=', applicationId)
-        .where('service.service_name', '=', serviceName)
-        .where('image.context_digest', '=', contextDigest)
-        .where('image.status', '=', 'success')
-        .orderBy('image.id', 'desc')
-        .orderBy('part.is_part_of__release', 'asc')
-        .executeTakeFirst()
-    },
-    async reuseImage(imageId) {
-      await db.insertInto('image__is_part_of__release').values({created_at: now(), image: imageId, is_part_of__release: releaseId}).execute()
-    },
+    findReusableImage: (serviceName, contextDigest) => findReusableImage(db, fleetId, serviceName, contextDigest),
+    reuseImage: (imageId) => addImageToRelease(db, imageId, releaseId),
   }
 }
 
@@ -119,13 +93,7 @@ interface BuildFleet {
 
 /** The fleet a build is for, when the user may build for it. */
 async function buildFleet(context: ServerContext, actor: Awaited<ReturnType<typeof userActor>>, slug: string): Promise<BuildFleet> {
-  const fleet = await context.db
-    .selectFrom('application')
-    .innerJoin('device_type', 'device_type.id', 'application.is_for__device_type')
-    .innerJoin('cpu_architecture', 'cpu_architecture.id', 'device_type.is_of__cpu_architecture')
-    .select(['application.id', 'application.slug', 'device_type.slug as deviceType', 'cpu_architecture.slug as arch'])
-    .where('application.slug', '=', slug.toLowerCase())
-    .executeTakeFirst()
+  const fleet = await fleetPlatformBySlug(context.db, slug)
   if (!fleet || !(await new ODataReader(context.db, actor).allVisible(RESOURCES.application, [fleet.id]))) throw notFound(`fleet "${slug}" not found`)
   return fleet
 }
