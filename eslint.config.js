@@ -25,6 +25,21 @@ export default tseslint.config(
     },
   },
   {
+    // Routes reach the database through the data-access layer (src/server/db/), never by building queries.
+    files: ['src/server/routes/**/*.ts'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: 'CallExpression[callee.property.name=/^(selectFrom|insertInto|replaceInto|updateTable|deleteFrom|mergeInto|transaction)$/]',
+          message: 'routes reach the database through src/server/db/ (or the release lifecycle): add a function there',
+        },
+        {selector: 'TaggedTemplateExpression[tag.name="sql"]', message: 'routes reach the database through src/server/db/: add a function there'},
+      ],
+      '@typescript-eslint/no-restricted-imports': ['error', {paths: [{name: 'kysely', message: 'routes reach the database through src/server/db/', allowTypeImports: true}]}],
+    },
+  },
+  {
     files: ['src/commands/**/*.ts', 'src/cli/**/*.ts', 'src/hooks/**/*.ts'],
     rules: {
       '@typescript-eslint/no-restricted-imports': ['error', {paths: HEAVY_MODULES.map((entry) => ({...entry, allowTypeImports: true})), patterns: HEAVY_PATTERNS.map((entry) => ({...entry, allowTypeImports: true}))}],

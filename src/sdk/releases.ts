@@ -105,9 +105,9 @@ export async function setReleaseInvalidated(client: FleetClient, release: Releas
   await client.pine.patch('release', release.id, {is_invalidated: invalidated})
 }
 
-/** Stops a running build: the server marks it cancelled unless it already succeeded. */
+/** Stops a running build: the server marks it cancelled unless it already ended (an ended release keeps its status). */
 export async function cancelRelease(client: FleetClient, releaseId: number): Promise<void> {
-  await client.pine.patch('release', {$filter: `id eq ${releaseId} and status ne 'success'`}, {
+  await client.pine.patch('release', {$filter: `id eq ${releaseId} and status eq 'running'`}, {
     status: 'cancelled',
     end_timestamp: new Date().toISOString(),
   })

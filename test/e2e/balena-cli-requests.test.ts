@@ -317,4 +317,17 @@ describe('requests of the official balena-cli', function () {
     const impersonating = await api.call('POST', '/v7/release', {token, json: {...release, commit: 'e'.repeat(32), is_created_by__user: userId + 1}})
     assert.equal(impersonating.status, 401, impersonating.body)
   })
+
+  it('ends a deployed release once, and refuses to start it again or make it a draft with a 400 saying why (deploy)', async () => {
+    const created = await api.created(token, 'release', {belongs_to__application: fleet.id, commit: 'd'.repeat(32), status: 'running', composition: {}})
+    assert.equal((await api.call('PATCH', `/v7/release(${created.id})`, {token, json: {status: 'failed', end_timestamp: new Date().toISOString()}})).status, 200)
+    const restarted = await api.call('PATCH', `/v7/release(${created.id})`, {token, json: {status: 'running'}})
+    assert.equal(restarted.status, 400, restarted.body)
+    assert.equal(restarted.json(), `release ${created.id} is failed: it cannot become running — only a running release ends, and it ends once`)
+    const draft = await api.call('PATCH', `/v7/release(${created.id})`, {token, json: {is_final: false}})
+    assert.equal(draft.status, 400, draft.body)
+    assert.match(draft.json(), /cannot become a draft again/)
+    const [release] = (await api.call('GET', `/v7/release(${created.id})?$select=status,is_final`, {token})).json().d
+    assert.deepEqual([release.status, release.is_final], ['failed', true])
+  })
 })

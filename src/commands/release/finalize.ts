@@ -3,7 +3,7 @@ import {Args} from '@oclif/core'
 import {FlotillaCommand} from '../../cli/base.js'
 
 export default class ReleaseFinalize extends FlotillaCommand {
-  static override summary = 'Finalize a release, so that fleets tracking the latest release get it'
+  static override summary = 'Finalize a release, so that fleets tracking the latest release get it unless they have a newer one'
   static override examples = ['<%= config.bin %> release finalize 1a2b3c4']
   static override args = {release: Args.string({required: true, description: 'release id or commit (7+ characters)'})}
 

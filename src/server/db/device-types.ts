@@ -1,3 +1,5 @@
+import type {Db} from './database.js'
+
 /** The device types the server knows from its first start: real balenaOS slugs, their CPU architectures and names. */
 export interface DeviceTypeEntry {
   slug: string
@@ -27,3 +29,28 @@ export const DEVICE_TYPE_CATALOGUE: DeviceTypeEntry[] = [
 ]
 
 export const CPU_ARCHITECTURES = ['armv6hf', 'armv7hf', 'aarch64', 'i386', 'amd64']
+
+/** The device types in the database, by slug, with their CPU architecture's slug. */
+export function listDeviceTypes(db: Db): Promise<Array<{id: number; slug: string; name: string; arch: string}>> {
+  return db
+    .selectFrom('device_type')
+    .innerJoin('cpu_architecture', 'cpu_architecture.id', 'device_type.is_of__cpu_architecture')
+    .select(['device_type.id', 'device_type.slug', 'device_type.name', 'cpu_architecture.slug as arch'])
+    .orderBy('device_type.slug')
+    .execute()
+}
+
+/** Every alias of every device type (a type's own slug among them). */
+export function listDeviceTypeAliases(db: Db): Promise<Array<{device_type: number; is_referenced_by__alias: string}>> {
+  return db.selectFrom('device_type_alias').select(['device_type', 'is_referenced_by__alias']).execute()
+}
+
+/** The device type with this slug or alias, or undefined when none has it. */
+export function deviceTypeNamed(db: Db, slugOrAlias: string): Promise<{id: number; slug: string} | undefined> {
+  return db
+    .selectFrom('device_type')
+    .leftJoin('device_type_alias', 'device_type_alias.device_type', 'device_type.id')
+    .select(['device_type.id', 'device_type.slug'])
+    .where((eb) => eb.or([eb('device_type.slug', '=', slugOrAlias), eb('device_type_alias.is_referenced_by__alias', '=', slugOrAlias)]))
+    .executeTakeFirst()
+}

@@ -97,3 +97,9 @@ export async function countUsers(db: Db): Promise<number> {
   const row = await db.selectFrom('user').select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow()
   return Number(row.count)
 }
+
+/** The secret in every session token of the user, which rotating it revokes. Throws when there is no such user. */
+export async function sessionSecretOf(db: Db, userId: number): Promise<string> {
+  const user = await db.selectFrom('user').select('jwt_secret').where('id', '=', userId).executeTakeFirstOrThrow()
+  return user.jwt_secret
+}

@@ -3,10 +3,12 @@ import {randomBytes} from 'node:crypto'
 import type {Kysely} from 'kysely'
 
 import type {Actor} from '../auth/actor.js'
+import type {Db} from '../db/database.js'
 import {recordDeviceHistory} from '../db/device-history.js'
 import {ensureServiceInstalls, syncDeviceServiceInstalls} from '../db/service-installs.js'
 import {now} from '../db/values.js'
 import {badRequest, unauthorized} from '../http-errors.js'
+import {ReleaseLifecycle} from '../releases/lifecycle.js'
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- rules see every table */
 type Values = Record<string, unknown>
@@ -22,7 +24,8 @@ export interface WriteContext {
 export interface ResourceRules {
   beforeCreate?(context: WriteContext, values: Values): Promise<void>
   beforeUpdate?(context: WriteContext, ids: number[], values: Values): Promise<void>
-  afterWrite?(context: WriteContext, ids: number[]): Promise<void>
+  /** `values` as written, defaults included. */
+  afterWrite?(context: WriteContext, ids: number[], values: Values): Promise<void>
 }
 
 export const FLEET_NAME_PATTERN = /^[a-zA-Z0-9_-]+$/
@@ -154,30 +157,27 @@ const tag: ResourceRules = {
   },
 }
 
-/** When a release becomes final and successful, fleets tracking the latest release move to it. */
-async function followLatestRelease(context: WriteContext, ids: number[]): Promise<void> {
-  for (const id of ids) {
-    const release = await context.trx.selectFrom('release').select(['belongs_to__application', 'status', 'is_final', 'is_invalidated']).where('id', '=', id).executeTakeFirst()
-    if (!release || release.status !== 'success' || !release.is_final || release.is_invalidated) continue
-    await context.trx
-      .updateTable('application')
-      .set({should_be_running__release: id})
-      .where('id', '=', release.belongs_to__application)
-      .where('should_track_latest_release', '=', 1)
-      .execute()
-  }
+/** A client's writes of releases go through the lifecycle the builder uses, inside the API's transaction (whose owner tells of changed targets). */
+function releaseLifecycle(context: WriteContext): ReleaseLifecycle {
+  return new ReleaseLifecycle(context.trx as Db)
 }
 
 const release: ResourceRules = {
   async beforeCreate(context, values) {
     if (values.commit !== undefined && (typeof values.commit !== 'string' || !/^[0-9a-f]{6,64}$/.test(values.commit))) throw badRequest('commit must be hex characters')
-    defaults(values, {commit: newUuid(), status: 'running', source: 'cloud', is_final: true, is_invalidated: false, semver: '0.0.0', composition: {}, start_timestamp: now()})
+    if (values.commit === undefined) values.commit = newUuid()
+    releaseLifecycle(context).prepareNew(values)
     // balena deploy names the caller as the release's creator; nobody may name another user.
     const creator = context.actor.kind === 'user' ? context.actor.userId : null
     if (values.is_created_by__user !== undefined && values.is_created_by__user !== creator) throw unauthorized()
     values.is_created_by__user = creator
   },
-  afterWrite: followLatestRelease,
+  async beforeUpdate(context, ids, values) {
+    await releaseLifecycle(context).checkChange(ids, values)
+  },
+  async afterWrite(context, ids, values) {
+    if (values.status !== undefined || values.is_final !== undefined || values.is_invalidated !== undefined) await releaseLifecycle(context).settle(ids)
+  },
 }
 
 /** Through pine an asset is only ever null: a file comes through the multipart upload (routes/release-assets.ts). */

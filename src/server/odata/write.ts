@@ -126,7 +126,7 @@ export class ODataWriter {
       const inserted = await context.trx.insertInto(resource.table).values(databaseRow(resource, values)).returning('id').executeTakeFirstOrThrow()
       const newId = Number(inserted.id)
       if (!(await reader.allVisible(resource, [newId]))) throw unauthorized()
-      await RESOURCE_RULES[resource.name]?.afterWrite?.(context, [newId])
+      await RESOURCE_RULES[resource.name]?.afterWrite?.(context, [newId], values)
       return newId
     })
     return (await new ODataReader(this.db, this.actor).readById(resource, id)) as Values
@@ -143,7 +143,7 @@ export class ODataWriter {
       await RESOURCE_RULES[request.resource.name]?.beforeUpdate?.(context, ids, values)
       await context.trx.updateTable(request.resource.table).set(databaseRow(request.resource, values)).where('id', 'in', ids).execute()
       if (!(await reader.allVisible(request.resource, ids))) throw unauthorized()
-      await RESOURCE_RULES[request.resource.name]?.afterWrite?.(context, ids)
+      await RESOURCE_RULES[request.resource.name]?.afterWrite?.(context, ids, values)
     })
   }
 

@@ -4,6 +4,8 @@ import type {Actor} from '../auth/actor.js'
 import {createApiKey} from '../auth/api-keys.js'
 import {mayAccessDevice} from '../authorization.js'
 import {authenticatedActor, type ServerContext} from '../context.js'
+import {deviceActorOf} from '../db/devices.js'
+import {fleetActorOf} from '../db/fleets.js'
 import {badRequest, unauthorized} from '../http-errors.js'
 import {RESOURCES} from '../odata/model.js'
 import {ODataReader} from '../odata/translate.js'
@@ -54,16 +56,15 @@ export function registerApiKeyRoutes(app: FastifyInstance, context: ServerContex
 
   const provisioningKey = async (actor: Actor, applicationId: number, body: KeyBody) => {
     if (actor.kind !== 'user' || !(await visibleFleet(actor, applicationId))) throw unauthorized()
-    const fleet = await context.db.selectFrom('application').select('actor').where('id', '=', applicationId).executeTakeFirstOrThrow()
-    return createApiKey(context.db, {actorId: fleet.actor, kind: 'provisioning-api-key', ...keyDetails(body)})
+    return createApiKey(context.db, {actorId: await fleetActorOf(context.db, applicationId), kind: 'provisioning-api-key', ...keyDetails(body)})
   }
 
   // A new key for a device (a rotation): the device itself or its owners, never a provisioning key (see mayAccessDevice).
   const deviceKey = async (actor: Actor, deviceId: number, body: KeyBody) => {
     if (!(await mayAccessDevice(context.db, actor, deviceId, 'create-key'))) throw unauthorized()
-    const device = await context.db.selectFrom('device').select('actor').where('id', '=', deviceId).executeTakeFirstOrThrow()
+    const deviceActor = await deviceActorOf(context.db, deviceId)
     if (body.apiKey !== undefined && typeof body.apiKey !== 'string') throw badRequest('apiKey must be a string')
-    return createApiKey(context.db, {actorId: device.actor, kind: 'device-api-key', key: body.apiKey as string | undefined, ...keyDetails(body)})
+    return createApiKey(context.db, {actorId: deviceActor, kind: 'device-api-key', key: body.apiKey as string | undefined, ...keyDetails(body)})
   }
 
   const send = (key: string) => JSON.stringify(key)

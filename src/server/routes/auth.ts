@@ -3,7 +3,7 @@ import type {FastifyInstance} from 'fastify'
 import {verifyLogin} from '../auth/passwords.js'
 import {signSession} from '../auth/tokens.js'
 import {authenticatedActor, type ServerContext, userActor} from '../context.js'
-import {findUserByLogin, rotateSessionSecret} from '../db/users.js'
+import {findUserByLogin, rotateSessionSecret, sessionSecretOf} from '../db/users.js'
 import {badRequest, HttpError, unauthorized} from '../http-errors.js'
 
 /** Logging in, refreshing a session and asking who a credential belongs to. */
@@ -59,9 +59,8 @@ export function registerAuthRoutes(app: FastifyInstance, context: ServerContext)
 
   app.get('/user/v1/refresh-token', async (request, reply) => {
     const user = await userActor(context, request)
-    const row = await context.db.selectFrom('user').select('jwt_secret').where('id', '=', user.userId).executeTakeFirstOrThrow()
     // A refreshed session keeps the time of the login it descends from; an API key never counts as a fresh login.
-    const token = await signSession(context.secret, {id: user.userId, jwt_secret: row.jwt_secret, authTime: user.authTime ?? 0})
+    const token = await signSession(context.secret, {id: user.userId, jwt_secret: await sessionSecretOf(context.db, user.userId), authTime: user.authTime ?? 0})
     return reply.type('text/plain').send(token)
   })
 }

@@ -1,4 +1,3 @@
-import {randomBytes} from 'node:crypto'
 import type {ServerResponse} from 'node:http'
 import type {Readable} from 'node:stream'
 
@@ -16,10 +15,11 @@ import {DEFAULT_UPLOAD_LIMITS, type UploadedProject, type UploadLimits} from '..
 import {ExpectedError} from '../../errors.js'
 import {type ServerContext, userActor} from '../context.js'
 import type {Db} from '../db/database.js'
-import {ensureServiceInstalls} from '../db/service-installs.js'
-import {now} from '../db/values.js'
+import {fleetPlatformBySlug} from '../db/fleets.js'
+import {addImageToRelease, createRunningImage, ensureService, findReusableImage, updateImage} from '../db/images.js'
 import {badRequest, HttpError, notFound} from '../http-errors.js'
 import {RESOURCES} from '../odata/model.js'
+import {ReleaseLifecycle} from '../releases/lifecycle.js'
 import {ODataReader} from '../odata/translate.js'
 
 export interface BuilderSettings {
@@ -50,49 +50,22 @@ interface BuildQuery {
 }
 
 /** The database side of one release's build. */
-function releaseStore(db: Db, releaseId: number, applicationId: number, registry: string | null): BuildStore {
+function releaseStore(db: Db, releases: ReleaseLifecycle, releaseId: number, fleetId: number, registry: string | null): BuildStore {
   return {
-    async ensureService(serviceName) {
-      await db.insertInto('service').values({created_at: now(), application: applicationId, service_name: serviceName}).onConflict((conflict) => conflict.doNothing()).execute()
-      const row = await db.selectFrom('service').select('id').where('application', '=', applicationId).where('service_name', '=', serviceName).executeTakeFirstOrThrow()
-      await ensureServiceInstalls(db, {serviceIds: [row.id]})
-      return row.id
-    },
+    ensureService: (serviceName) => ensureService(db, fleetId, serviceName),
     async createImage(serviceId, details) {
       const {newImageRepository} = await import('../builder/build-release.js')
       const location = newImageRepository(registry)
-      const image = await db
-        .insertInto('image')
-        .values({created_at: now(), is_a_build_of__service: serviceId, is_stored_at__image_location: location, status: 'Running', dockerfile: details.dockerfile, project_type: details.projectType, start_timestamp: now()})
-        .returning('id')
-        .executeTakeFirstOrThrow()
-      await db.insertInto('image__is_part_of__release').values({created_at: now(), image: image.id, is_part_of__release: releaseId}).execute()
-      return {imageId: image.id, location}
+      const imageId = await createRunningImage(db, {serviceId, location, dockerfile: details.dockerfile, projectType: details.projectType})
+      await addImageToRelease(db, imageId, releaseId)
+      return {imageId, location}
     },
-    async updateImage(imageId, patch) {
-      await db.updateTable('image').set(patch).where('id', '=', imageId).execute()
-    },
+    updateImage: (imageId, patch) => updateImage(db, imageId, patch),
     async isCancelled() {
-      const row = await db.selectFrom('release').select('status').where('id', '=', releaseId).executeTakeFirst()
-      return row?.status === 'cancelled'
+      return (await releases.statusOf(releaseId)) === 'cancelled'
     },
-    async findReusableImage(serviceName, contextDigest) {
-      return db
-        .selectFrom('image')
-        .innerJoin('service', 'service.id', 'image.is_a_build_of__service')
-        .innerJoin('image__is_part_of__release as part', 'part.image', 'image.id')
-        .select(['image.id as imageId', 'image.is_stored_at__image_location as location', 'image.content_hash as contentHash', 'part.is_part_of__release as releaseId'])
-        .where('service.application', '=', applicationId)
-        .where('service.service_name', '=', serviceName)
-        .where('image.context_digest', '=', contextDigest)
-        .where('image.status', '=', 'success')
-        .orderBy('image.id', 'desc')
-        .orderBy('part.is_part_of__release', 'asc')
-        .executeTakeFirst()
-    },
-    async reuseImage(imageId) {
-      await db.insertInto('image__is_part_of__release').values({created_at: now(), image: imageId, is_part_of__release: releaseId}).execute()
-    },
+    findReusableImage: (serviceName, contextDigest) => findReusableImage(db, fleetId, serviceName, contextDigest),
+    reuseImage: (imageId) => addImageToRelease(db, imageId, releaseId),
   }
 }
 
@@ -120,55 +93,9 @@ interface BuildFleet {
 
 /** The fleet a build is for, when the user may build for it. */
 async function buildFleet(context: ServerContext, actor: Awaited<ReturnType<typeof userActor>>, slug: string): Promise<BuildFleet> {
-  const fleet = await context.db
-    .selectFrom('application')
-    .innerJoin('device_type', 'device_type.id', 'application.is_for__device_type')
-    .innerJoin('cpu_architecture', 'cpu_architecture.id', 'device_type.is_of__cpu_architecture')
-    .select(['application.id', 'application.slug', 'device_type.slug as deviceType', 'cpu_architecture.slug as arch'])
-    .where('application.slug', '=', slug.toLowerCase())
-    .executeTakeFirst()
+  const fleet = await fleetPlatformBySlug(context.db, slug)
   if (!fleet || !(await new ODataReader(context.db, actor).allVisible(RESOURCES.application, [fleet.id]))) throw notFound(`fleet "${slug}" not found`)
   return fleet
-}
-
-async function createRelease(db: Db, fleet: BuildFleet, userId: number, draft: boolean): Promise<number> {
-  const release = await db
-    .insertInto('release')
-    .values({
-      created_at: now(),
-      belongs_to__application: fleet.id,
-      commit: randomBytes(16).toString('hex'),
-      composition: '{}',
-      status: 'running',
-      source: 'cloud',
-      start_timestamp: now(),
-      is_final: draft ? 0 : 1,
-      semver: '0.0.0',
-      is_invalidated: 0,
-      is_created_by__user: userId,
-    })
-    .returning('id')
-    .executeTakeFirstOrThrow()
-  return release.id
-}
-
-/** Ends a running release; a successful final one becomes its fleet's target when the fleet tracks the latest and it is newer. */
-async function finishRelease(context: ServerContext, fleet: BuildFleet, releaseId: number, draft: boolean, status: string, fields: {build_log: string; composition?: unknown}) {
-  await context.db
-    .updateTable('release')
-    .set({status, end_timestamp: now(), build_log: fields.build_log, ...(fields.composition === undefined ? {} : {composition: JSON.stringify(fields.composition)})})
-    .where('id', '=', releaseId)
-    .where('status', '=', 'running')
-    .execute()
-  if (status !== 'success' || draft) return
-  await context.db
-    .updateTable('application')
-    .set({should_be_running__release: releaseId})
-    .where('id', '=', fleet.id)
-    .where('should_track_latest_release', '=', 1)
-    .where((eb) => eb.or([eb('should_be_running__release', 'is', null), eb('should_be_running__release', '<', releaseId)]))
-    .execute()
-  context.targetsMaybeChanged()
 }
 
 /** A build's output: balena's streamed JSON array of events, or, headless, one JSON object once the upload is in. */
@@ -256,27 +183,6 @@ function describeUpload(project: UploadedProject): string {
 }
 
 /**
- * A build that was running when the server stopped can never finish: say so rather than leave it "running",
- * for the release and for each of its images that was still being built.
- */
-async function markInterruptedBuilds(database: Db): Promise<void> {
-  await database.transaction().execute(async (db) => {
-    const interrupted = await db.selectFrom('release').select('id').where('status', '=', 'running').where('source', '=', 'cloud').execute()
-    if (interrupted.length === 0) return
-    const releaseIds = interrupted.map((release) => release.id)
-    const endedAt = now()
-    await db.updateTable('release').set({status: 'interrupted', end_timestamp: endedAt}).where('id', 'in', releaseIds).execute()
-    const imageIds = db.selectFrom('image__is_part_of__release').select('image').where('is_part_of__release', 'in', releaseIds)
-    await db
-      .updateTable('image')
-      .set({status: 'interrupted', end_timestamp: endedAt, error_message: 'the server stopped during the build'})
-      .where('id', 'in', imageIds)
-      .where((eb) => eb.or([eb('status', '=', 'running'), eb('status', '=', 'Running')]))
-      .execute()
-  })
-}
-
-/**
  * `POST /v3/build`: receives the project as a gzip'd tar, creates a release, builds and pushes every service,
  * and streams the build log back. The release ends `success` only when every image is built and pushed; then it
  * becomes the fleet's target unless it is a draft or the fleet is pinned, and only when it is newer than the target.
@@ -285,7 +191,10 @@ async function markInterruptedBuilds(database: Db): Promise<void> {
  */
 export function registerBuildRoutes(app: FastifyInstance, context: ServerContext, settings: BuilderSettings): void {
   const limits = settings.uploadLimits ?? DEFAULT_UPLOAD_LIMITS
-  app.addHook('onReady', () => markInterruptedBuilds(context.db))
+  const releases = new ReleaseLifecycle(context.db, () => context.targetsMaybeChanged())
+  app.addHook('onReady', async () => {
+    await releases.interruptUnfinishedBuilds()
+  })
   const contentStore = settings.contentsFolder ? import('../builder/content-store.js').then(({BuildContentStore}) => new BuildContentStore(settings.contentsFolder as string)) : undefined
   app.register(async (scope) => {
     scope.removeAllContentTypeParsers()
@@ -302,12 +211,10 @@ export function registerBuildRoutes(app: FastifyInstance, context: ServerContext
 
       const fleet = await buildFleet(context, actor, query.slug)
       const draft = query.isdraft === 'true'
-      const releaseId = await createRelease(context.db, fleet, actor.userId, draft)
-      const finish = (status: string, fields: {build_log: string; composition?: unknown}) => finishRelease(context, fleet, releaseId, draft, status, fields)
+      const releaseId = await releases.createBuild({fleetId: fleet.id, userId: actor.userId, draft})
       const cancel = new AbortController()
       const cancelWatch = setInterval(async () => {
-        const row = await context.db.selectFrom('release').select('status').where('id', '=', releaseId).executeTakeFirst()
-        if (row?.status === 'cancelled') cancel.abort()
+        if ((await releases.statusOf(releaseId)) === 'cancelled') cancel.abort()
       }, CANCEL_POLL_MS)
 
       reply.hijack()
@@ -323,7 +230,7 @@ export function registerBuildRoutes(app: FastifyInstance, context: ServerContext
           project = await receiveUpload(request.body as Readable, limits, upload)
         } catch (error) {
           if (!(error instanceof ExpectedError)) throw error
-          await finish('failed', {build_log: `[Error] ${error.message}`})
+          await releases.fail(releaseId, error.message)
           response.uploadRefused(error.message)
           return
         }
@@ -349,16 +256,16 @@ export function registerBuildRoutes(app: FastifyInstance, context: ServerContext
           registry: context.registry,
           registryMirror: settings.registryMirror ?? null,
           registryCredentials: credential?.credentials,
-          store: releaseStore(context.db, releaseId, fleet.id, context.registry),
+          store: releaseStore(context.db, releases, releaseId, fleet.id, context.registry),
           network,
           timeoutMs: settings.timeoutMs ?? DEFAULT_BUILD_TIMEOUT_MS,
           signal: cancel.signal,
           emit: response.emit,
         })
-        await finish(result.status, {build_log: result.buildLog, composition: result.composition})
+        await releases.finish(releaseId, {status: result.status, buildLog: result.buildLog, composition: result.composition})
       } catch (error) {
         request.log.error({err: error}, 'build failed')
-        await finish('failed', {build_log: `[Error] ${(error as Error).message}`}).catch(() => undefined)
+        await releases.fail(releaseId, (error as Error).message).catch(() => undefined)
         response.emit({message: `[Error] the builder failed: ${(error as Error).message}`, isError: true})
       } finally {
         clearInterval(cancelWatch)

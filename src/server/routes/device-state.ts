@@ -1,16 +1,16 @@
 import type {FastifyInstance, FastifyRequest} from 'fastify'
-import {sql} from 'kysely'
 
 import type {DeviceAction} from '../../protocol/device-action.js'
 import type {DeviceStateReport} from '../../protocol/state-report.js'
-import {type DeviceAccess, mayAccessDevice, visibleRows} from '../authorization.js'
+import {type DeviceAccess, mayAccessDevice} from '../authorization.js'
 import {authenticatedActor, type ServerContext} from '../context.js'
 import type {DeviceActionQueue} from '../device-actions.js'
 import {computeFleetTargetState, computeTargetState, matchesEntityTag, targetStateV2Of} from '../device-target.js'
-import {recordDeviceHistory} from '../db/device-history.js'
-import {deviceIdOfUuid, markSilentDevicesOffline} from '../db/devices.js'
+import {deviceIdOfUuid, fleetIdOfDevice, markSilentDevicesOffline, recordStateReport, type ReportedImageInstall} from '../db/devices.js'
+import {managedFleetIdOfUuid} from '../db/fleets.js'
+import {releaseImagesWithServices} from '../db/images.js'
+import {releaseIdOfCommit} from '../db/releases.js'
 import {now} from '../db/values.js'
-import {RESOURCES} from '../odata/model.js'
 import {badRequest, unauthorized} from '../http-errors.js'
 
 export interface DeviceStateSettings {
@@ -46,23 +46,12 @@ export async function deviceForRequest(context: ServerContext, request: FastifyR
 async function fleetForRequest(context: ServerContext, request: FastifyRequest, uuid: string, releaseUuid: unknown): Promise<{appId: number; releaseId?: number}> {
   const actor = await authenticatedActor(context, request)
   if (releaseUuid !== undefined && typeof releaseUuid !== 'string') throw badRequest('releaseUuid must be one release commit')
-  const fleet = await context.db
-    .selectFrom('application as fleet')
-    .select('fleet.id')
-    .where('fleet.uuid', '=', uuid.toLowerCase())
-    .where(sql<boolean>`${visibleRows(actor, RESOURCES.application, 'fleet')}`)
-    .executeTakeFirst()
-  if (!fleet) throw unauthorized()
-  if (!releaseUuid) return {appId: fleet.id}
-  const release = await context.db
-    .selectFrom('release')
-    .select('id')
-    .where('belongs_to__application', '=', fleet.id)
-    .where('commit', '=', releaseUuid)
-    .where('status', '=', 'success')
-    .executeTakeFirst()
-  if (!release) throw unauthorized()
-  return {appId: fleet.id, releaseId: release.id}
+  const appId = await managedFleetIdOfUuid(context.db, actor, uuid)
+  if (appId === undefined) throw unauthorized()
+  if (!releaseUuid) return {appId}
+  const releaseId = await releaseIdOfCommit(context.db, appId, releaseUuid, {successful: true})
+  if (releaseId === undefined) throw unauthorized()
+  return {appId, releaseId}
 }
 
 function deviceFieldsOf(report: DeviceStateReport): Record<string, string | number | null> {
@@ -78,48 +67,29 @@ function deviceFieldsOf(report: DeviceStateReport): Record<string, string | numb
 
 async function applyStateReport(context: ServerContext, deviceId: number, report: DeviceStateReport): Promise<void> {
   const {db} = context
-  const device = await db.selectFrom('device').select('belongs_to__application').where('id', '=', deviceId).executeTakeFirstOrThrow()
+  const fleetId = await fleetIdOfDevice(db, deviceId)
   const stamp = now()
   const update: Record<string, string | number | null> = {...deviceFieldsOf(report), is_online: 1, api_heartbeat_state: 'online', last_connectivity_event: stamp}
-  const installs: Array<{imageId: number; releaseId: number; status: string; progress: number | null}> = []
+  const installs: ReportedImageInstall[] = []
   for (const app of Object.values(report.apps ?? {})) {
     const commits = new Set([...(app.release_uuid ? [app.release_uuid] : []), ...Object.keys(app.releases ?? {})])
     for (const commit of commits) {
-      const release = await db.selectFrom('release').select('id').where('belongs_to__application', '=', device.belongs_to__application).where('commit', '=', commit).executeTakeFirst()
-      if (!release) continue
-      if (commit === app.release_uuid) update.is_running__release = release.id
+      const releaseId = await releaseIdOfCommit(db, fleetId, commit)
+      if (releaseId === undefined) continue
+      if (commit === app.release_uuid) update.is_running__release = releaseId
       const releaseReport = app.releases?.[commit]
       if (!releaseReport) continue
       if (typeof releaseReport.update_status === 'string') update.update_status = releaseReport.update_status
-      const images = await db
-        .selectFrom('image__is_part_of__release as part')
-        .innerJoin('image', 'image.id', 'part.image')
-        .innerJoin('service', 'service.id', 'image.is_a_build_of__service')
-        .select(['image.id', 'service.service_name'])
-        .where('part.is_part_of__release', '=', release.id)
-        .execute()
+      const images = await releaseImagesWithServices(db, releaseId)
       for (const [serviceName, service] of Object.entries(releaseReport.services ?? {})) {
         const image = images.find((candidate) => candidate.service_name === serviceName)
         if (!image || typeof service.status !== 'string') continue
-        installs.push({imageId: image.id, releaseId: release.id, status: service.status, progress: typeof service.download_progress === 'number' ? service.download_progress : null})
+        installs.push({imageId: image.id, releaseId, status: service.status, progress: typeof service.download_progress === 'number' ? service.download_progress : null})
       }
     }
   }
 
-  await db.transaction().execute(async (trx) => {
-    await trx.updateTable('device').set(update).where('id', '=', deviceId).execute()
-    for (const install of installs) {
-      await trx
-        .insertInto('image_install')
-        .values({created_at: stamp, device: deviceId, installs__image: install.imageId, install_date: stamp, status: install.status, download_progress: install.progress, is_provided_by__release: install.releaseId})
-        .onConflict((conflict) =>
-          conflict.columns(['device', 'installs__image']).doUpdateSet({status: install.status, download_progress: install.progress, is_provided_by__release: install.releaseId}),
-        )
-        .execute()
-    }
-
-    await recordDeviceHistory(trx, [deviceId], null)
-  })
+  await recordStateReport(db, deviceId, {fields: update, installs, stamp})
 }
 
 /**

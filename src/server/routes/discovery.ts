@@ -1,7 +1,7 @@
 import type {FastifyInstance} from 'fastify'
 
 import type {ServerContext} from '../context.js'
-import {DEVICE_TYPE_CATALOGUE} from '../db/device-types.js'
+import {DEVICE_TYPE_CATALOGUE, listDeviceTypeAliases, listDeviceTypes} from '../db/device-types.js'
 import {CONFIG_VAR_NAME_PATTERN, RESERVED_VAR_NAMES} from '../odata/resource-rules.js'
 
 /** Where this server's services are, from its public URL (a request's Host header could name anyone's): the well-known document. */
@@ -29,13 +29,8 @@ export function registerDiscoveryRoutes(app: FastifyInstance, context: ServerCon
   app.get('/.well-known/flotilla.json', async () => wellKnownDocument(context))
 
   app.get('/device-types/v1', async () => {
-    const rows = await context.db
-      .selectFrom('device_type')
-      .innerJoin('cpu_architecture', 'cpu_architecture.id', 'device_type.is_of__cpu_architecture')
-      .select(['device_type.id', 'device_type.slug', 'device_type.name', 'cpu_architecture.slug as arch'])
-      .orderBy('device_type.slug')
-      .execute()
-    const aliases = await context.db.selectFrom('device_type_alias').select(['device_type', 'is_referenced_by__alias']).execute()
+    const rows = await listDeviceTypes(context.db)
+    const aliases = await listDeviceTypeAliases(context.db)
     return rows.map((row) => {
       const catalogued = DEVICE_TYPE_CATALOGUE.find((entry) => entry.slug === row.slug)
       return {

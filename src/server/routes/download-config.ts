@@ -4,6 +4,8 @@ import type {ConfigJson} from '../../protocol/config-json.js'
 import {isConfigurableOsVersion, NEWEST_UNSUPPORTED_OS_VERSION, parseOsVersion} from '../../protocol/os-version.js'
 import {createApiKey} from '../auth/api-keys.js'
 import {type ServerContext, userActor} from '../context.js'
+import {deviceTypeNamed} from '../db/device-types.js'
+import {fleetActorAndDeviceType} from '../db/fleets.js'
 import {badRequest, unauthorized} from '../http-errors.js'
 import {RESOURCES} from '../odata/model.js'
 import {ODataReader} from '../odata/translate.js'
@@ -27,21 +29,11 @@ async function deviceConfigFor(context: ServerContext, request: FastifyRequest, 
   const appId = Number(options.appId)
   if (!Number.isInteger(appId) || appId <= 0) throw badRequest('appId must be the id of a fleet')
   if (!(await new ODataReader(context.db, actor).allVisible(RESOURCES.application, [appId]))) throw unauthorized()
-  const fleet = await context.db
-    .selectFrom('application')
-    .innerJoin('device_type', 'device_type.id', 'application.is_for__device_type')
-    .select(['application.actor', 'device_type.slug'])
-    .where('application.id', '=', appId)
-    .executeTakeFirstOrThrow()
-  let deviceType = fleet.slug
+  const fleet = await fleetActorAndDeviceType(context.db, appId)
+  let deviceType = fleet.deviceType
   const askedType = text(options.deviceType)
   if (askedType) {
-    const known = await context.db
-      .selectFrom('device_type')
-      .leftJoin('device_type_alias', 'device_type_alias.device_type', 'device_type.id')
-      .select('device_type.slug')
-      .where((eb) => eb.or([eb('device_type.slug', '=', askedType), eb('device_type_alias.is_referenced_by__alias', '=', askedType)]))
-      .executeTakeFirst()
+    const known = await deviceTypeNamed(context.db, askedType)
     if (!known) throw badRequest(`unknown device type "${askedType}"`)
     deviceType = known.slug
   }

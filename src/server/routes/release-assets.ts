@@ -8,6 +8,7 @@ import type {FastifyInstance, FastifyRequest} from 'fastify'
 
 import {randomAlphanumerics} from '../auth/passwords.js'
 import {authenticatedActor, type ServerContext} from '../context.js'
+import {deleteReleaseAsset, releaseAssetFileOf, releaseAssetIds, setReleaseAssetFile} from '../db/release-assets.js'
 import {badRequest, HttpError, notFound, unauthorized} from '../http-errors.js'
 import {checkODataLimits} from '../odata/limits.js'
 import {RESOURCES} from '../odata/model.js'
@@ -61,7 +62,7 @@ function baseNameOf(name: string): string {
 /** Removes stored files whose row is gone (deleted through pine, or with its release). */
 async function removeOrphans(context: ServerContext, directory: string): Promise<void> {
   const names = await readdir(directory)
-  const ids = new Set((await context.db.selectFrom('release_asset').select('id').execute()).map((row) => String(row.id)))
+  const ids = new Set((await releaseAssetIds(context.db)).map(String))
   for (const name of names) if (!ids.has(name)) await rm(path.join(directory, name), {force: true})
 }
 
@@ -88,8 +89,8 @@ async function assetToDownload(context: ServerContext, request: FastifyRequest<{
     const row = await new ODataReader(context.db, actor, 'read').readById(RESOURCES.release_asset, id)
     if (row?.asset) return {id, asset: row.asset as StoredAsset}
   } else {
-    const row = await context.db.selectFrom('release_asset').select('asset').where('id', '=', id).executeTakeFirst()
-    const asset = row?.asset ? (JSON.parse(row.asset) as StoredAsset) : undefined
+    const stored = await releaseAssetFileOf(context.db, id)
+    const asset = stored ? (JSON.parse(stored) as StoredAsset) : undefined
     if (asset && typeof token === 'string' && holdsDownloadToken(asset, token)) return {id, asset}
   }
 
@@ -115,7 +116,7 @@ async function storeAssetFile(context: ServerContext, directory: string, id: num
   // A new token with each file: an href handed out for an older file stops working.
   const href = `${context.publicUrl}/release-asset/${id}?${DOWNLOAD_TOKEN}=${randomAlphanumerics(32)}`
   const asset: StoredAsset = {href, filename: baseNameOf(file.name), content_type: file.type || 'application/octet-stream', size: file.size}
-  await context.db.updateTable('release_asset').set({asset: JSON.stringify(asset)}).where('id', '=', id).execute()
+  await setReleaseAssetFile(context.db, id, asset)
 }
 
 /**
@@ -167,7 +168,7 @@ export function registerReleaseAssetRoutes(app: FastifyInstance, context: Server
     try {
       await storeAssetFile(context, directory, id, file)
     } catch (error) {
-      await context.db.deleteFrom('release_asset').where('id', '=', id).execute()
+      await deleteReleaseAsset(context.db, id)
       throw error
     }
 

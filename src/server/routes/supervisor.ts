@@ -3,6 +3,8 @@ import type {FastifyInstance} from 'fastify'
 import type {DeviceAction} from '../../protocol/device-action.js'
 import {mayAccessDevice} from '../authorization.js'
 import {type ServerContext, userActor} from '../context.js'
+import {deviceStatusOf, onlineDevices, type OnlineDeviceSelector} from '../db/devices.js'
+import {isFleetMember} from '../db/fleets.js'
 import {badRequest, notFound} from '../http-errors.js'
 
 interface SupervisorBody {
@@ -60,12 +62,7 @@ const READS = new Set(['/ping', '/v1/device'])
 
 /** The supervisor's `GET /v1/device` (its status), from the device's last report. */
 async function supervisorDeviceOf(context: ServerContext, deviceId: number): Promise<Record<string, unknown>> {
-  const device = await context.db
-    .selectFrom('device')
-    .leftJoin('release', 'release.id', 'device.is_running__release')
-    .select(['device.api_port', 'device.ip_address', 'device.mac_address', 'device.os_version', 'device.supervisor_version', 'device.status', 'device.update_status', 'device.download_progress', 'release.commit'])
-    .where('device.id', '=', deviceId)
-    .executeTakeFirstOrThrow()
+  const device = await deviceStatusOf(context.db, deviceId)
   return {
     api_port: device.api_port,
     ip_address: device.ip_address,
@@ -94,16 +91,16 @@ export function registerSupervisorRoute(app: FastifyInstance, context: ServerCon
     const path = `/${request.params['*'].replace(/^\/+/, '')}`
     const method = typeof body.method === 'string' ? body.method.toUpperCase() : 'POST'
     if (method !== 'POST' && !(method === 'GET' && READS.has(path))) throw badRequest(`${method} ${path} is not supported through the server`)
-    let query = context.db.selectFrom('device').select(['id', 'belongs_to__application']).where('is_online', '=', 1)
-    const uuid = typeof body.uuid === 'string' ? body.uuid.toLowerCase() : undefined
+    const uuid = typeof body.uuid === 'string' ? body.uuid : undefined
     const deviceId = positiveInteger(body.deviceId)
     const appId = positiveInteger(body.appId)
-    if (uuid) query = query.where('uuid', '=', uuid)
-    else if (deviceId !== undefined) query = query.where('id', '=', deviceId)
-    else if (appId !== undefined) query = query.where('belongs_to__application', '=', appId)
+    let selector: OnlineDeviceSelector
+    if (uuid) selector = {uuid}
+    else if (deviceId !== undefined) selector = {deviceId}
+    else if (appId !== undefined) selector = {fleetId: appId}
     else throw badRequest('name the device (uuid or deviceId) or the fleet (appId)')
     const devices = []
-    for (const device of await query.execute()) {
+    for (const device of await onlineDevices(context.db, selector)) {
       if (await mayAccessDevice(context.db, actor, device.id, 'send-action')) devices.push(device)
     }
 
@@ -129,17 +126,8 @@ export function registerFleetRestartRoute(app: FastifyInstance, context: ServerC
   app.post<{Params: {id: string}}>('/application/:id/restart', async (request, reply) => {
     const actor = await userActor(context, request)
     const appId = positiveInteger(request.params.id)
-    const member =
-      appId !== undefined &&
-      (await context.db
-        .selectFrom('application')
-        .innerJoin('organization_membership as membership', 'membership.is_member_of__organization', 'application.organization')
-        .select('application.id')
-        .where('application.id', '=', appId)
-        .where('membership.user', '=', actor.userId)
-        .executeTakeFirst())
-    if (!member || appId === undefined) throw notFound(`no fleet ${request.params.id} that you can access`)
-    const devices = await context.db.selectFrom('device').select('id').where('belongs_to__application', '=', appId).where('is_online', '=', 1).execute()
+    if (appId === undefined || !(await isFleetMember(context.db, appId, actor.userId))) throw notFound(`no fleet ${request.params.id} that you can access`)
+    const devices = await onlineDevices(context.db, {fleetId: appId})
     for (const device of devices) {
       if (await mayAccessDevice(context.db, actor, device.id, 'send-action')) await deliver(device.id, {action: 'restart', appId})
     }

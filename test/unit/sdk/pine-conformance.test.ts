@@ -104,7 +104,9 @@ describe('pine conformance: the URLs the SDK sends, read by pinejs’s own parse
     const created = await client.pine.post<{id: number}>('release', {belongs_to__application: fleet.id, commit, status: 'running', composition: {services: {main: {}}}})
     const image = await client.pine.post<{id: number}>('image', {is_a_build_of__service: service.id})
     await client.pine.post('image__is_part_of__release', {image: image.id, is_part_of__release: created.id})
-    await run('releases.cancelRelease', () => releases.cancelRelease(client, created.id))
+    // An ended release stays as it ended: the one cancelled is another.
+    const cancelled = await client.pine.post<{id: number}>('release', {belongs_to__application: fleet.id, status: 'running'})
+    await run('releases.cancelRelease', () => releases.cancelRelease(client, cancelled.id))
     await client.pine.patch('release', created.id, {status: 'success', end_timestamp: new Date().toISOString()})
     await run('releases.listReleases', () => releases.listReleases(client, fleet.slug))
     let release = await run('releases.getRelease', () => releases.getRelease(client, commit.slice(0, 7), {composition: true}))

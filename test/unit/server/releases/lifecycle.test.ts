@@ -1,0 +1,175 @@
+import {strict as assert} from 'node:assert'
+
+import type {Kysely} from 'kysely'
+
+import type {Actor} from '../../../../src/server/auth/actor.js'
+import type {Db} from '../../../../src/server/db/database.js'
+import {createUser} from '../../../../src/server/db/users.js'
+import {now} from '../../../../src/server/db/values.js'
+import {HttpError} from '../../../../src/server/http-errors.js'
+import {parseODataUrl} from '../../../../src/server/odata/parse.js'
+import {ODataWriter} from '../../../../src/server/odata/write.js'
+import {mayMove, RELEASE_STATUSES, ReleaseLifecycle, ReleaseTransitionError} from '../../../../src/server/releases/lifecycle.js'
+import {closeTestDatabase, DIALECTS, openTestDatabase} from '../../../helpers/postgres.js'
+
+describe('the release lifecycle', () => {
+  it('lets only a running release end, once, in any ended status', () => {
+    for (const to of RELEASE_STATUSES) assert.equal(mayMove('running', to), true, `running → ${to}`)
+    for (const from of RELEASE_STATUSES.filter((status) => status !== 'running')) {
+      for (const to of RELEASE_STATUSES) assert.equal(mayMove(from, to), from === to, `${from} → ${to}`)
+    }
+  })
+})
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- the writer reaches every table */
+for (const dialect of DIALECTS) {
+  describe(`the release lifecycle on ${dialect}`, () => {
+    let db: Db
+    let owner: Extract<Actor, {kind: 'user'}>
+    let organization: number
+    let fleets = 0
+    let signals: number
+    let releases: ReleaseLifecycle
+
+    const writer = () => new ODataWriter(db as unknown as Kysely<any>, owner)
+    const targetOf = async (fleetId: number) => (await db.selectFrom('application').select('should_be_running__release').where('id', '=', fleetId).executeTakeFirstOrThrow()).should_be_running__release
+    const statusOf = async (releaseId: number) => (await db.selectFrom('release').select('status').where('id', '=', releaseId).executeTakeFirstOrThrow()).status
+    const refusedTransition = (error: unknown) => error instanceof ReleaseTransitionError && error.statusCode === 400
+
+    async function newFleet(fields: Record<string, unknown> = {}): Promise<number> {
+      const fleet = await writer().create(parseODataUrl('/application').resource, {app_name: `fleet${++fleets}`, organization, is_for__device_type: 1, ...fields})
+      return fleet.id as number
+    }
+
+    /** A running image of the release, as the builder makes one when a service's build starts. */
+    async function addRunningImage(fleetId: number, releaseId: number): Promise<number> {
+      const service = await db.insertInto('service').values({created_at: now(), application: fleetId, service_name: `main${releaseId}`}).returning('id').executeTakeFirstOrThrow()
+      const image = await db
+        .insertInto('image')
+        .values({created_at: now(), is_a_build_of__service: service.id, is_stored_at__image_location: `registry.test/v2/${releaseId}`, status: 'running', start_timestamp: now()})
+        .returning('id')
+        .executeTakeFirstOrThrow()
+      await db.insertInto('image__is_part_of__release').values({created_at: now(), image: image.id, is_part_of__release: releaseId}).execute()
+      return image.id
+    }
+
+    const imageOf = (imageId: number) => db.selectFrom('image').select(['status', 'end_timestamp', 'error_message']).where('id', '=', imageId).executeTakeFirstOrThrow()
+
+    before(async () => {
+      db = await openTestDatabase(dialect)
+      const user = await createUser(db, {email: 'ada@example.com', username: 'ada', password: 'password1'})
+      owner = {kind: 'user', actorId: user.actorId, userId: user.id, username: 'ada', email: 'ada@example.com', via: 'session', authTime: Date.now()}
+      organization = user.organizationId
+    })
+
+    after(async () => {
+      await closeTestDatabase(db)
+    })
+
+    beforeEach(() => {
+      signals = 0
+      releases = new ReleaseLifecycle(db, () => signals++)
+    })
+
+    it('creates a running build, and a successful one becomes the target of its fleet, telling of changed targets once', async () => {
+      const fleetId = await newFleet()
+      const releaseId = await releases.createBuild({fleetId, userId: owner.userId, draft: false})
+      assert.equal(await statusOf(releaseId), 'running')
+      assert.equal(await targetOf(fleetId), null)
+      await releases.finish(releaseId, {status: 'success', buildLog: 'built', composition: {services: {main: {}}}})
+      const release = await db.selectFrom('release').select(['status', 'build_log', 'composition', 'end_timestamp']).where('id', '=', releaseId).executeTakeFirstOrThrow()
+      assert.deepEqual([release.status, release.build_log, JSON.parse(release.composition ?? 'null')], ['success', 'built', {services: {main: {}}}])
+      assert.ok(release.end_timestamp)
+      assert.equal(await targetOf(fleetId), releaseId)
+      assert.equal(signals, 1)
+    })
+
+    it('refuses to end an ended release again with a typed error, and takes the same ending again as done', async () => {
+      const fleetId = await newFleet()
+      const releaseId = await releases.createBuild({fleetId, userId: owner.userId, draft: false})
+      await releases.fail(releaseId, 'the Dockerfile broke')
+      assert.equal(await statusOf(releaseId), 'failed')
+      await assert.rejects(releases.finish(releaseId, {status: 'success', buildLog: 'built'}), (error: unknown) => refusedTransition(error) && /release \d+ is failed: it cannot become success/.test((error as Error).message))
+      await releases.fail(releaseId, 'again')
+      const release = await db.selectFrom('release').select(['status', 'build_log']).where('id', '=', releaseId).executeTakeFirstOrThrow()
+      assert.deepEqual([release.status, release.build_log], ['failed', '[Error] the Dockerfile broke'])
+      assert.equal(await targetOf(fleetId), null)
+      assert.equal(signals, 0)
+    })
+
+    it('promotes a release only when it is newer than the target: an older build ending last leaves the newer one the target', async () => {
+      const fleetId = await newFleet()
+      const older = await releases.createBuild({fleetId, userId: owner.userId, draft: false})
+      const newer = await releases.createBuild({fleetId, userId: owner.userId, draft: false})
+      await releases.finish(newer, {status: 'success', buildLog: ''})
+      await releases.finish(older, {status: 'success', buildLog: ''})
+      assert.equal(await statusOf(older), 'success')
+      assert.equal(await targetOf(fleetId), newer)
+      assert.equal(signals, 1, 'only the promotion told of changed targets')
+    })
+
+    it('leaves a pinned fleet on its release, and a draft is never a target until finalized', async () => {
+      const pinnedFleet = await newFleet({should_track_latest_release: false})
+      const pinned = await releases.createBuild({fleetId: pinnedFleet, userId: owner.userId, draft: false})
+      await releases.finish(pinned, {status: 'success', buildLog: ''})
+      assert.equal(await targetOf(pinnedFleet), null)
+      const fleetId = await newFleet()
+      const draft = await releases.createBuild({fleetId, userId: owner.userId, draft: true})
+      await releases.finish(draft, {status: 'success', buildLog: ''})
+      assert.equal(await targetOf(fleetId), null)
+      assert.equal(signals, 0)
+      await writer().update(parseODataUrl(`/release(${draft})`), {is_final: true})
+      assert.equal(await targetOf(fleetId), draft)
+      await assert.rejects(writer().update(parseODataUrl(`/release(${draft})`), {is_final: false}), (error: unknown) => refusedTransition(error) && /cannot become a draft again/.test((error as Error).message))
+    })
+
+    it('marks builds left running by a stopped server interrupted, with their unfinished images, and nothing else', async () => {
+      const fleetId = await newFleet()
+      const built = await releases.createBuild({fleetId, userId: owner.userId, draft: false})
+      const builtImage = await addRunningImage(fleetId, built)
+      await db.updateTable('image').set({status: 'success'}).where('id', '=', builtImage).execute()
+      await releases.finish(built, {status: 'success', buildLog: ''})
+      const running = await releases.createBuild({fleetId, userId: owner.userId, draft: false})
+      const runningImage = await addRunningImage(fleetId, running)
+      const local = await writer().create(parseODataUrl('/release').resource, {belongs_to__application: fleetId, status: 'running', source: 'local'})
+      assert.deepEqual(await new ReleaseLifecycle(db).interruptUnfinishedBuilds(), [running])
+      assert.deepEqual([await statusOf(built), await statusOf(running), await statusOf(local.id as number)], ['success', 'interrupted', 'running'])
+      const image = await imageOf(runningImage)
+      assert.deepEqual([image.status, image.error_message], ['interrupted', 'the server stopped during the build'])
+      assert.ok(image.end_timestamp)
+      assert.equal((await imageOf(builtImage)).status, 'success')
+      assert.equal(await targetOf(fleetId), built)
+    })
+
+    it('ends the unfinished images of a build that failed with it', async () => {
+      const fleetId = await newFleet()
+      const releaseId = await releases.createBuild({fleetId, userId: owner.userId, draft: false})
+      const imageId = await addRunningImage(fleetId, releaseId)
+      await releases.fail(releaseId, 'the builder crashed')
+      assert.equal((await imageOf(imageId)).status, 'failed')
+    })
+
+    it('applies the same rules to releases clients create and end through the API, as balena deploy does', async () => {
+      const fleetId = await newFleet()
+      const resource = parseODataUrl('/release').resource
+      const deployed = await writer().create(resource, {belongs_to__application: fleetId, composition: {services: {main: {}}}})
+      assert.deepEqual([deployed.status, deployed.is_final], ['running', true])
+      const newer = await releases.createBuild({fleetId, userId: owner.userId, draft: false})
+      await releases.finish(newer, {status: 'success', buildLog: ''})
+      await writer().update(parseODataUrl(`/release(${deployed.id})`), {status: 'success', end_timestamp: now()})
+      assert.equal(await targetOf(fleetId), newer, 'an older release finished through the API is not promoted over a newer target')
+      await assert.rejects(writer().update(parseODataUrl(`/release(${deployed.id})`), {status: 'running'}), refusedTransition)
+      await assert.rejects(writer().update(parseODataUrl(`/release(${deployed.id})`), {status: 'built'}), (error: HttpError) => error.statusCode === 400 && /release.status must be one of running, success/.test(error.message))
+      await assert.rejects(writer().create(resource, {belongs_to__application: fleetId, status: 'built'}), (error: HttpError) => error.statusCode === 400)
+      const latest = await writer().create(resource, {belongs_to__application: fleetId})
+      await writer().update(parseODataUrl(`/release(${latest.id})`), {status: 'success'})
+      assert.equal(await targetOf(fleetId), latest.id)
+      await writer().update(parseODataUrl(`/release(${newer})`), {note: 'looked at', status: 'success'})
+      assert.equal(await targetOf(fleetId), latest.id, 'a change of an older release leaves the target')
+      const cancelled = await writer().create(resource, {belongs_to__application: fleetId})
+      await writer().update(parseODataUrl(`/release(${cancelled.id})`), {status: 'cancelled'})
+      await assert.rejects(releases.finish(cancelled.id as number, {status: 'success', buildLog: ''}), refusedTransition)
+      assert.equal(await targetOf(fleetId), latest.id, 'a cancelled release never becomes the target')
+    })
+  })
+}
