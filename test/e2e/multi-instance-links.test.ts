@@ -1,13 +1,18 @@
 import {strict as assert} from 'node:assert'
 import {type ChildProcess, execFile, spawn} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
 import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
-import {createServer as createHttpServer, get as httpGet, type Server} from 'node:http'
+import {createServer as createHttpServer, get as httpGet, request as httpRequest, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {promisify} from 'node:util'
 
 import pg from 'pg'
+import {WebSocket} from 'ws'
+
+import {channelRequestHeaders, INTERNAL_CHANNEL_PATH, internalChannelKey} from '../../src/server/gateway/internal-channel.js'
+import {type TerminalNews, WEB_TERMINAL_PATH} from '../../src/protocol/web-terminal.js'
 
 import {AgentProcess} from '../helpers/agent.js'
 import {type Balancer, reserveBalancerPorts, startBalancer} from '../helpers/balancer.js'
@@ -144,6 +149,46 @@ describe('several servers on one database behind a load balancer: a device linke
     const answer = await get(localPort, '/through-another-instance')
     assert.deepEqual(answer, {status: 200, body: 'device side /through-another-instance'}, output)
     tunnel.kill('SIGINT')
+  })
+
+  it('opens a dashboard terminal through the instance the device is not linked to', async () => {
+    const owner = await linkOwner()
+    assert.ok(owner, 'the link is recorded')
+    const socket = new WebSocket(`${notHolding(owner).url.replace(/^http/, 'ws')}${WEB_TERMINAL_PATH}`)
+    const news: TerminalNews[] = []
+    let output = ''
+    socket.on('message', (data: Buffer, isBinary) => {
+      if (isBinary) output += data.toString('utf8')
+      else news.push(JSON.parse(data.toString('utf8')) as TerminalNews)
+    })
+    const closed = new Promise<number>((resolve) => socket.on('close', resolve))
+    await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject))
+    socket.send(JSON.stringify({type: 'open', token, device: uuid, cols: 80, rows: 24}))
+    socket.send(Buffer.from('echo web-$((2 * 21)); exit 4\n'))
+    assert.equal(await closed, 1000, JSON.stringify(news))
+    assert.deepEqual(news, [{type: 'opened'}, {type: 'exit', code: 4}])
+    assert.match(output, /web-42\r?$/m)
+  })
+
+  it('refuses internal channels not signed with the key the instances share (401), and other upgrades (404)', async () => {
+    const owner = await linkOwner()
+    assert.ok(owner, 'the link is recorded')
+    const [device] = (await database!.query<{id: number}>('select id from device where uuid = $1', [uuid])).rows
+    const target = {instance: (await database!.query<{instance: string}>('select instance from device_link where device = $1', [device.id])).rows[0].instance, deviceId: device.id, kind: 'shell' as const, port: 0}
+    const upgrade = (headers: Record<string, string>, pathname = INTERNAL_CHANNEL_PATH) =>
+      new Promise<number | undefined>((resolve) => {
+        const request = httpRequest(`${owner.url}${pathname}`, {headers: {connection: 'Upgrade', upgrade: 'flotilla-link-channel/1', ...headers}, agent: false})
+        request.on('upgrade', (_response, upgraded) => {
+          upgraded.destroy()
+          resolve(101)
+        })
+        request.on('response', (response) => resolve(response.statusCode))
+        request.on('error', () => resolve(undefined))
+        request.end()
+      })
+    assert.equal(await upgrade({}), 401)
+    assert.equal(await upgrade(channelRequestHeaders(internalChannelKey(randomBytes(32)), target)), 401)
+    assert.equal(await upgrade({}, '/internal/v1/other'), 404)
   })
 
   it('keeps the device reachable when the instance holding its link dies: the agent relinks to the other through the balancer', async () => {

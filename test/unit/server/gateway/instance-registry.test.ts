@@ -17,7 +17,7 @@ import {closeTestDatabase, DIALECTS, openTestDatabase} from '../../../helpers/po
 async function newDevice(db: Db, uuid: string): Promise<number> {
   const deviceType = await db.selectFrom('device_type').select('id').where('slug', '=', 'generic-amd64').executeTakeFirstOrThrow()
   const organization = await db.insertInto('organization').values({created_at: now(), name: uuid, handle: uuid}).returning('id').executeTakeFirstOrThrow()
-  const actor = async (kind: string) => (await db.insertInto('actor').values({kind}).returning('id').executeTakeFirstOrThrow()).id
+  const actor = async (kind: 'application' | 'device') => (await db.insertInto('actor').values({kind}).returning('id').executeTakeFirstOrThrow()).id
   const fleet = await db
     .insertInto('application')
     .values({created_at: now(), app_name: 'fleet', slug: `${uuid}/fleet`, uuid, is_for__device_type: deviceType.id, organization: organization.id, is_of__class: 'fleet', actor: await actor('application'), should_track_latest_release: 1, is_host: 0, is_archived: 0, is_public: 0})
