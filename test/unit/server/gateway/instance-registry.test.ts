@@ -1,5 +1,8 @@
 import {strict as assert} from 'node:assert'
 import {EventEmitter} from 'node:events'
+import {createServer} from 'node:http'
+import type {AddressInfo} from 'node:net'
+import {Duplex} from 'node:stream'
 
 import type {Connection} from 'ssh2'
 
@@ -7,7 +10,7 @@ import type {Db} from '../../../../src/server/db/database.js'
 import {now} from '../../../../src/server/db/values.js'
 import {DeviceLinks} from '../../../../src/server/gateway/device-links.js'
 import {InstanceRegistry} from '../../../../src/server/gateway/instance-registry.js'
-import {internalChannelKey, remoteLinks} from '../../../../src/server/gateway/internal-channel.js'
+import {internalChannelKey, internalChannelServer, remoteLinks} from '../../../../src/server/gateway/internal-channel.js'
 import {Heartbeats} from '../../../../src/server/heartbeats.js'
 import {TargetStates} from '../../../../src/server/target-states.js'
 import {eventually} from '../../../helpers/fleet-api.js'
@@ -111,6 +114,53 @@ for (const dialect of DIALECTS) {
       toB.emit('close')
       await eventually(async () => (await isOnline()) === 0, 'the device to read offline once its last link closed')
       assert.deepEqual(await links(), [])
+    })
+
+    it('delivers an action to a device linked to another instance over the internal channel, and says when none holds its link', async () => {
+      const key = internalChannelKey(Buffer.alloc(32, 7))
+      const newLinks = () => new DeviceLinks({db, targetStates: new TargetStates(db), heartbeats: new Heartbeats(db, {timeoutMs: 60_000, onError: assert.fail}), onError: assert.fail})
+      // Instance A holds the link and serves internal channels on a port of its own.
+      const a = newLinks()
+      const registryA = new InstanceRegistry(db, {onError: assert.fail, linkedDeviceIds: () => a.linkedDeviceIds()})
+      const http = createServer()
+      http.on('upgrade', internalChannelServer({key, instanceId: registryA.id, openLocalChannel: (deviceId, kind, port) => a.openLocalChannel(deviceId, '', kind, port), log: assert.fail}))
+      await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve))
+      try {
+        await registryA.start(`http://127.0.0.1:${(http.address() as AddressInfo).port}`)
+        started.push(registryA)
+        a.routeThrough(remoteLinks(registryA, key))
+        // The agent's side of the link: the kind of each channel opened, and what came through it.
+        const channels: Array<{kind: string; received: string}> = []
+        const connection = Object.assign(new EventEmitter(), {
+          end() {},
+          forwardOut(_address: string, _port: number, kind: string, _devicePort: number, opened: (error: Error | undefined, channel: Duplex) => void) {
+            const record = {kind, received: ''}
+            channels.push(record)
+            const channel = new Duplex({
+              read() {},
+              write(chunk: Buffer, _encoding, done) {
+                record.received += chunk.toString('utf8')
+                done()
+              },
+              final(done) {
+                this.push(null)
+                done()
+              },
+            })
+            opened(undefined, channel)
+          },
+        }) as unknown as Connection
+        await a.add({deviceId: device, uuid: '1'.repeat(32), keyId: 1}, connection)
+
+        const b = newLinks()
+        b.routeThrough(remoteLinks(await start('http://127.0.0.1:1'), key))
+        assert.equal(await b.deliverAction(device, {action: 'blink'}), true)
+        await eventually(async () => channels[0]?.received.endsWith('\n'), 'the action to reach the link')
+        assert.deepEqual(channels.map((channel) => ({...channel, received: JSON.parse(channel.received)})), [{kind: 'control', received: {type: 'action', action: {action: 'blink'}}}])
+        assert.equal(await b.deliverAction(await newDevice(db, '2'.repeat(32)), {action: 'blink'}), false, 'no instance holds that device\u2019s link: the caller queues the action')
+      } finally {
+        http.close()
+      }
     })
 
     it('joins again with its links when another instance took it for dead (a long stall)', async () => {
