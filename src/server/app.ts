@@ -35,7 +35,7 @@ import {DeviceLinks} from './gateway/device-links.js'
 import type {DeviceAction} from '../protocol/device-action.js'
 import {loadHostKey, publicHostKeyOf} from '../protocol/host-key.js'
 import {InstanceRegistry} from './gateway/instance-registry.js'
-import {INTERNAL_CHANNEL_PATH, internalChannelKey, internalChannelServer, remoteLinks} from './gateway/internal-channel.js'
+import {INTERNAL_CHANNEL_PATH, internalChannelKey, internalChannelServer, type InternalChannelSettings, remoteLinks} from './gateway/internal-channel.js'
 import {createSshGateway, HOST_KEY_FILE} from './gateway/ssh-server.js'
 import {serveTunnels} from './gateway/tunnel-proxy.js'
 import {serveWebTerminals} from './gateway/web-terminal.js'
@@ -160,6 +160,18 @@ function serveUpgrades(app: FastifyInstance, handlers: Record<string, UpgradeHan
   })
 }
 
+/**
+ * Several servers on one database: this instance's row in the registry (listen() starts it), devices linked to
+ * other instances reached through them, and the internal channels the others open to the devices linked here.
+ */
+function joinInstances(db: Db, secret: Uint8Array, links: DeviceLinks, log: (error: unknown, message: string) => void): {instances: InstanceRegistry; serveInternalChannel: UpgradeHandler} {
+  const instances = new InstanceRegistry(db, {linkedDeviceIds: () => links.linkedDeviceIds(), onError: log})
+  const key = internalChannelKey(secret)
+  links.routeThrough(remoteLinks(instances, key))
+  const openLocalChannel: InternalChannelSettings['openLocalChannel'] = (deviceId, kind, port) => links.openLocalChannel(deviceId, `device ${deviceId}`, kind, port)
+  return {instances, serveInternalChannel: internalChannelServer({key, instanceId: instances.id, openLocalChannel, log})}
+}
+
 /** The local engine (DOCKER_HOST or its socket), connected on the first build: dockerode loads only then. */
 function localDockerEngine(): BuilderSettings['docker'] {
   let engine: Promise<Docker> | undefined
@@ -249,9 +261,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
       onError: (error, message) => app.log.warn({err: error}, isDiskFullError(error) ? `disk full: ${message}` : message),
     })
     const links = new DeviceLinks({db, targetStates, heartbeats, onError: (error, message) => app.log.warn({err: error}, message)})
-    const instances = new InstanceRegistry(db, {linkedDeviceIds: () => links.linkedDeviceIds(), onError: (error, message) => app.log.warn({err: error}, message)})
-    const channelKey = internalChannelKey(secret)
-    links.routeThrough(remoteLinks(instances, channelKey))
+    const {instances, serveInternalChannel} = joinInstances(db, secret, links, (error, message) => app.log.warn({err: error}, message))
     const context: ServerContext = {
       db,
       secret,
@@ -295,11 +305,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
     registerRoutes(app, context, options, links)
     serveTunnels(app.server, context, links, logError)
     const terminals = serveWebTerminals(context, links, logError)
-    const openLocalChannel = (deviceId: number, kind: Parameters<DeviceLinks['openLocalChannel']>[2], port: number) => links.openLocalChannel(deviceId, `device ${deviceId}`, kind, port)
-    serveUpgrades(app, {
-      [WEB_TERMINAL_PATH]: terminals.handleUpgrade,
-      [INTERNAL_CHANNEL_PATH]: internalChannelServer({key: channelKey, instanceId: instances.id, openLocalChannel, log: logError}),
-    })
+    serveUpgrades(app, {[WEB_TERMINAL_PATH]: terminals.handleUpgrade, [INTERNAL_CHANNEL_PATH]: serveInternalChannel})
     const gateway = createSshGateway(context, links, hostKey, logError)
     let bound: {host: string; port: number; sshPort: number} | undefined
     let managedRegistry: RegistryProcess | undefined

@@ -1,4 +1,4 @@
-import {type ChildProcess, spawn} from 'node:child_process'
+import {spawn} from 'node:child_process'
 import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import net from 'node:net'
 import {tmpdir} from 'node:os'
@@ -6,6 +6,7 @@ import path from 'node:path'
 
 import {eventually} from './fleet-api.js'
 import {freeLoopbackPort} from './net.js'
+import {waitForExit} from './server.js'
 
 /** Debian's haproxy (apt-get install haproxy): the load balancer several servers run behind in the tests. */
 export const HAPROXY = '/usr/sbin/haproxy'
@@ -89,17 +90,6 @@ function accepts(port: number): Promise<boolean> {
       resolve(true)
     })
     socket.once('error', () => resolve(false))
-  })
-}
-
-function waitForExit(child: ChildProcess, deadlineMs: number): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true)
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), deadlineMs)
-    child.once('exit', () => {
-      clearTimeout(timer)
-      resolve(true)
-    })
   })
 }
 
