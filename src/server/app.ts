@@ -1,4 +1,6 @@
+import type {IncomingMessage} from 'node:http'
 import {hostname} from 'node:os'
+import type {Duplex} from 'node:stream'
 import path from 'node:path'
 
 import type Docker from 'dockerode'
@@ -32,9 +34,12 @@ import {registerFleetRestartRoute, registerSupervisorRoute} from './routes/super
 import {DeviceLinks} from './gateway/device-links.js'
 import type {DeviceAction} from '../protocol/device-action.js'
 import {publicHostKeyOf} from '../protocol/host-key.js'
+import {InstanceRegistry} from './gateway/instance-registry.js'
+import {INTERNAL_CHANNEL_PATH, internalChannelKey, internalChannelServer, type InternalChannelSettings, remoteLinks} from './gateway/internal-channel.js'
 import {createSshGateway, loadGatewayHostKey} from './gateway/ssh-server.js'
 import {serveTunnels} from './gateway/tunnel-proxy.js'
 import {serveWebTerminals} from './gateway/web-terminal.js'
+import {WEB_TERMINAL_PATH} from '../protocol/web-terminal.js'
 import {startManagedRegistry} from './registry/managed-registry.js'
 import type {RegistryProcess} from './registry/registry-process.js'
 import {loadRegistryTokenKey} from './registry/token-key.js'
@@ -81,6 +86,16 @@ export interface ServerOptions {
    * out; by default the listening URL (the machine's host name when listening on every address).
    */
   publicUrl?: string
+  /**
+   * The SSH port clients and devices reach the gateway at (a load balancer's), announced in the endpoints; by
+   * default the one the gateway listens on.
+   */
+  publicSshPort?: number
+  /**
+   * The URL the other instances sharing the database reach this one's HTTP port at, for the internal channels
+   * to devices linked here; by default the listening URL (the machine's host name when listening on every address).
+   */
+  internalUrl?: string
   /** Serve HTTPS (API, builder, tunnel proxy) with this certificate and key (PEM). */
   tls?: {cert: string | Buffer; key: string | Buffer}
 }
@@ -133,6 +148,30 @@ function registerRoutes(app: FastifyInstance, context: ServerContext, options: S
   registerDashboardRoutes(app)
 }
 
+type UpgradeHandler = (request: IncomingMessage, socket: Duplex, head: Buffer) => void
+
+/** The HTTP port's connection upgrades, by path; any other is refused. */
+function serveUpgrades(app: FastifyInstance, handlers: Record<string, UpgradeHandler>): void {
+  app.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => {})
+    const handler = handlers[request.url?.split('?')[0] ?? '']
+    if (handler) handler(request, socket, head)
+    else socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n')
+  })
+}
+
+/**
+ * Several servers on one database: this instance's row in the registry (listen() starts it), devices linked to
+ * other instances reached through them, and the internal channels the others open to the devices linked here.
+ */
+function joinInstances(db: Db, secret: Uint8Array, links: DeviceLinks, log: (error: unknown, message: string) => void): {instances: InstanceRegistry; serveInternalChannel: UpgradeHandler} {
+  const instances = new InstanceRegistry(db, {linkedDeviceIds: () => links.linkedDeviceIds(), onError: log})
+  const key = internalChannelKey(secret)
+  links.routeThrough(remoteLinks(instances, key))
+  const openLocalChannel: InternalChannelSettings['openLocalChannel'] = (deviceId, kind, port) => links.openLocalChannel(deviceId, `device ${deviceId}`, kind, port)
+  return {instances, serveInternalChannel: internalChannelServer({key, instanceId: instances.id, openLocalChannel, log})}
+}
+
 /** The local engine (DOCKER_HOST or its socket), connected on the first build: dockerode loads only then. */
 function localDockerEngine(): BuilderSettings['docker'] {
   let engine: Promise<Docker> | undefined
@@ -180,17 +219,17 @@ export function isWildcardAddress(host: string): boolean {
 
 const urlHostOf = (host: string) => (host.includes(':') && !host.startsWith('[') ? `[${host}]` : host)
 
-/** A public URL as given: http(s), a host and maybe a port, nothing else; returned without a trailing slash. */
-export function parsePublicUrl(text: string): string {
+/** A public (or internal) URL as given: http(s), a host and maybe a port, nothing else; returned without a trailing slash. */
+export function parsePublicUrl(text: string, name = 'public URL'): string {
   let url: URL
   try {
     url = new URL(text)
   } catch {
-    throw new ExpectedError(`public URL "${text}" is not a URL — give one such as https://fleet.example.com or http://192.168.1.10:7171`)
+    throw new ExpectedError(`${name} "${text}" is not a URL — give one such as https://fleet.example.com or http://192.168.1.10:7171`)
   }
 
   if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
-    throw new ExpectedError(`public URL "${text}" must be http(s)://<host>[:<port>] with no path — such as https://fleet.example.com`)
+    throw new ExpectedError(`${name} "${text}" must be http(s)://<host>[:<port>] with no path — such as https://fleet.example.com`)
   }
 
   return url.origin
@@ -207,6 +246,7 @@ async function loadRegistryAuthority(db: Db, secret: Uint8Array, options: Server
 /** Builds the fleet server over the database of its data dir: bootstrap, routes, error answers. Call listen() to serve. */
 export async function createServer(options: ServerOptions = {}): Promise<FlotillaServer> {
   const publicUrl = options.publicUrl === undefined ? undefined : parsePublicUrl(options.publicUrl)
+  const internalUrl = options.internalUrl === undefined ? undefined : parsePublicUrl(options.internalUrl, 'internal URL')
   const db = await openDatabase(databaseLocation(options))
   try {
     const createdAdmin = await ensureAdmin(db, options.admin ?? {})
@@ -221,6 +261,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
       onError: (error, message) => app.log.warn({err: error}, isDiskFullError(error) ? `disk full: ${message}` : message),
     })
     const links = new DeviceLinks({db, targetStates, heartbeats, onError: (error, message) => app.log.warn({err: error}, message)})
+    const {instances, serveInternalChannel} = joinInstances(db, secret, links, (error, message) => app.log.warn({err: error}, message))
     const context: ServerContext = {
       db,
       secret,
@@ -230,6 +271,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
       // Until listen() knows the port, when none was configured.
       publicUrl: publicUrl ?? 'http://127.0.0.1',
       sshPort: options.sshPort ?? 2222,
+      publicSshPort: options.publicSshPort,
       sshHostKey: publicHostKeyOf(hostKey),
       version: options.version ?? '0.0.0',
       apiKeys,
@@ -262,7 +304,8 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
     const logError = (error: unknown, message: string) => app.log.error({err: error}, message)
     registerRoutes(app, context, options, links)
     serveTunnels(app.server, context, links, logError)
-    const terminals = serveWebTerminals(app.server, context, links, logError)
+    const terminals = serveWebTerminals(context, links, logError)
+    serveUpgrades(app, {[WEB_TERMINAL_PATH]: terminals.handleUpgrade, [INTERNAL_CHANNEL_PATH]: serveInternalChannel})
     const gateway = createSshGateway(context, links, hostKey, logError)
     let bound: {host: string; port: number; sshPort: number} | undefined
     let managedRegistry: RegistryProcess | undefined
@@ -275,6 +318,10 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
         await app.listen({host, port: options.port ?? 7171})
         const address = app.server.address()
         if (!address || typeof address === 'string') throw new Error('the server is not bound to a TCP port')
+        const scheme = options.tls ? 'https' : 'http'
+        const listeningUrl = `${scheme}://${urlHostOf(isWildcardAddress(host) ? hostname() : host)}:${address.port}`
+        // Before the first link: a link is recorded as this instance's.
+        await instances.start(internalUrl ?? listeningUrl)
         try {
           context.sshPort = await gateway.listen(context.sshPort, host)
         } catch (error) {
@@ -283,8 +330,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
         }
 
         bound = {host, port: address.port, sshPort: context.sshPort}
-        const scheme = options.tls ? 'https' : 'http'
-        if (publicUrl === undefined) context.publicUrl = `${scheme}://${urlHostOf(isWildcardAddress(host) ? hostname() : host)}:${address.port}`
+        if (publicUrl === undefined) context.publicUrl = listeningUrl
         if (options.manageRegistry && options.dataDir && registryAuthority?.key.certificateFile) {
           // Clients are sent to the token endpoint by the registry, so it starts once the server's URL is known.
           managedRegistry = await startManagedRegistry({
@@ -308,6 +354,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
         terminals.close()
         await gateway.close()
         await app.close()
+        await instances.stop()
         await heartbeats.close()
         await managedRegistry?.stop()
         await db.destroy()

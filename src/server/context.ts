@@ -26,6 +26,8 @@ export interface ServerContext {
   publicUrl: string
   /** The SSH gateway's port: as configured, then as bound. */
   sshPort: number
+  /** The SSH port announced to clients and devices (a load balancer's) when it is not {@link sshPort}. */
+  publicSshPort?: number
   /** The gateway's public host key (`ssh-ed25519 AAAA…`), announced so clients can pin it. */
   sshHostKey: string
   version: string

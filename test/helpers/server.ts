@@ -53,7 +53,8 @@ async function dropTestDatabase(dataDir: string): Promise<void> {
   await (await testPostgres()).dropDatabase(url)
 }
 
-function waitForExit(child: ChildProcess, deadlineMs: number): Promise<boolean> {
+/** Whether the process exited within the deadline (at once when it has already). */
+export function waitForExit(child: ChildProcess, deadlineMs: number): Promise<boolean> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true)
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve(false), deadlineMs)

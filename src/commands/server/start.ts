@@ -27,6 +27,7 @@ Releases are built for each fleet's CPU architecture (aarch64 as linux/arm64, ar
 On the first start with an empty database it creates the admin user from FLOTILLA_ADMIN_EMAIL, FLOTILLA_ADMIN_PASSWORD and FLOTILLA_ADMIN_USERNAME (default "admin"); without a password it generates one and prints it once.
 By default it also runs Debian's docker-registry (when installed: apt-get install docker-registry) on a free loopback port, storing images in the data directory; it lets in only who holds a token from this server's /auth/v1/token: the builder pushing its builds, devices pulling their fleet's releases, fleet members deploying.
 An external registry (--registry) must be configured the same way: auth.token with realm <server URL>/auth/v1/token, service <its host:port>, issuer flotilla, and rootcertbundle <data dir>/registry-token.crt (made on the first start).
+Several servers may share one PostgreSQL database behind a load balancer (HTTP with connection upgrades, and TCP for the SSH port): give each the balancer's --public-url and --public-ssh-port, and an --internal-url the others can reach; an ssh session, tunnel or action arriving at one server reaches a device linked to another through it. They need the same secrets (session signing key, SSH host key): the same data directory, shared.
 Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log every request to stderr.`
 
   static override examples = [
@@ -35,6 +36,7 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     '<%= config.bin %> server start --registry 127.0.0.1:5000',
     '<%= config.bin %> server start --no-registry',
     'FLOTILLA_DATABASE_URL=postgres://flotilla:secret@db.example.com:5432/flotilla <%= config.bin %> server start',
+    'FLOTILLA_DATABASE_URL=postgres://… <%= config.bin %> server start --host 10.0.0.5 --public-url https://fleet.example.com --public-ssh-port 22 --internal-url http://10.0.0.5:7171',
     '<%= config.bin %> server start --images-dir ./os-images',
     '<%= config.bin %> server start --host 0.0.0.0 --cert fleet.example.com.pem --key fleet.example.com.key',
     'FLOTILLA_ADMIN_EMAIL=me@example.com FLOTILLA_ADMIN_PASSWORD=secret123 <%= config.bin %> server start --data-dir ./fleet-data',
@@ -47,6 +49,10 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
     'data-dir': Flags.string({description: 'where the database (unless --database) and secrets live [default: <flotilla data dir>/server]'}),
     database: databaseFlag,
     'ssh-port': Flags.integer({description: 'SSH port: devices\' links, and the gateway of flotilla ssh (0 picks a free one)', default: 2222, min: 0, max: 65_535}),
+    'public-ssh-port': Flags.integer({description: 'SSH port clients and devices reach the gateway at, when a load balancer or a port mapping stands in front of --ssh-port [default: --ssh-port]', min: 1, max: 65_535}),
+    'internal-url': Flags.string({
+      description: 'URL the other servers on the same database reach this one\'s HTTP port at, to route ssh sessions, tunnels and actions to the devices linked here [default: the listening URL]',
+    }),
     registry: Flags.string({
       description: 'host:port of an external Docker registry to push images to, configured for this server\'s tokens (see the description) [default: run Debian\'s docker-registry on a loopback port]',
     }),
@@ -94,6 +100,8 @@ Runs until interrupted (Ctrl-C or SIGTERM). Set FLOTILLA_LOG_LEVEL=debug to log 
       publicUrl: flags['public-url'],
       port: flags.port,
       sshPort: flags['ssh-port'],
+      publicSshPort: flags['public-ssh-port'],
+      internalUrl: flags['internal-url'],
       registry: flags.registry ?? null,
       manageRegistry,
       builder: {

@@ -421,6 +421,32 @@ const serverSecrets: Migration = {
   },
 }
 
+/**
+ * [flotilla] Several servers on one database: the instances alive now (a random id each start, the address the
+ * others reach it at, when it last said it was alive) and which instance holds each device's link, so a session
+ * arriving at one instance is routed to the one the device is linked to (gateway/instance-registry.ts). A link
+ * row goes with its instance and with its device.
+ */
+const serverInstances: Migration = {
+  async up(db: Kysely<any>) {
+    const types = typesOf(db)
+    await db.schema
+      .createTable('server_instance')
+      .addColumn('id', types.text, (column) => column.primaryKey())
+      .addColumn('internal_url', types.text, (column) => column.notNull())
+      .addColumn('started_at', types.date, (column) => column.notNull())
+      .addColumn('last_seen_at', types.date, (column) => column.notNull())
+      .execute()
+    await db.schema
+      .createTable('device_link')
+      .addColumn('device', 'integer', (column) => refersTo('device')(column).primaryKey())
+      .addColumn('instance', types.text, (column) => column.notNull().references('server_instance.id').onDelete('cascade'))
+      .addColumn('linked_at', types.date, (column) => column.notNull())
+      .execute()
+    await db.schema.createIndex('device_link_instance').on('device_link').column('instance').execute()
+  },
+}
+
 /** Every schema change in order; a name once shipped is never edited, only followed by a new one. */
 export const MIGRATIONS: Record<string, Migration> = {
   '0001_initial_schema': initialSchema,
@@ -436,6 +462,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0011_release_assets': releaseAssets,
   '0012_image_context_digest': imageContextDigest,
   '0013_server_secrets': serverSecrets,
+  '0014_server_instances': serverInstances,
 }
 
 export const migrationProvider: MigrationProvider = {

@@ -280,6 +280,23 @@ export interface DeviceLogTable {
   service_id: number | null
 }
 
+/** [flotilla] A server process sharing this database; dead once its last_seen_at is older than the registry's timeout. */
+export interface ServerInstanceTable {
+  /** Random, made at each start. */
+  id: string
+  /** Where the other instances open internal channels to it (`--internal-url`). */
+  internal_url: string
+  started_at: string
+  last_seen_at: string
+}
+
+/** [flotilla] The instance holding a device's link, while it holds it. */
+export interface DeviceLinkTable {
+  device: number
+  instance: string
+  linked_at: string
+}
+
 export interface Database {
   actor: ActorTable
   organization: OrganizationTable
@@ -309,4 +326,6 @@ export interface Database {
   device_service_environment_variable: VariableColumns & {service_install: number}
   device_log: DeviceLogTable
   server_secret: ServerSecretTable
+  server_instance: ServerInstanceTable
+  device_link: DeviceLinkTable
 }

@@ -31,6 +31,19 @@ interface Link {
 
 export type ChannelKind = typeof CHANNEL_TCP | typeof CHANNEL_SHELL | typeof CHANNEL_CONTROL
 
+/**
+ * The links of the other server instances sharing the database, and the record of this one's: a link is
+ * recorded when it opens and forgotten when it closes, and a channel to a device linked elsewhere goes through
+ * the instance holding it (gateway/internal-channel.ts).
+ */
+export interface RemoteLinks {
+  linked(deviceId: number): Promise<void>
+  /** Whether the link was still recorded as this instance's (it was not when the device has relinked elsewhere). */
+  unlinked(deviceId: number): Promise<boolean>
+  /** A channel through the live instance holding the device's link; {@link DeviceNotLinkedError} when none does. */
+  openChannel(deviceId: number, uuid: string, kind: ChannelKind, port: number): Promise<Duplex>
+}
+
 /** How long a burst of writes is gathered before linked devices' targets are compared. */
 const TARGET_CHECK_DELAY_MS = 100
 
@@ -48,9 +61,15 @@ export class DeviceLinks {
   private readonly targetStates: TargetStates
   private readonly heartbeats: Heartbeats
   private readonly onError: (error: unknown, message: string) => void
+  private remote?: RemoteLinks
 
   constructor(options: {db: Db; targetStates: TargetStates; heartbeats: Heartbeats; onError: (error: unknown, message: string) => void}) {
     ;({db: this.db, targetStates: this.targetStates, heartbeats: this.heartbeats, onError: this.onError} = options)
+  }
+
+  /** Reaches devices linked to other instances through `remote` from now on, and records links there. */
+  routeThrough(remote: RemoteLinks): void {
+    this.remote = remote
   }
 
   /** Records a device's link; a link the device had before is closed, since an agent keeps only one. */
@@ -65,17 +84,23 @@ export class DeviceLinks {
       this.links.delete(deviceId)
       // Its next poll must write it online again.
       this.heartbeats.forget(deviceId)
-      this.db
-        .updateTable('device')
-        .set({is_online: 0, is_connected_to_vpn: 0, api_heartbeat_state: 'offline', last_connectivity_event: now()})
-        .where('id', '=', deviceId)
-        .execute()
-        .catch((error: unknown) => this.onError(error, 'marking an unlinked device offline failed'))
+      this.markUnlinked(deviceId).catch((error: unknown) => this.onError(error, 'marking an unlinked device offline failed'))
     })
+    await this.remote?.linked(deviceId)
     // balena's is_connected_to_vpn: the link is the device's VPN here.
     await this.db.updateTable('device').set({is_online: 1, is_connected_to_vpn: 1, api_heartbeat_state: 'online', last_connectivity_event: now()}).where('id', '=', deviceId).execute()
     this.heartbeats.wroteOnline(deviceId)
     link.targetTag = (await this.targetStates.of(deviceId))?.etag
+  }
+
+  /** Offline, unless it has relinked to another instance meanwhile. */
+  private async markUnlinked(deviceId: number): Promise<void> {
+    if (this.remote && !(await this.remote.unlinked(deviceId))) return
+    await this.db
+      .updateTable('device')
+      .set({is_online: 0, is_connected_to_vpn: 0, api_heartbeat_state: 'offline', last_connectivity_event: now()})
+      .where('id', '=', deviceId)
+      .execute()
   }
 
   isLinked(deviceId: number): boolean {
@@ -87,10 +112,17 @@ export class DeviceLinks {
   }
 
   /**
-   * Opens a channel to the device: `tcp` to a port of its loopback, `shell` to its shell service, `control`
-   * for one message. Fails with {@link DeviceNotLinkedError} or {@link ChannelRefusedError}.
+   * Opens a channel to the device, through this instance's link or the instance holding it: `tcp` to a port of
+   * its loopback, `shell` to its shell service, `control` for one message. Fails with {@link DeviceNotLinkedError}
+   * or {@link ChannelRefusedError}.
    */
   openChannel(deviceId: number, uuid: string, kind: ChannelKind, port = 0): Promise<Duplex> {
+    if (!this.links.has(deviceId) && this.remote) return this.remote.openChannel(deviceId, uuid, kind, port)
+    return this.openLocalChannel(deviceId, uuid, kind, port)
+  }
+
+  /** A channel of this instance's own link to the device, never routed elsewhere (what other instances ask for). */
+  openLocalChannel(deviceId: number, uuid: string, kind: ChannelKind, port = 0): Promise<Duplex> {
     const link = this.links.get(deviceId)
     if (!link) return Promise.reject(new DeviceNotLinkedError(uuid))
     return new Promise((resolve, reject) => {
@@ -101,12 +133,15 @@ export class DeviceLinks {
     })
   }
 
-  /** Sends one control message; false when the device is not linked or the message did not get through. */
+  /**
+   * Sends one control message, over the device's link to this instance or to another one; false when the device
+   * is not linked or the message did not get through.
+   */
   async send(deviceId: number, message: LinkMessage): Promise<boolean> {
-    const link = this.links.get(deviceId)
-    if (!link) return false
+    const uuid = this.links.get(deviceId)?.uuid
+    if (!uuid && !this.remote) return false
     try {
-      const channel = await this.openChannel(deviceId, link.uuid, CHANNEL_CONTROL)
+      const channel = await this.openChannel(deviceId, uuid ?? `device ${deviceId}`, CHANNEL_CONTROL)
       await new Promise<void>((resolve, reject) => {
         channel.once('error', reject)
         channel.end(encodeLinkMessage(message), () => resolve())
@@ -114,7 +149,7 @@ export class DeviceLinks {
       channel.resume()
       return true
     } catch (error) {
-      this.onError(error, `sending ${message.type} to device ${link.uuid} failed`)
+      if (!(error instanceof DeviceNotLinkedError)) this.onError(error, `sending ${message.type} to device ${uuid ?? deviceId} failed`)
       return false
     }
   }

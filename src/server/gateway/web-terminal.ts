@@ -1,9 +1,9 @@
-import type {IncomingMessage, Server} from 'node:http'
+import type {IncomingMessage} from 'node:http'
 import type {Duplex} from 'node:stream'
 
 import {type RawData, type WebSocket, WebSocketServer} from 'ws'
 
-import {MAX_MESSAGE_BYTES, OPEN_TIMEOUT_MS, parseTerminalMessage, type TerminalNews, type TerminalOpen, WEB_TERMINAL_PATH} from '../../protocol/web-terminal.js'
+import {MAX_MESSAGE_BYTES, OPEN_TIMEOUT_MS, parseTerminalMessage, type TerminalNews, type TerminalOpen} from '../../protocol/web-terminal.js'
 import {type Actor, resolveActor} from '../auth/actor.js'
 import type {ServerContext} from '../context.js'
 import type {DeviceLinks} from './device-links.js'
@@ -146,18 +146,17 @@ function serveTerminal(context: ServerContext, links: DeviceLinks, socket: WebSo
 }
 
 /**
- * The dashboard's terminals: WebSocket upgrades of {@link WEB_TERMINAL_PATH} on the HTTP server, each bridged to a
- * device session as the SSH gateway opens it, with the same authorization. Every other upgrade is refused.
+ * The dashboard's terminals: the WebSocket upgrades of WEB_TERMINAL_PATH (protocol/web-terminal.ts), which the
+ * server hands to `handleUpgrade`, each bridged to a device session as the SSH gateway opens it, with the same
+ * authorization.
  */
-export function serveWebTerminals(server: Server, context: ServerContext, links: DeviceLinks, log: (error: unknown, message: string) => void): {close(): void} {
+export function serveWebTerminals(context: ServerContext, links: DeviceLinks, log: (error: unknown, message: string) => void): {handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void; close(): void} {
   const sockets = new WebSocketServer({noServer: true, maxPayload: MAX_MESSAGE_BYTES, perMessageDeflate: false})
-  server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on('error', () => {})
-    if (request.url?.split('?')[0] !== WEB_TERMINAL_PATH) return refuseUpgrade(socket, '404 Not Found')
-    if (!fromOwnPage(request, context.publicUrl)) return refuseUpgrade(socket, '403 Forbidden')
-    sockets.handleUpgrade(request, socket, head, (websocket) => serveTerminal(context, links, websocket, log))
-  })
   return {
+    handleUpgrade(request, socket, head) {
+      if (!fromOwnPage(request, context.publicUrl)) return refuseUpgrade(socket, '403 Forbidden')
+      sockets.handleUpgrade(request, socket, head, (websocket) => serveTerminal(context, links, websocket, log))
+    },
     close() {
       for (const client of sockets.clients) client.terminate()
       sockets.close()

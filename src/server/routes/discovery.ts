@@ -10,7 +10,7 @@ export function wellKnownDocument(context: ServerContext) {
   return {
     api: origin,
     builder: origin,
-    ssh: {host: publicHostname(context), port: context.sshPort, hostKey: context.sshHostKey},
+    ssh: {host: publicHostname(context), port: context.publicSshPort ?? context.sshPort, hostKey: context.sshHostKey},
     tunnel: origin,
     registry: context.registry,
     version: context.version,
