@@ -272,6 +272,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
       publicUrl: publicUrl ?? 'http://127.0.0.1',
       sshPort: options.sshPort ?? 2222,
       publicSshPort: options.publicSshPort,
+      instanceId: instances.id,
       sshHostKey: publicHostKeyOf(hostKey),
       version: options.version ?? '0.0.0',
       apiKeys,

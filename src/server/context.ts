@@ -31,6 +31,8 @@ export interface ServerContext {
   /** The gateway's public host key (`ssh-ed25519 AAAA…`), announced so clients can pin it. */
   sshHostKey: string
   version: string
+  /** This server process among those sharing its database (gateway/instance-registry.ts): random, new at each start. */
+  instanceId: string
   /** Resolves credentials, keeping API keys' actors briefly; cleared by the two calls below. */
   apiKeys: ApiKeyCache
   /** Devices' target states as served, kept until {@link targetsMaybeChanged}. */

@@ -447,6 +447,22 @@ const serverInstances: Migration = {
   },
 }
 
+/**
+ * [flotilla] Which server instance runs each build of our builder, so that when several share one database, only
+ * the builds of an instance that stopped are interrupted, not those another instance is still running. The row
+ * goes when the build ends (releases/lifecycle.ts).
+ */
+const releaseBuilds: Migration = {
+  async up(db: Kysely<any>) {
+    const types = typesOf(db)
+    await db.schema
+      .createTable('release_build')
+      .addColumn('release', 'integer', (column) => refersTo('release')(column).primaryKey())
+      .addColumn('instance', types.text, (column) => column.notNull())
+      .execute()
+  },
+}
+
 /** Every schema change in order; a name once shipped is never edited, only followed by a new one. */
 export const MIGRATIONS: Record<string, Migration> = {
   '0001_initial_schema': initialSchema,
@@ -463,6 +479,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0012_image_context_digest': imageContextDigest,
   '0013_server_secrets': serverSecrets,
   '0014_server_instances': serverInstances,
+  '0015_release_builds': releaseBuilds,
 }
 
 export const migrationProvider: MigrationProvider = {

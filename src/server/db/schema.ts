@@ -297,6 +297,12 @@ export interface DeviceLinkTable {
   linked_at: string
 }
 
+/** The server instance running a build of our builder, while it runs. */
+export interface ReleaseBuildTable {
+  release: number
+  instance: string
+}
+
 export interface Database {
   actor: ActorTable
   organization: OrganizationTable
@@ -328,4 +334,5 @@ export interface Database {
   server_secret: ServerSecretTable
   server_instance: ServerInstanceTable
   device_link: DeviceLinkTable
+  release_build: ReleaseBuildTable
 }

@@ -75,31 +75,23 @@ type ReleaseValues = Record<string, unknown>
  * telling of changed targets is that transaction's owner's duty, once it commits.
  */
 export class ReleaseLifecycle {
+  /**
+   * `instanceId`: the server instance whose builder makes the builds this creates (gateway/instance-registry.ts),
+   * recorded with each so that only an instance that stopped has its builds interrupted.
+   */
   constructor(
     private readonly db: Db,
     private readonly targetsMaybeChanged: () => void = () => undefined,
+    private readonly instanceId = 'this instance',
   ) {}
 
   /** A new running release our builder builds for a fleet; a draft is not final, so never a target until finalized. */
   async createBuild(build: {fleetId: number; userId: number; draft: boolean}): Promise<number> {
-    const release = await this.db
-      .insertInto('release')
-      .values({
-        created_at: now(),
-        belongs_to__application: build.fleetId,
-        commit: randomBytes(16).toString('hex'),
-        composition: '{}',
-        status: 'running',
-        source: 'cloud',
-        start_timestamp: now(),
-        is_final: build.draft ? 0 : 1,
-        semver: '0.0.0',
-        is_invalidated: 0,
-        is_created_by__user: build.userId,
-      })
-      .returning('id')
-      .executeTakeFirstOrThrow()
-    return release.id
+    return this.transact(async (trx) => {
+      const releaseId = await insertBuild(trx, build)
+      await trx.insertInto('release_build').values({release: releaseId, instance: this.instanceId}).execute()
+      return releaseId
+    })
   }
 
   /** The defaults and checks of a release a client creates (balena deploy creates it `running`, then ends it). */
@@ -123,6 +115,7 @@ export class ReleaseLifecycle {
       checkMove(releaseId, release.status, ending.status)
       const composition = ending.composition === undefined ? {} : {composition: JSON.stringify(ending.composition)}
       await trx.updateTable('release').set({status: ending.status, end_timestamp: now(), build_log: ending.buildLog, ...composition}).where('id', '=', releaseId).execute()
+      await trx.deleteFrom('release_build').where('release', '=', releaseId).execute()
       await endUnfinishedImages(trx, [releaseId])
       return promoteIfNewer(trx, [releaseId])
     })
@@ -172,13 +165,32 @@ export class ReleaseLifecycle {
 
   /**
    * A build that was running when the server stopped can never finish: say so rather than leave it "running",
-   * for the release and for each of its images that was still being built. Called when the server starts.
+   * for the release and for each of its images that was still being built. Called when the only server starts
+   * (SQLite): every release still running there, built here or deployed by a client, was cut off by the stop.
    */
   async interruptUnfinishedBuilds(): Promise<number[]> {
+    const running = await this.db.selectFrom('release').select('id').where('status', '=', 'running').where('source', '=', 'cloud').execute()
+    return this.interrupt(running.map((release) => release.id))
+  }
+
+  /**
+   * The same for servers sharing one database (PostgreSQL), called at start and then every few seconds: only the
+   * builds of instances no longer alive (not seen since `aliveSince`, an ISO date) are interrupted; those of live
+   * instances, and releases clients deploy, run on.
+   */
+  async interruptBuildsOfStoppedInstances(aliveSince: string): Promise<number[]> {
+    const alive = this.db.selectFrom('server_instance').select('id').where('last_seen_at', '>', aliveSince)
+    const orphaned = await this.db.selectFrom('release_build').select('release').where('instance', 'not in', alive).execute()
+    return this.interrupt(orphaned.map((build) => build.release))
+  }
+
+  private async interrupt(candidates: number[]): Promise<number[]> {
+    if (candidates.length === 0) return []
     return this.transact(async (trx) => {
-      const interrupted = await trx.selectFrom('release').select('id').where('status', '=', 'running').where('source', '=', 'cloud').execute()
-      if (interrupted.length === 0) return []
-      const releaseIds = interrupted.map((release) => release.id)
+      await trx.deleteFrom('release_build').where('release', 'in', candidates).execute()
+      const running = await trx.selectFrom('release').select('id').where('status', '=', 'running').where('id', 'in', candidates).execute()
+      const releaseIds = running.map((release) => release.id)
+      if (releaseIds.length === 0) return []
       await trx.updateTable('release').set({status: 'interrupted', end_timestamp: now()}).where('id', 'in', releaseIds).execute()
       await endUnfinishedImages(trx, releaseIds, 'the server stopped during the build')
       return releaseIds
@@ -188,6 +200,28 @@ export class ReleaseLifecycle {
   private transact<T>(work: (trx: Db) => Promise<T>): Promise<T> {
     return this.db.isTransaction ? work(this.db) : this.db.transaction().execute(work)
   }
+}
+
+/** The row of a build our builder makes. */
+async function insertBuild(trx: Db, build: {fleetId: number; userId: number; draft: boolean}): Promise<number> {
+  const release = await trx
+    .insertInto('release')
+    .values({
+      created_at: now(),
+      belongs_to__application: build.fleetId,
+      commit: randomBytes(16).toString('hex'),
+      composition: '{}',
+      status: 'running',
+      source: 'cloud',
+      start_timestamp: now(),
+      is_final: build.draft ? 0 : 1,
+      semver: '0.0.0',
+      is_invalidated: 0,
+      is_created_by__user: build.userId,
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow()
+  return release.id
 }
 
 /**

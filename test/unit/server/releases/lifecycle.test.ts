@@ -141,6 +141,30 @@ for (const dialect of DIALECTS) {
       assert.equal(await targetOf(fleetId), built)
     })
 
+    it('interrupts only the builds of instances that stopped, when servers share the database: a live one builds on, and clients\' deploys are left alone', async () => {
+      const seen = (msAgo: number) => new Date(Date.now() - msAgo).toISOString()
+      await db.insertInto('server_instance').values([
+        {id: 'alive', internal_url: 'http://127.0.0.1:1', started_at: seen(60_000), last_seen_at: seen(0)},
+        {id: 'stopped', internal_url: 'http://127.0.0.1:2', started_at: seen(60_000), last_seen_at: seen(40_000)},
+      ]).execute()
+      try {
+        const fleetId = await newFleet()
+        const onAlive = new ReleaseLifecycle(db, () => undefined, 'alive')
+        const building = await onAlive.createBuild({fleetId, userId: owner.userId, draft: false})
+        const cutOff = await new ReleaseLifecycle(db, () => undefined, 'stopped').createBuild({fleetId, userId: owner.userId, draft: false})
+        const cutOffImage = await addRunningImage(fleetId, cutOff)
+        const deployed = await writer().create(parseODataUrl('/release').resource, {belongs_to__application: fleetId})
+        assert.deepEqual(await onAlive.interruptBuildsOfStoppedInstances(seen(20_000)), [cutOff])
+        assert.deepEqual([await statusOf(building), await statusOf(cutOff), await statusOf(deployed.id as number)], ['running', 'interrupted', 'running'])
+        assert.equal((await imageOf(cutOffImage)).status, 'interrupted')
+        assert.deepEqual(await onAlive.interruptBuildsOfStoppedInstances(seen(20_000)), [], 'once')
+        await onAlive.finish(building, {status: 'success', buildLog: ''})
+        assert.deepEqual(await db.selectFrom('release_build').select('release').where('release', 'in', [building, cutOff]).execute(), [], 'an ended build leaves no row')
+      } finally {
+        await db.deleteFrom('server_instance').where('id', 'in', ['alive', 'stopped']).execute()
+      }
+    })
+
     it('ends the unfinished images of a build that failed with it', async () => {
       const fleetId = await newFleet()
       const releaseId = await releases.createBuild({fleetId, userId: owner.userId, draft: false})
