@@ -6,6 +6,9 @@ import Fastify, {type FastifyError, type FastifyInstance, LogController} from 'f
 
 import {ExpectedError} from '../errors.js'
 import {ApiKeyCache} from './auth/api-key-cache.js'
+import type {ClusterBus} from './cluster/bus.js'
+import {openClusterBus} from './cluster/open.js'
+import {DeviceIdBatcher, shareStateAcrossInstances} from './cluster/shared-state.js'
 import {LoginRateLimiter} from './auth/rate-limit.js'
 import {loadSigningSecret} from './auth/tokens.js'
 import {type AdminSettings, type CreatedAdmin, ensureAdmin} from './bootstrap.js'
@@ -99,8 +102,15 @@ export interface FlotillaServer {
   close(): Promise<void>
 }
 
+/** What the routes reach beyond the context: the device links, and the device logs and actions shared across instances. */
+interface InstanceParts {
+  links: DeviceLinks
+  deviceLogs: DeviceLogStore
+  deviceActions: DeviceActionQueue
+}
+
 /** Every route of the server, registered in one place. */
-function registerRoutes(app: FastifyInstance, context: ServerContext, options: ServerOptions, links: DeviceLinks): void {
+function registerRoutes(app: FastifyInstance, context: ServerContext, options: ServerOptions, {links, deviceLogs, deviceActions}: InstanceParts): void {
   registerDiscoveryRoutes(app, context)
   registerRegistryTokenRoute(app, context)
   registerAuthRoutes(app, context)
@@ -113,19 +123,17 @@ function registerRoutes(app: FastifyInstance, context: ServerContext, options: S
     ...options.builder,
     docker: options.builder?.docker ?? localDockerEngine(),
   })
-  const deviceActions = new DeviceActionQueue()
   registerDeviceStateRoutes(app, context, {
     actions: deviceActions,
     heartbeatTimeoutMs: options.deviceHeartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS,
     linkedDeviceIds: () => links.linkedDeviceIds(),
   })
-  const deviceLogs = new DeviceLogStore(context.db)
   app.addHook('onClose', async () => deviceLogs.flush())
   registerDeviceLogRoutes(app, context, {store: deviceLogs, heartbeatMs: options.logStreamHeartbeatMs ?? DEFAULT_LOG_HEARTBEAT_MS})
   registerDownloadConfigRoute(app, context)
   registerOsDownloadRoute(app, context, options.imagesDir)
   const deliverAction = async (deviceId: number, action: DeviceAction) => {
-    if (!(await links.deliverAction(deviceId, action))) deviceActions.enqueue(deviceId, action)
+    if (!(await links.deliverAction(deviceId, action))) await deviceActions.enqueue(deviceId, action)
   }
 
   registerSupervisorRoute(app, context, deliverAction)
@@ -207,8 +215,15 @@ async function loadRegistryAuthority(options: ServerOptions): Promise<RegistryAu
 /** Builds the fleet server over the database of its data dir: bootstrap, routes, error answers. Call listen() to serve. */
 export async function createServer(options: ServerOptions = {}): Promise<FlotillaServer> {
   const publicUrl = options.publicUrl === undefined ? undefined : parsePublicUrl(options.publicUrl)
-  const db = await openDatabase(databaseLocation(options))
+  const location = databaseLocation(options)
+  const db = await openDatabase(location)
+  let bus: ClusterBus | undefined
   try {
+    // Diagnostics go to the server's log, which exists by the time anything is published or received.
+    const logWarning = (error: unknown, message: string) => app.log.warn({err: error}, message)
+    bus = await openClusterBus(db, location, logWarning)
+    const cluster = bus
+    const devicesWritten = new DeviceIdBatcher((ids) => cluster.publish({type: 'devices', ids}))
     const createdAdmin = await ensureAdmin(db, options.admin ?? {})
     const hostKey = await loadHostKey(options.dataDir && path.join(options.dataDir, HOST_KEY_FILE))
     const registryAuthority = await loadRegistryAuthority(options)
@@ -219,8 +234,12 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
     const heartbeats = new Heartbeats(db, {
       timeoutMs: options.deviceHeartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS,
       onError: (error, message) => app.log.warn({err: error}, isDiskFullError(error) ? `disk full: ${message}` : message),
+      announce: (deviceId) => devicesWritten.add(deviceId),
     })
-    const links = new DeviceLinks({db, targetStates, heartbeats, onError: (error, message) => app.log.warn({err: error}, message)})
+    const links = new DeviceLinks({db, targetStates, heartbeats, onError: logWarning})
+    const deviceLogs = new DeviceLogStore(db, {onStored: (deviceIds) => void cluster.publish({type: 'logs', ids: deviceIds})})
+    const deviceActions = new DeviceActionQueue(db, (deviceId) => void cluster.publish({type: 'actions', ids: [deviceId]}))
+    const shared = shareStateAcrossInstances(bus, {targetStates, apiKeys, heartbeats, links, deviceLogs, deviceActions, onError: (error, message) => app.log.error({err: error}, message)})
     const context: ServerContext = {
       db,
       secret,
@@ -235,17 +254,9 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
       apiKeys,
       targetStates,
       heartbeats,
-      targetsMaybeChanged: () => {
-        targetStates.invalidate()
-        apiKeys.clear()
-        heartbeats.forgetAll()
-        links.targetsMaybeChanged()
-      },
-      keysMaybeRevoked: () => {
-        apiKeys.clear()
-        // The deletion itself succeeded: a failure here is logged, not answered as the request's.
-        return links.closeLinksOfRevokedKeys().catch((error: unknown) => app.log.error({err: error}, 'closing links of revoked keys failed'))
-      },
+      // Here at once, and on every other instance of the database through the cluster bus.
+      targetsMaybeChanged: shared.targetsMaybeChanged,
+      keysMaybeRevoked: shared.keysMaybeRevoked,
     }
     const settings = {
       logger: {level: options.logger?.level ?? 'warn', stream: process.stderr},
@@ -260,7 +271,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
     })
     sendErrors(app)
     const logError = (error: unknown, message: string) => app.log.error({err: error}, message)
-    registerRoutes(app, context, options, links)
+    registerRoutes(app, context, options, {links, deviceLogs, deviceActions})
     serveTunnels(app.server, context, links, logError)
     const terminals = serveWebTerminals(app.server, context, links, logError)
     const gateway = createSshGateway(context, links, hostKey, logError)
@@ -310,10 +321,12 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
         await app.close()
         await heartbeats.close()
         await managedRegistry?.stop()
+        await cluster.close()
         await db.destroy()
       },
     }
   } catch (error) {
+    await bus?.close()
     await db.destroy()
     throw error
   }

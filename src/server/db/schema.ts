@@ -274,6 +274,22 @@ export interface DeviceLogTable {
   service_id: number | null
 }
 
+/** [flotilla] The last numbered log batch (`X-Flotilla-Log-Batch`) stored of each device: a batch sent again is stored once. */
+export interface DeviceLogBatchTable {
+  device: number
+  journal: string
+  number: number
+}
+
+/** [flotilla] Device actions waiting for a device that has no link, until its next collect (whichever instance it asks). */
+export interface DeviceActionTable {
+  id: Generated<number>
+  device: number
+  /** The DeviceAction as JSON. */
+  action: string
+  created_at: string
+}
+
 export interface Database {
   actor: ActorTable
   organization: OrganizationTable
@@ -302,4 +318,6 @@ export interface Database {
   service_environment_variable: VariableColumns & {service: number}
   device_service_environment_variable: VariableColumns & {service_install: number}
   device_log: DeviceLogTable
+  device_log_batch: DeviceLogBatchTable
+  device_action: DeviceActionTable
 }
