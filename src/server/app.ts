@@ -212,6 +212,26 @@ async function loadRegistryAuthority(options: ServerOptions): Promise<RegistryAu
   return {key: await loadRegistryTokenKey(options.dataDir), builds: new BuildCredentials()}
 }
 
+/**
+ * What one instance keeps in memory (caches, links, log followers, action collects), made to act with the other
+ * instances of its database through the cluster bus.
+ */
+function instanceParts(db: Db, bus: ClusterBus, secret: Uint8Array, options: ServerOptions, log: (level: 'warn' | 'error') => (error: unknown, message: string) => void) {
+  const devicesWritten = new DeviceIdBatcher((ids) => bus.publish({type: 'devices', ids}))
+  const apiKeys = new ApiKeyCache(db, secret)
+  const targetStates = new TargetStates(db)
+  const heartbeats = new Heartbeats(db, {
+    timeoutMs: options.deviceHeartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS,
+    onError: log('warn'),
+    announce: (deviceId) => devicesWritten.add(deviceId),
+  })
+  const links = new DeviceLinks({db, targetStates, heartbeats, onError: log('warn')})
+  const deviceLogs = new DeviceLogStore(db, {onStored: (deviceIds) => void bus.publish({type: 'logs', ids: deviceIds})})
+  const deviceActions = new DeviceActionQueue(db, (deviceId) => void bus.publish({type: 'actions', ids: [deviceId]}))
+  const shared = shareStateAcrossInstances(bus, {targetStates, apiKeys, heartbeats, links, deviceLogs, deviceActions, onError: log('error')})
+  return {apiKeys, targetStates, heartbeats, links, deviceLogs, deviceActions, shared}
+}
+
 /** Builds the fleet server over the database of its data dir: bootstrap, routes, error answers. Call listen() to serve. */
 export async function createServer(options: ServerOptions = {}): Promise<FlotillaServer> {
   const publicUrl = options.publicUrl === undefined ? undefined : parsePublicUrl(options.publicUrl)
@@ -219,27 +239,14 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
   const db = await openDatabase(location)
   let bus: ClusterBus | undefined
   try {
-    // Diagnostics go to the server's log, which exists by the time anything is published or received.
-    const logWarning = (error: unknown, message: string) => app.log.warn({err: error}, message)
-    bus = await openClusterBus(db, location, logWarning)
-    const cluster = bus
-    const devicesWritten = new DeviceIdBatcher((ids) => cluster.publish({type: 'devices', ids}))
+    // Diagnostics go to the server's log, which exists by the time anything is published, received or polled.
+    const log = (level: 'warn' | 'error') => (error: unknown, message: string) => app.log[level]({err: error}, isDiskFullError(error) ? `disk full: ${message}` : message)
+    bus = await openClusterBus(db, location, log('warn'))
     const createdAdmin = await ensureAdmin(db, options.admin ?? {})
     const hostKey = await loadHostKey(options.dataDir && path.join(options.dataDir, HOST_KEY_FILE))
     const registryAuthority = await loadRegistryAuthority(options)
     const secret = await loadSigningSecret(options.dataDir)
-    const apiKeys = new ApiKeyCache(db, secret)
-    const targetStates = new TargetStates(db)
-    // Diagnostics go to the server's log, which exists by the time a device polls or links.
-    const heartbeats = new Heartbeats(db, {
-      timeoutMs: options.deviceHeartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS,
-      onError: (error, message) => app.log.warn({err: error}, isDiskFullError(error) ? `disk full: ${message}` : message),
-      announce: (deviceId) => devicesWritten.add(deviceId),
-    })
-    const links = new DeviceLinks({db, targetStates, heartbeats, onError: logWarning})
-    const deviceLogs = new DeviceLogStore(db, {onStored: (deviceIds) => void cluster.publish({type: 'logs', ids: deviceIds})})
-    const deviceActions = new DeviceActionQueue(db, (deviceId) => void cluster.publish({type: 'actions', ids: [deviceId]}))
-    const shared = shareStateAcrossInstances(bus, {targetStates, apiKeys, heartbeats, links, deviceLogs, deviceActions, onError: (error, message) => app.log.error({err: error}, message)})
+    const {apiKeys, targetStates, heartbeats, links, deviceLogs, deviceActions, shared} = instanceParts(db, bus, secret, options, log)
     const context: ServerContext = {
       db,
       secret,
@@ -321,7 +328,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
         await app.close()
         await heartbeats.close()
         await managedRegistry?.stop()
-        await cluster.close()
+        await bus?.close()
         await db.destroy()
       },
     }
