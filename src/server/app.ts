@@ -205,11 +205,11 @@ export function parsePublicUrl(text: string): string {
 }
 
 /** The registry token key and build credentials when the server has a registry (its own or an external one). */
-async function loadRegistryAuthority(options: ServerOptions): Promise<RegistryAuthority | null> {
+async function loadRegistryAuthority(options: ServerOptions, db: Db): Promise<RegistryAuthority | null> {
   if (options.manageRegistry && options.registry) throw new ExpectedError('a server runs its own registry or uses an external one, not both')
   if (options.manageRegistry && !options.dataDir) throw new ExpectedError('a server without a data dir cannot run a registry: it would have nowhere to store images')
   if (!options.manageRegistry && !options.registry) return null
-  return {key: await loadRegistryTokenKey(options.dataDir), builds: new BuildCredentials()}
+  return {key: await loadRegistryTokenKey(options.dataDir), builds: new BuildCredentials(db)}
 }
 
 /**
@@ -244,7 +244,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
     bus = await openClusterBus(db, location, log('warn'))
     const createdAdmin = await ensureAdmin(db, options.admin ?? {})
     const hostKey = await loadHostKey(options.dataDir && path.join(options.dataDir, HOST_KEY_FILE))
-    const registryAuthority = await loadRegistryAuthority(options)
+    const registryAuthority = await loadRegistryAuthority(options, db)
     const secret = await loadSigningSecret(options.dataDir)
     const {apiKeys, targetStates, heartbeats, links, deviceLogs, deviceActions, shared} = instanceParts(db, bus, secret, options, log)
     const context: ServerContext = {

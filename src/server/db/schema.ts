@@ -290,6 +290,13 @@ export interface DeviceActionTable {
   created_at: string
 }
 
+/** [flotilla] The registry credential of a running build (registry/tokens.ts BuildCredentials): its id and the SHA-256 of its secret. */
+export interface BuildCredentialTable {
+  id: string
+  digest: string
+  release: number
+}
+
 export interface Database {
   actor: ActorTable
   organization: OrganizationTable
@@ -320,4 +327,5 @@ export interface Database {
   device_log: DeviceLogTable
   device_log_batch: DeviceLogBatchTable
   device_action: DeviceActionTable
+  build_credential: BuildCredentialTable
 }

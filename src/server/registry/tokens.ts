@@ -108,25 +108,37 @@ const digestOf = (secret: string) => createHash('sha256').update(secret).digest(
 
 /**
  * The credentials the builder pushes one release's images with: made when the build starts, good for that
- * release's repositories only, forgotten when the build ends. They live in this process's memory alone.
+ * release's repositories only, removed when the build ends. They are kept (hashed) in the database, because the
+ * engine asks the token endpoint through the public URL, which behind a balancer may be another server instance.
  */
 export class BuildCredentials {
-  private readonly releases = new Map<string, {digest: Buffer; releaseId: number}>()
+  constructor(private readonly db: Db) {}
 
   /** A credential for one build's pushes to `registry`; `revoke()` it when the build ends, whatever its outcome. */
-  issue(releaseId: number, registry: string): {credentials: RegistryCredentials; revoke(): void} {
+  async issue(releaseId: number, registry: string): Promise<{credentials: RegistryCredentials; revoke(): Promise<void>}> {
     const password = randomBytes(24).toString('base64url')
     const id = randomBytes(8).toString('hex')
-    this.releases.set(id, {digest: digestOf(password), releaseId})
-    return {credentials: {username: BUILDER_USERNAME, password: `${id}.${password}`, serveraddress: registry}, revoke: () => this.releases.delete(id)}
+    await this.db.insertInto('build_credential').values({id, digest: digestOf(password).toString('hex'), release: releaseId}).execute()
+    return {
+      credentials: {username: BUILDER_USERNAME, password: `${id}.${password}`, serveraddress: registry},
+      revoke: async () => void (await this.db.deleteFrom('build_credential').where('id', '=', id).execute()),
+    }
   }
 
-  /** The release a credential is for while its build runs, else undefined. */
-  releaseOf(credential: string): number | undefined {
+  /** The release a credential is for while its build runs (on any instance), else undefined. */
+  async releaseOf(credential: string): Promise<number | undefined> {
     const [id, password] = credential.split('.', 2)
-    const entry = this.releases.get(id)
-    if (!entry || password === undefined) return undefined
-    return timingSafeEqual(entry.digest, digestOf(password)) ? entry.releaseId : undefined
+    if (password === undefined || !/^[\da-f]{16}$/.test(id)) return undefined
+    // Only while its build runs: a credential left behind by an instance that died mid-build opens nothing.
+    const entry = await this.db
+      .selectFrom('build_credential')
+      .innerJoin('release', 'release.id', 'build_credential.release')
+      .select(['build_credential.digest', 'build_credential.release'])
+      .where('build_credential.id', '=', id)
+      .where('release.status', '=', 'running')
+      .executeTakeFirst()
+    if (!entry) return undefined
+    return timingSafeEqual(Buffer.from(entry.digest, 'hex'), digestOf(password)) ? entry.release : undefined
   }
 }
 

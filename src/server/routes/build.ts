@@ -318,7 +318,7 @@ export function registerBuildRoutes(app: FastifyInstance, context: ServerContext
       response.emit({type: 'metadata', resource: 'buildLogId', value: releaseId})
       response.emit({message: `[Info] Starting build for fleet ${fleet.slug}, release ${releaseId}`})
       let project: UploadedProject | undefined
-      let revokeCredential: (() => void) | undefined
+      let revokeCredential: (() => Promise<void>) | undefined
       const upload = await (await contentStore)?.openUpload(fleet.id)
       let storing: Promise<void> | undefined
       try {
@@ -340,7 +340,7 @@ export function registerBuildRoutes(app: FastifyInstance, context: ServerContext
         if (warning) response.emit({message: warning})
         const {buildRelease} = await import('../builder/build-release.js')
         // The engine asks the token endpoint for push access with it; it reaches this release's images, until revoked below.
-        const credential = context.registry ? context.registryAuthority?.builds.issue(releaseId, context.registry) : undefined
+        const credential = context.registry ? await context.registryAuthority?.builds.issue(releaseId, context.registry) : undefined
         revokeCredential = credential?.revoke
         const result = await buildRelease({
           docker,
@@ -365,7 +365,7 @@ export function registerBuildRoutes(app: FastifyInstance, context: ServerContext
         response.emit({message: `[Error] the builder failed: ${(error as Error).message}`, isError: true})
       } finally {
         clearInterval(cancelWatch)
-        revokeCredential?.()
+        await revokeCredential?.().catch((error: unknown) => request.log.warn({err: error}, 'could not remove the build\'s registry credential'))
         await storing
         await upload?.end().catch((error: unknown) => request.log.warn({err: error}, 'could not prune the fleet\'s stored contents'))
         await project?.dispose()

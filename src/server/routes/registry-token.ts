@@ -21,7 +21,7 @@ function basicCredentials(header: string | undefined): {username: string; passwo
 async function principalOf(context: ServerContext, authority: RegistryAuthority, request: FastifyRequest): Promise<RegistryPrincipal> {
   const basic = basicCredentials(request.headers.authorization)
   if (basic?.username === BUILDER_USERNAME) {
-    const releaseId = authority.builds.releaseOf(basic.password)
+    const releaseId = await authority.builds.releaseOf(basic.password)
     if (releaseId === undefined) throw unauthorized()
     return {kind: 'build', releaseId}
   }
