@@ -250,7 +250,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
     const context: ServerContext = {
       db,
       secret,
-      loginLimiter: new LoginRateLimiter(),
+      loginLimiter: new LoginRateLimiter(db),
       registry: options.registry ?? null,
       registryAuthority,
       // Until listen() knows the port, when none was configured.

@@ -410,7 +410,8 @@ const imageContextDigest: Migration = {
  * What several server instances on one database must share rather than keep in memory: the last log batch stored
  * of each device (so a batch retried to another instance, or after a restart, is stored once), device actions
  * waiting for unlinked devices (collected from whichever instance a device asks), running builds' registry
- * credentials (the engine's token request may reach another instance), and on PostgreSQL a sequence for
+ * credentials (the engine's token request may reach another instance), failed logins (counted across instances),
+ * and on PostgreSQL a sequence for
  * log line ids (each instance took them from max(id) before, which two instances would take twice).
  */
 const clusterState: Migration = {
@@ -433,6 +434,11 @@ const clusterState: Migration = {
       .addColumn('digest', types.text, (column) => column.notNull())
       .addColumn('release', 'integer', (column) => refersTo('release')(column).notNull())
       .execute()
+    await withId(db, db.schema.createTable('login_failure'))
+      .addColumn('key_hash', types.text, (column) => column.notNull())
+      .addColumn('at', types.bigint, (column) => column.notNull())
+      .execute()
+    await db.schema.createIndex('login_failure_key_index').on('login_failure').columns(['key_hash', 'at']).execute()
     if (dialectOf(db) === 'postgres') {
       await sql`create sequence device_log_id_seq as bigint`.execute(db)
       await sql`select setval('device_log_id_seq', coalesce((select max(id) from device_log), 0) + 1, false)`.execute(db)

@@ -297,6 +297,13 @@ export interface BuildCredentialTable {
   release: number
 }
 
+/** A failed login (auth/rate-limit.ts), by the SHA-256 of its IP and user name, at a time in ms. */
+export interface LoginFailureTable {
+  id: Generated<number>
+  key_hash: string
+  at: number
+}
+
 export interface Database {
   actor: ActorTable
   organization: OrganizationTable
@@ -328,4 +335,5 @@ export interface Database {
   device_log_batch: DeviceLogBatchTable
   device_action: DeviceActionTable
   build_credential: BuildCredentialTable
+  login_failure: LoginFailureTable
 }
