@@ -226,7 +226,7 @@ function instanceParts(db: Db, bus: ClusterBus, secret: Uint8Array, options: Ser
     announce: (deviceId) => devicesWritten.add(deviceId),
   })
   const links = new DeviceLinks({db, targetStates, heartbeats, onError: log('warn')})
-  const deviceLogs = new DeviceLogStore(db, {onStored: (deviceIds) => void bus.publish({type: 'logs', ids: deviceIds})})
+  const deviceLogs = new DeviceLogStore(db, {onStored: (deviceIds) => void bus.publish({type: 'logs', ids: deviceIds}), onError: log('warn')})
   const deviceActions = new DeviceActionQueue(db, (deviceId) => void bus.publish({type: 'actions', ids: [deviceId]}))
   const shared = shareStateAcrossInstances(bus, {targetStates, apiKeys, heartbeats, links, deviceLogs, deviceActions, onError: log('error')})
   return {apiKeys, targetStates, heartbeats, links, deviceLogs, deviceActions, shared}

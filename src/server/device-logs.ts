@@ -56,6 +56,8 @@ export interface DeviceLogStoreOptions {
   retention?: number
   /** Called once lines of these devices are in the database (the server tells its other instances). */
   onStored?: (deviceIds: number[]) => void
+  /** Where a failed read of lines other instances stored is reported (their followers get them with the next ones). */
+  onError?: (error: unknown, message: string) => void
 }
 
 /**
@@ -214,7 +216,7 @@ export class DeviceLogStore {
         const lines = await this.history(device, since === undefined ? {count: this.options.retention ?? DEFAULT_LOG_RETENTION} : {count: 'all', since}, {waitForWrites: false})
         for (const line of lines) this.publish(device, line)
       }
-    }).catch(() => undefined)
+    }).catch((error: unknown) => this.options.onError?.(error, 'reading log lines other server instances stored failed'))
     return this.writing
   }
 
