@@ -6,7 +6,7 @@ import path from 'node:path'
 
 import {makeCliHome, runCli} from '../helpers/cli.js'
 import {ensureBaseImage, ensureDocker} from '../helpers/docker.js'
-import {FleetApi} from '../helpers/fleet-api.js'
+import {eventually, FleetApi} from '../helpers/fleet-api.js'
 import {freeLoopbackPort} from '../helpers/net.js'
 import {TEST_DATABASE} from '../helpers/postgres.js'
 import {startServer, type TestServer} from '../helpers/server.js'
@@ -67,7 +67,7 @@ describe('flotilla push through two server instances with data dirs of their own
     for (const dir of [home, folder]) if (dir) rmSync(dir, {recursive: true, force: true})
   })
 
-  const push = () => runCli(['push', 'balanced', '--source', folder], {env: {HOME: home, FLOTILLA_URL: `http://127.0.0.1:${forwarder.address() && (forwarder.address() as {port: number}).port}`, FLOTILLA_TOKEN: key}, timeoutMs: 240_000})
+  const push = (...flags: string[]) => runCli(['push', 'balanced', '--source', folder, ...flags], {env: {HOME: home, FLOTILLA_URL: `http://127.0.0.1:${forwarder.address() && (forwarder.address() as {port: number}).port}`, FLOTILLA_TOKEN: key}, timeoutMs: 240_000})
 
   it('sends again in full, once, the contents the upload\u2019s instance lacks, and the release builds', async () => {
     const first = await push()
@@ -83,5 +83,21 @@ describe('flotilla push through two server instances with data dirs of their own
     const releaseId = Number(/\(id (\d+)\) built/.exec(second.stderr)?.[1])
     const status = (await new FleetApi(a.url).call('GET', `/v7/release(${releaseId})?$select=status`, {token: key})).json().d[0].status
     assert.equal(status, 'success')
+  })
+
+  it('starts a detached build after sending again what the upload’s instance lacks', async () => {
+    writeFileSync(path.join(folder, 'message.txt'), `detached ${Date.now()}\n`)
+    route = () => a
+    assert.equal((await push()).exitCode, 0)
+    writeFileSync(path.join(folder, 'extra.txt'), 'only A has seen the message\n')
+    route = (request) => (request.url?.startsWith('/v3/build/contents') ? a : b)
+    const detached = await push('--detached', '--json')
+    assert.equal(detached.exitCode, 0, detached.stderr)
+    const {releaseId, started} = JSON.parse(detached.stdout) as {releaseId: number; started: boolean}
+    assert.equal(started, true)
+    const api = new FleetApi(a.url)
+    const status = async () => (await api.call('GET', `/v7/release(${releaseId})?$select=status`, {token: key})).json().d[0].status as string
+    await eventually(async () => (await status()) !== 'running', 'the detached build to end', 120_000)
+    assert.equal(await status(), 'success')
   })
 })
