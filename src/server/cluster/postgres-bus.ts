@@ -67,7 +67,8 @@ export class PostgresBus implements ClusterBus {
 
   private async listen(): Promise<void> {
     const {default: pg} = await import('pg')
-    const client = new pg.Client({connectionString: this.options.url, application_name: 'flotilla-cluster-bus'})
+    // TCP keepalive: a listener whose peer vanished without a word (a dead host, a dropped NAT entry) notices.
+    const client = new pg.Client({connectionString: this.options.url, application_name: 'flotilla-cluster-bus', keepAlive: true})
     // Either may come when the connection fails; one reconnection is enough. A failed first connection is the caller's.
     let listening = false
     let lost = false
