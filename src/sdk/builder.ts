@@ -70,12 +70,23 @@ export async function* streamBuild(client: FleetClient, request: BuildRequest): 
   }
 }
 
+/** [flotilla] The builder refused the upload for contents it lacks (another server instance answered the contents query). */
+export class BuilderLacksContentsError extends ExpectedError {
+  constructor(
+    message: string,
+    readonly missing: string[],
+  ) {
+    super(message)
+  }
+}
+
 /** Uploads the project and returns as soon as the build started (`--detached`). */
 export async function startDetachedBuild(client: FleetClient, request: BuildRequest): Promise<{releaseId: number}> {
   const response = await openBuild(client, request, true)
   const chunks: Buffer[] = []
   for await (const chunk of response) chunks.push(chunk as Buffer)
   const answer = JSON.parse(Buffer.concat(chunks).toString('utf8')) as HeadlessBuildAnswer
+  if (!answer.started && Array.isArray(answer.missing)) throw new BuilderLacksContentsError(`the build did not start: ${answer.message}`, answer.missing)
   if (!answer.started) throw new ExpectedError(`the build did not start: ${answer.message || answer.error}`)
   return {releaseId: answer.releaseId}
 }

@@ -5,7 +5,7 @@ import {ExpectedError, InterruptedError} from '../errors.js'
 import type {ProjectEntry} from '../project/pack.js'
 import type {BuildEvent} from '../protocol/build-events.js'
 import type {FleetClient} from './client.js'
-import {storedContents, streamBuild, startDetachedBuild} from './builder.js'
+import {BuilderLacksContentsError, storedContents, streamBuild, startDetachedBuild} from './builder.js'
 import {resolveDeviceType} from './device-types.js'
 import {type Fleet, getFleet} from './fleets.js'
 import {cancelRelease, setReleaseNote, tagRelease} from './releases.js'
@@ -48,7 +48,8 @@ export interface PushResult {
   failed: boolean
 }
 
-async function prepare(client: FleetClient, options: PushOptions, upload?: UploadProgress) {
+/** The project packed for the fleet's builder; contents the builder has are named by hash, except those in `resend`. */
+async function prepare(client: FleetClient, options: PushOptions, upload?: UploadProgress, resend: ReadonlySet<string> = new Set()) {
   const fleet = await getFleet(client, options.fleet)
   const deviceType = await resolveDeviceType(client, fleet.device_type)
   const {describeProject} = await import('../project/detect.js')
@@ -67,7 +68,7 @@ async function prepare(client: FleetClient, options: PushOptions, upload?: Uploa
   const extraFiles = await registrySecretsFile(options.registrySecrets)
   const entries = await listProjectEntries(folder, undefined, contexts)
   const hashCache = options.hashCacheFolder && path.join(options.hashCacheFolder, `${createHash('sha256').update(folder).digest('hex').slice(0, 32)}.json`)
-  const references = await unchangedContents(client, fleet.slug, entries, replacements, {cacheFile: hashCache, signal: options.signal})
+  const references = await unchangedContents(client, fleet.slug, entries, replacements, {cacheFile: hashCache, signal: options.signal, resend})
   const tarball = packProject(folder, {
     onProgress: upload && ((progress) => upload.packed(progress.bytesRead, progress.totalBytes)),
     entries,
@@ -91,7 +92,7 @@ async function unchangedContents(
   slug: string,
   entries: ProjectEntry[],
   replacements: Record<string, string>,
-  options: {cacheFile?: string; signal?: AbortSignal},
+  options: {cacheFile?: string; signal?: AbortSignal; resend: ReadonlySet<string>},
 ): Promise<Map<string, string>> {
   const {hashProjectContents} = await import('../project/content-hashes.js')
   const hashes = await hashProjectContents(
@@ -100,7 +101,7 @@ async function unchangedContents(
     options.cacheFile,
   )
   const stored = await storedContents(client, slug, [...hashes.values()], options.signal)
-  return new Map([...hashes].filter(([, hash]) => stored.has(hash)))
+  return new Map([...hashes].filter(([, hash]) => stored.has(hash) && !options.resend.has(hash)))
 }
 
 /** The upload's progress as got reports it: the latest count not yet handed on, and a wake-up for whoever waits. */
@@ -166,23 +167,26 @@ async function finishRelease(client: FleetClient, releaseId: number, options: Pu
   if (options.note) await setReleaseNote(client, releaseId, options.note)
 }
 
+/** One upload and build of the prepared project: its release, whether it failed, and the contents the builder lacked when it refused the upload for that. */
+interface BuildAttempt {
+  releaseId?: number
+  failed: boolean
+  missing?: string[]
+}
+
 /**
- * Packs the project, streams it to the fleet's builder and yields the build as it happens. The project is checked
- * before anything is uploaded. When `signal` aborts, the release is marked cancelled and an InterruptedError ends it.
+ * Streams the prepared project to the builder and yields the build as it happens. With `mayResend`, a refusal for
+ * missing contents (`missingContents`) is not shown: the caller sends the project again.
  */
-export async function* pushProject(client: FleetClient, options: PushOptions): AsyncGenerator<PushEvent, PushResult> {
-  const upload = new UploadProgress()
-  const {fleet, project, tarball} = await prepare(client, options, upload)
-  yield {kind: 'project', fleet, services: project.services.map((service) => service.serviceName), warnings: project.warnings}
-  let releaseId: number | undefined
-  let failed = false
+async function* uploadAndBuild(client: FleetClient, options: PushOptions, prepared: Awaited<ReturnType<typeof prepare>>, upload: UploadProgress, mayResend: boolean): AsyncGenerator<PushEvent, BuildAttempt> {
+  const attempt: BuildAttempt = {failed: false}
   const stop = new AbortController()
   const abort = () => stop.abort()
   options.signal?.addEventListener('abort', abort, {once: true})
   try {
     const events = streamBuild(client, {
-      slug: fleet.slug,
-      tarball,
+      slug: prepared.fleet.slug,
+      tarball: prepared.tarball,
       dockerfilePath: options.dockerfile,
       nocache: options.nocache,
       draft: options.draft,
@@ -197,17 +201,18 @@ export async function* pushProject(client: FleetClient, options: PushOptions): A
 
       const {event} = item
       if (event.type === 'metadata' && event.resource === 'buildLogId') {
-        releaseId = event.value
-        yield {kind: 'release', releaseId}
+        attempt.releaseId = event.value
+        yield {kind: 'release', releaseId: event.value}
       }
 
-      if ('isError' in event && event.isError) failed = true
-      yield {kind: 'build', event}
+      if (event.type === 'metadata' && event.resource === 'missingContents') attempt.missing = event.value
+      if ('isError' in event && event.isError) attempt.failed = true
+      if (!(mayResend && attempt.missing)) yield {kind: 'build', event}
     }
   } catch (error) {
     if (options.signal?.aborted) {
-      if (releaseId !== undefined) await cancelRelease(client, releaseId)
-      throw new InterruptedError(releaseId === undefined ? 'push cancelled before the build started' : `push cancelled: release ${releaseId} marked cancelled`)
+      if (attempt.releaseId !== undefined) await cancelRelease(client, attempt.releaseId)
+      throw new InterruptedError(attempt.releaseId === undefined ? 'push cancelled before the build started' : `push cancelled: release ${attempt.releaseId} marked cancelled`)
     }
 
     throw error
@@ -215,22 +220,49 @@ export async function* pushProject(client: FleetClient, options: PushOptions): A
     options.signal?.removeEventListener('abort', abort)
   }
 
-  if (releaseId === undefined) throw new ExpectedError('the builder ended without creating a release')
-  if (!failed) await finishRelease(client, releaseId, options)
-  return {releaseId, failed}
+  return attempt
+}
+
+/**
+ * Packs the project, streams it to the fleet's builder and yields the build as it happens. The project is checked
+ * before anything is uploaded. When `signal` aborts, the release is marked cancelled and an InterruptedError ends it.
+ * [flotilla] When the builder lacks contents the upload named by hash (behind a balancer, another server instance
+ * answered the contents query), the project is sent once more with those contents in full.
+ */
+export async function* pushProject(client: FleetClient, options: PushOptions): AsyncGenerator<PushEvent, PushResult> {
+  let upload = new UploadProgress()
+  const prepared = await prepare(client, options, upload)
+  const {fleet, project} = prepared
+  yield {kind: 'project', fleet, services: project.services.map((service) => service.serviceName), warnings: project.warnings}
+  let attempt = yield* uploadAndBuild(client, options, prepared, upload, true)
+  if (attempt.missing) {
+    yield {kind: 'build', event: {message: `[Info] This builder lacks ${attempt.missing.length} file contents sent by earlier pushes (another server instance kept them): sending the project again with them in full`}}
+    upload = new UploadProgress()
+    attempt = yield* uploadAndBuild(client, options, await prepare(client, options, upload, new Set(attempt.missing)), upload, false)
+  }
+
+  if (attempt.releaseId === undefined) throw new ExpectedError('the builder ended without creating a release')
+  if (!attempt.failed) await finishRelease(client, attempt.releaseId, options)
+  return {releaseId: attempt.releaseId, failed: attempt.failed}
 }
 
 /** Uploads the project and returns as soon as the build has started (`--detached`). */
 export async function pushDetached(client: FleetClient, options: PushOptions): Promise<{releaseId: number; fleet: Fleet; warnings: string[]}> {
-  const {fleet, project, tarball} = await prepare(client, options)
-  const {releaseId} = await startDetachedBuild(client, {
-    slug: fleet.slug,
-    tarball,
-    dockerfilePath: options.dockerfile,
-    nocache: options.nocache,
-    draft: options.draft,
-    signal: options.signal,
-  })
-  await finishRelease(client, releaseId, options)
-  return {releaseId, fleet, warnings: project.warnings}
+  const start = async (resend?: ReadonlySet<string>) => {
+    const {fleet, project, tarball} = await prepare(client, options, undefined, resend)
+    const request = {slug: fleet.slug, tarball, dockerfilePath: options.dockerfile, nocache: options.nocache, draft: options.draft, signal: options.signal}
+    return {fleet, project, ...(await startDetachedBuild(client, request))}
+  }
+
+  let started
+  try {
+    started = await start()
+  } catch (error) {
+    // Another server instance answered the contents query: once more, with what this builder lacks in full.
+    if (!(error instanceof BuilderLacksContentsError)) throw error
+    started = await start(new Set(error.missing))
+  }
+
+  await finishRelease(client, started.releaseId, options)
+  return {releaseId: started.releaseId, fleet: started.fleet, warnings: started.project.warnings}
 }

@@ -8,6 +8,9 @@ import Fastify, {type FastifyError, type FastifyInstance, LogController} from 'f
 
 import {ExpectedError} from '../errors.js'
 import {ApiKeyCache} from './auth/api-key-cache.js'
+import type {ClusterBus} from './cluster/bus.js'
+import {openClusterBus} from './cluster/open.js'
+import {DeviceIdBatcher, shareStateAcrossInstances} from './cluster/shared-state.js'
 import {LoginRateLimiter} from './auth/rate-limit.js'
 import {loadSigningSecret} from './auth/tokens.js'
 import {type AdminSettings, type CreatedAdmin, ensureAdmin} from './bootstrap.js'
@@ -114,8 +117,15 @@ export interface FlotillaServer {
   close(): Promise<void>
 }
 
+/** What the routes reach beyond the context: the device links, and the device logs and actions shared across instances. */
+interface InstanceParts {
+  links: DeviceLinks
+  deviceLogs: DeviceLogStore
+  deviceActions: DeviceActionQueue
+}
+
 /** Every route of the server, registered in one place. */
-function registerRoutes(app: FastifyInstance, context: ServerContext, options: ServerOptions, links: DeviceLinks): void {
+function registerRoutes(app: FastifyInstance, context: ServerContext, options: ServerOptions, {links, deviceLogs, deviceActions}: InstanceParts): void {
   registerDiscoveryRoutes(app, context)
   registerRegistryTokenRoute(app, context)
   registerAuthRoutes(app, context)
@@ -128,19 +138,17 @@ function registerRoutes(app: FastifyInstance, context: ServerContext, options: S
     ...options.builder,
     docker: options.builder?.docker ?? localDockerEngine(),
   })
-  const deviceActions = new DeviceActionQueue()
   registerDeviceStateRoutes(app, context, {
     actions: deviceActions,
     heartbeatTimeoutMs: options.deviceHeartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS,
     linkedDeviceIds: () => links.linkedDeviceIds(),
   })
-  const deviceLogs = new DeviceLogStore(context.db)
   app.addHook('onClose', async () => deviceLogs.flush())
   registerDeviceLogRoutes(app, context, {store: deviceLogs, heartbeatMs: options.logStreamHeartbeatMs ?? DEFAULT_LOG_HEARTBEAT_MS})
   registerDownloadConfigRoute(app, context)
   registerOsDownloadRoute(app, context, options.imagesDir)
   const deliverAction = async (deviceId: number, action: DeviceAction) => {
-    if (!(await links.deliverAction(deviceId, action))) deviceActions.enqueue(deviceId, action)
+    if (!(await links.deliverAction(deviceId, action))) await deviceActions.enqueue(deviceId, action)
   }
 
   registerSupervisorRoute(app, context, deliverAction)
@@ -243,29 +251,66 @@ async function loadRegistryAuthority(db: Db, secret: Uint8Array, options: Server
   return {key: await loadRegistryTokenKey(db, options.dataDir), builds: new BuildCredentials(db, secret)}
 }
 
+/**
+ * What one instance keeps in memory (caches, links, log followers, action collects), made to act with the other
+ * instances of its database through the cluster bus.
+ */
+function instanceParts(db: Db, bus: ClusterBus, secret: Uint8Array, options: ServerOptions, log: (level: 'warn' | 'error') => (error: unknown, message: string) => void) {
+  const devicesWritten = new DeviceIdBatcher((ids) => bus.publish({type: 'devices', ids}))
+  const apiKeys = new ApiKeyCache(db, secret)
+  const targetStates = new TargetStates(db)
+  const heartbeats = new Heartbeats(db, {
+    timeoutMs: options.deviceHeartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS,
+    onError: log('warn'),
+    announce: (deviceId) => devicesWritten.add(deviceId),
+  })
+  const links = new DeviceLinks({db, targetStates, heartbeats, onError: log('warn')})
+  const deviceLogs = new DeviceLogStore(db, {onStored: (deviceIds) => void bus.publish({type: 'logs', ids: deviceIds}), onError: log('warn')})
+  const deviceActions = new DeviceActionQueue(db, (deviceId) => void bus.publish({type: 'actions', ids: [deviceId]}))
+  const shared = shareStateAcrossInstances(bus, {targetStates, apiKeys, heartbeats, links, deviceLogs, deviceActions, onError: log('error')})
+  return {apiKeys, targetStates, heartbeats, links, deviceLogs, deviceActions, shared}
+}
+
+/** The SSH gateway listening on `port` of `host`; the port bound. */
+async function listenSsh(gateway: {listen(port: number, host: string): Promise<number>}, port: number, host: string): Promise<number> {
+  try {
+    return await gateway.listen(port, host)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new ExpectedError(`SSH port ${port} on ${host} is already in use — choose another with --ssh-port`)
+    throw error
+  }
+}
+
+/** Debian's docker-registry for a server started with `manageRegistry`, its address put in the context; else nothing. */
+async function startOwnRegistry(options: ServerOptions, context: ServerContext, onUnexpectedExit: (reason: string) => void): Promise<RegistryProcess | undefined> {
+  const certificateFile = context.registryAuthority?.key.certificateFile
+  if (!options.manageRegistry || !options.dataDir || !certificateFile) return undefined
+  const registry = await startManagedRegistry({dataDir: options.dataDir, realm: `${context.publicUrl}/auth/v1/token`, certificateFile, onUnexpectedExit})
+  context.registry = registry.address
+  return registry
+}
+
 /** Builds the fleet server over the database of its data dir: bootstrap, routes, error answers. Call listen() to serve. */
 export async function createServer(options: ServerOptions = {}): Promise<FlotillaServer> {
   const publicUrl = options.publicUrl === undefined ? undefined : parsePublicUrl(options.publicUrl)
   const internalUrl = options.internalUrl === undefined ? undefined : parsePublicUrl(options.internalUrl, 'internal URL')
-  const db = await openDatabase(databaseLocation(options))
+  const location = databaseLocation(options)
+  const db = await openDatabase(location)
+  let bus: ClusterBus | undefined
   try {
+    // Diagnostics go to the server's log, which exists by the time anything is published, received or polled.
+    const log = (level: 'warn' | 'error') => (error: unknown, message: string) => app.log[level]({err: error}, isDiskFullError(error) ? `disk full: ${message}` : message)
+    bus = await openClusterBus(db, location, log('warn'))
     const createdAdmin = await ensureAdmin(db, options.admin ?? {})
     const hostKey = await loadGatewayHostKey(db, options.dataDir)
     const secret = await loadSigningSecret(db, options.dataDir)
     const registryAuthority = await loadRegistryAuthority(db, secret, options)
-    const apiKeys = new ApiKeyCache(db, secret)
-    const targetStates = new TargetStates(db)
-    // Diagnostics go to the server's log, which exists by the time a device polls or links.
-    const heartbeats = new Heartbeats(db, {
-      timeoutMs: options.deviceHeartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS,
-      onError: (error, message) => app.log.warn({err: error}, isDiskFullError(error) ? `disk full: ${message}` : message),
-    })
-    const links = new DeviceLinks({db, targetStates, heartbeats, onError: (error, message) => app.log.warn({err: error}, message)})
-    const {instances, serveInternalChannel} = joinInstances(db, secret, links, (error, message) => app.log.warn({err: error}, message))
+    const {apiKeys, targetStates, heartbeats, links, deviceLogs, deviceActions, shared} = instanceParts(db, bus, secret, options, log)
+    const {instances, serveInternalChannel} = joinInstances(db, secret, links, log('warn'))
     const context: ServerContext = {
       db,
       secret,
-      loginLimiter: new LoginRateLimiter(),
+      loginLimiter: new LoginRateLimiter(db),
       registry: options.registry ?? null,
       registryAuthority,
       // Until listen() knows the port, when none was configured.
@@ -278,17 +323,9 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
       apiKeys,
       targetStates,
       heartbeats,
-      targetsMaybeChanged: () => {
-        targetStates.invalidate()
-        apiKeys.clear()
-        heartbeats.forgetAll()
-        links.targetsMaybeChanged()
-      },
-      keysMaybeRevoked: () => {
-        apiKeys.clear()
-        // The deletion itself succeeded: a failure here is logged, not answered as the request's.
-        return links.closeLinksOfRevokedKeys().catch((error: unknown) => app.log.error({err: error}, 'closing links of revoked keys failed'))
-      },
+      // Here at once, and on every other instance of the database through the cluster bus.
+      targetsMaybeChanged: shared.targetsMaybeChanged,
+      keysMaybeRevoked: shared.keysMaybeRevoked,
     }
     const settings = {
       logger: {level: options.logger?.level ?? 'warn', stream: process.stderr},
@@ -303,7 +340,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
     })
     sendErrors(app)
     const logError = (error: unknown, message: string) => app.log.error({err: error}, message)
-    registerRoutes(app, context, options, links)
+    registerRoutes(app, context, options, {links, deviceLogs, deviceActions})
     serveTunnels(app.server, context, links, logError)
     const terminals = serveWebTerminals(context, links, logError)
     serveUpgrades(app, {[WEB_TERMINAL_PATH]: terminals.handleUpgrade, [INTERNAL_CHANNEL_PATH]: serveInternalChannel})
@@ -323,25 +360,11 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
         const listeningUrl = `${scheme}://${urlHostOf(isWildcardAddress(host) ? hostname() : host)}:${address.port}`
         // Before the first link: a link is recorded as this instance's.
         await instances.start(internalUrl ?? listeningUrl)
-        try {
-          context.sshPort = await gateway.listen(context.sshPort, host)
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new ExpectedError(`SSH port ${context.sshPort} on ${host} is already in use — choose another with --ssh-port`)
-          throw error
-        }
-
+        context.sshPort = await listenSsh(gateway, context.sshPort, host)
         bound = {host, port: address.port, sshPort: context.sshPort}
         if (publicUrl === undefined) context.publicUrl = listeningUrl
-        if (options.manageRegistry && options.dataDir && registryAuthority?.key.certificateFile) {
-          // Clients are sent to the token endpoint by the registry, so it starts once the server's URL is known.
-          managedRegistry = await startManagedRegistry({
-            dataDir: options.dataDir,
-            realm: `${context.publicUrl}/auth/v1/token`,
-            certificateFile: registryAuthority.key.certificateFile,
-            onUnexpectedExit: (reason) => app.log.error(`the Docker registry stopped: ${reason}`),
-          })
-          context.registry = managedRegistry.address
-        }
+        // Clients are sent to the token endpoint by the registry, so it starts once the server's URL is known.
+        managedRegistry = await startOwnRegistry(options, context, (reason) => app.log.error(`the Docker registry stopped: ${reason}`))
 
         return `${scheme}://${urlHostOf(host)}:${address.port}`
       },
@@ -358,10 +381,12 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
         await instances.stop()
         await heartbeats.close()
         await managedRegistry?.stop()
+        await bus?.close()
         await db.destroy()
       },
     }
   } catch (error) {
+    await bus?.close()
     await db.destroy()
     throw error
   }

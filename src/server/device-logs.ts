@@ -1,7 +1,9 @@
-import {sql} from 'kysely'
+import {sql, type Transaction} from 'kysely'
 
 import {type LogBatchId, type LogLine, type StoredLogLine, truncateLogMessage} from '../protocol/log-line.js'
 import type {Db} from './db/database.js'
+import {type DialectName, dialectOf} from './db/dialect.js'
+import type {Database} from './db/schema.js'
 
 export const DEFAULT_LOG_RETENTION = 1000
 
@@ -42,10 +44,20 @@ export function logLineOf(value: unknown): LogLine | undefined {
   return line
 }
 
-interface PendingLine {
+interface PendingAppend {
   device: number
-  line: StoredLogLine
-  settle: (error?: unknown) => void
+  lines: StoredLogLine[]
+  /** The numbered batch these lines are (X-Flotilla-Log-Batch): stored only if it was not before. */
+  batch?: LogBatchId
+  settle: (error: unknown, stored?: boolean) => void
+}
+
+export interface DeviceLogStoreOptions {
+  retention?: number
+  /** Called once lines of these devices are in the database (the server tells its other instances). */
+  onStored?: (deviceIds: number[]) => void
+  /** Where a failed read of lines other instances stored is reported (their followers get them with the next ones). */
+  onError?: (error: unknown, message: string) => void
 }
 
 /**
@@ -53,42 +65,57 @@ interface PendingLine {
  * trimming its devices to the retention; `append` resolves once its lines are in the database (so a device is
  * told its lines are kept only when they are) and rejects when the write failed, and only stored lines reach live
  * subscribers, in id order. Reads of history wait for the writes before them, so history and the live lines meet
- * without a gap.
+ * without a gap. Lines other server instances stored reach this one's subscribers through {@link catchUp}.
+ *
+ * Ids grow with every line stored: SQLite's are counted here (one process), PostgreSQL's come from a sequence at
+ * the write, so instances sharing the database never hand out one twice and a device's lines keep their order.
  */
 export class DeviceLogStore {
   private nextId?: number
   private readonly subscribers = new Map<number, Set<Subscriber>>()
-  private pending: PendingLine[] = []
+  /** The last line id given to each followed device's subscribers. */
+  private readonly published = new Map<number, number>()
+  private pending: PendingAppend[] = []
   private writing: Promise<void> = Promise.resolve()
   private flushScheduled = false
+  private readonly dialect: DialectName
 
   constructor(
     private readonly db: Db,
-    private readonly options: {retention?: number} = {},
-  ) {}
-
-  private async ids(): Promise<number> {
-    if (this.nextId === undefined) {
-      const row = await this.db.selectFrom('device_log').select(sql<number | null>`max(id)`.as('last')).executeTakeFirst()
-      this.nextId ??= Number(row?.last ?? 0) + 1
-    }
-
-    return this.nextId
+    private readonly options: DeviceLogStoreOptions = {},
+  ) {
+    this.dialect = dialectOf(db)
   }
 
-  /** Stores lines of a device; resolves once they are in the database, then publishes them to its subscribers. */
-  async append(deviceId: number, lines: LogLine[]): Promise<void> {
-    if (lines.length === 0) return
-    await this.ids()
+  /** Ids for `count` new lines, in increasing order. */
+  private async newIds(trx: Db | Transaction<Database>, count: number): Promise<number[]> {
+    if (this.dialect === 'postgres') {
+      const {rows} = await sql<{id: number}>`select nextval('device_log_id_seq') as id from generate_series(1, ${count})`.execute(trx)
+      return rows.map((row) => Number(row.id)).sort((a, b) => a - b)
+    }
+
+    if (this.nextId === undefined) {
+      const row = await trx.selectFrom('device_log').select(sql<number | null>`max(id)`.as('last')).executeTakeFirst()
+      this.nextId = Number(row?.last ?? 0) + 1
+    }
+
+    return Array.from({length: count}, () => this.nextId!++)
+  }
+
+  /**
+   * Stores lines of a device; resolves once they are in the database, then publishes them to its subscribers.
+   * With `batch`, the lines are stored only when that batch (or a later one of its journal) was not, by any
+   * instance; resolves with whether they were.
+   */
+  async append(deviceId: number, lines: LogLine[], batch?: LogBatchId): Promise<boolean> {
+    if (lines.length === 0) return false
     const createdAt = Date.now()
-    const settled = lines.map((line) => {
-      const stored: StoredLogLine = {...line, message: line.message.replaceAll('\0', NUL_STAND_IN), id: this.nextId!++, createdAt}
-      return new Promise<void>((resolve, reject) => {
-        this.pending.push({device: deviceId, line: stored, settle: (error) => (error === undefined ? resolve() : reject(error))})
-      })
+    const stored = lines.map((line): StoredLogLine => ({...line, message: line.message.replaceAll('\0', NUL_STAND_IN), createdAt}))
+    const settled = new Promise<boolean>((resolve, reject) => {
+      this.pending.push({device: deviceId, lines: stored, batch, settle: (error, done) => (error === undefined ? resolve(done ?? false) : reject(error))})
     })
     this.scheduleFlush()
-    await Promise.all(settled)
+    return settled
   }
 
   private scheduleFlush(): void {
@@ -99,16 +126,18 @@ export class DeviceLogStore {
         new Promise<void>((resolve) => {
           setImmediate(() => {
             this.flushScheduled = false
-            const batch = this.pending
+            const appends = this.pending
             this.pending = []
-            this.write(batch).then(
-              () => {
-                for (const {device, line} of batch) for (const listener of this.subscribers.get(device) ?? []) listener(line)
-                for (const entry of batch) entry.settle()
+            this.write(appends).then(
+              (stored) => {
+                for (const entry of appends) if (stored.has(entry)) for (const line of entry.lines) this.publish(entry.device, line)
+                for (const entry of appends) entry.settle(undefined, stored.has(entry))
+                const devices = [...new Set(appends.filter((entry) => stored.has(entry)).map((entry) => entry.device))]
+                if (devices.length > 0) this.options.onStored?.(devices)
                 resolve()
               },
               (error: unknown) => {
-                for (const entry of batch) entry.settle(error)
+                for (const entry of appends) entry.settle(error)
                 resolve()
               },
             )
@@ -117,12 +146,41 @@ export class DeviceLogStore {
     )
   }
 
-  private async write(batch: PendingLine[]): Promise<void> {
-    if (batch.length === 0) return
-    const devices = new Set(batch.map((entry) => entry.device))
+  private publish(device: number, line: StoredLogLine): void {
+    const listeners = this.subscribers.get(device)
+    if (!listeners) return
+    this.published.set(device, Math.max(this.published.get(device) ?? 0, line.id ?? 0))
+    for (const listener of listeners) listener(line)
+  }
+
+  /** Records a numbered batch as stored unless it (or a later one of its journal) was; whether it was recorded now. */
+  private async recordBatch(trx: Transaction<Database>, device: number, batch: LogBatchId): Promise<boolean> {
+    const recorded = await trx
+      .insertInto('device_log_batch')
+      .values({device, journal: batch.journal, number: batch.number})
+      .onConflict((conflict) =>
+        conflict
+          .column('device')
+          .doUpdateSet({journal: (eb) => eb.ref('excluded.journal'), number: (eb) => eb.ref('excluded.number')})
+          .where((eb) => eb.or([eb('device_log_batch.journal', '<>', eb.ref('excluded.journal')), eb('device_log_batch.number', '<', eb.ref('excluded.number'))])),
+      )
+      .returning('device')
+      .executeTakeFirst()
+    return recorded !== undefined
+  }
+
+  /** Writes the appends in one transaction; resolves with those stored (a batch stored before is not). */
+  private async write(appends: PendingAppend[]): Promise<Set<PendingAppend>> {
+    const stored = new Set<PendingAppend>()
+    if (appends.length === 0) return stored
     await this.db.transaction().execute(async (trx) => {
-      for (let start = 0; start < batch.length; start += 100) {
-        const rows = batch.slice(start, start + 100).map(({device, line}) => ({
+      for (const entry of appends) if (!entry.batch || (await this.recordBatch(trx, entry.device, entry.batch))) stored.add(entry)
+      const lines = [...stored].flatMap((entry) => entry.lines.map((line) => ({device: entry.device, line})))
+      if (lines.length === 0) return
+      const ids = await this.newIds(trx, lines.length)
+      for (const [index, {line}] of lines.entries()) line.id = ids[index]
+      for (let start = 0; start < lines.length; start += 100) {
+        const rows = lines.slice(start, start + 100).map(({device, line}) => ({
           id: line.id!,
           device,
           created_at: line.createdAt,
@@ -135,11 +193,36 @@ export class DeviceLogStore {
         await trx.insertInto('device_log').values(rows).execute()
       }
 
-      for (const device of devices) {
+      for (const device of new Set(lines.map((entry) => entry.device))) {
         const oldestKept = await trx.selectFrom('device_log').select('id').where('device', '=', device).orderBy('id', 'desc').offset((this.options.retention ?? DEFAULT_LOG_RETENTION) - 1).limit(1).executeTakeFirst()
         if (oldestKept) await trx.deleteFrom('device_log').where('device', '=', device).where('id', '<', oldestKept.id).execute()
       }
     })
+    return stored
+  }
+
+  /**
+   * Another instance stored lines of these devices: the followed ones' subscribers get the lines they have not
+   * had, in order, after this instance's own writes so far.
+   */
+  catchUp(deviceIds: Iterable<number>): Promise<void> {
+    const followed = [...deviceIds].filter((device) => this.subscribers.has(device))
+    if (followed.length === 0) return this.writing
+    this.writing = this.writing.then(async () => {
+      for (const device of followed) {
+        if (!this.subscribers.has(device)) continue
+        const since = this.published.get(device)
+        // A device first followed has no line published yet: its retention is read, and each follower drops what its history had.
+        const lines = await this.history(device, since === undefined ? {count: this.options.retention ?? DEFAULT_LOG_RETENTION} : {count: 'all', since}, {waitForWrites: false})
+        for (const line of lines) this.publish(device, line)
+      }
+    }).catch((error: unknown) => this.options.onError?.(error, 'reading log lines other server instances stored failed'))
+    return this.writing
+  }
+
+  /** Every followed device may have missed lines (the cluster bus reconnected). */
+  catchUpAll(): Promise<void> {
+    return this.catchUp(this.subscribers.keys())
   }
 
   /** Waits until every line appended so far is in the database. */
@@ -148,8 +231,8 @@ export class DeviceLogStore {
   }
 
   /** The last `count` lines of a device (all kept with `'all'`), oldest first, only those after `since` when given. */
-  async history(deviceId: number, options: {count: number | 'all'; since?: number}): Promise<StoredLogLine[]> {
-    await this.flush()
+  async history(deviceId: number, options: {count: number | 'all'; since?: number}, read: {waitForWrites?: boolean} = {}): Promise<StoredLogLine[]> {
+    if (read.waitForWrites !== false) await this.flush()
     if (options.count === 0) return []
     let query = this.db.selectFrom('device_log').selectAll().where('device', '=', deviceId)
     if (options.since !== undefined) query = query.where('id', '>', options.since)
@@ -170,35 +253,10 @@ export class DeviceLogStore {
     listeners.add(listener)
     return () => {
       listeners.delete(listener)
-      if (listeners.size === 0) this.subscribers.delete(deviceId)
-    }
-  }
-}
-
-/**
- * [flotilla] The last log batch stored of each device (`X-Flotilla-Log-Batch`), so a batch the device sends again,
- * because it was killed or cut off before it heard the answer, is not stored twice. A device's batches are handled
- * one at a time. Kept in memory: a server restarted (or another instance reached) between the store and the replay
- * stores that one batch again.
- */
-export class LogBatchLedger {
-  private readonly lastStored = new Map<number, LogBatchId>()
-  private readonly turns = new Map<number, Promise<unknown>>()
-
-  /** Runs `store` unless the batch, or a later one of the same journal, was stored; resolves with whether it ran. */
-  async storeOnce(deviceId: number, batch: LogBatchId, store: () => Promise<void>): Promise<boolean> {
-    const turn = (this.turns.get(deviceId) ?? Promise.resolve()).catch(() => {}).then(async () => {
-      const last = this.lastStored.get(deviceId)
-      if (last?.journal === batch.journal && batch.number <= last.number) return false
-      await store()
-      this.lastStored.set(deviceId, batch)
-      return true
-    })
-    this.turns.set(deviceId, turn)
-    try {
-      return await turn
-    } finally {
-      if (this.turns.get(deviceId) === turn) this.turns.delete(deviceId)
+      if (listeners.size === 0) {
+        this.subscribers.delete(deviceId)
+        this.published.delete(deviceId)
+      }
     }
   }
 }

@@ -10,6 +10,11 @@ export interface HeartbeatSettings {
   timeoutMs: number
   flushEveryMs?: number
   onError: (error: unknown, message: string) => void
+  /**
+   * Called when this server wrote a device's row outside its heartbeats (a report, a link opening or closing), so
+   * other server instances forget what they remember of it ({@link forgetWrittenElsewhere}).
+   */
+  announce?: (deviceId: number) => void
 }
 
 /**
@@ -69,6 +74,7 @@ export class Heartbeats {
   /** The device was just written as online by someone else (its state report). */
   wroteOnline(deviceId: number): void {
     this.written.set(deviceId, Date.now())
+    this.settings.announce?.(deviceId)
   }
 
   /** Whether this report is the one the device sent last (then it need not be written again); remembers it. */
@@ -80,8 +86,19 @@ export class Heartbeats {
 
   /** Forgets what this server wrote of one device (its link closed and marked it offline; its report failed to be written). */
   forget(deviceId: number): void {
-    this.written.delete(deviceId)
-    this.reports.delete(deviceId)
+    this.forgetWrittenElsewhere([deviceId])
+    this.settings.announce?.(deviceId)
+  }
+
+  /**
+   * Another server instance wrote these devices' rows (a report, a link closing): what this one wrote or was told
+   * last may no longer be what the rows hold, so their next heartbeat and report are written.
+   */
+  forgetWrittenElsewhere(deviceIds: Iterable<number>): void {
+    for (const deviceId of deviceIds) {
+      this.written.delete(deviceId)
+      this.reports.delete(deviceId)
+    }
   }
 
   /** A write may have changed devices behind this cache (pine): their next heartbeat and report are written. */

@@ -71,11 +71,12 @@ export function waitForExit(child: ChildProcess, deadlineMs: number): Promise<bo
  * `args` are extra flags of `server start` (`['--registry', '127.0.0.1:5000']`). Without `--registry` the server
  * runs with `--no-registry` (images stay in the engine), unless `managedRegistry` asks for its own token-auth registry.
  * `ports` starts it again where a stopped one listened (with its `dataDir`), as a restarted server would.
- * With FLOTILLA_TEST_DATABASE=postgres each data dir gets a PostgreSQL database of its own (FLOTILLA_DATABASE_URL).
+ * With FLOTILLA_TEST_DATABASE=postgres each data dir gets a PostgreSQL database of its own (FLOTILLA_DATABASE_URL),
+ * unless `databaseUrl` names one another server uses (another instance of it): that one is dropped with its own server.
  */
-export async function startServer(options: {env?: NodeJS.ProcessEnv; dataDir?: string; args?: string[]; managedRegistry?: boolean; ports?: {http: number; ssh: number}} = {}): Promise<TestServer> {
+export async function startServer(options: {env?: NodeJS.ProcessEnv; dataDir?: string; args?: string[]; managedRegistry?: boolean; ports?: {http: number; ssh: number}; databaseUrl?: string} = {}): Promise<TestServer> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'flotilla-server-'))
-  const databaseUrl = await testDatabaseUrl(dataDir)
+  const databaseUrl = options.databaseUrl ?? (await testDatabaseUrl(dataDir))
   const databaseEnv: NodeJS.ProcessEnv = databaseUrl ? {FLOTILLA_DATABASE_URL: databaseUrl} : {}
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,

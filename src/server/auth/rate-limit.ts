@@ -1,34 +1,49 @@
+import {createHash} from 'node:crypto'
+
+import type {Db} from '../db/database.js'
+
 /**
  * Failed logins counted per IP and username in a sliding window: past the limit, logins are refused (429) until the
- * oldest failure leaves the window, whether or not the password is right.
+ * oldest failure leaves the window, whether or not the password is right. The failures are kept in the database
+ * (`login_failure`, by a hash of the key), so that several server instances behind a balancer count them together
+ * rather than each allowing the limit.
  */
 export class LoginRateLimiter {
-  private readonly failures = new Map<string, number[]>()
-
   constructor(
+    private readonly db: Db,
     private readonly maxFailures = 10,
     private readonly windowMs = 5 * 60_000,
   ) {}
 
   /** Seconds to wait before trying again, or 0 when a login may be tried now. */
-  retryAfterSeconds(key: string, now = Date.now()): number {
-    const recent = this.recent(key, now)
+  async retryAfterSeconds(key: string, now = Date.now()): Promise<number> {
+    const recent = await this.db
+      .selectFrom('login_failure')
+      .select('at')
+      .where('key_hash', '=', hashOf(key))
+      .where('at', '>', now - this.windowMs)
+      .orderBy('at', 'desc')
+      .limit(this.maxFailures)
+      .execute()
     if (recent.length < this.maxFailures) return 0
-    return Math.max(1, Math.ceil((recent[0] + this.windowMs - now) / 1000))
+    const oldestCounted = Number(recent.at(-1)!.at)
+    return Math.max(1, Math.ceil((oldestCounted + this.windowMs - now) / 1000))
   }
 
-  recordFailure(key: string, now = Date.now()): void {
-    this.failures.set(key, [...this.recent(key, now), now])
+  async recordFailure(key: string, now = Date.now()): Promise<void> {
+    const keyHash = hashOf(key)
+    await this.db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('login_failure').where('key_hash', '=', keyHash).where('at', '<=', now - this.windowMs).execute()
+      await trx.insertInto('login_failure').values({key_hash: keyHash, at: now}).execute()
+    })
   }
 
-  reset(key: string): void {
-    this.failures.delete(key)
+  async reset(key: string): Promise<void> {
+    await this.db.deleteFrom('login_failure').where('key_hash', '=', hashOf(key)).execute()
   }
+}
 
-  private recent(key: string, now: number): number[] {
-    const recent = (this.failures.get(key) ?? []).filter((time) => time > now - this.windowMs)
-    if (recent.length === 0) this.failures.delete(key)
-    else this.failures.set(key, recent)
-    return recent
-  }
+/** The key (an IP and a user name) is not kept as such. */
+function hashOf(key: string): string {
+  return createHash('sha256').update(key).digest('hex')
 }

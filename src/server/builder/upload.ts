@@ -28,6 +28,25 @@ export const DEFAULT_UPLOAD_LIMITS: UploadLimits = {maxUploadBytes: 1024 ** 3, m
 /** An upload the builder refuses: the message names the entry or the limit, and what to do. */
 export class BuildContextError extends ExpectedError {}
 
+/**
+ * The upload refers to stored contents this builder does not have (a balancer sent the contents query to another
+ * server instance, whose data dir holds them): the client sends them again in full (protocol/build-events.ts).
+ */
+export class MissingContentsError extends BuildContextError {
+  readonly missing: string[]
+
+  /** `references`: each missing hash with the first entry naming it. */
+  constructor(references: Map<string, string>) {
+    const [[hash, name]] = references
+    const others = references.size > 1 ? ` (and ${references.size - 1} other contents)` : ''
+    super(`"${name}" refers to contents (sha256 ${hash.slice(0, 12)}…) that this fleet's builder does not have${others} — push again to send them`)
+    this.missing = [...references.keys()]
+  }
+}
+
+/** The most missing contents listed in one refusal (far more than any project holds; a listing stays small). */
+const MAX_MISSING_CONTENTS = 200_000
+
 /** Longest entry name or link target accepted; longer ones are no project's and would only cost memory. */
 const MAX_NAME_LENGTH = 4096
 /** Links followed one after another while resolving a path, as Linux allows before ELOOP. */
@@ -165,13 +184,15 @@ export class UploadedProject implements ProjectFiles {
     const unpack = extract()
     let bytes = 0
     let spooled = 0
+    // References to contents this builder lacks are all gathered, so that the client can send them at once.
+    const missing = new Map<string, string>()
     const consume = (async () => {
       for await (const entry of unpack) {
         const {header} = entry
         if (this.entries.size >= limits.maxEntries) throw new BuildContextError(`the build context has more than ${limits.maxEntries} entries — leave some out with .dockerignore`)
         const parts = entryParts(header.name)
         const type = entryType(header)
-        const reference = type === 'file' ? storedReference(header, known) : undefined
+        const reference = type === 'file' ? storedReference(header, known, missing) : undefined
         const size = type === 'file' ? (reference?.size ?? header.size ?? 0) : 0
         bytes += size
         if (bytes > limits.maxBytes) throw new BuildContextError(`the build context is larger than ${formatMiB(limits.maxBytes)} unpacked — leave some out with .dockerignore`)
@@ -198,6 +219,7 @@ export class UploadedProject implements ProjectFiles {
     gzipped.pipe(meter)
     try {
       await Promise.all([pipeline(meter, createGunzip(), unpack), consume])
+      if (missing.size > 0) throw new MissingContentsError(missing)
     } catch (error) {
       gzipped.unpipe(meter)
       gzipped.resume()
@@ -418,7 +440,7 @@ export class UploadedProject implements ProjectFiles {
  * The stored contents a file entry refers to instead of carrying them (PAX records, protocol/build-upload.ts), or
  * undefined for an entry that carries its own. Only contents the fleet's store holds, of the size it holds, pass.
  */
-function storedReference(header: Header, known?: KnownContents): {hash: string; blob: string; size: number} | undefined {
+function storedReference(header: Header, known: KnownContents | undefined, missing: Map<string, string>): {hash: string; blob: string; size: number} | undefined {
   const pax = (header.pax ?? {}) as Record<string, string>
   const sizeRecord = pax[CONTENT_SIZE_RECORD]
   if (sizeRecord === undefined) return undefined
@@ -431,7 +453,9 @@ function storedReference(header: Header, known?: KnownContents): {hash: string; 
   const size = Number(sizeRecord)
   const storedSize = known?.sizeOf(hash)
   if (storedSize === undefined || known === undefined) {
-    throw new BuildContextError(`"${header.name}" refers to contents (sha256 ${hash.slice(0, 12)}…) that this fleet's builder does not have — push again to send them`)
+    if (missing.size >= MAX_MISSING_CONTENTS) throw new BuildContextError(`"${header.name}" refers to contents (sha256 ${hash.slice(0, 12)}…) that this fleet's builder does not have — push again to send them`)
+    if (!missing.has(hash)) missing.set(hash, header.name)
+    return {hash, blob: '', size}
   }
 
   if (storedSize !== size) throw new BuildContextError(`"${header.name}" refers to stored contents of ${size} bytes, but they have ${storedSize}`)

@@ -463,6 +463,39 @@ const releaseBuilds: Migration = {
   },
 }
 
+/**
+ * What several server instances on one database must share rather than keep in memory: the last log batch stored
+ * of each device (so a batch retried to another instance, or after a restart, is stored once), device actions
+ * waiting for unlinked devices (collected from whichever instance a device asks), failed logins (counted across
+ * instances), and on PostgreSQL a sequence for log line ids (each instance took them from max(id) before, which
+ * two instances would take twice).
+ */
+const clusterState: Migration = {
+  async up(db: Kysely<any>) {
+    const types = typesOf(db)
+    await db.schema
+      .createTable('device_log_batch')
+      .addColumn('device', 'integer', (column) => refersTo('device')(column).primaryKey())
+      .addColumn('journal', types.text, (column) => column.notNull())
+      .addColumn('number', types.bigint, (column) => column.notNull())
+      .execute()
+    await withCreatedAt(db, withId(db, db.schema.createTable('device_action')))
+      .addColumn('device', 'integer', (column) => refersTo('device')(column).notNull())
+      .addColumn('action', types.json, (column) => column.notNull())
+      .execute()
+    await db.schema.createIndex('device_action_device_index').on('device_action').column('device').execute()
+    await withId(db, db.schema.createTable('login_failure'))
+      .addColumn('key_hash', types.text, (column) => column.notNull())
+      .addColumn('at', types.bigint, (column) => column.notNull())
+      .execute()
+    await db.schema.createIndex('login_failure_key_index').on('login_failure').columns(['key_hash', 'at']).execute()
+    if (dialectOf(db) === 'postgres') {
+      await sql`create sequence device_log_id_seq as bigint`.execute(db)
+      await sql`select setval('device_log_id_seq', coalesce((select max(id) from device_log), 0) + 1, false)`.execute(db)
+    }
+  },
+}
+
 /** Every schema change in order; a name once shipped is never edited, only followed by a new one. */
 export const MIGRATIONS: Record<string, Migration> = {
   '0001_initial_schema': initialSchema,
@@ -480,6 +513,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0013_server_secrets': serverSecrets,
   '0014_server_instances': serverInstances,
   '0015_release_builds': releaseBuilds,
+  '0016_cluster_state': clusterState,
 }
 
 export const migrationProvider: MigrationProvider = {

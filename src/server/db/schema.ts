@@ -303,6 +303,29 @@ export interface ReleaseBuildTable {
   instance: string
 }
 
+/** [flotilla] The last numbered log batch (`X-Flotilla-Log-Batch`) stored of each device: a batch sent again is stored once. */
+export interface DeviceLogBatchTable {
+  device: number
+  journal: string
+  number: number
+}
+
+/** [flotilla] Device actions waiting for a device that has no link, until its next collect (whichever instance it asks). */
+export interface DeviceActionTable {
+  id: Generated<number>
+  device: number
+  /** The DeviceAction as JSON. */
+  action: string
+  created_at: string
+}
+
+/** A failed login (auth/rate-limit.ts), by the SHA-256 of its IP and user name, at a time in ms. */
+export interface LoginFailureTable {
+  id: Generated<number>
+  key_hash: string
+  at: number
+}
+
 export interface Database {
   actor: ActorTable
   organization: OrganizationTable
@@ -335,4 +358,7 @@ export interface Database {
   server_instance: ServerInstanceTable
   device_link: DeviceLinkTable
   release_build: ReleaseBuildTable
+  device_log_batch: DeviceLogBatchTable
+  device_action: DeviceActionTable
+  login_failure: LoginFailureTable
 }

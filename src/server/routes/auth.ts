@@ -12,16 +12,16 @@ export function registerAuthRoutes(app: FastifyInstance, context: ServerContext)
     const body = (request.body ?? {}) as {username?: unknown; password?: unknown}
     if (typeof body.username !== 'string' || typeof body.password !== 'string') throw unauthorized()
     const limitKey = `${request.ip}\u0000${body.username.trim().toLowerCase()}`
-    const retryAfter = context.loginLimiter.retryAfterSeconds(limitKey)
+    const retryAfter = await context.loginLimiter.retryAfterSeconds(limitKey)
     if (retryAfter > 0) throw new HttpError(429, 'too many failed logins, try again later', {'retry-after': String(retryAfter)})
     const user = await findUserByLogin(context.db, body.username)
     const valid = await verifyLogin(body.password, user?.password_hash)
     if (!user || !valid) {
-      context.loginLimiter.recordFailure(limitKey)
+      await context.loginLimiter.recordFailure(limitKey)
       throw unauthorized()
     }
 
-    context.loginLimiter.reset(limitKey)
+    await context.loginLimiter.reset(limitKey)
     const token = await signSession(context.secret, {id: user.id, jwt_secret: user.jwt_secret, authTime: Date.now()})
     return reply.type('text/plain').send(token)
   })

@@ -11,7 +11,7 @@ import type {BuildStore} from '../builder/build-release.js'
 import type {BuildContentStore, StoreUpload} from '../builder/content-store.js'
 import type {BuildNetwork} from '../builder/docker-builder.js'
 import {REGISTRY_SECRETS_PATH} from '../builder/image-sources.js'
-import {DEFAULT_UPLOAD_LIMITS, type UploadedProject, type UploadLimits} from '../builder/upload.js'
+import {DEFAULT_UPLOAD_LIMITS, type MissingContentsError, type UploadedProject, type UploadLimits} from '../builder/upload.js'
 import {ExpectedError} from '../../errors.js'
 import {type ServerContext, userActor} from '../context.js'
 import type {Db} from '../db/database.js'
@@ -106,9 +106,12 @@ function buildResponse(raw: ServerResponse, headless: boolean) {
   const stream = headless ? undefined : jsonArrayWriter(raw)
   return {
     emit: (event: BuildEvent) => stream?.write(event),
-    uploadRefused(message: string) {
-      if (headless) raw.end(JSON.stringify({started: false, error: 'invalid context', message}))
-      else stream?.write({message: `[Error] ${message}`, isError: true})
+    uploadRefused(message: string, missing?: string[]) {
+      if (headless) raw.end(JSON.stringify({started: false, error: 'invalid context', message, ...(missing ? {missing} : {})}))
+      else {
+        if (missing) stream?.write({type: 'metadata', resource: 'missingContents', value: missing})
+        stream?.write({message: `[Error] ${message}`, isError: true})
+      }
     },
     started(releaseId: number) {
       if (headless) raw.end(JSON.stringify({started: true, releaseId}))
@@ -244,7 +247,7 @@ export function registerBuildRoutes(app: FastifyInstance, context: ServerContext
         } catch (error) {
           if (!(error instanceof ExpectedError)) throw error
           await releases.fail(releaseId, error.message)
-          response.uploadRefused(error.message)
+          response.uploadRefused(error.message, (error as Partial<MissingContentsError>).missing)
           return
         }
 

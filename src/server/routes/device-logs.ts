@@ -3,10 +3,10 @@ import {createGunzip, createInflate} from 'node:zlib'
 
 import type {FastifyInstance} from 'fastify'
 
-import {LOG_BATCH_HEADER, type LogBatchId, type LogLine, MAX_LOG_BATCH_CHARACTERS, MAX_LOG_BATCH_LINES, parseLogBatchId, type StoredLogLine} from '../../protocol/log-line.js'
+import {LOG_BATCH_HEADER, type LogBatchId, type LogLine, MAX_LOG_BATCH_CHARACTERS, MAX_LOG_BATCH_LINES, MAX_LOG_MESSAGE_LENGTH, parseLogBatchId, type StoredLogLine} from '../../protocol/log-line.js'
 import type {ServerContext} from '../context.js'
-import {type DeviceLogStore, LogBatchLedger, logLineOf} from '../device-logs.js'
-import {badRequest} from '../http-errors.js'
+import {type DeviceLogStore, logLineOf} from '../device-logs.js'
+import {badRequest, HttpError} from '../http-errors.js'
 import {logLinesOfNdjson, MAX_LOG_LINE_BYTES} from '../log-stream-lines.js'
 import {deviceForRequest} from './device-state.js'
 
@@ -136,6 +136,29 @@ async function storeLogStream(store: DeviceLogStore, deviceId: number, body: Rea
   await writer.finish()
 }
 
+/**
+ * Stores a numbered batch (X-Flotilla-Log-Batch) whole, in one write with its number, unless any instance stored it
+ * before: it is read completely first (no more than an agent's batch may hold), so it is kept whole or not at all.
+ */
+async function storeLogBatch(store: DeviceLogStore, deviceId: number, batch: LogBatchId, body: Readable, encoding: string | string[] | undefined): Promise<void> {
+  const lines: LogLine[] = []
+  let characters = 0
+  try {
+    for await (const line of decompressionErrorsAsBadRequests(logLinesOfNdjson(decodedBody(body, encoding)), encoding)) {
+      lines.push(line)
+      characters += line.message.length
+      if (lines.length > MAX_LOG_BATCH_LINES || characters > MAX_LOG_BATCH_CHARACTERS + MAX_LOG_MESSAGE_LENGTH) {
+        throw new HttpError(413, `a numbered log batch holds at most ${MAX_LOG_BATCH_LINES} lines and ${MAX_LOG_BATCH_CHARACTERS / 1024 / 1024} MiB of messages: send the rest in the next batch`)
+      }
+    }
+  } finally {
+    body.unpipe()
+    body.resume()
+  }
+
+  await store.append(deviceId, lines, batch)
+}
+
 function parseCount(value: string | undefined, fallback: number | 'all'): number | 'all' {
   if (value === undefined || value === '') return fallback
   if (value === 'all') return 'all'
@@ -159,7 +182,6 @@ function parseSince(value: string | undefined): number | undefined {
  */
 export function registerDeviceLogRoutes(app: FastifyInstance, context: ServerContext, settings: DeviceLogSettings): void {
   const {store} = settings
-  const batches = new LogBatchLedger()
   const openStreams = new Set<() => void>()
   // Followers never end by themselves: end them when the server closes, or closing would wait for them.
   app.addHook('preClose', async () => {
@@ -182,9 +204,9 @@ export function registerDeviceLogRoutes(app: FastifyInstance, context: ServerCon
 
       const encoding = request.headers['content-encoding']
       // 201 only once every line is stored: a device that gets an error keeps its lines and sends them again. A
-      // batch stored before is answered 201 unread.
-      if (!batch) await storeLogStream(store, deviceId, body, encoding)
-      else if (!(await batches.storeOnce(deviceId, batch, () => storeLogStream(store, deviceId, body, encoding)))) body.resume()
+      // batch stored before (by any instance) is answered 201 and not stored again.
+      if (batch) await storeLogBatch(store, deviceId, batch, body, encoding)
+      else await storeLogStream(store, deviceId, body, encoding)
       return reply.code(201).send()
     })
   })

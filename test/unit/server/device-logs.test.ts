@@ -204,6 +204,19 @@ describe('device log routes on a full disk', () => {
     assert.equal(await count(), before + 100)
   })
 
+  it('[flotilla] refuses, storing none of it, a numbered batch larger than an agent ever sends, and records no batch for it', async () => {
+    const deviceId = (await server.db.selectFrom('device').select('id').where('uuid', '=', uuid).executeTakeFirstOrThrow()).id
+    const send = (count: number) =>
+      server.app.inject({method: 'POST', url: `/device/v2/${uuid}/log-stream`, headers: {...headers, 'content-type': 'application/x-ndjson', 'x-flotilla-log-batch': 'abad1dea/1'}, payload: Array.from({length: count}, (_, index) => JSON.stringify(line(`big ${index}`))).join('\n')})
+    const count = async () => (await server.db.selectFrom('device_log').select('id').where('device', '=', deviceId).where('message', 'like', 'big %').execute()).length
+    const refused = await send(501)
+    assert.equal(refused.statusCode, 413)
+    assert.match(JSON.parse(refused.body) as string, /a numbered log batch holds at most 500 lines and 1 MiB of messages/)
+    assert.equal(await count(), 0)
+    assert.equal((await send(500)).statusCode, 201, 'the same batch number, within the limits, is stored')
+    assert.equal(await count(), 500)
+  })
+
   it('refuses a batch of more than 10 lines', async () => {
     const answer = await server.app.inject({method: 'POST', url: `/device/v2/${uuid}/logs`, headers, payload: Array.from({length: 11}, () => line('x'))})
     assert.equal(answer.statusCode, 400)

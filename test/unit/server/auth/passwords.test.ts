@@ -2,6 +2,8 @@ import {strict as assert} from 'node:assert'
 
 import {generatePassword, hashPassword, randomAlphanumerics, verifyPassword} from '../../../../src/server/auth/passwords.js'
 import {LoginRateLimiter} from '../../../../src/server/auth/rate-limit.js'
+import type {Db} from '../../../../src/server/db/database.js'
+import {closeTestDatabase, DIALECTS, openTestDatabase} from '../../../helpers/postgres.js'
 
 describe('passwords', () => {
   it('hashes with a salt of its own and verifies only the right password', async () => {
@@ -23,16 +25,39 @@ describe('passwords', () => {
   })
 })
 
-describe('LoginRateLimiter', () => {
-  it('refuses after the limit of failures until the window moves on, per key', () => {
-    const limiter = new LoginRateLimiter(3, 60_000)
-    const start = 1_000_000
-    for (let failure = 0; failure < 3; failure++) limiter.recordFailure('ip|ada', start + failure)
-    assert.equal(limiter.retryAfterSeconds('ip|ada', start + 10), 60)
-    assert.equal(limiter.retryAfterSeconds('ip|bob', start + 10), 0)
-    assert.equal(limiter.retryAfterSeconds('ip|ada', start + 60_001), 0)
-    limiter.recordFailure('ip|bob', start)
-    limiter.reset('ip|bob')
-    assert.equal(limiter.retryAfterSeconds('ip|bob', start), 0)
+for (const dialect of DIALECTS) {
+  describe(`LoginRateLimiter on ${dialect}`, () => {
+    let db: Db
+
+    before(async () => {
+      db = await openTestDatabase(dialect)
+    })
+
+    after(async () => {
+      await closeTestDatabase(db)
+    })
+
+    it('refuses after the limit of failures until the window moves on, per key', async () => {
+      const limiter = new LoginRateLimiter(db, 3, 60_000)
+      const start = 1_000_000
+      for (let failure = 0; failure < 3; failure++) await limiter.recordFailure('ip|ada', start + failure)
+      assert.equal(await limiter.retryAfterSeconds('ip|ada', start + 10), 60)
+      assert.equal(await limiter.retryAfterSeconds('ip|bob', start + 10), 0)
+      assert.equal(await limiter.retryAfterSeconds('ip|ada', start + 60_001), 0)
+      await limiter.recordFailure('ip|bob', start)
+      await limiter.reset('ip|bob')
+      assert.equal(await limiter.retryAfterSeconds('ip|bob', start), 0)
+    })
+
+    it('counts the failures of every server instance on the database together', async () => {
+      const [a, b] = [new LoginRateLimiter(db, 4, 60_000), new LoginRateLimiter(db, 4, 60_000)]
+      const start = 5_000_000
+      await a.recordFailure('ip|cy', start)
+      await b.recordFailure('ip|cy', start + 1)
+      await a.recordFailure('ip|cy', start + 2)
+      assert.equal(await b.retryAfterSeconds('ip|cy', start + 3), 0)
+      await b.recordFailure('ip|cy', start + 3)
+      assert.equal(await a.retryAfterSeconds('ip|cy', start + 4), 60)
+    })
   })
-})
+}
