@@ -40,7 +40,8 @@ function get(port: number, urlPath: string): Promise<{status: number; body: stri
 /**
  * Two `server start` processes on one PostgreSQL database behind haproxy (test/helpers/balancer.ts), a real agent
  * linked through the balancer, and the user's sessions reaching the device through the instance that does not hold
- * its link. The servers share one data dir, so one session signing secret and one SSH host key.
+ * its link. Each server has a data dir of its own: the session signing secret and the SSH host key they share come
+ * from the database.
  */
 describe('several servers on one database behind a load balancer: a device linked to one is reachable through any', function () {
   this.timeout(240_000)
@@ -80,7 +81,8 @@ describe('several servers on one database behind a load balancer: a device linke
     const announced = ['--public-url', `http://127.0.0.1:${ports.http}`, '--public-ssh-port', String(ports.ssh)]
     const first = await startServer({args: announced})
     servers.push(first)
-    servers.push(await startServer({dataDir: first.dataDir, args: announced, env: {FLOTILLA_ADMIN_PASSWORD: first.admin.password}}))
+    // A data dir of its own: the secrets both sign and verify with, and the SSH host key, come from the database.
+    servers.push(await startServer({databaseUrl: first.databaseUrl, args: announced, env: {FLOTILLA_ADMIN_PASSWORD: first.admin.password}}))
     balancer = await startBalancer(servers, ports)
     database = new pg.Client({connectionString: first.databaseUrl})
     await database.connect()
@@ -116,8 +118,8 @@ describe('several servers on one database behind a load balancer: a device linke
     deviceHttp?.close()
     await database?.end()
     await balancer?.stop()
-    // They share the data dir and database: the last one removes them.
-    for (const [index, server] of servers.entries()) await server.stop({keepDataDir: index < servers.length - 1})
+    // The first one's database is theirs: it goes with the first, stopped last.
+    for (const server of servers.reverse()) await server.stop()
     servers = []
     for (const directory of [workDir, home]) rmSync(directory, {recursive: true, force: true})
   })
