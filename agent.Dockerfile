@@ -21,10 +21,11 @@
 ARG BASE=node:20-bookworm-slim
 
 # Production dependencies. The native modules come prebuilt for each platform (libsql, @lydell/node-pty, xxhash) or
-# are optional (ssh2's crypto binding; ssh2 uses Node's crypto without it), so nothing is compiled and no install
-# script runs. scripts/build-agent-image.sh --prebuilt-node-modules puts node-modules.tar in the context instead
-# (production dependencies already installed on a host with the same Node major and libc), for bases with no npm or
-# network, such as the one the tests build. Either way, what only building needed is dropped, and loading the
+# are optional: ssh2's install script tries to compile its crypto binding and, with no compiler here, ssh2 uses
+# Node's crypto instead (cpu-features, its optional helper, is dropped the same way).
+# scripts/build-agent-image.sh --prebuilt-node-modules puts node-modules.tar in the context instead (production
+# dependencies already installed on a host with the same Node major and libc), for bases with no npm or network,
+# such as the one the tests build. Either way, what only building needed is dropped, and loading the
 # native modules proves they fit this base's Node and libc.
 FROM ${BASE} AS deps
 LABEL io.flotilla.agent-image-stage=deps
