@@ -20,12 +20,13 @@
 
 ARG BASE=node:20-bookworm-slim
 
-# Production dependencies, with the native modules (better-sqlite3, node-pty, ssh2's crypto) compiled for this
-# base's Node and libc. The compiler stays in this stage. scripts/build-agent-image.sh --prebuilt-node-modules puts
-# node-modules.tar in the context instead (production dependencies already installed on a host with the same Node
-# major and libc), for bases with no npm, compiler or network, such as the one the tests build. Either way, what
-# only building needed (sources, object files, other systems' prebuilt binaries) is dropped, and loading the native
-# modules proves they fit this base's Node.
+# Production dependencies. The native modules come prebuilt for each platform (libsql, @lydell/node-pty, xxhash) or
+# are optional: ssh2's install script tries to compile its crypto binding and, with no compiler here, ssh2 uses
+# Node's crypto instead (cpu-features, its optional helper, is dropped the same way).
+# scripts/build-agent-image.sh --prebuilt-node-modules puts node-modules.tar in the context instead (production
+# dependencies already installed on a host with the same Node major and libc), for bases with no npm or network,
+# such as the one the tests build. Either way, what only building needed is dropped, and loading the
+# native modules proves they fit this base's Node and libc.
 FROM ${BASE} AS deps
 LABEL io.flotilla.agent-image-stage=deps
 WORKDIR /app
@@ -35,17 +36,11 @@ RUN set -e; \
       tar -xf node-modules.tar; \
       rm node-modules.tar; \
     else \
-      apt-get update; \
-      apt-get install -y --no-install-recommends python3 make g++; \
       npm ci --omit=dev --no-audit --no-fund; \
     fi; \
-    rm -rf node_modules/.bin node_modules/.package-lock.json \
-      node_modules/node-pty/prebuilds node_modules/node-pty/deps node_modules/node-pty/third_party node_modules/node-pty/src \
-      node_modules/better-sqlite3/deps node_modules/better-sqlite3/src \
-      node_modules/better-sqlite3/build/Release/obj node_modules/better-sqlite3/build/Release/obj.target \
-      node_modules/better-sqlite3/build/Release/.deps node_modules/better-sqlite3/build/Release/test_extension.node; \
+    rm -rf node_modules/.bin node_modules/.package-lock.json; \
     find node_modules -type f \( -name '*.o' -o -name '*.a' -o -name '*.ts.map' -o -name '*.js.map' \) -exec rm -f {} +; \
-    node -e 'require("better-sqlite3"); require("node-pty"); require("ssh2")'
+    node -e 'require("libsql"); require("@lydell/node-pty"); require("ssh2")'
 
 FROM ${BASE}
 ENV NODE_ENV=production

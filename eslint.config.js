@@ -5,9 +5,9 @@ const HEAVY_MODULES = [
   {name: 'dockerode', message: 'import dockerode inside run(): startup must stay fast'},
   {name: 'ssh2', message: 'import ssh2 inside run(): startup must stay fast'},
   {name: 'fastify', message: 'import fastify inside run(): startup must stay fast'},
-  {name: 'better-sqlite3', message: 'import better-sqlite3 inside run(): startup must stay fast'},
+  {name: 'libsql', message: 'import libsql inside run(): startup must stay fast'},
   {name: 'kysely', message: 'import kysely inside run(): startup must stay fast'},
-  {name: 'node-pty', message: 'import node-pty inside run(): startup must stay fast'},
+  {name: '@lydell/node-pty', message: 'import @lydell/node-pty inside run(): startup must stay fast'},
   {name: 'got', message: 'import got through the sdk, inside run(): startup must stay fast'},
 ]
 const HEAVY_PATTERNS = [

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds a local stand-in for the official node:20 image, for building agent.Dockerfile where no image can be
 # pulled (the tests): this host's node binary at /usr/local/bin/node (where the official image has it), the
-# shared libraries that node and the project's native modules (better-sqlite3, node-pty, ssh2, xxhash) link
+# shared libraries that node and the project's native modules (libsql, @lydell/node-pty, xxhash) link
 # against, found with ldd, busybox-static for /bin/sh, tar and the rest, /etc/os-release, and a minimal
 # /etc/passwd and /etc/group. No npm and no compiler: agent.Dockerfile is built on it with
 # scripts/build-agent-image.sh --prebuilt-node-modules. Does nothing when an image of that name was already made

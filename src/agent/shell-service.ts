@@ -4,8 +4,8 @@ import {constants as osConstants, homedir} from 'node:os'
 import path from 'node:path'
 import type {Duplex} from 'node:stream'
 
+import type * as Pty from '@lydell/node-pty'
 import type Docker from 'dockerode'
-import * as pty from 'node-pty'
 import ssh2 from 'ssh2'
 import type {AuthContext, Connection, ServerChannel, Session} from 'ssh2'
 
@@ -44,7 +44,29 @@ export interface ShellServiceOptions {
    * own, when it runs in a container of the engine it drives), else undefined: the agent's host is the host.
    */
   hostShellImage?: () => Promise<string | undefined>
+  /** Where host terminals come from (default: {@link importHostPty}, once). */
+  loadPty?: () => Promise<PtyModule>
 }
+
+export type PtyModule = typeof Pty
+
+/**
+ * node-pty from the prebuilt binary of this platform (Linux x64 and arm64; none for 32-bit ARM), or an error saying
+ * why a host terminal cannot be had. Without it the agent still runs: commands and service shells need no pty of the
+ * agent's own, and a session asking for a terminal on the host is refused in one line.
+ */
+export async function importHostPty(importPty: () => Promise<PtyModule> = () => import('@lydell/node-pty')): Promise<PtyModule> {
+  try {
+    return await importPty()
+  } catch (error) {
+    const cause = (error as Error).message.split('\n')[0]
+    throw new Error(`this device's agent cannot open a terminal on its host (${process.platform}-${process.arch}: ${cause}); run the command without one (its input not a terminal), or enter a service`, {cause: error})
+  }
+}
+
+let hostPty: Promise<PtyModule> | undefined
+/** {@link importHostPty}, once: at the first host terminal, not at the agent's start. */
+const loadHostPty = () => (hostPty ??= importHostPty())
 
 /** The agent's embedded SSH server: shells and commands on the host or inside a service's container. */
 export interface ShellService {
@@ -106,8 +128,15 @@ function fail(channel: ServerChannel, message: string, withPty: boolean): void {
   reportExit(channel, {code: 1})
 }
 
-function runOnHost(channel: ServerChannel, command: string | undefined, ptyRequest: PtyRequest | undefined): SessionProcess {
-  if (ptyRequest) {
+/** A session's request for a terminal, with what opens one on the host. */
+interface HostTerminal {
+  request: PtyRequest
+  pty: PtyModule
+}
+
+function runOnHost(channel: ServerChannel, command: string | undefined, hostTerminal: HostTerminal | undefined): SessionProcess {
+  if (hostTerminal) {
+    const {request: ptyRequest, pty} = hostTerminal
     const shell = process.env.SHELL || '/bin/sh'
     const terminal = pty.spawn(shell, command === undefined ? [] : ['-c', command], {
       name: ptyRequest.term || 'xterm',
@@ -117,7 +146,8 @@ function runOnHost(channel: ServerChannel, command: string | undefined, ptyReque
       env: {...process.env, TERM: ptyRequest.term || 'xterm'},
     })
     terminal.onData((data) => channel.write(data))
-    channel.on('data', (data: Buffer) => terminal.write(data))
+    // The bytes as they came: the pty's socket takes a Buffer, though the typings say string.
+    channel.on('data', (data: Buffer) => terminal.write(data as unknown as string))
     terminal.onExit(({exitCode, signal}) => reportExit(channel, {code: exitCode, signal: signal ? signalNameOf(signal) : undefined}))
     return {
       resize: (cols, rows) => terminal.resize(cols, rows),
@@ -333,7 +363,7 @@ export async function startShellService(options: ShellServiceOptions): Promise<S
 
     const runAtHost = async (channel: ServerChannel, command: string | undefined) => {
       const image = await options.hostShellImage?.()
-      if (!image) return runOnHost(channel, command, ptyRequest)
+      if (!image) return runOnHost(channel, command, ptyRequest && {request: ptyRequest, pty: await (options.loadPty ?? loadHostPty)()})
       const deviceUuid = options.deviceUuid()
       if (deviceUuid) leftoversRemoved ??= removeLeftoverHostContainers(options.docker, deviceUuid)
       await leftoversRemoved

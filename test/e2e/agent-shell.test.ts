@@ -11,7 +11,7 @@ import Docker from 'dockerode'
 
 import {type RunningAgent, startAgent} from '../../src/agent/agent.js'
 import {LABELS} from '../../src/agent/reconciler.js'
-import {type DirectAccess, type ShellService, startShellService} from '../../src/agent/shell-service.js'
+import {type DirectAccess, importHostPty, type ShellService, startShellService} from '../../src/agent/shell-service.js'
 import {SERVICE_ENV} from '../../src/protocol/device-link.js'
 import {BASE_IMAGE, ensureBaseImage} from '../helpers/docker.js'
 
@@ -131,6 +131,22 @@ describe('agent shell service, reached with the OpenSSH client', function () {
     )
     assert.equal(result.code, 5, result.stdout)
     assert.match(result.stdout, /^17 91\r\n\/dev\/pts\/\d+\r\n/)
+  })
+
+  it('on a platform without a prebuilt pty, refuses a terminal on the host in one line and still runs commands without one', async () => {
+    // What @lydell/node-pty throws on 32-bit ARM, for which it ships no binary.
+    const noBinary = () => Promise.reject(new Error('The @lydell/node-pty package currently does not support your platform: linux-arm\n\nmore lines'))
+    const ptyless = await startShellService({dataDir: folder, docker, deviceUuid: () => deviceUuid, directAccess: async () => access, loadPty: () => importHostPty(noBinary)})
+    try {
+      const ptylessPort = await ptyless.listen(0, '127.0.0.1')
+      const refused = await ssh(ptylessPort, allowed.identity, ['-tt', 'root@127.0.0.1', 'tty'])
+      assert.equal(refused.code, 1)
+      assert.equal(refused.stdout, '')
+      assert.equal(refused.stderr, `error: this device's agent cannot open a terminal on its host (${process.platform}-${process.arch}: The @lydell/node-pty package currently does not support your platform: linux-arm); run the command without one (its input not a terminal), or enter a service\r\n`)
+      assert.deepEqual(await ssh(ptylessPort, allowed.identity, ['root@127.0.0.1', 'uname -s']), {code: 0, stdout: 'Linux\n', stderr: ''})
+    } finally {
+      await ptyless.close()
+    }
   })
 
   describe('inside a service container', () => {

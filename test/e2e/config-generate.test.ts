@@ -3,7 +3,7 @@ import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
-import Database from 'better-sqlite3'
+import Database from 'libsql'
 
 import {makeCliHome, runCli} from '../helpers/cli.js'
 import {FleetApi} from '../helpers/fleet-api.js'
@@ -51,7 +51,7 @@ describe('config generate against the real server', function () {
       ['barn', 'hay-bales-42', 120_000, true, 'press-1', TYPE],
     )
     // A user reads only the keys of their own actor, not the fleet's: ask the server's database what it stored.
-    const db = new Database(path.join(server.dataDir, 'flotilla.db'), {readonly: true})
+    const db = new Database(path.join(server.dataDir, 'flotilla.db'))
     const keys = db.prepare("select kind, expiry_date from api_key where name = 'line-3'").all() as Array<{kind: string; expiry_date: string}>
     db.close()
     assert.deepEqual(keys.map((key) => key.kind), ['provisioning-api-key'])

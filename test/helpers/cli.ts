@@ -19,6 +19,8 @@ export interface CliOptions {
   input?: string | Buffer
   cwd?: string
   timeoutMs?: number
+  /** Another installed copy's bin/run.js (default {@link CLI_BIN}, this checkout's). */
+  bin?: string
 }
 
 /** A home of its own for a CLI user, so tests never read or write the developer's credentials. */
@@ -29,7 +31,7 @@ export function makeCliHome(): string {
 /** Runs the real CLI binary with no terminal attached, as CI would. */
 export async function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI_BIN, ...args], {
+    const child = spawn(process.execPath, [options.bin ?? CLI_BIN, ...args], {
       cwd: options.cwd ?? PROJECT_ROOT,
       env: {PATH: process.env.PATH, NO_COLOR: '1', ...options.env},
       stdio: ['pipe', 'pipe', 'pipe'],

@@ -1,6 +1,6 @@
 import path from 'node:path'
 
-import SqliteDatabase from 'better-sqlite3'
+import SqliteDatabase from 'libsql'
 import {type DatabaseConnection, type Dialect, type Driver, Kysely, type LogConfig, Migrator, SqliteDialect, SqliteDriver} from 'kysely'
 
 import {ExpectedError} from '../../errors.js'

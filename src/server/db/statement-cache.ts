@@ -1,8 +1,30 @@
-import type SqliteDatabase from 'better-sqlite3'
+import type SqliteDatabase from 'libsql'
 import type {SqliteDatabase as KyselySqliteDatabase, SqliteStatement} from 'kysely'
 
 /** Distinct SQL texts kept prepared; the server's queries are a few hundred shapes, pine's vary more. */
 export const STATEMENT_CACHE_SIZE = 500
+
+/** The error better-sqlite3 gave for a value SQLite cannot store; libsql aborts the whole process on a boolean instead. */
+const UNBINDABLE = 'SQLite3 can only bind numbers, strings, bigints, buffers, and null'
+
+function checkedParameters(parameters: ReadonlyArray<unknown>): unknown[] {
+  for (const parameter of parameters) if (typeof parameter === 'boolean') throw new TypeError(UNBINDABLE)
+  return parameters as unknown[]
+}
+
+/**
+ * A libsql statement as Kysely's driver calls it: whether it returns rows is asked of libsql once (each ask crosses
+ * into native code), and a parameter libsql would crash on is refused with an error, as better-sqlite3 did.
+ */
+function kyselyStatement(statement: SqliteDatabase.Statement): SqliteStatement {
+  const reader = statement.reader
+  return {
+    reader,
+    all: (parameters) => statement.all(checkedParameters(parameters)),
+    run: (parameters) => statement.run(checkedParameters(parameters)),
+    iterate: (parameters) => statement.iterate(checkedParameters(parameters)),
+  }
+}
 
 /**
  * The SQLite connection as Kysely's driver sees it, with prepared statements kept by SQL text (least recently
@@ -23,7 +45,7 @@ export function cachingStatements(connection: SqliteDatabase.Database, capacity 
         // Map keeps insertion order: taking it out and in again makes it the most recently used.
         statements.delete(sql)
       } else {
-        statement = connection.prepare(sql) as unknown as SqliteStatement
+        statement = kyselyStatement(connection.prepare(sql))
         if (statements.size >= capacity) statements.delete(statements.keys().next().value as string)
       }
 

@@ -14,6 +14,25 @@ export class DeviceSessionError extends Error {}
 export interface DeviceSession {
   client: ssh2.Client
   remote: ClientChannel
+  /**
+   * Calls `listener` with how the shell or command ended: at once when it has ended already. The agent may answer
+   * with the channel's opening (a command it refuses, one it answers itself), and ssh2 announces an exit once,
+   * before the caller had a chance to listen.
+   */
+  onExit(listener: ExitListener): void
+}
+
+export type ExitListener = (code: number | null, signal?: string) => void
+
+/** Keeps a channel's exit from the moment it opened, for listeners that come later. */
+function keptExit(channel: ClientChannel): (listener: ExitListener) => void {
+  let exit: [number | null, string?] | undefined
+  const listeners: ExitListener[] = []
+  channel.once('exit', (code: number | null, signal?: string) => {
+    exit = [code, signal]
+    for (const listener of listeners) listener(code, signal)
+  })
+  return (listener) => (exit ? listener(...exit) : void listeners.push(listener))
 }
 
 /** Opens an SSH session to the agent's shell service through the device link, authorized already by the caller. */
@@ -51,13 +70,13 @@ export async function openDeviceSession(context: ServerContext, links: DeviceLin
 
   client.on('error', () => {})
   const env = request.service ? {[SERVICE_ENV]: request.service} : {}
-  const remote = await new Promise<ClientChannel>((resolve, reject) => {
-    const opened = (error: Error | undefined, stream: ClientChannel) => (error ? reject(error) : resolve(stream))
-    if (request.command === undefined) client.shell(request.pty ?? false, {env}, opened)
-    else client.exec(request.command, {env, pty: request.pty}, opened)
+  const opened = await new Promise<Omit<DeviceSession, 'client'>>((resolve, reject) => {
+    const onOpen = (error: Error | undefined, remote: ClientChannel) => (error ? reject(error) : resolve({remote, onExit: keptExit(remote)}))
+    if (request.command === undefined) client.shell(request.pty ?? false, {env}, onOpen)
+    else client.exec(request.command, {env, pty: request.pty}, onOpen)
   }).catch((error: unknown) => {
     client.end()
     throw error
   })
-  return {client, remote}
+  return {client, ...opened}
 }

@@ -102,7 +102,7 @@ async function relay(context: ServerContext, links: DeviceLinks, user: UserActor
   if (channel.destroyed) return void client.end()
   request.remote = remote
   let exited = false
-  remote.on('exit', (code: number | null, signal?: string) => {
+  session.onExit((code, signal) => {
     exited = true
     if (signal) channel.exit(signal)
     else channel.exit(code ?? 0)

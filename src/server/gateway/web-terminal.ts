@@ -69,7 +69,7 @@ function relay(socket: WebSocket, session: DeviceSession, receive: (handler: Mes
   remote.stderr.on('data', output)
   remote.on('drain', () => socket.resume())
   let exited = false
-  remote.on('exit', (code: number | null, signal?: string) => {
+  session.onExit((code, signal) => {
     exited = true
     send(socket, {type: 'exit', code: signal ? null : code, ...(signal ? {signal} : {})})
   })

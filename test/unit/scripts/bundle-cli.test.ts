@@ -6,7 +6,7 @@ import {PROJECT_ROOT} from '../../helpers/cli.js'
 
 const DIST = path.join(PROJECT_ROOT, 'dist')
 /** Packages no command may load before it runs: each costs tens of milliseconds, or more, of every start-up. */
-const HEAVY_PACKAGES = ['dockerode', 'ssh2', 'fastify', 'better-sqlite3', 'kysely', 'pg', 'node-pty', 'got', 'tar-stream', 'xz-decompress', 'unbzip2-stream', 'yauzl', 'fatfs']
+const HEAVY_PACKAGES = ['dockerode', 'ssh2', 'fastify', 'libsql', 'kysely', 'pg', '@lydell/node-pty', 'got', 'tar-stream', 'xz-decompress', 'unbzip2-stream', 'yauzl', 'fatfs']
 
 /** Every file of the bundle that loading dist/flotilla.js loads (its static imports, followed), and the packages they import. */
 function loadedAtStartup(): {files: string[]; packages: Set<string>} {

@@ -4,8 +4,8 @@ import {mkdtempSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
-import SqliteDatabase from 'better-sqlite3'
 import {sql} from 'kysely'
+import SqliteDatabase from 'libsql'
 
 import {openDatabase} from '../../../../src/server/db/database.js'
 import {cachingStatements} from '../../../../src/server/db/statement-cache.js'
@@ -47,6 +47,17 @@ describe('prepared statement cache', () => {
     assert.deepEqual(prepared, ['select 1', 'select 2', 'select 3', 'select 2'])
   })
 
+  it('refuses a boolean parameter with an error, as better-sqlite3 did, where libsql would abort the whole server', async () => {
+    const db = await openDatabase(':memory:')
+    try {
+      const query = db.selectFrom('organization').select('id').where('name', '=', true as unknown as string)
+      await assert.rejects(query.execute(), {name: 'TypeError', message: /can only bind numbers, strings, bigints, buffers, and null/})
+      assert.deepEqual(await db.selectFrom('organization').select('id').where('name', '=', 'none').execute(), [])
+    } finally {
+      await db.destroy()
+    }
+  })
+
   it('serves the server database: the same query twice, a write between, answers as SQLite does', async () => {
     const db = await openDatabase(':memory:')
     try {
@@ -65,6 +76,8 @@ describe('prepared statement cache', () => {
     try {
       const {rows} = await sql<{synchronous: number}>`pragma synchronous`.execute(db)
       assert.equal(rows[0].synchronous, 1)
+      const journal = await sql<{journal_mode: string}>`pragma journal_mode`.execute(db)
+      assert.equal(journal.rows[0].journal_mode, 'wal')
     } finally {
       await db.destroy()
       rmSync(dataDir, {recursive: true, force: true})
