@@ -10,6 +10,8 @@
  * A latency runs from the moment a device sends its request to its answer. The generator says what of it may be its
  * own: the rate it sent beside the rate asked, the p99 of the time a request waited for one of its sockets, and of
  * its own event-loop delay (how late it sends and reads); all near zero, the latency is the server's and the wire's.
+ * The share of the window the server's and the agents' event loops waited for a core says how much the machine's
+ * other work (two cores, shared) took from them.
  *
  * `npm run bench -- fleet --links [count]`: every device opens its device link (the agent's own link client);
  * the server's memory per link, the time to accept them all, then the time until a new release has reached every
@@ -157,7 +159,14 @@ async function measureSize(fleet: BenchFleet, agents: AgentProcess): Promise<{p9
   const window = new AbortController()
   const pinging = pingUntil(fleet.server.url, window.signal)
   await sleep(WINDOW_MS)
-  const [server, serverSeconds, agentsPercent, loadNow] = [serverCpu.percent(), serverCpu.used(), agentsCpu.percent(), load()]
+  const [server, serverSeconds, serverWaiting, agentsPercent, agentsWaiting, loadNow] = [
+    serverCpu.percent(),
+    serverCpu.used(),
+    serverCpu.waitingPercent(),
+    agentsCpu.percent(),
+    agentsCpu.waitingPercent(),
+    load(),
+  ]
   window.abort()
   const [result, pings] = await Promise.all([agents.ask({type: 'stop'}, 'polled'), pinging])
   // What a request costs the server whatever the machine's load: the figure to scale from when other work starves it.
@@ -169,7 +178,8 @@ async function measureSize(fleet: BenchFleet, agents: AgentProcess): Promise<{p9
   print(
     `  ${String(fleet.devices.length).padStart(5)} devices: state poll ${perSecond(generator.sentPolls)}/s sent (${asked(POLL_MS)}/s asked) p50 ${ms(median(result.polls))} p99 ${ms(p99)}; ` +
       `report ${perSecond(generator.sentReports)}/s (${asked(REPORT_MS)}/s) p50 ${ms(median(result.reports))} p99 ${ms(percentile(result.reports, 0.99))}; /ping p99 ${ms(percentile(pings, 0.99))}; ` +
-      `errors ${result.errors}${result.firstError ? ` (${result.firstError})` : ''}; CPU server ${server.toFixed(0)}% (${perRequest.toFixed(0)} µs a request) agents ${agentsPercent.toFixed(0)}%; ` +
+      `errors ${result.errors}${result.firstError ? ` (${result.firstError})` : ''}; CPU server ${server.toFixed(0)}% (${perRequest.toFixed(0)} µs a request; waited for a core ${serverWaiting.toFixed(0)}% of the time) ` +
+      `agents ${agentsPercent.toFixed(0)}% (waited ${agentsWaiting.toFixed(0)}%); ` +
       `generator: socket wait p99 ${ms(generator.socketWaitP99)}, event-loop delay p99 ${ms(generator.loopDelayP99)}, ${generator.sockets} sockets; ${loadNow}`,
   )
   return {p99, errors: result.errors}
