@@ -107,6 +107,11 @@ export class RawHttpPool {
     return this.sockets
   }
 
+  /** Requests sent and not yet answered, and requests waiting for a socket. */
+  get outstanding(): number {
+    return this.sockets - this.idle.size + this.queue.length - this.queueHead
+  }
+
   /** Opens the pool's sockets, `batch` connecting at a time; resolves once all are connected. */
   async open(batch = 64): Promise<void> {
     while (this.sockets < this.maxSockets && !this.closed) {
@@ -127,9 +132,17 @@ export class RawHttpPool {
   }
 
   request(method: string, path: string, headers: Record<string, string>, body?: string): Promise<TimedAnswer> {
+    return this.send(this.encode(method, path, headers, body))
+  }
+
+  /** A request as the bytes {@link send} writes: a device sending the same request again need not encode it again. */
+  encode(method: string, path: string, headers: Record<string, string>, body?: string): Buffer {
     const lines = [`${method} ${path} HTTP/1.1`, `host: ${this.url.host}`, ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`)]
     if (body !== undefined) lines.push('content-type: application/json', `content-length: ${Buffer.byteLength(body)}`)
-    const bytes = Buffer.from(`${lines.join('\r\n')}\r\n\r\n${body ?? ''}`)
+    return Buffer.from(`${lines.join('\r\n')}\r\n\r\n${body ?? ''}`)
+  }
+
+  send(bytes: Buffer): Promise<TimedAnswer> {
     return new Promise((resolve, reject) => {
       this.queue.push({bytes, queuedAt: performance.now(), resolve, reject})
       this.next()
@@ -168,7 +181,7 @@ export class RawHttpPool {
     while (this.queueHead < this.queue.length && !this.closed) {
       const socket = this.takeSocket()
       if (!socket) break
-      this.send(socket, this.queue[this.queueHead++])
+      this.write(socket, this.queue[this.queueHead++])
     }
 
     // What was sent is dropped now and then, at a cost of one copy per as many requests as are left.
@@ -178,7 +191,7 @@ export class RawHttpPool {
     }
   }
 
-  private send(socket: net.Socket, pending: PendingRequest): void {
+  private write(socket: net.Socket, pending: PendingRequest): void {
     const socketWaitMs = performance.now() - pending.queuedAt
     let buffer: Buffer = Buffer.alloc(0)
     const done = (error?: Error, answer?: HttpAnswer) => {
@@ -205,7 +218,9 @@ export class RawHttpPool {
       const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0)
       if (buffer.length < end + 4 + length) return
       const status = Number(head.slice(9, 12))
-      done(undefined, {status, etag: /\r\netag: *([^\r]+)/i.exec(head)?.[1], body: buffer.subarray(end + 4, end + 4 + length).toString('utf8')})
+      // Only a 200 brings a new ETag; most answers are 304s with no body.
+      const etag = status === 200 ? /\r\netag: *([^\r]+)/i.exec(head)?.[1] : undefined
+      done(undefined, {status, etag, body: length > 0 ? buffer.subarray(end + 4, end + 4 + length).toString('utf8') : ''})
     }
 
     socket.on('data', onData)

@@ -27,8 +27,8 @@ export interface GeneratorStats {
 
 export type ToAgents =
   /** Poll (If-None-Match) every pollMs and report every reportMs, each device from a random phase, until `stop`. */
-  | {type: 'start'; url: string; devices: SimulatedDevice[]; pollMs: number; reportMs: number; release: ReportedRelease}
-  /** Answered once every device's first two polls and reports are answered. */
+  | {type: 'start'; url: string; devices: SimulatedDevice[]; pollMs: number; reportMs: number; release: ReportedRelease; goalMs: number}
+  /** Answered once every device's first two polls and reports are answered and the backlog they left has drained. */
   | {type: 'warmed'}
   /** Samples from now on count. */
   | {type: 'measure'}
@@ -39,8 +39,8 @@ export type ToAgents =
   | {type: 'unlink'}
 
 export type FromAgents =
-  /** Milliseconds from `start` until every device's first poll and report were answered, and its second ones. */
-  | {type: 'warmed'; firstMs: number; secondMs: number}
+  /** Milliseconds from `start` until every device's first poll and report were answered, and until the backlog drained (or the deadline passed: not settled). */
+  | {type: 'warmed'; firstMs: number; settledMs: number; settled: boolean}
   | {type: 'polled'; polls: number[]; reports: number[]; generator: GeneratorStats; errors: number; firstError?: string}
   | {type: 'linked'; linked: number; fetched: number; linkFailures: number; firstError?: string}
   /** Epoch ms of each update notice and of each fetch of a changed target, since the link went up. */
