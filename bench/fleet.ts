@@ -7,6 +7,11 @@
  * both beside `/ping` p99 measured in the same window, the server's and the agents' CPU and the load average; then
  * the largest size whose state-poll p99 is under 100 ms. A device's report is the same each time, as a converged
  * agent's timed report is (the server takes a repeat as a heartbeat); a report that changes is written in full.
+ * A latency runs from the moment a device sends its request to its answer. The generator says what of it may be its
+ * own: the rate it sent beside the rate asked, the p99 of the time a request waited for one of its sockets, and of
+ * its own event-loop delay (how late it sends and reads); all near zero, the latency is the server's and the wire's.
+ * The share of the window the server's and the agents' event loops waited for a core says how much the machine's
+ * other work (two cores, shared) took from them.
  *
  * `npm run bench -- fleet --links [count]`: every device opens its device link (the agent's own link client);
  * the server's memory per link, the time to accept them all, then the time until a new release has reached every
@@ -140,29 +145,42 @@ async function pingUntil(url: string, signal: AbortSignal): Promise<number[]> {
   return pings
 }
 
-/** One size: warm up (every device fetches its target once), then a measured window. */
+/** One size: warm up (every device answered twice and the backlog drained, see PollingFleet.warmed in bench/fleet/agents.ts), then a measured window. */
 async function measureSize(fleet: BenchFleet, agents: AgentProcess): Promise<{p99: number; errors: number}> {
-  agents.tell({type: 'start', url: fleet.server.url, devices: fleet.devices, pollMs: POLL_MS, reportMs: REPORT_MS, release: fleet.release})
-  const warming = performance.now()
-  await agents.ask({type: 'warmed'}, 'warmed')
-  print(`  ${fleet.devices.length} devices had their first poll and report answered (targets computed, reports written) within ${((performance.now() - warming) / 1000).toFixed(1)} s; ${load()}`)
+  agents.tell({type: 'start', url: fleet.server.url, devices: fleet.devices, pollMs: POLL_MS, reportMs: REPORT_MS, release: fleet.release, goalMs: TARGET_P99_MS})
+  const warmed = await agents.ask({type: 'warmed'}, 'warmed')
+  print(
+    `  ${fleet.devices.length} devices had their first poll and report answered (targets computed, reports written) within ${(warmed.firstMs / 1000).toFixed(1)} s, ` +
+      `${warmed.settled ? 'the backlog of all starting at once drained' : 'the backlog of all starting at once NOT drained, measured anyway'} within ${(warmed.settledMs / 1000).toFixed(1)} s; ${load()}`,
+  )
   agents.tell({type: 'measure'})
   const serverCpu = new CpuMeter([fleet.server.pid])
   const agentsCpu = new CpuMeter([agents.pid])
   const window = new AbortController()
   const pinging = pingUntil(fleet.server.url, window.signal)
   await sleep(WINDOW_MS)
-  const [server, serverSeconds, generator, loadNow] = [serverCpu.percent(), serverCpu.used(), agentsCpu.percent(), load()]
+  const [server, serverSeconds, serverWaiting, agentsPercent, agentsWaiting, loadNow] = [
+    serverCpu.percent(),
+    serverCpu.used(),
+    serverCpu.waitingPercent(),
+    agentsCpu.percent(),
+    agentsCpu.waitingPercent(),
+    load(),
+  ]
   window.abort()
   const [result, pings] = await Promise.all([agents.ask({type: 'stop'}, 'polled'), pinging])
   // What a request costs the server whatever the machine's load: the figure to scale from when other work starves it.
   const perRequest = (serverSeconds * 1e6) / (result.polls.length + result.reports.length + pings.length)
   const p99 = percentile(result.polls, 0.99)
-  const perSecond = (samples: number[]) => (samples.length / (WINDOW_MS / 1000)).toFixed(0)
+  const {generator} = result
+  const perSecond = (count: number) => (count / (WINDOW_MS / 1000)).toFixed(0)
+  const asked = (periodMs: number) => ((fleet.devices.length * 1000) / periodMs).toFixed(0)
   print(
-    `  ${String(fleet.devices.length).padStart(5)} devices: state poll ${perSecond(result.polls)}/s p50 ${ms(median(result.polls))} p99 ${ms(p99)}; ` +
-      `report ${perSecond(result.reports)}/s p50 ${ms(median(result.reports))} p99 ${ms(percentile(result.reports, 0.99))}; /ping p99 ${ms(percentile(pings, 0.99))}; ` +
-      `errors ${result.errors}${result.firstError ? ` (${result.firstError})` : ''}; CPU server ${server.toFixed(0)}% (${perRequest.toFixed(0)} µs a request) agents ${generator.toFixed(0)}%; ${loadNow}`,
+    `  ${String(fleet.devices.length).padStart(5)} devices: state poll ${perSecond(generator.sentPolls)}/s sent (${asked(POLL_MS)}/s asked) p50 ${ms(median(result.polls))} p99 ${ms(p99)}; ` +
+      `report ${perSecond(generator.sentReports)}/s (${asked(REPORT_MS)}/s) p50 ${ms(median(result.reports))} p99 ${ms(percentile(result.reports, 0.99))}; /ping p99 ${ms(percentile(pings, 0.99))}; ` +
+      `errors ${result.errors}${result.firstError ? ` (${result.firstError})` : ''}; CPU server ${server.toFixed(0)}% (${perRequest.toFixed(0)} µs a request; waited for a core ${serverWaiting.toFixed(0)}% of the time) ` +
+      `agents ${agentsPercent.toFixed(0)}% (waited ${agentsWaiting.toFixed(0)}%); ` +
+      `generator: socket wait p99 ${ms(generator.socketWaitP99)}, event-loop delay p99 ${ms(generator.loopDelayP99)}, ${generator.sockets} sockets; ${loadNow}`,
   )
   return {p99, errors: result.errors}
 }

@@ -11,6 +11,14 @@ export function cpuSecondsOf(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND
 }
 
+/**
+ * Milliseconds the process's main thread (its event loop) has spent waiting for a core while it could have run, from
+ * /proc/<pid>/task/<pid>/schedstat (its second field, in nanoseconds): time the machine's other work took from it.
+ */
+export function runQueueWaitMsOf(pid: number): number {
+  return Number(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ')[1]) / 1e6
+}
+
 /** Resident memory of a process in bytes, from /proc/<pid>/status. */
 export function residentBytesOf(pid: number): number {
   const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
@@ -23,13 +31,21 @@ export function openFileLimit(): number {
   return match ? Number(match[1]) : 1024
 }
 
-/** How much of one core processes used between two readings, in percent. */
+/** How much of one core processes used between two readings, in percent; and how long they waited for one. */
 export class CpuMeter {
   private readonly start: number[]
+  private readonly startWaits: number[]
   private readonly startedAt = performance.now()
 
   constructor(private readonly pids: number[]) {
     this.start = pids.map((pid) => cpuSecondsOf(pid))
+    this.startWaits = pids.map((pid) => runQueueWaitMsOf(pid))
+  }
+
+  /** The share of the time since the meter was made that the busiest process's event loop waited for a core, in percent. */
+  waitingPercent(): number {
+    const elapsedMs = performance.now() - this.startedAt
+    return Math.max(...this.pids.map((pid, index) => (100 * (runQueueWaitMsOf(pid) - this.startWaits[index])) / elapsedMs))
   }
 
   /** CPU seconds used since the meter was made. */

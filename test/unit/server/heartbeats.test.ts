@@ -1,15 +1,24 @@
 import {strict as assert} from 'node:assert'
 
 import type {Db} from '../../../src/server/db/database.js'
-import {Heartbeats} from '../../../src/server/heartbeats.js'
+import {Heartbeats, IDS_PER_STATEMENT} from '../../../src/server/heartbeats.js'
 
-/** A database whose device writes are counted, and fail while `failing` is set (a full disk). */
+/** A database whose device writes are counted (with the ids each one names), and fail while `failing` is set (a full disk). */
 function deviceWrites() {
-  const state = {writes: 0, failing: false}
-  const chain = {set: () => chain, where: () => chain, execute: async () => {
-    state.writes++
-    if (state.failing) throw new Error('SQLITE_FULL: database or disk is full')
-  }}
+  const state = {writes: 0, failing: false, ids: [] as number[][]}
+  let ids: number[] = []
+  const chain = {
+    set: () => chain,
+    where: (_column: string, _operator: string, value: number[]) => {
+      ids = value
+      return chain
+    },
+    execute: async () => {
+      state.writes++
+      state.ids.push(ids)
+      if (state.failing) throw new Error('SQLITE_FULL: database or disk is full')
+    },
+  }
   return {state, db: {updateTable: () => chain} as unknown as Db}
 }
 
@@ -46,12 +55,39 @@ describe('heartbeats', () => {
     const heartbeats = new Heartbeats(db, {timeoutMs: 60_000, onError: assert.fail})
     const linked = Array.from({length: 1200}, (_, index) => index + 1)
     await heartbeats.beatAll(linked)
-    assert.equal(state.writes, 3)
+    const statements = Math.ceil(1200 / IDS_PER_STATEMENT)
+    assert.equal(state.writes, statements)
     await heartbeats.beatAll(linked)
-    assert.equal(state.writes, 3)
+    assert.equal(state.writes, statements)
     heartbeats.forget(5)
     await heartbeats.beatAll(linked)
-    assert.equal(state.writes, 4)
+    assert.equal(state.writes, statements + 1)
+    await heartbeats.close()
+  })
+
+  it('writes a batch in id order a statement per turn of the event loop, so requests are served while it is written', async () => {
+    const {state, db} = deviceWrites()
+    const heartbeats = new Heartbeats(db, {timeoutMs: 60_000, onError: assert.fail})
+    // Devices polling in no particular order, each a heartbeat due (last written between a quarter and half the timeout ago).
+    const devices = Array.from({length: 5 * IDS_PER_STATEMENT}, (_, index) => ((index * 7919) % 5000) + 1)
+    await heartbeats.beatAll(devices)
+    const written = state.writes
+    const clock = Date.now
+    Date.now = () => clock() + 20_000
+    try {
+      for (const id of devices) await heartbeats.beat(id)
+    } finally {
+      Date.now = clock
+    }
+
+    // A request arriving as the flush starts is served before the flush has written everything.
+    let writesWhenServed = -1
+    setImmediate(() => (writesWhenServed = state.writes - written))
+    await heartbeats.flush()
+    assert.equal(state.writes - written, 5)
+    assert.ok(writesWhenServed >= 0 && writesWhenServed < 5, `a request arriving as the flush started waited for all of it (statements written when it ran: ${writesWhenServed}, -1 for after the flush)`)
+    const flushed = state.ids.slice(written).flat()
+    assert.deepEqual(flushed, [...devices].sort((a, b) => a - b))
     await heartbeats.close()
   })
 
