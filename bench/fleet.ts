@@ -13,6 +13,10 @@
  * The share of the window the server's and the agents' event loops waited for a core says how much the machine's
  * other work (two cores, shared) took from them.
  *
+ * `--database postgres` serves the fleet from PostgreSQL (a cluster the bench starts, as the tests do), and
+ * `--instances N` from N servers on one PostgreSQL database behind haproxy, the devices reaching them through it;
+ * the server CPU is then that of all of them.
+ *
  * `npm run bench -- fleet --links [count]`: every device opens its device link (the agent's own link client);
  * the server's memory per link, the time to accept them all, then the time until a new release has reached every
  * linked device: told over its link, and its new target fetched (goal: 20,000 within 60 s).
@@ -25,6 +29,8 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {FleetApi} from '../test/helpers/fleet-api.js'
+import {reserveBalancerPorts, startBalancer} from '../test/helpers/balancer.js'
+import {testPostgres} from '../test/helpers/postgres.js'
 import {startServer, type TestServer} from '../test/helpers/server.js'
 import {BenchHttpClient, inParallel} from './fleet/http-client.js'
 import type {FromAgents, ReportedRelease, SimulatedDevice, ToAgents} from './fleet/messages.js'
@@ -87,8 +93,56 @@ class AgentProcess {
   }
 }
 
+/**
+ * Where the fleet is served: one server on SQLite (the default), one on PostgreSQL (`--database postgres`), or
+ * several on one PostgreSQL database behind haproxy (`--instances N`), the devices reaching them through it.
+ */
+interface BenchServers {
+  url: string
+  admin: TestServer['admin']
+  /** The server processes, whose CPU is measured together. */
+  pids: number[]
+  stop(): Promise<void>
+}
+
+interface ServerSetup {
+  database: 'sqlite' | 'postgres'
+  instances: number
+}
+
+async function startBenchServers(setup: ServerSetup): Promise<BenchServers> {
+  const args = ['--device-heartbeat-timeout', '60']
+  if (setup.database === 'sqlite') {
+    const server = await startServer({args})
+    return {url: server.url, admin: server.admin, pids: [server.pid], stop: () => server.stop()}
+  }
+
+  const postgres = await testPostgres()
+  const databaseUrl = await postgres.createDatabase()
+  if (setup.instances === 1) {
+    const server = await startServer({args, databaseUrl})
+    return {url: server.url, admin: server.admin, pids: [server.pid], stop: async () => (await server.stop(), await postgres.dropDatabase(databaseUrl))}
+  }
+
+  const ports = await reserveBalancerPorts()
+  const announced = [...args, '--public-url', `http://127.0.0.1:${ports.http}`, '--public-ssh-port', String(ports.ssh)]
+  const servers: TestServer[] = [await startServer({args: announced, databaseUrl})]
+  for (let index = 1; index < setup.instances; index++) servers.push(await startServer({args: announced, databaseUrl, env: {FLOTILLA_ADMIN_PASSWORD: servers[0].admin.password}}))
+  const balancer = await startBalancer(servers, ports)
+  return {
+    url: balancer.url,
+    admin: servers[0].admin,
+    pids: servers.map((server) => server.pid),
+    async stop() {
+      await balancer.stop()
+      for (const server of servers.reverse()) await server.stop()
+      await postgres.dropDatabase(databaseUrl)
+    },
+  }
+}
+
 interface BenchFleet {
-  server: TestServer
+  server: BenchServers
   api: FleetApi
   token: string
   fleetId: number
@@ -98,8 +152,8 @@ interface BenchFleet {
 }
 
 /** A server with one fleet, one release of one service and a fleet variable, so targets are as real ones are. */
-async function benchFleet(): Promise<BenchFleet> {
-  const server = await startServer({args: ['--device-heartbeat-timeout', '60']})
+async function benchFleet(setup: ServerSetup): Promise<BenchFleet> {
+  const server = await startBenchServers(setup)
   const api = new FleetApi(server.url)
   const token = await api.login(server.admin.username, server.admin.password)
   const fleet = await api.createFleet(token, 'many')
@@ -154,7 +208,7 @@ async function measureSize(fleet: BenchFleet, agents: AgentProcess): Promise<{p9
       `${warmed.settled ? 'the backlog of all starting at once drained' : 'the backlog of all starting at once NOT drained, measured anyway'} within ${(warmed.settledMs / 1000).toFixed(1)} s; ${load()}`,
   )
   agents.tell({type: 'measure'})
-  const serverCpu = new CpuMeter([fleet.server.pid])
+  const serverCpu = new CpuMeter(fleet.server.pids)
   const agentsCpu = new CpuMeter([agents.pid])
   const window = new AbortController()
   const pinging = pingUntil(fleet.server.url, window.signal)
@@ -185,9 +239,10 @@ async function measureSize(fleet: BenchFleet, agents: AgentProcess): Promise<{p9
   return {p99, errors: result.errors}
 }
 
-async function pollsAndReports(sizes: number[]): Promise<void> {
-  print(`fleet: each device polls every ${POLL_MS / 1000} s (If-None-Match) and reports every ${REPORT_MS / 1000} s; ${WINDOW_MS / 1000} s measured per size; ${load()}`)
-  const fleet = await benchFleet()
+async function pollsAndReports(sizes: number[], setup: ServerSetup): Promise<void> {
+  const where = setup.instances > 1 ? `${setup.instances} servers on one PostgreSQL database behind haproxy` : `one server on ${setup.database === 'sqlite' ? 'SQLite' : 'PostgreSQL'}`
+  print(`fleet (${where}): each device polls every ${POLL_MS / 1000} s (If-None-Match) and reports every ${REPORT_MS / 1000} s; ${WINDOW_MS / 1000} s measured per size; ${load()}`)
+  const fleet = await benchFleet(setup)
   const agents = new AgentProcess()
   try {
     let largestUnderTarget = 0
@@ -219,23 +274,23 @@ async function awaitRelease(agents: AgentProcess[], devices: number, deadlineMs:
   }
 }
 
-async function links(count: number): Promise<void> {
+async function links(count: number, setup: ServerSetup): Promise<void> {
   print(`fleet links: ${count} devices each hold a device link (SSH); ${load()}`)
-  const fleet = await benchFleet()
+  const fleet = await benchFleet(setup)
   const dataDir = mkdtempSync(path.join(tmpdir(), 'flotilla-bench-links-'))
   const agents = Array.from({length: Math.ceil(count / LINKS_PER_AGENT_PROCESS)}, () => new AgentProcess())
   try {
     await registerDevices(fleet, count)
     const {ssh} = (await fleet.api.call('GET', '/.well-known/flotilla.json')).json() as {ssh: {host: string; port: number; hostKey?: string}}
-    const before = residentBytesOf(fleet.server.pid)
-    const serverCpu = new CpuMeter([fleet.server.pid])
+    const before = residentBytesOf(fleet.server.pids[0])
+    const serverCpu = new CpuMeter(fleet.server.pids)
     const started = performance.now()
     const slice = Math.ceil(count / agents.length)
     const linking = agents.map((agent, index) => agent.ask({type: 'link', url: fleet.server.url, ssh, devices: fleet.devices.slice(index * slice, (index + 1) * slice), dataDir}, 'linked'))
     const linked = await Promise.race([Promise.all(linking), sleep(LINK_DEADLINE_MS).then(() => undefined)])
     if (!linked) throw new Error(`the links were not all up within ${LINK_DEADLINE_MS / 1000} s`)
     const seconds = (performance.now() - started) / 1000
-    const perLink = (residentBytesOf(fleet.server.pid) - before) / count
+    const perLink = (residentBytesOf(fleet.server.pids[0]) - before) / count
     const sum = (pick: (each: Extract<FromAgents, {type: 'linked'}>) => number) => linked.reduce((total, each) => total + pick(each), 0)
     print(
       `  ${sum((each) => each.linked)} links up and targets fetched in ${seconds.toFixed(1)} s; server memory ${(perLink / 1024).toFixed(1)} KiB a link (RSS delta / links), ` +
@@ -259,18 +314,31 @@ async function links(count: number): Promise<void> {
   }
 }
 
-/** `--links [count]`, `--sizes 1000,2000`. */
+/** `--database postgres` and `--instances N` (N > 1 implies PostgreSQL). */
+function serverSetupOf(args: string[]): ServerSetup {
+  const databaseAt = args.indexOf('--database')
+  const instancesAt = args.indexOf('--instances')
+  const instances = instancesAt >= 0 ? Number(args[instancesAt + 1]) : 1
+  if (!Number.isInteger(instances) || instances < 1) throw new Error('--instances takes a whole number of servers, 1 or more')
+  const database = databaseAt >= 0 ? args[databaseAt + 1] : instances > 1 ? 'postgres' : 'sqlite'
+  if (database !== 'sqlite' && database !== 'postgres') throw new Error('--database takes sqlite or postgres (a PostgreSQL cluster the bench starts, as the tests do)')
+  if (instances > 1 && database !== 'postgres') throw new Error('several servers share a PostgreSQL database: --instances needs --database postgres')
+  return {database, instances}
+}
+
+/** `--links [count]`, `--sizes 1000,2000`, `--database postgres`, `--instances 2`. */
 export async function run(): Promise<void> {
   const args = process.argv.slice(3)
+  const setup = serverSetupOf(args)
   const linksAt = args.indexOf('--links')
   if (linksAt >= 0) {
     const possible = Math.min(MAX_LINKS, openFileLimit() - FILES_BESIDES_LINKS)
     const asked = Number(args[linksAt + 1]) || MAX_LINKS
     if (asked > possible) print(`fleet links: ${asked} links need as many open files in the server; this machine allows ${openFileLimit()} a process, so ${possible}`)
-    await links(Math.min(asked, possible))
+    await links(Math.min(asked, possible), setup)
     return
   }
 
   const sizesAt = args.indexOf('--sizes')
-  await pollsAndReports(sizesAt >= 0 ? args[sizesAt + 1].split(',').map(Number) : FLEET_SIZES)
+  await pollsAndReports(sizesAt >= 0 ? args[sizesAt + 1].split(',').map(Number) : FLEET_SIZES, setup)
 }
