@@ -24,11 +24,13 @@ export interface ColumnTypes {
   boolean: ColumnType
   /** 64-bit: sizes and ms timestamps; read back as numbers (db/postgres.ts parses PostgreSQL's int8). */
   bigint: ColumnType
+  /** Bytes (release assets' files): read back as a Buffer on PostgreSQL, an ArrayBuffer on SQLite (libsql). */
+  binary: ColumnType
 }
 
 const TEXT_IN_BYTE_ORDER = sql`text collate "C"`
 
 export const COLUMN_TYPES: Record<DialectName, ColumnTypes> = {
-  sqlite: {text: 'text', date: 'text', json: 'text', boolean: 'boolean', bigint: 'integer'},
-  postgres: {text: TEXT_IN_BYTE_ORDER, date: TEXT_IN_BYTE_ORDER, json: 'text', boolean: 'smallint', bigint: 'bigint'},
+  sqlite: {text: 'text', date: 'text', json: 'text', boolean: 'boolean', bigint: 'integer', binary: 'blob'},
+  postgres: {text: TEXT_IN_BYTE_ORDER, date: TEXT_IN_BYTE_ORDER, json: 'text', boolean: 'smallint', bigint: 'bigint', binary: 'bytea'},
 }

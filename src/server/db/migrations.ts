@@ -496,6 +496,20 @@ const clusterState: Migration = {
   },
 }
 
+/**
+ * [flotilla] The files of release assets (at most 5 MiB each), in the database rather than a data dir, so that
+ * every instance sharing the database serves them; gone with their asset.
+ */
+const releaseAssetContents: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema
+      .createTable('release_asset_content')
+      .addColumn('asset', 'integer', (column) => refersTo('release_asset')(column).primaryKey())
+      .addColumn('content', typesOf(db).binary, (column) => column.notNull())
+      .execute()
+  },
+}
+
 /** Every schema change in order; a name once shipped is never edited, only followed by a new one. */
 export const MIGRATIONS: Record<string, Migration> = {
   '0001_initial_schema': initialSchema,
@@ -514,6 +528,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0014_server_instances': serverInstances,
   '0015_release_builds': releaseBuilds,
   '0016_cluster_state': clusterState,
+  '0017_release_asset_contents': releaseAssetContents,
 }
 
 export const migrationProvider: MigrationProvider = {

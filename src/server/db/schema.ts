@@ -243,6 +243,12 @@ export interface ServerSecretTable {
   value: string
 }
 
+/** The file of a release asset. */
+export interface ReleaseAssetContentTable {
+  asset: number
+  content: Uint8Array | ArrayBuffer
+}
+
 export interface UserHasPublicKeyTable {
   id: Generated<number>
   created_at: string
@@ -361,4 +367,5 @@ export interface Database {
   device_log_batch: DeviceLogBatchTable
   device_action: DeviceActionTable
   login_failure: LoginFailureTable
+  release_asset_content: ReleaseAssetContentTable
 }

@@ -1,6 +1,5 @@
 import {timingSafeEqual} from 'node:crypto'
-import {createReadStream} from 'node:fs'
-import {mkdir, readdir, rm, writeFile} from 'node:fs/promises'
+import {readdir, readFile, rm} from 'node:fs/promises'
 import path from 'node:path'
 import type {Readable} from 'node:stream'
 
@@ -8,7 +7,7 @@ import type {FastifyInstance, FastifyRequest} from 'fastify'
 
 import {randomAlphanumerics} from '../auth/passwords.js'
 import {authenticatedActor, type ServerContext} from '../context.js'
-import {deleteReleaseAsset, releaseAssetFileOf, releaseAssetIds, setReleaseAssetFile} from '../db/release-assets.js'
+import {assetsWithoutContent, deleteReleaseAsset, importReleaseAssetContent, releaseAssetContentOf, releaseAssetFileOf, setReleaseAssetFile} from '../db/release-assets.js'
 import {badRequest, HttpError, notFound, unauthorized} from '../http-errors.js'
 import {checkODataLimits} from '../odata/limits.js'
 import {RESOURCES} from '../odata/model.js'
@@ -59,11 +58,24 @@ function baseNameOf(name: string): string {
   return (name.split(/[/\\]/).pop() ?? '').slice(0, 255) || 'asset'
 }
 
-/** Removes stored files whose row is gone (deleted through pine, or with its release). */
-async function removeOrphans(context: ServerContext, directory: string): Promise<void> {
-  const names = await readdir(directory)
-  const ids = new Set((await releaseAssetIds(context.db)).map(String))
-  for (const name of names) if (!ids.has(name)) await rm(path.join(directory, name), {force: true})
+/**
+ * Moves the files an older server kept in its data dir (`<data dir>/release-assets/<id>`) into the database, once:
+ * each is removed when stored, and files of rows deleted since are removed too.
+ */
+async function importAssetFiles(context: ServerContext, directory: string): Promise<void> {
+  const names = await readdir(directory).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return []
+    throw error
+  })
+  if (names.length === 0) return
+  const waiting = new Set((await assetsWithoutContent(context.db)).map(String))
+  for (const name of names) {
+    const file = path.join(directory, name)
+    if (waiting.has(name)) await importReleaseAssetContent(context.db, Number(name), await readFile(file))
+    await rm(file, {force: true})
+  }
+
+  await rm(directory, {recursive: true, force: true})
 }
 
 /** The query parameter of an asset's href that holds its download token. */
@@ -108,42 +120,40 @@ async function assetFileOf(request: FastifyRequest): Promise<{form: FormData; fi
   return {form, file}
 }
 
-/** Stores the file of a release asset row under its id and records what clients read of it. */
-async function storeAssetFile(context: ServerContext, directory: string, id: number, file: File): Promise<void> {
-  await mkdir(directory, {recursive: true})
-  await removeOrphans(context, directory)
-  await writeFile(path.join(directory, String(id)), Buffer.from(await file.arrayBuffer()))
+/** Stores the file of a release asset row, in the database, and records what clients read of it. */
+async function storeAssetFile(context: ServerContext, id: number, file: File): Promise<void> {
   // A new token with each file: an href handed out for an older file stops working.
   const href = `${context.publicUrl}/release-asset/${id}?${DOWNLOAD_TOKEN}=${randomAlphanumerics(32)}`
   const asset: StoredAsset = {href, filename: baseNameOf(file.name), content_type: file.type || 'application/octet-stream', size: file.size}
-  await setReleaseAssetFile(context.db, id, asset)
+  await setReleaseAssetFile(context.db, id, asset, new Uint8Array(await file.arrayBuffer()))
 }
 
 /**
  * balena-sdk's `release.asset.upload` with overwrite: a multipart PATCH of `/v7/release_asset(<key>)` carrying
  * a new `asset` file (and optionally a new `asset_key`). One row, which the caller may manage.
  */
-async function replaceAssetFile(context: ServerContext, directory: string | undefined, request: FastifyRequest): Promise<void> {
+async function replaceAssetFile(context: ServerContext, request: FastifyRequest): Promise<void> {
   const actor = await authenticatedActor(context, request)
   const parsed = parseODataUrl(request.url.slice('/v7'.length), '/v7')
   checkODataLimits(parsed)
   if (!parsed.key) throw badRequest('a release asset file replaces one asset: name it by key, release_asset(<id>)')
   const [id, ...others] = await new ODataReader(context.db, actor).matchingIds(parsed)
   if (id === undefined || others.length > 0) throw unauthorized()
-  if (!directory) throw badRequest('this server keeps no data dir: start it with one to store release assets')
   const {form, file} = await assetFileOf(request)
   const key = form.get('asset_key')
   if (typeof key === 'string') await new ODataWriter(context.db, actor).update(parsed, {asset_key: key})
-  await storeAssetFile(context, directory, id, file)
+  await storeAssetFile(context, id, file)
 }
 
 /**
  * balena's release assets (`balena release-asset upload|list|download|delete`): `POST /v7/release_asset` takes
  * JSON (an asset-less row) or a multipart form with `release`, `asset_key` and an `asset` file; the file is stored
- * under the data dir by the row's id, never at a path made from what the client sent, and served to those who may
- * read the row at the `href` its `asset` names. Reading, listing and deleting rows is pine's.
+ * in the database with its row (so every instance sharing the database serves it, and it goes with the row), and
+ * served to those who may read the row at the `href` its `asset` names. Reading, listing and deleting rows is
+ * pine's. `legacyDirectory`: where servers before kept the files, moved into the database at start.
  */
-export function registerReleaseAssetRoutes(app: FastifyInstance, context: ServerContext, directory: string | undefined): void {
+export function registerReleaseAssetRoutes(app: FastifyInstance, context: ServerContext, legacyDirectory: string | undefined): void {
+  if (legacyDirectory) app.addHook('onReady', async () => importAssetFiles(context, legacyDirectory))
   // A multipart body reaches its route as a stream; only these two routes read one, any other refuses it.
   app.addContentTypeParser('multipart/form-data', (_request, payload, done) => done(null, payload))
   app.addHook('preHandler', async (request, reply) => {
@@ -153,7 +163,7 @@ export function registerReleaseAssetRoutes(app: FastifyInstance, context: Server
       throw new HttpError(415, 'multipart/form-data is taken only by release asset uploads: POST /v7/release_asset or PATCH /v7/release_asset(<id>); send JSON')
     }
 
-    await replaceAssetFile(context, directory, request)
+    await replaceAssetFile(context, request)
     return reply.code(200).send('')
   })
 
@@ -161,12 +171,11 @@ export function registerReleaseAssetRoutes(app: FastifyInstance, context: Server
     const actor = await authenticatedActor(context, request)
     const writer = new ODataWriter(context.db, actor, context.registry)
     if (!isMultipart(request)) return reply.code(201).send(await writer.create(RESOURCES.release_asset, request.body))
-    if (!directory) throw badRequest('this server keeps no data dir: start it with one to store release assets')
     const {form, file} = await assetFileOf(request)
     const created = await writer.create(RESOURCES.release_asset, {release: Number(form.get('release')), asset_key: form.get('asset_key'), asset: null})
     const id = created.id as number
     try {
-      await storeAssetFile(context, directory, id, file)
+      await storeAssetFile(context, id, file)
     } catch (error) {
       await deleteReleaseAsset(context.db, id)
       throw error
@@ -176,14 +185,15 @@ export function registerReleaseAssetRoutes(app: FastifyInstance, context: Server
   })
 
   app.get<{Params: {id: string}; Querystring: {token?: unknown}}>('/release-asset/:id', async (request, reply) => {
-    if (!directory) throw notFound('no such release asset')
     const {id, asset} = await assetToDownload(context, request)
+    const content = await releaseAssetContentOf(context.db, id)
+    if (!content) throw notFound('no such release asset')
     // Served as a download, never rendered: the file is the uploader's and this origin is the dashboard's.
     return reply
       .type('application/octet-stream')
       .header('content-length', asset.size)
       .header('content-disposition', `attachment; filename*=UTF-8''${encodeURIComponent(asset.filename)}`)
       .header('x-content-type-options', 'nosniff')
-      .send(createReadStream(path.join(directory, String(id))))
+      .send(content)
   })
 }

@@ -111,5 +111,22 @@ for (const dialect of DIALECTS) {
       const again = await a.app.inject({method: 'GET', url: `/device/v3/${device.uuid}/actions`, headers: {authorization: `Bearer ${device.key}`}})
       assert.deepEqual(again.json(), [], 'handed out once')
     })
+
+    it('serves through one instance a release asset uploaded through the other, from the database', async () => {
+      const owner = await a.db.selectFrom('user').select(['id', 'actor']).where('username', '=', 'ada').executeTakeFirstOrThrow()
+      const writer = new ODataWriter(a.db as unknown as Kysely<any>, {kind: 'user', actorId: owner.actor, userId: owner.id, username: 'ada', email: 'ada@example.com', via: 'session', authTime: Date.now()})
+      const release = await writer.create(parseODataUrl('/release').resource, {belongs_to__application: fleetId})
+      const form = new FormData()
+      form.set('release', String(release.id))
+      form.set('asset_key', 'notes')
+      form.set('asset', new File(['notes of the release'], 'notes.txt', {type: 'text/plain'}))
+      const body = new Request('http://upload/', {method: 'POST', body: form})
+      const headers = {authorization: `Bearer ${userKey}`, 'content-type': body.headers.get('content-type') as string}
+      const uploaded = await a.app.inject({method: 'POST', url: '/v7/release_asset', headers, payload: Buffer.from(await body.arrayBuffer())})
+      assert.equal(uploaded.statusCode, 201, uploaded.body)
+      const href = new URL(uploaded.json().asset.href)
+      const downloaded = await b.app.inject({method: 'GET', url: `${href.pathname}${href.search}`})
+      assert.deepEqual([downloaded.statusCode, downloaded.body], [200, 'notes of the release'])
+    })
   })
 }
