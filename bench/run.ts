@@ -15,3 +15,6 @@ if (!name || !available.includes(name)) {
 
 const bench = (await import(`./${name}.ts`)) as {run: () => Promise<void>}
 await bench.run()
+// A bench is over once its figures are printed: what it started for the whole run (the PostgreSQL cluster of
+// test/helpers/postgres.ts, its admin connection) is stopped by the exit, rather than keeping the process alive.
+process.exit(0)
