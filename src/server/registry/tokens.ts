@@ -8,6 +8,7 @@ import type {RegistryCredentials} from '../builder/docker-builder.js'
 import {visibleRows} from '../authorization.js'
 import type {Db} from '../db/database.js'
 import {RESOURCES} from '../odata/model.js'
+import {ReleaseLifecycle} from '../releases/lifecycle.js'
 import {TOKEN_ISSUER} from './managed-registry.js'
 import type {RegistryTokenKey} from './token-key.js'
 
@@ -140,8 +141,7 @@ export class BuildCredentials {
     const expected = Buffer.from(this.signatureOf(credential.slice(0, credential.lastIndexOf('.'))))
     if (!timingSafeEqual(Buffer.from(signature), expected) || Number(expiresText) <= now) return undefined
     const releaseId = Number(releaseText)
-    const release = await this.db.selectFrom('release').select('status').where('id', '=', releaseId).executeTakeFirst()
-    return release?.status === 'running' ? releaseId : undefined
+    return (await new ReleaseLifecycle(this.db).statusOf(releaseId)) === 'running' ? releaseId : undefined
   }
 
   private signatureOf(claims: string): string {
