@@ -15,7 +15,8 @@
  *
  * `--database postgres` serves the fleet from PostgreSQL (a cluster the bench starts, as the tests do), and
  * `--instances N` from N servers on one PostgreSQL database behind haproxy, the devices reaching them through it;
- * the server CPU is then that of all of them.
+ * the server CPU is then that of all of them. `--cpu-prof DIR`: each server writes a V8 CPU profile there as it
+ * stops (the sampling costs the server some CPU: compare figures from runs without it).
  *
  * `npm run bench -- fleet --links [count]`: every device opens its device link (the agent's own link client);
  * the server's memory per link, the time to accept them all, then the time until a new release has reached every
@@ -108,26 +109,29 @@ interface BenchServers {
 interface ServerSetup {
   database: 'sqlite' | 'postgres'
   instances: number
+  /** `--cpu-prof DIR`: each server writes a V8 CPU profile there when it stops (open it in Chrome's DevTools). */
+  cpuProfileDir?: string
 }
 
 async function startBenchServers(setup: ServerSetup): Promise<BenchServers> {
   const args = ['--device-heartbeat-timeout', '60']
+  const nodeArgs = setup.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(setup.cpuProfileDir)}`] : []
   if (setup.database === 'sqlite') {
-    const server = await startServer({args})
+    const server = await startServer({args, nodeArgs})
     return {url: server.url, admin: server.admin, pids: [server.pid], stop: () => server.stop()}
   }
 
   const postgres = await testPostgres()
   const databaseUrl = await postgres.createDatabase()
   if (setup.instances === 1) {
-    const server = await startServer({args, databaseUrl})
+    const server = await startServer({args, databaseUrl, nodeArgs})
     return {url: server.url, admin: server.admin, pids: [server.pid], stop: async () => (await server.stop(), await postgres.dropDatabase(databaseUrl))}
   }
 
   const ports = await reserveBalancerPorts()
   const announced = [...args, '--public-url', `http://127.0.0.1:${ports.http}`, '--public-ssh-port', String(ports.ssh)]
-  const servers: TestServer[] = [await startServer({args: announced, databaseUrl})]
-  for (let index = 1; index < setup.instances; index++) servers.push(await startServer({args: announced, databaseUrl, env: {FLOTILLA_ADMIN_PASSWORD: servers[0].admin.password}}))
+  const servers: TestServer[] = [await startServer({args: announced, databaseUrl, nodeArgs})]
+  for (let index = 1; index < setup.instances; index++) servers.push(await startServer({args: announced, databaseUrl, nodeArgs, env: {FLOTILLA_ADMIN_PASSWORD: servers[0].admin.password}}))
   const balancer = await startBalancer(servers, ports)
   return {
     url: balancer.url,
@@ -323,10 +327,11 @@ function serverSetupOf(args: string[]): ServerSetup {
   const database = databaseAt >= 0 ? args[databaseAt + 1] : instances > 1 ? 'postgres' : 'sqlite'
   if (database !== 'sqlite' && database !== 'postgres') throw new Error('--database takes sqlite or postgres (a PostgreSQL cluster the bench starts, as the tests do)')
   if (instances > 1 && database !== 'postgres') throw new Error('several servers share a PostgreSQL database: --instances needs --database postgres')
-  return {database, instances}
+  const profileAt = args.indexOf('--cpu-prof')
+  return {database, instances, cpuProfileDir: profileAt >= 0 ? args[profileAt + 1] : undefined}
 }
 
-/** `--links [count]`, `--sizes 1000,2000`, `--database postgres`, `--instances 2`. */
+/** `--links [count]`, `--sizes 1000,2000`, `--database postgres`, `--instances 2`, `--cpu-prof DIR`. */
 export async function run(): Promise<void> {
   const args = process.argv.slice(3)
   const setup = serverSetupOf(args)

@@ -135,11 +135,16 @@ class PollingFleet {
       return resolve
     })
     await sleep(Math.random() * periodMs)
+    // Each device keeps the phase it drew: a round that overran its period (the storm of the start) waits for its
+    // next slot rather than going at once, or the devices slowed together would stay bunched and send more than asked.
+    const origin = performance.now()
+    let slot = 0
     for (let round = 0; !this.stopping; round++) {
-      const started = performance.now()
       await work().catch((error: unknown) => this.failed((error as Error).message))
       answered[round]?.()
-      await sleep(Math.max(0, periodMs - (performance.now() - started)))
+      const elapsed = performance.now() - origin
+      slot = Math.max(slot + 1, Math.ceil(elapsed / periodMs))
+      await sleep(slot * periodMs - elapsed)
     }
   }
 

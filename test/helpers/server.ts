@@ -70,11 +70,12 @@ export function waitForExit(child: ChildProcess, deadlineMs: number): Promise<bo
  * and resolves once it prints its listening line (or rejects with its output when it dies or takes too long).
  * `args` are extra flags of `server start` (`['--registry', '127.0.0.1:5000']`). Without `--registry` the server
  * runs with `--no-registry` (images stay in the engine), unless `managedRegistry` asks for its own token-auth registry.
+ * `nodeArgs` go to node before the CLI (`--cpu-prof`).
  * `ports` starts it again where a stopped one listened (with its `dataDir`), as a restarted server would.
  * With FLOTILLA_TEST_DATABASE=postgres each data dir gets a PostgreSQL database of its own (FLOTILLA_DATABASE_URL),
  * unless `databaseUrl` names one another server uses (another instance of it): that one is dropped with its own server.
  */
-export async function startServer(options: {env?: NodeJS.ProcessEnv; dataDir?: string; args?: string[]; managedRegistry?: boolean; ports?: {http: number; ssh: number}; databaseUrl?: string} = {}): Promise<TestServer> {
+export async function startServer(options: {env?: NodeJS.ProcessEnv; dataDir?: string; args?: string[]; managedRegistry?: boolean; ports?: {http: number; ssh: number}; databaseUrl?: string; nodeArgs?: string[]} = {}): Promise<TestServer> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'flotilla-server-'))
   const databaseUrl = options.databaseUrl ?? (await testDatabaseUrl(dataDir))
   const databaseEnv: NodeJS.ProcessEnv = databaseUrl ? {FLOTILLA_DATABASE_URL: databaseUrl} : {}
@@ -90,7 +91,7 @@ export async function startServer(options: {env?: NodeJS.ProcessEnv; dataDir?: s
   const admin = {email: env.FLOTILLA_ADMIN_EMAIL as string, username: env.FLOTILLA_ADMIN_USERNAME as string, password: env.FLOTILLA_ADMIN_PASSWORD as string}
   const args = options.args ?? []
   const registryArgs = options.managedRegistry || args.includes('--registry') ? [] : ['--no-registry']
-  const child = spawn(process.execPath, [CLI_BIN, 'server', 'start', '--port', String(options.ports?.http ?? 0), '--host', '127.0.0.1', '--data-dir', dataDir, '--ssh-port', String(options.ports?.ssh ?? 0), ...registryArgs, ...args], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), CLI_BIN, 'server', 'start', '--port', String(options.ports?.http ?? 0), '--host', '127.0.0.1', '--data-dir', dataDir, '--ssh-port', String(options.ports?.ssh ?? 0), ...registryArgs, ...args], {
     cwd: PROJECT_ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
