@@ -335,9 +335,12 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
     }
     // An HTTPS instance serves the same routes; only its server type differs.
     const app = options.tls ? (Fastify({...settings, https: options.tls}) as unknown as FastifyInstance) : Fastify(settings)
-    app.addHook('onResponse', async (request, reply) => {
-      request.log.debug(`${request.method} ${request.url.split('?')[0]} ${reply.statusCode} ${reply.elapsedTime.toFixed(1)}ms`)
-    })
+    // Only when asked for: a hook on every request costs every poll of every device.
+    if (settings.logger.level === 'debug' || settings.logger.level === 'trace') {
+      app.addHook('onResponse', async (request, reply) => {
+        request.log.debug(`${request.method} ${request.url.split('?')[0]} ${reply.statusCode} ${reply.elapsedTime.toFixed(1)}ms`)
+      })
+    }
     sendErrors(app)
     const logError = (error: unknown, message: string) => app.log.error({err: error}, message)
     registerRoutes(app, context, options, {links, deviceLogs, deviceActions})

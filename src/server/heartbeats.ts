@@ -74,17 +74,16 @@ export class Heartbeats {
     await this.writeInTurns(stale, now)
   }
 
-  /** The device was just written as online by someone else (its state report). */
-  wroteOnline(deviceId: number): void {
+  /** The device was just written as online by someone else: its state report (remembered, when given), its link. */
+  wroteOnline(deviceId: number, report?: string): void {
     this.written.set(deviceId, Date.now())
+    if (report !== undefined) this.reports.set(deviceId, report)
     this.settings.announce?.(deviceId)
   }
 
-  /** Whether this report is the one the device sent last (then it need not be written again); remembers it. */
+  /** Whether this report is the last one written of the device (then it need not be written again). */
   isRepeatedReport(deviceId: number, report: string): boolean {
-    if (this.reports.get(deviceId) === report) return true
-    this.reports.set(deviceId, report)
-    return false
+    return this.reports.get(deviceId) === report
   }
 
   /** Forgets what this server wrote of one device (its link closed and marked it offline; its report failed to be written). */

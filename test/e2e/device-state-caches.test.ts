@@ -142,4 +142,28 @@ describe('device state kept in memory stays true (real server)', function () {
     assert.equal((await report('Updating')).status, 200)
     assert.deepEqual(await row(), {status: 'Updating', is_online: true})
   })
+
+  it('refuses a state report it cannot take every time it comes, however often repeated, and never as a heartbeat', async () => {
+    const device = await newDevice()
+    const other = await newDevice()
+    const send = (body: string, contentType = 'application/json') => api.call('PATCH', '/device/v3/state', {token: device.api_key, body, headers: {'content-type': contentType}})
+    const refusals: Array<[string, string, number, RegExp]> = [
+      ['another device', JSON.stringify({[other.uuid]: {status: 'Idle'}}), 401, /^$/], // balena's bare 401
+      ['broken JSON', `{"${device.uuid}": {"status": "Idle"`, 400, /JSON/],
+      ['a poisoned prototype', `{"${device.uuid}": {"status": "Idle"}, "__proto__": {"admin": true}}`, 400, /JSON/],
+      ['not an object', '[1, 2]', 400, /object keyed by the device uuid/],
+      ['a device state that is no object', JSON.stringify({[device.uuid]: 7}), 400, /must be an object/],
+    ]
+    for (const [what, body, status, message] of refusals) {
+      for (const attempt of [1, 2]) {
+        const answer = await send(body)
+        assert.equal(answer.status, status, `${what}, attempt ${attempt}: ${answer.body}`)
+        assert.match(answer.body, message, `${what}: ${answer.body}`)
+      }
+    }
+
+    assert.equal((await send(JSON.stringify({[device.uuid]: {status: 'Idle'}}), 'text/plain')).status, 400, 'a report that is not JSON')
+    const {status} = (await api.call('GET', `/v7/device(${device.id})?$select=status`, {token})).json().d[0]
+    assert.notEqual(status, 'Idle', 'nothing refused was written')
+  })
 })

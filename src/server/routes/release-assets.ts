@@ -156,15 +156,15 @@ export function registerReleaseAssetRoutes(app: FastifyInstance, context: Server
   if (legacyDirectory) app.addHook('onReady', async () => importAssetFiles(context, legacyDirectory))
   // A multipart body reaches its route as a stream; only these two routes read one, any other refuses it.
   app.addContentTypeParser('multipart/form-data', (_request, payload, done) => done(null, payload))
-  app.addHook('preHandler', async (request, reply) => {
-    if (!isMultipart(request) || !request.url.startsWith('/v7/')) return
-    if (request.method === 'POST' && request.routeOptions.url === '/v7/release_asset') return
+  // Every request passes here: those without a multipart body (every device poll) go on without a promise made.
+  app.addHook('preHandler', (request, reply, done) => {
+    if (!isMultipart(request) || !request.url.startsWith('/v7/')) return done()
+    if (request.method === 'POST' && request.routeOptions.url === '/v7/release_asset') return done()
     if (request.method !== 'PATCH' || !request.url.startsWith('/v7/release_asset(')) {
-      throw new HttpError(415, 'multipart/form-data is taken only by release asset uploads: POST /v7/release_asset or PATCH /v7/release_asset(<id>); send JSON')
+      return done(new HttpError(415, 'multipart/form-data is taken only by release asset uploads: POST /v7/release_asset or PATCH /v7/release_asset(<id>); send JSON'))
     }
 
-    await replaceAssetFile(context, request)
-    return reply.code(200).send('')
+    replaceAssetFile(context, request).then(() => reply.code(200).send(''), done)
   })
 
   app.post('/v7/release_asset', async (request, reply) => {

@@ -91,10 +91,13 @@ describe('heartbeats', () => {
     await heartbeats.close()
   })
 
-  it('takes a report repeated word for word as a heartbeat, until told to forget reports', () => {
+  it('takes a report repeated word for word as a heartbeat once it was written, until told to forget reports', () => {
     const heartbeats = new Heartbeats(deviceWrites().db, {timeoutMs: 60_000, onError: assert.fail})
     assert.equal(heartbeats.isRepeatedReport(7, '{"status":"Idle"}'), false)
+    assert.equal(heartbeats.isRepeatedReport(7, '{"status":"Idle"}'), false, 'a report not (yet) written is not a repeat: its writing may fail')
+    heartbeats.wroteOnline(7, '{"status":"Idle"}')
     assert.equal(heartbeats.isRepeatedReport(7, '{"status":"Idle"}'), true)
+    assert.equal(heartbeats.isRepeatedReport(7, '{"status": "Idle"}'), false)
     assert.equal(heartbeats.isRepeatedReport(8, '{"status":"Idle"}'), false)
     heartbeats.forgetAll()
     assert.equal(heartbeats.isRepeatedReport(7, '{"status":"Idle"}'), false)
