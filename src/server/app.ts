@@ -295,7 +295,9 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
   const publicUrl = options.publicUrl === undefined ? undefined : parsePublicUrl(options.publicUrl)
   const internalUrl = options.internalUrl === undefined ? undefined : parsePublicUrl(options.internalUrl, 'internal URL')
   const location = databaseLocation(options)
-  const db = await openDatabase(location)
+  // Told to the server's log once there is one (a checkpoint failing in the first moments leaves SQLite's own).
+  let warnOfCheckpoints = (_message: string) => {}
+  const db = await openDatabase(location, {checkpointsAside: {onError: (message) => warnOfCheckpoints(message)}})
   let bus: ClusterBus | undefined
   try {
     // Diagnostics go to the server's log, which exists by the time anything is published, received or polled.
@@ -335,6 +337,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Flotill
     }
     // An HTTPS instance serves the same routes; only its server type differs.
     const app = options.tls ? (Fastify({...settings, https: options.tls}) as unknown as FastifyInstance) : Fastify(settings)
+    warnOfCheckpoints = (message) => app.log.warn(message)
     // Only when asked for: a hook on every request costs every poll of every device.
     if (settings.logger.level === 'debug' || settings.logger.level === 'trace') {
       app.addHook('onResponse', async (request, reply) => {

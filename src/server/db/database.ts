@@ -9,6 +9,7 @@ import {migrationProvider} from './migrations.js'
 import {postgresDialect} from './postgres.js'
 import {cachingStatements} from './statement-cache.js'
 import type {Database} from './schema.js'
+import {WalCheckpoints} from './wal-checkpoints.js'
 
 export type Db = Kysely<Database>
 
@@ -19,15 +20,23 @@ export const DATABASE_FILE = 'flotilla.db'
  * back again would fail with "cannot rollback - no transaction is active" and hide the real cause from the caller.
  */
 class SqliteDialectKeepingCauses extends SqliteDialect {
-  constructor(private readonly connection: SqliteDatabase.Database) {
+  constructor(
+    private readonly connection: SqliteDatabase.Database,
+    private readonly checkpoints?: WalCheckpoints,
+  ) {
     super({database: connection})
   }
 
   override createDriver(): Driver {
-    const {connection} = this
+    const {connection, checkpoints} = this
     return new (class extends SqliteDriver {
       override async rollbackTransaction(databaseConnection: DatabaseConnection): Promise<void> {
         if (connection.inTransaction) await super.rollbackTransaction(databaseConnection)
+      }
+
+      override async destroy(): Promise<void> {
+        await checkpoints?.stop()
+        await super.destroy()
       }
     })({database: cachingStatements(connection)})
   }
@@ -53,7 +62,7 @@ interface OpenedDialect {
  * SQLite in the data dir (`<dataDir>/flotilla.db`, or an in-memory one for `:memory:`), a dir only the server's
  * user can read. WAL lets `server user add` write while a server has the file open.
  */
-function sqliteDialect(location: {dataDir: string} | ':memory:'): OpenedDialect {
+function sqliteDialect(location: {dataDir: string} | ':memory:', options: OpenOptions): OpenedDialect {
   let file = ':memory:'
   if (location !== ':memory:') {
     // SQLite gives its -wal and -shm files the mode of the database file, so they are private too.
@@ -69,12 +78,22 @@ function sqliteDialect(location: {dataDir: string} | ':memory:'): OpenedDialect 
   connection.pragma('busy_timeout = 5000')
   // OData's startswith/contains are case-sensitive; SQLite's LIKE is not unless asked.
   connection.pragma('case_sensitive_like = ON')
-  return {dialect: new SqliteDialectKeepingCauses(connection), name: file}
+  const checkpoints = options.checkpointsAside && file !== ':memory:' ? new WalCheckpoints(connection, file, options.checkpointsAside.onError) : undefined
+  return {dialect: new SqliteDialectKeepingCauses(connection, checkpoints), name: file}
+}
+
+export interface OpenOptions {
+  log?: LogConfig
+  /**
+   * A server's long-lived SQLite database: its WAL is checkpointed by a worker thread, off the event loop
+   * (WalCheckpoints). Not for the short-lived handles of admin commands.
+   */
+  checkpointsAside?: {onError: (message: string) => void}
 }
 
 /** Opens the server's database, SQLite or PostgreSQL by its location, and brings its schema up to date. */
-export async function openDatabase(location: DatabaseLocation, options: {log?: LogConfig} = {}): Promise<Db> {
-  const {dialect, name} = typeof location === 'object' && 'url' in location ? await postgresDialect(location.url) : sqliteDialect(location)
+export async function openDatabase(location: DatabaseLocation, options: OpenOptions = {}): Promise<Db> {
+  const {dialect, name} = typeof location === 'object' && 'url' in location ? await postgresDialect(location.url) : sqliteDialect(location, options)
   const db = new Kysely<Database>({dialect, log: options.log})
   const {error, results} = await new Migrator({db, provider: migrationProvider}).migrateToLatest()
   if (error) {
