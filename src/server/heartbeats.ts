@@ -35,6 +35,8 @@ export class Heartbeats {
   /** When this server last wrote each device as online. */
   private readonly written = new Map<number, number>()
   private due = new Set<number>()
+  /** The devices to be written online at the next turn of the event loop (their first beats), with its promise. */
+  private soon?: {ids: number[]; written: Promise<void>}
   private readonly reports = new Map<number, string>()
   private readonly timer: NodeJS.Timeout
   private flushing?: Promise<void>
@@ -58,7 +60,7 @@ export class Heartbeats {
     }
 
     this.written.set(deviceId, now)
-    await this.writeOnline([deviceId], now)
+    await this.writeSoon(deviceId)
   }
 
   /**
@@ -117,7 +119,28 @@ export class Heartbeats {
 
   async close(): Promise<void> {
     clearInterval(this.timer)
+    await this.soon?.written
     await this.flush()
+  }
+
+  /**
+   * Writes the device online with the others beating in the same turn of the event loop, then resolves: a server
+   * restarted under its fleet sees every device's first poll within one poll interval, and one statement a device
+   * (20,000 of them) held it for seconds.
+   */
+  private writeSoon(deviceId: number): Promise<void> {
+    let batch = this.soon
+    if (!batch) {
+      const ids: number[] = []
+      const written = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+        this.soon = undefined
+        return this.writeInTurns(ids, Date.now())
+      })
+      batch = this.soon = {ids, written}
+    }
+
+    batch.ids.push(deviceId)
+    return batch.written
   }
 
   private async writeDue(): Promise<void> {

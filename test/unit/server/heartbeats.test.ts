@@ -36,6 +36,20 @@ describe('heartbeats', () => {
     await heartbeats.close()
   })
 
+  it('writes the devices first seen in one turn of the event loop together, each poll answered once its device is written', async () => {
+    const {state, db} = deviceWrites()
+    const heartbeats = new Heartbeats(db, {timeoutMs: 60_000, onError: assert.fail})
+    // A server restarted under its fleet: 250 devices poll at once, none written by this server yet.
+    const devices = Array.from({length: 250}, (_, index) => 250 - index)
+    const writesWhenAnswered: number[] = []
+    await Promise.all(devices.map((id) => heartbeats.beat(id).then(() => writesWhenAnswered.push(state.writes))))
+    const statements = Math.ceil(250 / IDS_PER_STATEMENT)
+    assert.equal(state.writes, statements)
+    assert.deepEqual(new Set(writesWhenAnswered), new Set([statements]), 'every poll answered once all were written')
+    assert.deepEqual(state.ids.flat(), [...devices].sort((a, b) => a - b))
+    await heartbeats.close()
+  })
+
   it('never fails the poll when the write fails: logs it and writes again at the next beat', async () => {
     const {state, db} = deviceWrites()
     const errors: string[] = []
