@@ -1,7 +1,9 @@
 import {randomBytes} from 'node:crypto'
 
 import type {Db} from '../db/database.js'
+import {dialectOf} from '../db/dialect.js'
 import {now} from '../db/values.js'
+import {INSTANCE_REFRESH_MS, INSTANCE_TIMEOUT_MS} from '../gateway/instance-registry.js'
 import {badRequest, HttpError} from '../http-errors.js'
 
 /**
@@ -59,6 +61,20 @@ export interface BuildEnding {
   status: EndedStatus
   buildLog: string
   composition?: unknown
+}
+
+/** The interruption of cut-off builds while the server runs (see {@link ReleaseLifecycle.startInterruptingCutOffBuilds}). */
+export interface BuildInterruptions {
+  stop(): void
+}
+
+export interface BuildInterruptionOptions {
+  /** A sweep that failed: it is tried again at the next one. */
+  onError: (error: unknown) => void
+  /** How often servers sharing a database look for the builds of stopped instances. */
+  sweepMs?: number
+  /** How long an instance may be silent before it counts as stopped. */
+  instanceTimeoutMs?: number
 }
 
 /** Values of a release a client creates or changes through the API (pine field names, API values). */
@@ -164,8 +180,28 @@ export class ReleaseLifecycle {
   }
 
   /**
+   * Interrupts the builds the stop of a server cut off, from the server's start: on SQLite (one server) every
+   * unfinished build, once, at start; on PostgreSQL, where other instances may be building, only the builds of
+   * instances not seen for `instanceTimeoutMs`, at start and then every `sweepMs`. A failure at start rejects;
+   * one of a later sweep goes to `onError`.
+   */
+  async startInterruptingCutOffBuilds(options: BuildInterruptionOptions): Promise<BuildInterruptions> {
+    if (dialectOf(this.db) === 'sqlite') {
+      await this.interruptUnfinishedBuilds()
+      return {stop: () => undefined}
+    }
+
+    const timeoutMs = options.instanceTimeoutMs ?? INSTANCE_TIMEOUT_MS
+    const interruptStopped = () => this.interruptBuildsOfStoppedInstances(new Date(Date.now() - timeoutMs).toISOString())
+    await interruptStopped()
+    const sweep = setInterval(() => interruptStopped().catch(options.onError), options.sweepMs ?? INSTANCE_REFRESH_MS)
+    sweep.unref()
+    return {stop: () => clearInterval(sweep)}
+  }
+
+  /**
    * A build that was running when the server stopped can never finish: say so rather than leave it "running",
-   * for the release and for each of its images that was still being built. Called when the only server starts
+   * for the release and for each of its images that was still being built. For the only server's start
    * (SQLite): every release still running there, built here or deployed by a client, was cut off by the stop.
    */
   async interruptUnfinishedBuilds(): Promise<number[]> {
@@ -174,9 +210,8 @@ export class ReleaseLifecycle {
   }
 
   /**
-   * The same for servers sharing one database (PostgreSQL), called at start and then every few seconds: only the
-   * builds of instances no longer alive (not seen since `aliveSince`, an ISO date) are interrupted; those of live
-   * instances, and releases clients deploy, run on.
+   * The same for servers sharing one database (PostgreSQL): only the builds of instances no longer alive (not
+   * seen since `aliveSince`, an ISO date) are interrupted; those of live instances, and releases clients deploy, run on.
    */
   async interruptBuildsOfStoppedInstances(aliveSince: string): Promise<number[]> {
     const alive = this.db.selectFrom('server_instance').select('id').where('last_seen_at', '>', aliveSince)

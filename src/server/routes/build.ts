@@ -15,13 +15,11 @@ import {DEFAULT_UPLOAD_LIMITS, type MissingContentsError, type UploadedProject, 
 import {ExpectedError} from '../../errors.js'
 import {type ServerContext, userActor} from '../context.js'
 import type {Db} from '../db/database.js'
-import {dialectOf} from '../db/dialect.js'
 import {fleetPlatformBySlug} from '../db/fleets.js'
 import {addImageToRelease, createRunningImage, ensureService, findReusableImage, updateImage} from '../db/images.js'
-import {INSTANCE_REFRESH_MS, INSTANCE_TIMEOUT_MS} from '../gateway/instance-registry.js'
 import {badRequest, HttpError, notFound} from '../http-errors.js'
 import {RESOURCES} from '../odata/model.js'
-import {ReleaseLifecycle} from '../releases/lifecycle.js'
+import {type BuildInterruptions, ReleaseLifecycle} from '../releases/lifecycle.js'
 import {ODataReader} from '../odata/translate.js'
 
 export interface BuilderSettings {
@@ -197,20 +195,11 @@ function describeUpload(project: UploadedProject): string {
 export function registerBuildRoutes(app: FastifyInstance, context: ServerContext, settings: BuilderSettings): void {
   const limits = settings.uploadLimits ?? DEFAULT_UPLOAD_LIMITS
   const releases = new ReleaseLifecycle(context.db, () => context.targetsMaybeChanged(), context.instanceId)
-  let sweep: NodeJS.Timeout | undefined
+  let interruptions: BuildInterruptions | undefined
   app.addHook('onReady', async () => {
-    // SQLite has one server: what ran before it started was cut off. On PostgreSQL other instances may be building.
-    if (dialectOf(context.db) === 'sqlite') {
-      await releases.interruptUnfinishedBuilds()
-      return
-    }
-
-    const interruptStopped = () => releases.interruptBuildsOfStoppedInstances(new Date(Date.now() - INSTANCE_TIMEOUT_MS).toISOString())
-    await interruptStopped()
-    sweep = setInterval(() => interruptStopped().catch((error: unknown) => app.log.warn({err: error}, 'interrupting the builds of stopped instances failed')), INSTANCE_REFRESH_MS)
-    sweep.unref()
+    interruptions = await releases.startInterruptingCutOffBuilds({onError: (error) => app.log.warn({err: error}, 'interrupting the builds of stopped instances failed')})
   })
-  app.addHook('onClose', async () => clearInterval(sweep))
+  app.addHook('onClose', async () => interruptions?.stop())
   const contentStore = settings.contentsFolder ? import('../builder/content-store.js').then(({BuildContentStore}) => new BuildContentStore(settings.contentsFolder as string)) : undefined
   app.register(async (scope) => {
     scope.removeAllContentTypeParsers()
