@@ -77,6 +77,16 @@ export interface BuildInterruptionOptions {
   instanceTimeoutMs?: number
 }
 
+/** A release made elsewhere and recorded when it is already built (an OS image the server publishes as a hostApp release). */
+export interface FinishedRelease {
+  fleetId: number
+  commit: string
+  /** Its version as written, and the semver core and revision read from it (0.0.0 and none when it is no semver). */
+  rawVersion: string
+  semver: string
+  revision: number | null
+}
+
 /** Values of a release a client creates or changes through the API (pine field names, API values). */
 type ReleaseValues = Record<string, unknown>
 
@@ -133,6 +143,28 @@ export class ReleaseLifecycle {
       await trx.updateTable('release').set({status: ending.status, end_timestamp: now(), build_log: ending.buildLog, ...composition}).where('id', '=', releaseId).execute()
       await trx.deleteFrom('release_build').where('release', '=', releaseId).execute()
       await endUnfinishedImages(trx, [releaseId])
+      return promoteIfNewer(trx, [releaseId])
+    })
+    if (promoted) this.targetsMaybeChanged()
+  }
+
+  /** Records a release that is final and successful from the start; it becomes its fleet's target when newer. */
+  async recordFinished(release: FinishedRelease): Promise<number> {
+    const {releaseId, promoted} = await this.transact(async (trx) => {
+      const releaseId = await insertFinished(trx, release)
+      return {releaseId, promoted: await promoteIfNewer(trx, [releaseId])}
+    })
+    if (promoted) this.targetsMaybeChanged()
+    return releaseId
+  }
+
+  /**
+   * Invalidates a release (it can no longer be pinned or tracked), or makes it valid again, as the API's
+   * `is_invalidated` does: a release made valid again becomes its fleet's target when newer.
+   */
+  async setInvalidated(releaseId: number, invalidated: boolean): Promise<void> {
+    const promoted = await this.transact(async (trx) => {
+      await trx.updateTable('release').set({is_invalidated: invalidated ? 1 : 0}).where('id', '=', releaseId).execute()
       return promoteIfNewer(trx, [releaseId])
     })
     if (promoted) this.targetsMaybeChanged()
@@ -257,6 +289,36 @@ async function insertBuild(trx: Db, build: {fleetId: number; userId: number; dra
     .returning('id')
     .executeTakeFirstOrThrow()
   return release.id
+}
+
+/** The row of a release recorded finished. */
+async function insertFinished(trx: Db, release: FinishedRelease): Promise<number> {
+  const timestamp = now()
+  const row = await trx
+    .insertInto('release')
+    .values({
+      created_at: timestamp,
+      belongs_to__application: release.fleetId,
+      commit: release.commit,
+      composition: '{}',
+      status: 'success',
+      source: 'cloud',
+      build_log: null,
+      start_timestamp: timestamp,
+      end_timestamp: timestamp,
+      is_final: 1,
+      semver: release.semver,
+      revision: release.revision,
+      raw_version: release.rawVersion,
+      variant: '',
+      phase: null,
+      is_invalidated: 0,
+      note: null,
+      is_created_by__user: null,
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow()
+  return row.id
 }
 
 /**

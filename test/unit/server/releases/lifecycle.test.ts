@@ -205,6 +205,29 @@ for (const dialect of DIALECTS) {
       })
     }
 
+    it('records a release finished from the start, final, successful and the target when newer, and invalidates it or makes it valid again', async () => {
+      const fleetId = await newFleet()
+      const recorded = (commit: string, rawVersion: string) => releases.recordFinished({fleetId, commit, rawVersion, semver: rawVersion.replace(/\+rev\d+$/, ''), revision: 1})
+      const older = await recorded('a'.repeat(32), '5.1.20+rev1')
+      const release = await db.selectFrom('release').selectAll().where('id', '=', older).executeTakeFirstOrThrow()
+      assert.deepEqual(
+        [release.commit, release.status, release.is_final, release.is_invalidated, release.semver, release.revision, release.raw_version, release.is_created_by__user],
+        ['a'.repeat(32), 'success', 1, 0, '5.1.20', 1, '5.1.20+rev1', null],
+      )
+      assert.ok(release.end_timestamp)
+      assert.deepEqual([await targetOf(fleetId), signals], [older, 1])
+      const newer = await recorded('b'.repeat(32), '6.0.1+rev1')
+      assert.deepEqual([await targetOf(fleetId), signals], [newer, 2])
+      await releases.setInvalidated(older, true)
+      assert.equal((await db.selectFrom('release').select('is_invalidated').where('id', '=', older).executeTakeFirstOrThrow()).is_invalidated, 1)
+      await writer().update(parseODataUrl(`/application(${fleetId})`), {should_be_running__release: null})
+      await releases.setInvalidated(older, false)
+      assert.equal((await db.selectFrom('release').select('is_invalidated').where('id', '=', older).executeTakeFirstOrThrow()).is_invalidated, 0)
+      assert.deepEqual([await targetOf(fleetId), signals], [older, 3], 'valid again and newer than no target')
+      await releases.setInvalidated(newer, false)
+      assert.deepEqual([await targetOf(fleetId), signals], [newer, 4])
+    })
+
     it('ends the unfinished images of a build that failed with it', async () => {
       const fleetId = await newFleet()
       const releaseId = await releases.createBuild({fleetId, userId: owner.userId, draft: false})
