@@ -185,6 +185,12 @@ function describeUpload(project: UploadedProject): string {
   return `[Info] Upload: ${receivedFiles} files (${formatBytes(receivedBytes)}) sent, ${storedFiles} files (${formatBytes(storedBytes)}) unchanged since earlier pushes`
 }
 
+/** What the builder keeps of fleets on disk, for their deletion to remove. */
+export interface BuilderFleetFiles {
+  /** Removes the contents kept of these fleets' uploads. */
+  removeFleets(fleetIds: number[]): Promise<void>
+}
+
 /**
  * `POST /v3/build`: receives the project as a gzip'd tar, creates a release, builds and pushes every service,
  * and streams the build log back. The release ends `success` only when every image is built and pushed; then it
@@ -192,7 +198,7 @@ function describeUpload(project: UploadedProject): string {
  * The upload is read into an index and one spool file, never unpacked: see UploadedProject.
  * Its contents are kept per fleet (BuildContentStore) so that the next push sends only what changed.
  */
-export function registerBuildRoutes(app: FastifyInstance, context: ServerContext, settings: BuilderSettings): void {
+export function registerBuildRoutes(app: FastifyInstance, context: ServerContext, settings: BuilderSettings): BuilderFleetFiles {
   const limits = settings.uploadLimits ?? DEFAULT_UPLOAD_LIMITS
   const releases = new ReleaseLifecycle(context.db, () => context.targetsMaybeChanged(), context.instanceId)
   let interruptions: BuildInterruptions | undefined
@@ -282,4 +288,10 @@ export function registerBuildRoutes(app: FastifyInstance, context: ServerContext
       }
     })
   })
+  return {
+    async removeFleets(fleetIds) {
+      const store = await contentStore
+      for (const fleetId of fleetIds) await store?.removeFleet(fleetId)
+    },
+  }
 }
