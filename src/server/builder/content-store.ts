@@ -125,6 +125,11 @@ export class BuildContentStore {
     }
   }
 
+  /** The fleets the store holds contents of. */
+  async storedFleetIds(): Promise<number[]> {
+    return (await listFolder(this.root)).filter((name) => /^\d+$/.test(name)).map(Number)
+  }
+
   /** Removes the contents of a deleted fleet: at once, or when the last of its uploads still open ends. */
   async removeFleet(fleetId: number): Promise<void> {
     this.deleted.add(fleetId)

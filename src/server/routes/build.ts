@@ -15,7 +15,7 @@ import {DEFAULT_UPLOAD_LIMITS, type MissingContentsError, type UploadedProject, 
 import {ExpectedError} from '../../errors.js'
 import {type ServerContext, userActor} from '../context.js'
 import type {Db} from '../db/database.js'
-import {fleetPlatformBySlug} from '../db/fleets.js'
+import {existingFleetIds, fleetPlatformBySlug} from '../db/fleets.js'
 import {addImageToRelease, createRunningImage, ensureService, findReusableImage, updateImage} from '../db/images.js'
 import {badRequest, HttpError, notFound} from '../http-errors.js'
 import {RESOURCES} from '../odata/model.js'
@@ -185,6 +185,13 @@ function describeUpload(project: UploadedProject): string {
   return `[Info] Upload: ${receivedFiles} files (${formatBytes(receivedBytes)}) sent, ${storedFiles} files (${formatBytes(storedBytes)}) unchanged since earlier pushes`
 }
 
+/** The contents kept of fleets deleted where this server did not hear of it (through another instance, or while it was down). */
+async function removeContentsOfDeletedFleets(db: Db, store: BuildContentStore): Promise<void> {
+  const stored = await store.storedFleetIds()
+  const existing = await existingFleetIds(db, stored)
+  for (const fleetId of stored) if (!existing.has(fleetId)) await store.removeFleet(fleetId)
+}
+
 /** What the builder keeps of fleets on disk, for their deletion to remove. */
 export interface BuilderFleetFiles {
   /** Removes the contents kept of these fleets' uploads. */
@@ -201,12 +208,14 @@ export interface BuilderFleetFiles {
 export function registerBuildRoutes(app: FastifyInstance, context: ServerContext, settings: BuilderSettings): BuilderFleetFiles {
   const limits = settings.uploadLimits ?? DEFAULT_UPLOAD_LIMITS
   const releases = new ReleaseLifecycle(context.db, () => context.targetsMaybeChanged(), context.instanceId)
+  const contentStore = settings.contentsFolder ? import('../builder/content-store.js').then(({BuildContentStore}) => new BuildContentStore(settings.contentsFolder as string)) : undefined
   let interruptions: BuildInterruptions | undefined
   app.addHook('onReady', async () => {
     interruptions = await releases.startInterruptingCutOffBuilds({onError: (error) => app.log.warn({err: error}, 'interrupting the builds of stopped instances failed')})
+    const store = await contentStore
+    if (store) await removeContentsOfDeletedFleets(context.db, store).catch((error: unknown) => app.log.warn({err: error}, 'could not remove the kept contents of deleted fleets'))
   })
   app.addHook('onClose', async () => interruptions?.stop())
-  const contentStore = settings.contentsFolder ? import('../builder/content-store.js').then(({BuildContentStore}) => new BuildContentStore(settings.contentsFolder as string)) : undefined
   app.register(async (scope) => {
     scope.removeAllContentTypeParsers()
     scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload))

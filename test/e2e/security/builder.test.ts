@@ -1,6 +1,6 @@
 import {strict as assert} from 'node:assert'
 import {createHash, randomBytes} from 'node:crypto'
-import {existsSync, mkdtempSync, readdirSync, rmSync} from 'node:fs'
+import {existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {gzipSync} from 'node:zlib'
@@ -146,6 +146,25 @@ describe('security: the builder touches nothing outside the upload', function ()
       assert.equal(answer.status, 200, answer.body)
       assert.ok(!existsSync(folderOf(deleted.id)), 'the deleted fleet\'s contents are gone from the data dir')
       assert.deepEqual(await missing([sha256(contents)], {...main, slug: other.slug}), [], 'the other fleet keeps its own')
+    })
+
+    it('removes at start the kept contents of fleets deleted where it did not hear of it, and keeps those of fleets that exist', async () => {
+      const restarting = await startBuildServer()
+      let restarted: TestServer | undefined
+      try {
+        const contents = `kept over a restart ${randomBytes(8).toString('hex')}`
+        await build(await gzipTar([{name: 'app.js', content: contents}]), '', {}, restarting)
+        await restarting.server.stop({keepDataDir: true})
+        // A fleet another instance deleted (ids are never reused, so one never created is as gone).
+        const gone = path.join(restarting.server.dataDir, 'build-contents', '987654')
+        mkdirSync(path.join(gone, 'blobs', 'ab'), {recursive: true})
+        writeFileSync(path.join(gone, 'blobs', 'ab', sha256('left behind')), 'left behind')
+        restarted = await startServer({env: {TMPDIR: serverTmp}, dataDir: restarting.server.dataDir})
+        assert.ok(!existsSync(gone), 'the contents of the fleet that is gone were removed')
+        assert.deepEqual(await missing([sha256(contents)], {...restarting, server: restarted, api: new FleetApi(restarted.url)}), [], 'the fleet that exists keeps its own')
+      } finally {
+        await (restarted ?? restarting.server).stop()
+      }
     })
 
     it('answers a malformed contents query with a 400 naming the shape', async () => {
