@@ -131,13 +131,13 @@ function registerRoutes(app: FastifyInstance, context: ServerContext, options: S
   registerAuthRoutes(app, context)
   registerApiKeyRoutes(app, context)
   registerDeviceRegistrationRoute(app, context)
-  registerPineRoutes(app, context)
-  registerReleaseAssetRoutes(app, context, options.dataDir && path.join(options.dataDir, 'release-assets'))
-  registerBuildRoutes(app, context, {
+  const builder = registerBuildRoutes(app, context, {
     contentsFolder: options.dataDir && path.join(options.dataDir, 'build-contents'),
     ...options.builder,
     docker: options.builder?.docker ?? localDockerEngine(),
   })
+  registerPineRoutes(app, context, {fleetsDeleted: (fleetIds) => builder.removeFleets(fleetIds)})
+  registerReleaseAssetRoutes(app, context, options.dataDir && path.join(options.dataDir, 'release-assets'))
   registerDeviceStateRoutes(app, context, {
     actions: deviceActions,
     heartbeatTimeoutMs: options.deviceHeartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS,

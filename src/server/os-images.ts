@@ -8,6 +8,7 @@ import {createGunzip, createGzip} from 'node:zlib'
 import {coreOf, latestOf, parseOsVersion, revisionOf, sortOsVersionsNewestFirst} from '../protocol/os-version.js'
 import type {Db} from './db/database.js'
 import {now} from './db/values.js'
+import {ReleaseLifecycle} from './releases/lifecycle.js'
 
 /**
  * The OS images of `server start --images-dir`: `<dir>/<device-type>/<version>/` holding one image (`.img`,
@@ -196,44 +197,23 @@ export async function publishOsImages(db: Db, versions: OsImageVersion[], warn: 
       wanted.set(hostApp, new Map(typeVersions.map((version) => [commitFor(slug, version.version), version.version])))
     }
 
+    // hostApp fleets track no release, so no target changes here for anyone to hear of.
+    const releases = new ReleaseLifecycle(trx)
     const hostApps = await trx.selectFrom('application').select('id').where('organization', '=', organization).where('is_host', '=', 1).execute()
     for (const {id} of hostApps) {
       const commits = wanted.get(id) ?? new Map<string, string>()
-      const releases = await trx.selectFrom('release').select(['id', 'commit', 'is_invalidated']).where('belongs_to__application', '=', id).execute()
-      const known = new Set(releases.map((release) => release.commit))
-      for (const release of releases) {
-        const shouldBeInvalid = commits.has(release.commit) ? 0 : 1
-        if (release.is_invalidated !== shouldBeInvalid) await trx.updateTable('release').set({is_invalidated: shouldBeInvalid}).where('id', '=', release.id).execute()
+      const recorded = await trx.selectFrom('release').select(['id', 'commit', 'is_invalidated']).where('belongs_to__application', '=', id).execute()
+      const known = new Set(recorded.map((release) => release.commit))
+      for (const release of recorded) {
+        const shouldBeInvalid = !commits.has(release.commit)
+        if (Boolean(release.is_invalidated) !== shouldBeInvalid) await releases.setInvalidated(release.id, shouldBeInvalid)
       }
 
       // Oldest first, so release ids grow with the versions.
       for (const [commit, version] of sortOsVersionsNewestFirst([...commits], ([, raw]) => raw).reverse()) {
         if (known.has(commit)) continue
         const parsed = parseOsVersion(version)
-        const timestamp = now()
-        await trx
-          .insertInto('release')
-          .values({
-            created_at: timestamp,
-            belongs_to__application: id,
-            commit,
-            composition: '{}',
-            status: 'success',
-            source: 'cloud',
-            build_log: null,
-            start_timestamp: timestamp,
-            end_timestamp: timestamp,
-            is_final: 1,
-            semver: parsed ? coreOf(parsed) : '0.0.0',
-            revision: parsed ? (revisionOf(parsed) ?? null) : null,
-            raw_version: version,
-            variant: '',
-            phase: null,
-            is_invalidated: 0,
-            note: null,
-            is_created_by__user: null,
-          })
-          .execute()
+        await releases.recordFinished({fleetId: id, commit, rawVersion: version, semver: parsed ? coreOf(parsed) : '0.0.0', revision: parsed ? (revisionOf(parsed) ?? null) : null})
       }
     }
   })

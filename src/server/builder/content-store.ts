@@ -51,6 +51,8 @@ export class BuildContentStore {
   private readonly fleets = new Map<number, Promise<FleetContents>>()
   /** How many uploads of each fleet are open in this process: their contents stay. */
   private readonly active = new Map<number, number>()
+  /** Deleted fleets whose contents go when their last open upload ends (fleet ids are never reused). */
+  private readonly deleted = new Set<number>()
 
   constructor(
     private readonly root: string,
@@ -69,8 +71,12 @@ export class BuildContentStore {
     return contents
   }
 
+  private folderOf(fleetId: number): string {
+    return path.join(this.root, String(fleetId))
+  }
+
   private async load(fleetId: number): Promise<FleetContents> {
-    const folder = path.join(this.root, String(fleetId))
+    const folder = this.folderOf(fleetId)
     const sizes = new Map<string, number>()
     for (const shard of await listFolder(path.join(folder, 'blobs'))) {
       for (const name of await listFolder(path.join(folder, 'blobs', shard))) {
@@ -112,9 +118,23 @@ export class BuildContentStore {
         ended = true
         const active = (this.active.get(fleetId) ?? 1) - 1
         this.active.set(fleetId, active)
-        if (active === 0) await this.prune(fleetId, contents)
+        if (active > 0) return
+        if (this.deleted.has(fleetId)) await rm(contents.folder, {recursive: true, force: true})
+        else await this.prune(fleetId, contents)
       },
     }
+  }
+
+  /** The fleets the store holds contents of. */
+  async storedFleetIds(): Promise<number[]> {
+    return (await listFolder(this.root)).filter((name) => /^\d+$/.test(name)).map(Number)
+  }
+
+  /** Removes the contents of a deleted fleet: at once, or when the last of its uploads still open ends. */
+  async removeFleet(fleetId: number): Promise<void> {
+    this.deleted.add(fleetId)
+    this.fleets.delete(fleetId)
+    if ((this.active.get(fleetId) ?? 0) === 0) await rm(this.folderOf(fleetId), {recursive: true, force: true})
   }
 
   private async storeContents(contents: FleetContents, project: UploadedProject, skip: (name: string) => boolean): Promise<void> {

@@ -21,6 +21,18 @@ export function fleetActorAndDeviceType(db: Db, fleetId: number): Promise<{actor
     .executeTakeFirstOrThrow()
 }
 
+/** Which of these fleets still exist. */
+export async function existingFleetIds(db: Db, fleetIds: number[]): Promise<Set<number>> {
+  const existing = new Set<number>()
+  // In slices, under either database's limit of bound parameters.
+  for (let start = 0; start < fleetIds.length; start += 1000) {
+    const rows = await db.selectFrom('application').select('id').where('id', 'in', fleetIds.slice(start, start + 1000)).execute()
+    for (const row of rows) existing.add(row.id)
+  }
+
+  return existing
+}
+
 /** A fleet by slug (any case) with what its builds are for: its device type and that type's CPU architecture. */
 export function fleetPlatformBySlug(db: Db, slug: string): Promise<{id: number; slug: string; deviceType: string; arch: string} | undefined> {
   return db

@@ -147,11 +147,13 @@ export class ODataWriter {
     })
   }
 
-  async delete(request: ParsedRequest): Promise<void> {
+  /** Deletes the rows the request names that the actor may see; returns their ids. */
+  async delete(request: ParsedRequest): Promise<number[]> {
     assertMayWrite(this.actor, request.resource, 'DELETE')
-    await this.inTransaction(async (context, reader) => {
+    return this.inTransaction(async (context, reader) => {
       const ids = await reader.matchingIds(request)
       if (ids.length > 0) await context.trx.deleteFrom(request.resource.table).where('id', 'in', ids).execute()
+      return ids
     })
   }
 

@@ -1,7 +1,9 @@
 import {randomBytes} from 'node:crypto'
 
 import type {Db} from '../db/database.js'
+import {dialectOf} from '../db/dialect.js'
 import {now} from '../db/values.js'
+import {INSTANCE_REFRESH_MS, INSTANCE_TIMEOUT_MS} from '../gateway/instance-registry.js'
 import {badRequest, HttpError} from '../http-errors.js'
 
 /**
@@ -59,6 +61,30 @@ export interface BuildEnding {
   status: EndedStatus
   buildLog: string
   composition?: unknown
+}
+
+/** The interruption of cut-off builds while the server runs (see {@link ReleaseLifecycle.startInterruptingCutOffBuilds}). */
+export interface BuildInterruptions {
+  stop(): void
+}
+
+export interface BuildInterruptionOptions {
+  /** A sweep that failed: it is tried again at the next one. */
+  onError: (error: unknown) => void
+  /** How often servers sharing a database look for the builds of stopped instances. */
+  sweepMs?: number
+  /** How long an instance may be silent before it counts as stopped. */
+  instanceTimeoutMs?: number
+}
+
+/** A release made elsewhere and recorded when it is already built (an OS image the server publishes as a hostApp release). */
+export interface FinishedRelease {
+  fleetId: number
+  commit: string
+  /** Its version as written, and the semver core and revision read from it (0.0.0 and none when it is no semver). */
+  rawVersion: string
+  semver: string
+  revision: number | null
 }
 
 /** Values of a release a client creates or changes through the API (pine field names, API values). */
@@ -122,6 +148,28 @@ export class ReleaseLifecycle {
     if (promoted) this.targetsMaybeChanged()
   }
 
+  /** Records a release that is final and successful from the start; it becomes its fleet's target when newer. */
+  async recordFinished(release: FinishedRelease): Promise<number> {
+    const {releaseId, promoted} = await this.transact(async (trx) => {
+      const releaseId = await insertFinished(trx, release)
+      return {releaseId, promoted: await promoteIfNewer(trx, [releaseId])}
+    })
+    if (promoted) this.targetsMaybeChanged()
+    return releaseId
+  }
+
+  /**
+   * Invalidates a release (it can no longer be pinned or tracked), or makes it valid again, as the API's
+   * `is_invalidated` does: a release made valid again becomes its fleet's target when newer.
+   */
+  async setInvalidated(releaseId: number, invalidated: boolean): Promise<void> {
+    const promoted = await this.transact(async (trx) => {
+      await trx.updateTable('release').set({is_invalidated: invalidated ? 1 : 0}).where('id', '=', releaseId).execute()
+      return promoteIfNewer(trx, [releaseId])
+    })
+    if (promoted) this.targetsMaybeChanged()
+  }
+
   /** Ends a running build as failed, saying why. */
   fail(releaseId: number, message: string): Promise<void> {
     return this.finish(releaseId, {status: 'failed', buildLog: `[Error] ${message}`})
@@ -164,8 +212,28 @@ export class ReleaseLifecycle {
   }
 
   /**
+   * Interrupts the builds the stop of a server cut off, from the server's start: on SQLite (one server) every
+   * unfinished build, once, at start; on PostgreSQL, where other instances may be building, only the builds of
+   * instances not seen for `instanceTimeoutMs`, at start and then every `sweepMs`. A failure at start rejects;
+   * one of a later sweep goes to `onError`.
+   */
+  async startInterruptingCutOffBuilds(options: BuildInterruptionOptions): Promise<BuildInterruptions> {
+    if (dialectOf(this.db) === 'sqlite') {
+      await this.interruptUnfinishedBuilds()
+      return {stop: () => undefined}
+    }
+
+    const timeoutMs = options.instanceTimeoutMs ?? INSTANCE_TIMEOUT_MS
+    const interruptStopped = () => this.interruptBuildsOfStoppedInstances(new Date(Date.now() - timeoutMs).toISOString())
+    await interruptStopped()
+    const sweep = setInterval(() => interruptStopped().catch(options.onError), options.sweepMs ?? INSTANCE_REFRESH_MS)
+    sweep.unref()
+    return {stop: () => clearInterval(sweep)}
+  }
+
+  /**
    * A build that was running when the server stopped can never finish: say so rather than leave it "running",
-   * for the release and for each of its images that was still being built. Called when the only server starts
+   * for the release and for each of its images that was still being built. For the only server's start
    * (SQLite): every release still running there, built here or deployed by a client, was cut off by the stop.
    */
   async interruptUnfinishedBuilds(): Promise<number[]> {
@@ -174,9 +242,8 @@ export class ReleaseLifecycle {
   }
 
   /**
-   * The same for servers sharing one database (PostgreSQL), called at start and then every few seconds: only the
-   * builds of instances no longer alive (not seen since `aliveSince`, an ISO date) are interrupted; those of live
-   * instances, and releases clients deploy, run on.
+   * The same for servers sharing one database (PostgreSQL): only the builds of instances no longer alive (not
+   * seen since `aliveSince`, an ISO date) are interrupted; those of live instances, and releases clients deploy, run on.
    */
   async interruptBuildsOfStoppedInstances(aliveSince: string): Promise<number[]> {
     const alive = this.db.selectFrom('server_instance').select('id').where('last_seen_at', '>', aliveSince)
@@ -222,6 +289,36 @@ async function insertBuild(trx: Db, build: {fleetId: number; userId: number; dra
     .returning('id')
     .executeTakeFirstOrThrow()
   return release.id
+}
+
+/** The row of a release recorded finished. */
+async function insertFinished(trx: Db, release: FinishedRelease): Promise<number> {
+  const timestamp = now()
+  const row = await trx
+    .insertInto('release')
+    .values({
+      created_at: timestamp,
+      belongs_to__application: release.fleetId,
+      commit: release.commit,
+      composition: '{}',
+      status: 'success',
+      source: 'cloud',
+      build_log: null,
+      start_timestamp: timestamp,
+      end_timestamp: timestamp,
+      is_final: 1,
+      semver: release.semver,
+      revision: release.revision,
+      raw_version: release.rawVersion,
+      variant: '',
+      phase: null,
+      is_invalidated: 0,
+      note: null,
+      is_created_by__user: null,
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow()
+  return row.id
 }
 
 /**

@@ -15,13 +15,11 @@ import {DEFAULT_UPLOAD_LIMITS, type MissingContentsError, type UploadedProject, 
 import {ExpectedError} from '../../errors.js'
 import {type ServerContext, userActor} from '../context.js'
 import type {Db} from '../db/database.js'
-import {dialectOf} from '../db/dialect.js'
-import {fleetPlatformBySlug} from '../db/fleets.js'
+import {existingFleetIds, fleetPlatformBySlug} from '../db/fleets.js'
 import {addImageToRelease, createRunningImage, ensureService, findReusableImage, updateImage} from '../db/images.js'
-import {INSTANCE_REFRESH_MS, INSTANCE_TIMEOUT_MS} from '../gateway/instance-registry.js'
 import {badRequest, HttpError, notFound} from '../http-errors.js'
 import {RESOURCES} from '../odata/model.js'
-import {ReleaseLifecycle} from '../releases/lifecycle.js'
+import {type BuildInterruptions, ReleaseLifecycle} from '../releases/lifecycle.js'
 import {ODataReader} from '../odata/translate.js'
 
 export interface BuilderSettings {
@@ -187,6 +185,19 @@ function describeUpload(project: UploadedProject): string {
   return `[Info] Upload: ${receivedFiles} files (${formatBytes(receivedBytes)}) sent, ${storedFiles} files (${formatBytes(storedBytes)}) unchanged since earlier pushes`
 }
 
+/** The contents kept of fleets deleted where this server did not hear of it (through another instance, or while it was down). */
+async function removeContentsOfDeletedFleets(db: Db, store: BuildContentStore): Promise<void> {
+  const stored = await store.storedFleetIds()
+  const existing = await existingFleetIds(db, stored)
+  for (const fleetId of stored) if (!existing.has(fleetId)) await store.removeFleet(fleetId)
+}
+
+/** What the builder keeps of fleets on disk, for their deletion to remove. */
+export interface BuilderFleetFiles {
+  /** Removes the contents kept of these fleets' uploads. */
+  removeFleets(fleetIds: number[]): Promise<void>
+}
+
 /**
  * `POST /v3/build`: receives the project as a gzip'd tar, creates a release, builds and pushes every service,
  * and streams the build log back. The release ends `success` only when every image is built and pushed; then it
@@ -194,24 +205,17 @@ function describeUpload(project: UploadedProject): string {
  * The upload is read into an index and one spool file, never unpacked: see UploadedProject.
  * Its contents are kept per fleet (BuildContentStore) so that the next push sends only what changed.
  */
-export function registerBuildRoutes(app: FastifyInstance, context: ServerContext, settings: BuilderSettings): void {
+export function registerBuildRoutes(app: FastifyInstance, context: ServerContext, settings: BuilderSettings): BuilderFleetFiles {
   const limits = settings.uploadLimits ?? DEFAULT_UPLOAD_LIMITS
   const releases = new ReleaseLifecycle(context.db, () => context.targetsMaybeChanged(), context.instanceId)
-  let sweep: NodeJS.Timeout | undefined
-  app.addHook('onReady', async () => {
-    // SQLite has one server: what ran before it started was cut off. On PostgreSQL other instances may be building.
-    if (dialectOf(context.db) === 'sqlite') {
-      await releases.interruptUnfinishedBuilds()
-      return
-    }
-
-    const interruptStopped = () => releases.interruptBuildsOfStoppedInstances(new Date(Date.now() - INSTANCE_TIMEOUT_MS).toISOString())
-    await interruptStopped()
-    sweep = setInterval(() => interruptStopped().catch((error: unknown) => app.log.warn({err: error}, 'interrupting the builds of stopped instances failed')), INSTANCE_REFRESH_MS)
-    sweep.unref()
-  })
-  app.addHook('onClose', async () => clearInterval(sweep))
   const contentStore = settings.contentsFolder ? import('../builder/content-store.js').then(({BuildContentStore}) => new BuildContentStore(settings.contentsFolder as string)) : undefined
+  let interruptions: BuildInterruptions | undefined
+  app.addHook('onReady', async () => {
+    interruptions = await releases.startInterruptingCutOffBuilds({onError: (error) => app.log.warn({err: error}, 'interrupting the builds of stopped instances failed')})
+    const store = await contentStore
+    if (store) await removeContentsOfDeletedFleets(context.db, store).catch((error: unknown) => app.log.warn({err: error}, 'could not remove the kept contents of deleted fleets'))
+  })
+  app.addHook('onClose', async () => interruptions?.stop())
   app.register(async (scope) => {
     scope.removeAllContentTypeParsers()
     scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload))
@@ -293,4 +297,10 @@ export function registerBuildRoutes(app: FastifyInstance, context: ServerContext
       }
     })
   })
+  return {
+    async removeFleets(fleetIds) {
+      const store = await contentStore
+      for (const fleetId of fleetIds) await store?.removeFleet(fleetId)
+    },
+  }
 }

@@ -4,6 +4,7 @@ import {GUEST_READABLE_RESOURCES} from '../authorization.js'
 import {actorOf, authenticatedActor, type ServerContext} from '../context.js'
 import {badRequest, unauthorized} from '../http-errors.js'
 import {checkODataLimits} from '../odata/limits.js'
+import {RESOURCES} from '../odata/model.js'
 import {parseODataUrl} from '../odata/parse.js'
 import {ODataReader} from '../odata/translate.js'
 import {ODataWriter} from '../odata/write.js'
@@ -17,8 +18,13 @@ function parsedRequest(request: FastifyRequest) {
   return parsed
 }
 
+export interface PineHooks {
+  /** After fleets were deleted: what the server keeps of them outside the database goes too. */
+  fleetsDeleted(fleetIds: number[]): Promise<void>
+}
+
 /** Pine (OData) over every resource of odata/model.ts: GET, POST, PATCH (and PUT), DELETE. */
-export function registerPineRoutes(app: FastifyInstance, context: ServerContext): void {
+export function registerPineRoutes(app: FastifyInstance, context: ServerContext, hooks: PineHooks): void {
   app.get(`${API_ROOT}/*`, async (request) => {
     const parsed = parsedRequest(request)
     const actor = await actorOf(context, request)
@@ -51,9 +57,11 @@ export function registerPineRoutes(app: FastifyInstance, context: ServerContext)
     const parsed = parsedRequest(request)
     const actor = await authenticatedActor(context, request)
     if (!parsed.key && parsed.options.$filter === undefined) throw badRequest('DELETE needs a key (resource(id)) or a $filter')
-    await new ODataWriter(context.db, actor).delete(parsed)
+    const deleted = await new ODataWriter(context.db, actor).delete(parsed)
     context.targetsMaybeChanged()
     await context.keysMaybeRevoked()
+    // The fleets are gone whatever happens to their files: a failure to remove them is the server's to log, not the client's.
+    if (parsed.resource === RESOURCES.application && deleted.length > 0) await hooks.fleetsDeleted(deleted).catch((error: unknown) => request.log.warn({err: error}, 'could not remove the files of deleted fleets'))
     return reply.code(200).send('')
   })
 }

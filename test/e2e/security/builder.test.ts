@@ -1,6 +1,6 @@
 import {strict as assert} from 'node:assert'
 import {createHash, randomBytes} from 'node:crypto'
-import {mkdtempSync, readdirSync, rmSync} from 'node:fs'
+import {existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {gzipSync} from 'node:zlib'
@@ -134,6 +134,37 @@ describe('security: the builder touches nothing outside the upload', function ()
       // And a reference that lies about the size of contents the fleet has is refused too.
       const lying = {...reference('secret.txt', secret), pax: {'FLOTILLA.sha256': sha256(secret), 'FLOTILLA.size': '1'}}
       assert.match((await build(await gzipTar([lying]))).text, /"secret\.txt" refers to stored contents of 1 bytes, but they have \d+/)
+    })
+
+    it("removes a fleet's kept contents when the fleet is deleted, and no other fleet's", async () => {
+      const contents = `kept for a re-push ${randomBytes(8).toString('hex')}`
+      const [deleted, other] = [await main.api.createFleet(main.token, `deleted${randomBytes(3).toString('hex')}`), await main.api.createFleet(main.token, `other${randomBytes(3).toString('hex')}`)]
+      for (const fleet of [deleted, other]) await build(await gzipTar([{name: 'app.js', content: contents}]), '', {}, {...main, slug: fleet.slug})
+      const folderOf = (fleetId: number) => path.join(main.server.dataDir, 'build-contents', String(fleetId))
+      assert.ok(existsSync(folderOf(deleted.id)), 'the builder kept the deleted fleet\'s upload')
+      const answer = await main.api.call('DELETE', `/v7/application(${deleted.id})`, {token: main.token})
+      assert.equal(answer.status, 200, answer.body)
+      assert.ok(!existsSync(folderOf(deleted.id)), 'the deleted fleet\'s contents are gone from the data dir')
+      assert.deepEqual(await missing([sha256(contents)], {...main, slug: other.slug}), [], 'the other fleet keeps its own')
+    })
+
+    it('removes at start the kept contents of fleets deleted where it did not hear of it, and keeps those of fleets that exist', async () => {
+      const restarting = await startBuildServer()
+      let restarted: TestServer | undefined
+      try {
+        const contents = `kept over a restart ${randomBytes(8).toString('hex')}`
+        await build(await gzipTar([{name: 'app.js', content: contents}]), '', {}, restarting)
+        await restarting.server.stop({keepDataDir: true})
+        // A fleet another instance deleted (ids are never reused, so one never created is as gone).
+        const gone = path.join(restarting.server.dataDir, 'build-contents', '987654')
+        mkdirSync(path.join(gone, 'blobs', 'ab'), {recursive: true})
+        writeFileSync(path.join(gone, 'blobs', 'ab', sha256('left behind')), 'left behind')
+        restarted = await startServer({env: {TMPDIR: serverTmp}, dataDir: restarting.server.dataDir})
+        assert.ok(!existsSync(gone), 'the contents of the fleet that is gone were removed')
+        assert.deepEqual(await missing([sha256(contents)], {...restarting, server: restarted, api: new FleetApi(restarted.url)}), [], 'the fleet that exists keeps its own')
+      } finally {
+        await (restarted ?? restarting.server).stop()
+      }
     })
 
     it('answers a malformed contents query with a 400 naming the shape', async () => {

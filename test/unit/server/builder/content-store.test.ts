@@ -1,6 +1,6 @@
 import {strict as assert} from 'node:assert'
 import {createHash} from 'node:crypto'
-import {mkdtempSync, readdirSync, rmSync} from 'node:fs'
+import {existsSync, mkdtempSync, readdirSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {Readable} from 'node:stream'
@@ -78,5 +78,30 @@ describe('BuildContentStore', () => {
     assert.equal(readdirSync(path.join(root, '7', 'uploads')).length, 2)
     // A store opened afresh (a restarted server) reads the same from the disk.
     assert.deepEqual(await new BuildContentStore(root, 2).missing(7, [sha256('one'), sha256('two')]), [sha256('one')])
+  })
+
+  it("removes a deleted fleet's contents, and no other fleet's", async () => {
+    const store = new BuildContentStore(root)
+    await (await pushTo(store, 1, [{name: 'a.txt', content: 'alpha'}])).dispose()
+    await (await pushTo(store, 2, [{name: 'a.txt', content: 'alpha'}])).dispose()
+    await store.removeFleet(1)
+    assert.deepEqual(readdirSync(root), ['2'])
+    assert.deepEqual(await store.missing(2, [sha256('alpha')]), [])
+  })
+
+  it('removes the contents of a fleet deleted during an upload once that upload ends, whatever the upload stored after', async () => {
+    const store = new BuildContentStore(root)
+    const upload = await store.openUpload(3)
+    const project = await UploadedProject.receive(await gzipTar([{name: 'a.txt', content: 'alpha'}]), DEFAULT_UPLOAD_LIMITS, spools, upload.known)
+    try {
+      await upload.record(project)
+      await store.removeFleet(3)
+      await upload.store(project, () => false)
+      assert.ok(existsSync(path.join(root, '3')), 'the open upload still uses the folder')
+      await upload.end()
+      assert.deepEqual(readdirSync(root), [])
+    } finally {
+      await project.dispose()
+    }
   })
 })

@@ -10,6 +10,7 @@ import {HttpError} from '../../../../src/server/http-errors.js'
 import {parseODataUrl} from '../../../../src/server/odata/parse.js'
 import {ODataWriter} from '../../../../src/server/odata/write.js'
 import {mayMove, RELEASE_STATUSES, ReleaseLifecycle, ReleaseTransitionError} from '../../../../src/server/releases/lifecycle.js'
+import {eventually} from '../../../helpers/fleet-api.js'
 import {closeTestDatabase, DIALECTS, openTestDatabase} from '../../../helpers/postgres.js'
 
 describe('the release lifecycle', () => {
@@ -163,6 +164,68 @@ for (const dialect of DIALECTS) {
       } finally {
         await db.deleteFrom('server_instance').where('id', 'in', ['alive', 'stopped']).execute()
       }
+    })
+
+    if (dialect === 'sqlite') {
+      it('interrupts every unfinished build once the only server starts, whichever instance recorded it, and the releases clients were deploying', async () => {
+        const fleetId = await newFleet()
+        const here = await releases.createBuild({fleetId, userId: owner.userId, draft: false})
+        const elsewhere = await new ReleaseLifecycle(db, () => undefined, 'elsewhere').createBuild({fleetId, userId: owner.userId, draft: false})
+        const image = await addRunningImage(fleetId, elsewhere)
+        const deployed = await writer().create(parseODataUrl('/release').resource, {belongs_to__application: fleetId})
+        const errors: unknown[] = []
+        const interruptions = await new ReleaseLifecycle(db, () => undefined, 'starting').startInterruptingCutOffBuilds({onError: (error) => errors.push(error)})
+        interruptions.stop()
+        assert.deepEqual([await statusOf(here), await statusOf(elsewhere), (await imageOf(image)).status, await statusOf(deployed.id as number)], ['interrupted', 'interrupted', 'interrupted', 'interrupted'])
+        assert.deepEqual(errors, [])
+      })
+    }
+
+    if (dialect === 'postgres') {
+      it('interrupts the builds of an instance that stopped, at start and by a sweep while running, and leaves those of live instances', async () => {
+        const seen = (msAgo: number) => new Date(Date.now() - msAgo).toISOString()
+        const instance = (id: string, msAgo: number) => ({id, internal_url: 'http://127.0.0.1:1', started_at: seen(60_000), last_seen_at: seen(msAgo)})
+        await db.insertInto('server_instance').values([instance('live', 0), instance('stopping', 0), instance('stopped', 40_000)]).execute()
+        const fleetId = await newFleet()
+        const buildOn = (instanceId: string) => new ReleaseLifecycle(db, () => undefined, instanceId).createBuild({fleetId, userId: owner.userId, draft: false})
+        const [onLive, onStopping, onStopped] = [await buildOn('live'), await buildOn('stopping'), await buildOn('stopped')]
+        const errors: unknown[] = []
+        const interruptions = await new ReleaseLifecycle(db, () => undefined, 'starting').startInterruptingCutOffBuilds({onError: (error) => errors.push(error), sweepMs: 50})
+        try {
+          assert.deepEqual([await statusOf(onLive), await statusOf(onStopping), await statusOf(onStopped)], ['running', 'running', 'interrupted'], 'at start')
+          await db.updateTable('server_instance').set({last_seen_at: seen(40_000)}).where('id', '=', 'stopping').execute()
+          await eventually(async () => (await statusOf(onStopping)) === 'interrupted', 'the sweep to interrupt the build of the instance that stopped')
+          assert.equal(await statusOf(onLive), 'running')
+          assert.deepEqual(errors, [])
+        } finally {
+          interruptions.stop()
+          if ((await statusOf(onLive)) === 'running') await releases.finish(onLive, {status: 'cancelled', buildLog: ''})
+          await db.deleteFrom('server_instance').where('id', 'in', ['live', 'stopping', 'stopped']).execute()
+        }
+      })
+    }
+
+    it('records a release finished from the start, final, successful and the target when newer, and invalidates it or makes it valid again', async () => {
+      const fleetId = await newFleet()
+      const recorded = (commit: string, rawVersion: string) => releases.recordFinished({fleetId, commit, rawVersion, semver: rawVersion.replace(/\+rev\d+$/, ''), revision: 1})
+      const older = await recorded('a'.repeat(32), '5.1.20+rev1')
+      const release = await db.selectFrom('release').selectAll().where('id', '=', older).executeTakeFirstOrThrow()
+      assert.deepEqual(
+        [release.commit, release.status, release.is_final, release.is_invalidated, release.semver, release.revision, release.raw_version, release.is_created_by__user],
+        ['a'.repeat(32), 'success', 1, 0, '5.1.20', 1, '5.1.20+rev1', null],
+      )
+      assert.ok(release.end_timestamp)
+      assert.deepEqual([await targetOf(fleetId), signals], [older, 1])
+      const newer = await recorded('b'.repeat(32), '6.0.1+rev1')
+      assert.deepEqual([await targetOf(fleetId), signals], [newer, 2])
+      await releases.setInvalidated(older, true)
+      assert.equal((await db.selectFrom('release').select('is_invalidated').where('id', '=', older).executeTakeFirstOrThrow()).is_invalidated, 1)
+      await writer().update(parseODataUrl(`/application(${fleetId})`), {should_be_running__release: null})
+      await releases.setInvalidated(older, false)
+      assert.equal((await db.selectFrom('release').select('is_invalidated').where('id', '=', older).executeTakeFirstOrThrow()).is_invalidated, 0)
+      assert.deepEqual([await targetOf(fleetId), signals], [older, 3], 'valid again and newer than no target')
+      await releases.setInvalidated(newer, false)
+      assert.deepEqual([await targetOf(fleetId), signals], [newer, 4])
     })
 
     it('ends the unfinished images of a build that failed with it', async () => {
