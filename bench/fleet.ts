@@ -15,7 +15,8 @@
  *
  * `--database postgres` serves the fleet from PostgreSQL (a cluster the bench starts, as the tests do), and
  * `--instances N` from N servers on one PostgreSQL database behind haproxy, the devices reaching them through it;
- * the server CPU is then that of all of them. `--cpu-prof DIR`: each server writes a V8 CPU profile there as it
+ * the server CPU is then that of all of them, and the errors say how many were 503s (haproxy had taken every server
+ * out: its checks, BENCH_HEALTH_CHECK, found none answering). `--cpu-prof DIR`: each server writes a V8 CPU profile there as it
  * stops (the sampling costs the server some CPU: compare figures from runs without it).
  *
  * `npm run bench -- fleet --links [count]`: every device opens its device link (the agent's own link client);
@@ -30,7 +31,7 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {FleetApi} from '../test/helpers/fleet-api.js'
-import {reserveBalancerPorts, startBalancer} from '../test/helpers/balancer.js'
+import {type HealthCheck, reserveBalancerPorts, startBalancer} from '../test/helpers/balancer.js'
 import {testPostgres} from '../test/helpers/postgres.js'
 import {startServer, type TestServer} from '../test/helpers/server.js'
 import {BenchHttpClient, inParallel} from './fleet/http-client.js'
@@ -50,6 +51,12 @@ const FILES_BESIDES_LINKS = 1000
 const LINKS_PER_AGENT_PROCESS = 9000
 const RELEASE_DEADLINE_MS = 120_000
 const LINK_DEADLINE_MS = 300_000
+/**
+ * haproxy's checks of the servers (`--instances`): a server the load starves may take seconds to answer /ping, so it
+ * is out only after three checks 2 s apart each left unanswered for 5 s. The tests' quick failover (two checks of half
+ * a second) took both servers out under load, and the devices got thousands of 503s.
+ */
+const BENCH_HEALTH_CHECK: HealthCheck = {intervalMs: 2000, timeoutMs: 5000, fall: 3, rise: 1}
 
 const AGENTS_FILE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fleet', 'agents.ts')
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -132,7 +139,7 @@ async function startBenchServers(setup: ServerSetup): Promise<BenchServers> {
   const announced = [...args, '--public-url', `http://127.0.0.1:${ports.http}`, '--public-ssh-port', String(ports.ssh)]
   const servers: TestServer[] = [await startServer({args: announced, databaseUrl, nodeArgs})]
   for (let index = 1; index < setup.instances; index++) servers.push(await startServer({args: announced, databaseUrl, nodeArgs, env: {FLOTILLA_ADMIN_PASSWORD: servers[0].admin.password}}))
-  const balancer = await startBalancer(servers, ports)
+  const balancer = await startBalancer(servers, ports, {healthCheck: BENCH_HEALTH_CHECK})
   return {
     url: balancer.url,
     admin: servers[0].admin,
@@ -236,7 +243,7 @@ async function measureSize(fleet: BenchFleet, agents: AgentProcess): Promise<{p9
   print(
     `  ${String(fleet.devices.length).padStart(5)} devices: state poll ${perSecond(generator.sentPolls)}/s sent (${asked(POLL_MS)}/s asked) p50 ${ms(median(result.polls))} p99 ${ms(p99)}; ` +
       `report ${perSecond(generator.sentReports)}/s (${asked(REPORT_MS)}/s) p50 ${ms(median(result.reports))} p99 ${ms(percentile(result.reports, 0.99))}; /ping p99 ${ms(percentile(pings, 0.99))}; ` +
-      `errors ${result.errors}${result.firstError ? ` (${result.firstError})` : ''}; CPU server ${server.toFixed(0)}% (${perRequest.toFixed(0)} µs a request; waited for a core ${serverWaiting.toFixed(0)}% of the time) ` +
+      `errors ${result.errors}, of them 503s ${result.unavailable}${result.firstError ? ` (first: ${result.firstError})` : ''}; CPU server ${server.toFixed(0)}% (${perRequest.toFixed(0)} µs a request; waited for a core ${serverWaiting.toFixed(0)}% of the time) ` +
       `agents ${agentsPercent.toFixed(0)}% (waited ${agentsWaiting.toFixed(0)}%); ` +
       `generator: socket wait p99 ${ms(generator.socketWaitP99)}, event-loop delay p99 ${ms(generator.loopDelayP99)}, ${generator.sockets} sockets; ${loadNow}`,
   )

@@ -14,7 +14,6 @@ if (!name || !available.includes(name)) {
 }
 
 const bench = (await import(`./${name}.ts`)) as {run: () => Promise<void>}
+// Nothing a bench started keeps the process alive once it is over (the PostgreSQL cluster of test/helpers/postgres.ts
+// stops as the process exits): a bench that does not end by itself has left something running, and shows it.
 await bench.run()
-// A bench is over once its figures are printed: what it started for the whole run (the PostgreSQL cluster of
-// test/helpers/postgres.ts, its admin connection) is stopped by the exit, rather than keeping the process alive.
-process.exit(0)

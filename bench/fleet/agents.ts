@@ -52,6 +52,8 @@ class PollingFleet {
   /** This process's own event-loop delay while measuring: how late its devices send, and read their answers. */
   private readonly loopDelay = monitorEventLoopDelay({resolution: 10})
   private errors = 0
+  /** Of the errors, the 503s: a balancer that took every server out answers them (a server never does here). */
+  private unavailable = 0
   private firstError?: string
   private readonly loops: Array<Promise<void>> = []
   private readonly client: RawHttpPool
@@ -120,11 +122,12 @@ class PollingFleet {
     await this.started
     await Promise.all(this.loops)
     this.client.close()
-    return {type: 'polled', polls: this.polls, reports: this.reports, generator, errors: this.errors, firstError: this.firstError}
+    return {type: 'polled', polls: this.polls, reports: this.reports, generator, errors: this.errors, unavailable: this.unavailable, firstError: this.firstError}
   }
 
-  private failed(what: string): void {
+  private failed(what: string, status?: number): void {
     this.errors++
+    if (status === 503) this.unavailable++
     this.firstError ??= what
   }
 
@@ -166,7 +169,7 @@ class PollingFleet {
       }
 
       if (answer.status === 200 && answer.etag) etags.set(device.uuid, answer.etag)
-      else if (answer.status !== 304) this.failed(`state poll answered ${answer.status}: ${answer.body.slice(0, 200)}`)
+      else if (answer.status !== 304) this.failed(`state poll answered ${answer.status}: ${answer.body.slice(0, 200)}`, answer.status)
     })
   }
 
@@ -181,7 +184,7 @@ class PollingFleet {
         this.socketWaits.push(answer.socketWaitMs)
       }
 
-      if (answer.status !== 200) this.failed(`state report answered ${answer.status}: ${answer.body.slice(0, 200)}`)
+      if (answer.status !== 200) this.failed(`state report answered ${answer.status}: ${answer.body.slice(0, 200)}`, answer.status)
     })
   }
 }

@@ -41,7 +41,8 @@ export type ToAgents =
 export type FromAgents =
   /** Milliseconds from `start` until every device's first poll and report were answered, and until the backlog drained (or the deadline passed: not settled). */
   | {type: 'warmed'; firstMs: number; settledMs: number; settled: boolean}
-  | {type: 'polled'; polls: number[]; reports: number[]; generator: GeneratorStats; errors: number; firstError?: string}
+  /** `unavailable`: of the errors, the 503s (haproxy's answer when it holds no server up, with `--instances`). */
+  | {type: 'polled'; polls: number[]; reports: number[]; generator: GeneratorStats; errors: number; unavailable: number; firstError?: string}
   | {type: 'linked'; linked: number; fetched: number; linkFailures: number; firstError?: string}
   /** Epoch ms of each update notice and of each fetch of a changed target, since the link went up. */
   | {type: 'progress'; notices: number[]; changedFetches: number[]; errors: number; firstError?: string}

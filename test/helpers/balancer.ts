@@ -31,10 +31,23 @@ export interface Balancer {
   stop(): Promise<void>
 }
 
+/**
+ * How haproxy checks each server: every `intervalMs`; a check not answered within `timeoutMs` (after connecting;
+ * without it, connecting and answering within `intervalMs`) fails; `fall` failed checks in a row take the server
+ * out, `rise` good ones put it back.
+ */
+export interface HealthCheck {
+  intervalMs: number
+  timeoutMs?: number
+  fall: number
+  rise: number
+}
+
+/** The tests': a server that fails two checks half a second apart is out, so failovers are quick; one good check puts it back. */
+export const QUICK_FAILOVER: HealthCheck = {intervalMs: 500, fall: 2, rise: 1}
+
 const START_DEADLINE_MS = 15_000
 const STOP_DEADLINE_MS = 10_000
-/** Health checks: a server that fails two checks half a second apart is taken out; one success puts it back. */
-const CHECK = 'check inter 500 fall 2 rise 1'
 
 /** Free loopback ports for a balancer, to give the servers (--public-url, --public-ssh-port) before it starts. */
 export async function reserveBalancerPorts(): Promise<BalancerPorts> {
@@ -46,8 +59,12 @@ export async function reserveBalancerPorts(): Promise<BalancerPorts> {
  * checked (GET /ping; a TCP connect for SSH). A connection a dead server refuses is tried on another one. Long
  * timeouts: log streams, tunnels, terminals and device links stay open for as long as a test runs.
  */
-export function haproxyConfig(ports: BalancerPorts, servers: readonly BalancedServer[]): string {
-  const backend = (port: (server: BalancedServer) => number) => servers.map((server, index) => `  server s${index} 127.0.0.1:${port(server)} ${CHECK}`)
+export function haproxyConfig(ports: BalancerPorts, servers: readonly BalancedServer[], check: HealthCheck = QUICK_FAILOVER): string {
+  const checked = `check inter ${check.intervalMs} fall ${check.fall} rise ${check.rise}`
+  const backend = (port: (server: BalancedServer) => number) => [
+    ...(check.timeoutMs === undefined ? [] : [`  timeout check ${check.timeoutMs}`]),
+    ...servers.map((server, index) => `  server s${index} 127.0.0.1:${port(server)} ${checked}`),
+  ]
   return [
     'global',
     '  maxconn 4096',
@@ -94,14 +111,15 @@ function accepts(port: number): Promise<boolean> {
 }
 
 /**
- * Starts haproxy in front of `servers` on `ports` (fresh ones unless given), and resolves once both frontends
- * accept connections; rejects with its output when it exits first or takes too long.
+ * Starts haproxy in front of `servers` on `ports` (fresh ones unless given), checking them as `healthCheck` says
+ * (QUICK_FAILOVER unless given), and resolves once both frontends accept connections; rejects with its output when
+ * it exits first or takes too long.
  */
-export async function startBalancer(servers: readonly BalancedServer[], ports?: BalancerPorts): Promise<Balancer> {
+export async function startBalancer(servers: readonly BalancedServer[], ports?: BalancerPorts, options: {healthCheck?: HealthCheck} = {}): Promise<Balancer> {
   const bound = ports ?? (await reserveBalancerPorts())
   const folder = mkdtempSync(path.join(tmpdir(), 'flotilla-haproxy-'))
   const configFile = path.join(folder, 'haproxy.cfg')
-  writeFileSync(configFile, haproxyConfig(bound, servers))
+  writeFileSync(configFile, haproxyConfig(bound, servers, options.healthCheck))
   // -db: in the foreground, so the test owns the process.
   const child = spawn(HAPROXY, ['-db', '-f', configFile], {stdio: ['ignore', 'pipe', 'pipe']})
   let output = ''

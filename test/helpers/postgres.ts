@@ -1,6 +1,7 @@
 import {type ChildProcess, execFileSync, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
+import type {Socket} from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
@@ -13,7 +14,8 @@ import {freeLoopbackPort} from './net.js'
 /**
  * One PostgreSQL cluster for the whole test run, started on first use: `initdb` in a temporary folder, a free
  * loopback port, its socket in that folder, run as the `postgres` user (PostgreSQL refuses root), stopped and
- * removed when the test process exits. Each server gets a database of its own, so tests stay independent.
+ * removed when the test process exits, which it does not delay. Each server gets a database of its own, so tests
+ * stay independent.
  */
 export interface TestPostgres {
   /** `postgres://flotilla:<password>@127.0.0.1:<port>` without a database. */
@@ -97,8 +99,12 @@ async function startCluster(): Promise<TestPostgres> {
     throw error
   }
 
+  // The cluster serves the process while it runs, but is no reason to keep it running: a bench or script that is
+  // done exits, and its exit stops the cluster (a ref'd child would keep it waiting for a cluster that waits for it).
+  child.unref()
+  ;(child.stderr as Socket | null)?.unref()
   const baseUrl = `postgres://${USER}:${password}@127.0.0.1:${port}`
-  const admin = new pg.Pool({connectionString: `${baseUrl}/postgres`, max: 2})
+  const admin = new pg.Pool({connectionString: `${baseUrl}/postgres`, max: 2, allowExitOnIdle: true})
   admin.on('error', () => {})
   let databases = 0
   // Databases sort text the way most clusters do (English, case-insensitive first), which SQLite never does, so
