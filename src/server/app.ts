@@ -10,7 +10,7 @@ import {ExpectedError} from '../errors.js'
 import {ApiKeyCache} from './auth/api-key-cache.js'
 import type {ClusterBus} from './cluster/bus.js'
 import {openClusterBus} from './cluster/open.js'
-import {DeviceIdBatcher, shareStateAcrossInstances} from './cluster/shared-state.js'
+import {DevicesWrittenBatcher, shareStateAcrossInstances} from './cluster/shared-state.js'
 import {LoginRateLimiter} from './auth/rate-limit.js'
 import {loadSigningSecret} from './auth/tokens.js'
 import {type AdminSettings, type CreatedAdmin, ensureAdmin} from './bootstrap.js'
@@ -256,13 +256,13 @@ async function loadRegistryAuthority(db: Db, secret: Uint8Array, options: Server
  * instances of its database through the cluster bus.
  */
 function instanceParts(db: Db, bus: ClusterBus, secret: Uint8Array, options: ServerOptions, log: (level: 'warn' | 'error') => (error: unknown, message: string) => void) {
-  const devicesWritten = new DeviceIdBatcher((ids) => bus.publish({type: 'devices', ids}))
+  const devicesWritten = new DevicesWrittenBatcher((event) => bus.publish(event))
   const apiKeys = new ApiKeyCache(db, secret)
   const targetStates = new TargetStates(db)
   const heartbeats = new Heartbeats(db, {
     timeoutMs: options.deviceHeartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS,
     onError: log('warn'),
-    announce: (deviceId) => devicesWritten.add(deviceId),
+    announce: (deviceId, reportDigest) => devicesWritten.add(deviceId, reportDigest),
   })
   const links = new DeviceLinks({db, targetStates, heartbeats, onError: log('warn')})
   const deviceLogs = new DeviceLogStore(db, {onStored: (deviceIds) => void bus.publish({type: 'logs', ids: deviceIds}), onError: log('warn')})

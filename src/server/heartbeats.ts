@@ -1,3 +1,5 @@
+import {hash} from 'node:crypto'
+
 import type {Db} from './db/database.js'
 
 /** How often the heartbeats gathered in memory are written. */
@@ -14,10 +16,11 @@ export interface HeartbeatSettings {
   flushEveryMs?: number
   onError: (error: unknown, message: string) => void
   /**
-   * Called when this server wrote a device's row outside its heartbeats (a report, a link opening or closing), so
-   * other server instances forget what they remember of it ({@link forgetWrittenElsewhere}).
+   * Called when this server wrote a device's row outside its heartbeats, so that other server instances forget what
+   * they remember of it ({@link forgetWrittenElsewhere}): a link opening or closing, a failed write; or, for a state
+   * report, keep it if their last report of the device is this one ({@link reportsWrittenElsewhere}).
    */
-  announce?: (deviceId: number) => void
+  announce?: (deviceId: number, reportDigest?: string) => void
 }
 
 /**
@@ -37,6 +40,7 @@ export class Heartbeats {
   private due = new Set<number>()
   /** The devices to be written online at the next turn of the event loop (their first beats), with its promise. */
   private soon?: {ids: number[]; written: Promise<void>}
+  /** The digest ({@link reportDigest}) of the last state report written of each device. */
   private readonly reports = new Map<number, string>()
   private readonly timer: NodeJS.Timeout
   private flushing?: Promise<void>
@@ -79,13 +83,14 @@ export class Heartbeats {
   /** The device was just written as online by someone else: its state report (remembered, when given), its link. */
   wroteOnline(deviceId: number, report?: string): void {
     this.written.set(deviceId, Date.now())
-    if (report !== undefined) this.reports.set(deviceId, report)
-    this.settings.announce?.(deviceId)
+    const digest = report === undefined ? undefined : reportDigest(report)
+    if (digest !== undefined) this.reports.set(deviceId, digest)
+    this.settings.announce?.(deviceId, digest)
   }
 
   /** Whether this report is the last one written of the device (then it need not be written again). */
   isRepeatedReport(deviceId: number, report: string): boolean {
-    return this.reports.get(deviceId) === report
+    return this.reports.get(deviceId) === reportDigest(report)
   }
 
   /** Forgets what this server wrote of one device (its link closed and marked it offline; its report failed to be written). */
@@ -103,6 +108,20 @@ export class Heartbeats {
       this.written.delete(deviceId)
       this.reports.delete(deviceId)
     }
+  }
+
+  /**
+   * Another server instance wrote these devices online with these state reports (digests, `digests[i]` of
+   * `deviceIds[i]`). Where this instance's last report of a device is that one, the row holds what it would write
+   * again (behind a load balancer a device's reports alternate between instances, and each was written in full);
+   * any other is forgotten, as another write was.
+   */
+  reportsWrittenElsewhere(deviceIds: number[], digests: string[]): void {
+    const now = Date.now()
+    deviceIds.forEach((deviceId, index) => {
+      if (this.reports.get(deviceId) === digests[index]) this.written.set(deviceId, now)
+      else this.forgetWrittenElsewhere([deviceId])
+    })
   }
 
   /** A write may have changed devices behind this cache (pine): their next heartbeat and report are written. */
@@ -176,4 +195,9 @@ export class Heartbeats {
       this.settings.onError(error, 'writing devices\u2019 heartbeats failed; they are written again with their next poll')
     }
   }
+}
+
+/** What a state report is remembered by, and told to other instances as: 128 bits of its SHA-256, in base64url. */
+export function reportDigest(report: string): string {
+  return hash('sha256', report, 'base64url').slice(0, 22)
 }

@@ -16,9 +16,15 @@ import {randomBytes} from 'node:crypto'
  *   {"v":1,"o":"…","t":"keys"}                                           keys may have been revoked (deleted): drop
  *                                                                        API keys' actors; close links of gone keys
  *   {"v":1,"o":"…","t":"devices","ids":[<device id>, …]}                 these devices' rows were written by the
- *                                                                        sender (a state report, a link closing and
- *                                                                        marking them offline): forget what this
- *                                                                        instance remembers of their heartbeats/reports
+ *                                                                        sender (a link opening or closing, a failed
+ *                                                                        write): forget what this instance remembers
+ *                                                                        of their heartbeats and reports
+ *   {"v":1,"o":"…","t":"devices","ids":[…],"d":[<report digest>, …]}     these devices' rows were written online with
+ *                                                                        these state reports (`d[i]` of `ids[i]`,
+ *                                                                        base64url): an instance whose last report of
+ *                                                                        a device is that one keeps it (the device is
+ *                                                                        online as of now), any other forgets it. An
+ *                                                                        instance that knows no `d` forgets them all.
  *   {"v":1,"o":"…","t":"logs","ids":[<device id>, …]}                    log lines of these devices were stored:
  *                                                                        followers of them read the new lines
  *   {"v":1,"o":"…","t":"actions","ids":[<device id>, …]}                 device actions were queued (table
@@ -33,7 +39,7 @@ import {randomBytes} from 'node:crypto'
 export type ClusterEvent =
   | {type: 'targets'}
   | {type: 'keys'}
-  | {type: 'devices'; ids: number[]}
+  | {type: 'devices'; ids: number[]; digests?: string[]}
   | {type: 'logs'; ids: number[]}
   | {type: 'actions'; ids: number[]}
 
@@ -56,6 +62,9 @@ export const CLUSTER_PROTOCOL_VERSION = 1
 export const MAX_PAYLOAD_BYTES = 7999
 /** Ids in one notification: 500 ids of up to 12 characters each stay far under the payload limit. */
 const IDS_PER_PAYLOAD = 500
+/** Ids with their report digests (up to 43 characters) in one notification, under the payload limit too. */
+const DIGESTS_PER_PAYLOAD = 100
+const DIGEST = /^[\w-]{1,43}$/
 
 const EVENT_TYPES = new Set(['targets', 'keys', 'devices', 'logs', 'actions'])
 const EVENTS_WITH_IDS = new Set(['devices', 'logs', 'actions'])
@@ -69,8 +78,17 @@ export function newInstanceId(): string {
 export function encodeClusterEvent(origin: string, event: ClusterEvent): string[] {
   const header = {v: CLUSTER_PROTOCOL_VERSION, o: origin, t: event.type}
   if (!('ids' in event)) return [JSON.stringify(header)]
-  const ids = [...new Set(event.ids)]
   const payloads: string[] = []
+  if ('digests' in event && event.digests) {
+    const {ids, digests} = event
+    for (let start = 0; start < ids.length; start += DIGESTS_PER_PAYLOAD) {
+      payloads.push(JSON.stringify({...header, ids: ids.slice(start, start + DIGESTS_PER_PAYLOAD), d: digests.slice(start, start + DIGESTS_PER_PAYLOAD)}))
+    }
+
+    return payloads
+  }
+
+  const ids = [...new Set(event.ids)]
   for (let start = 0; start < ids.length; start += IDS_PER_PAYLOAD) payloads.push(JSON.stringify({...header, ids: ids.slice(start, start + IDS_PER_PAYLOAD)}))
   return payloads
 }
@@ -85,10 +103,16 @@ export function decodeClusterEvent(payload: string): {origin: string; event: Clu
   }
 
   if (typeof value !== 'object' || value === null) return undefined
-  const {v, o, t, ids} = value as Record<string, unknown>
+  const {v, o, t, ids, d} = value as Record<string, unknown>
   if (v !== CLUSTER_PROTOCOL_VERSION || typeof o !== 'string' || typeof t !== 'string' || !EVENT_TYPES.has(t)) return undefined
   if (!EVENTS_WITH_IDS.has(t)) return {origin: o, event: {type: t} as ClusterEvent}
   if (!Array.isArray(ids) || !ids.every((id) => Number.isSafeInteger(id))) return undefined
+  if (t === 'devices' && d !== undefined) {
+    // Digests that do not pair with the ids are no knowledge: the devices are forgotten, as without any.
+    const digests = Array.isArray(d) && d.length === ids.length && d.every((digest) => typeof digest === 'string' && DIGEST.test(digest)) ? (d as string[]) : undefined
+    return {origin: o, event: digests ? {type: 'devices', ids, digests} : {type: 'devices', ids}}
+  }
+
   return {origin: o, event: {type: t, ids} as ClusterEvent}
 }
 

@@ -4,7 +4,7 @@ import type {DeviceLogStore} from '../device-logs.js'
 import type {DeviceLinks} from '../gateway/device-links.js'
 import type {Heartbeats} from '../heartbeats.js'
 import type {TargetStates} from '../target-states.js'
-import type {ClusterBus, ReceivedClusterEvent} from './bus.js'
+import type {ClusterBus, ClusterEvent, ReceivedClusterEvent} from './bus.js'
 
 /** What one server instance keeps in memory that another instance's writes can make stale. */
 export interface InstanceState {
@@ -17,22 +17,39 @@ export interface InstanceState {
   onError: (error: unknown, message: string) => void
 }
 
-/** Ids gathered until the next turn of the event loop, then published as one event (several payloads if need be). */
-export class DeviceIdBatcher {
-  private ids = new Set<number>()
+/**
+ * Devices whose rows this instance wrote, gathered until the next turn of the event loop, then published: those
+ * written with a state report with its digest (the others keep what they know when it is that report), the others
+ * plainly (the others forget them). A device written twice in one turn is told as its last write left it.
+ */
+export class DevicesWrittenBatcher {
+  private written = new Map<number, string | undefined>()
   private scheduled = false
 
-  constructor(private readonly send: (ids: number[]) => Promise<void>) {}
+  constructor(private readonly publish: (event: Extract<ClusterEvent, {type: 'devices'}>) => Promise<void>) {}
 
-  add(id: number): void {
-    this.ids.add(id)
+  add(deviceId: number, reportDigest?: string): void {
+    this.written.delete(deviceId)
+    this.written.set(deviceId, reportDigest)
     if (this.scheduled) return
     this.scheduled = true
     setImmediate(() => {
       this.scheduled = false
-      const ids = [...this.ids]
-      this.ids = new Set()
-      void this.send(ids)
+      const written = this.written
+      this.written = new Map()
+      const plain: number[] = []
+      const reported: {ids: number[]; digests: string[]} = {ids: [], digests: []}
+      for (const [id, digest] of written) {
+        if (digest === undefined) {
+          plain.push(id)
+        } else {
+          reported.ids.push(id)
+          reported.digests.push(digest)
+        }
+      }
+
+      if (plain.length > 0) void this.publish({type: 'devices', ids: plain})
+      if (reported.ids.length > 0) void this.publish({type: 'devices', ...reported})
     })
   }
 }
@@ -65,7 +82,8 @@ function actOn(state: InstanceState, event: ReceivedClusterEvent): void {
     }
 
     case 'devices': {
-      state.heartbeats.forgetWrittenElsewhere(event.ids)
+      if (event.digests) state.heartbeats.reportsWrittenElsewhere(event.ids, event.digests)
+      else state.heartbeats.forgetWrittenElsewhere(event.ids)
       break
     }
 

@@ -1,7 +1,7 @@
 import {strict as assert} from 'node:assert'
 
 import type {Db} from '../../../src/server/db/database.js'
-import {Heartbeats, IDS_PER_STATEMENT} from '../../../src/server/heartbeats.js'
+import {Heartbeats, IDS_PER_STATEMENT, reportDigest} from '../../../src/server/heartbeats.js'
 
 /** A database whose device writes are counted (with the ids each one names), and fail while `failing` is set (a full disk). */
 function deviceWrites() {
@@ -103,6 +103,19 @@ describe('heartbeats', () => {
     const flushed = state.ids.slice(written).flat()
     assert.deepEqual(flushed, [...devices].sort((a, b) => a - b))
     await heartbeats.close()
+  })
+
+  it('keeps a report another instance wrote when it is the last one written here, and forgets any other', () => {
+    const told: Array<[number, string | undefined]> = []
+    const heartbeats = new Heartbeats(deviceWrites().db, {timeoutMs: 60_000, onError: assert.fail, announce: (id, digest) => told.push([id, digest])})
+    heartbeats.wroteOnline(7, '{"status":"Idle"}')
+    heartbeats.wroteOnline(8, '{"status":"Idle"}')
+    heartbeats.wroteOnline(9)
+    assert.deepEqual(told, [[7, reportDigest('{"status":"Idle"}')], [8, reportDigest('{"status":"Idle"}')], [9, undefined]], 'told with its digest, a link without')
+    heartbeats.reportsWrittenElsewhere([7, 8], [reportDigest('{"status":"Idle"}'), reportDigest('{"status":"Updating"}')])
+    assert.equal(heartbeats.isRepeatedReport(7, '{"status":"Idle"}'), true, 'the row holds what this instance wrote last')
+    assert.equal(heartbeats.isRepeatedReport(8, '{"status":"Idle"}'), false, 'the row holds another report now')
+    void heartbeats.close()
   })
 
   it('takes a report repeated word for word as a heartbeat once it was written, until told to forget reports', () => {

@@ -17,6 +17,20 @@ describe('cluster bus payloads', () => {
     assert.equal(decodeClusterEvent('not json'), undefined)
   })
 
+  it('carries the digests of the reports devices were written with, paired with their ids, and takes digests that do not pair as none', () => {
+    const ids = Array.from({length: 450}, (_, index) => 1_000_000_000 + index)
+    const digests = ids.map((id) => `${'A-_z9'.repeat(4)}${String(id).slice(-2)}`)
+    const payloads = encodeClusterEvent('0123456789abcdef', {type: 'devices', ids, digests})
+    assert.ok(payloads.length > 1 && payloads.every((payload) => Buffer.byteLength(payload) <= MAX_PAYLOAD_BYTES))
+    const decoded = payloads.map((payload) => decodeClusterEvent(payload)?.event as {ids: number[]; digests: string[]})
+    assert.deepEqual(decoded.flatMap((event) => event.ids), ids)
+    assert.deepEqual(decoded.flatMap((event) => event.digests), digests)
+    // An older instance knows no `d`: it forgets the devices. So does this one when the digests are not sound.
+    for (const d of ['[""]', '["aa","bb"]', '["a b"]', '[7]', '"aa"', `["${'a'.repeat(44)}"]`]) {
+      assert.deepEqual(decodeClusterEvent(`{"v":1,"o":"ab","t":"devices","ids":[3],"d":${d}}`)?.event, {type: 'devices', ids: [3]}, d)
+    }
+  })
+
   it('splits an event naming many devices into payloads under NOTIFY\u2019s 8000 bytes', () => {
     const ids = Array.from({length: 5000}, (_, index) => 2_000_000_000 + index)
     const payloads = encodeClusterEvent('0123456789abcdef', {type: 'logs', ids})

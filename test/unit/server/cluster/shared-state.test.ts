@@ -99,6 +99,22 @@ for (const dialect of DIALECTS) {
       }, 'A writing the report again', 5000)
     })
 
+    it('takes a report repeated alternately through both instances (a balancer sharing its requests) as a heartbeat once each wrote it', async () => {
+      const report = (server: FlotillaServer) =>
+        server.app.inject({method: 'PATCH', url: '/device/v3/state', headers: {authorization: `Bearer ${device.key}`}, payload: {[device.uuid]: {status: 'Idle'}}})
+      const stored = async () => (await a.db.selectFrom('device').select('status').where('id', '=', device.id).executeTakeFirstOrThrow()).status
+      // Changed by hand, told to no instance: a report an instance writes puts 'Idle' back, one it takes as a heartbeat does not.
+      const tamper = () => a.db.updateTable('device').set({status: 'by hand'}).where('id', '=', device.id).execute()
+      assert.equal((await report(a)).statusCode, 200)
+      assert.equal((await report(b)).statusCode, 200, 'B had no report of the device yet: it writes it')
+      // Once A heard that B wrote the report A wrote last (the row holds what A would write), neither writes it again.
+      await eventually(async () => {
+        await tamper()
+        for (const server of [a, b, a, b]) assert.equal((await report(server)).statusCode, 200)
+        return (await stored()) === 'by hand'
+      }, 'both instances taking the repeated report as a heartbeat', 5000)
+    })
+
     it('hands an action sent through one instance to the device collecting from the other, once', async () => {
       assert.equal((await poll(b)).statusCode, 200, 'the poll makes the device online')
       const collecting = b.app.inject({method: 'GET', url: `/device/v3/${device.uuid}/actions?wait=10`, headers: {authorization: `Bearer ${device.key}`}})
