@@ -148,6 +148,18 @@ describe('security: the builder touches nothing outside the upload', function ()
       assert.deepEqual(await missing([sha256(contents)], {...main, slug: other.slug}), [], 'the other fleet keeps its own')
     })
 
+    it("keeps a fleet's contents when a user of another organization asks to delete the fleet", async () => {
+      const contents = `kept from an outsider ${randomBytes(8).toString('hex')}`
+      const fleet = await main.api.createFleet(main.token, `guarded${randomBytes(3).toString('hex')}`)
+      await build(await gzipTar([{name: 'app.js', content: contents}]), '', {}, {...main, slug: fleet.slug})
+      const outsider = {email: `outsider-${randomBytes(4).toString('hex')}@example.com`, username: `outsider${randomBytes(4).toString('hex')}`, password: `pw-${randomBytes(8).toString('hex')}`}
+      await main.server.addUser(outsider)
+      const outsiderToken = await main.api.login(outsider.username, outsider.password)
+      await main.api.call('DELETE', `/v7/application(${fleet.id})`, {token: outsiderToken})
+      assert.ok(existsSync(path.join(main.server.dataDir, 'build-contents', String(fleet.id))), 'the fleet\'s contents are still in the data dir')
+      assert.deepEqual(await missing([sha256(contents)], {...main, slug: fleet.slug}), [], 'the fleet still has its kept contents')
+    })
+
     it('removes at start the kept contents of fleets deleted where it did not hear of it, and keeps those of fleets that exist', async () => {
       const restarting = await startBuildServer()
       let restarted: TestServer | undefined
