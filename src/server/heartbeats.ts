@@ -1,4 +1,5 @@
 import {hash} from 'node:crypto'
+import {setImmediate as nextTurn} from 'node:timers/promises'
 
 import type {Db} from './db/database.js'
 
@@ -24,11 +25,12 @@ export interface HeartbeatSettings {
 }
 
 /**
- * Devices' heartbeats (each target-state poll is one). A device that may read as offline is written at once, so it
- * reads online as soon as its poll is answered; after that its last connectivity event is refreshed only when older
- * than a quarter of the timeout, in batches written every second, so a fleet polling every few seconds costs a few
- * writes a minute per device rather than one a poll, and stays online (the sweep marks offline only what has been
- * silent for the whole timeout). A heartbeat is never a request's failure: a failed write is logged and tried again.
+ * Devices' heartbeats (each target-state poll is one). A device that may read as offline is written before its
+ * poll is answered (with the others first seen in the same turn of the event loop), so it reads online as soon as
+ * it is answered; after that its last connectivity event is refreshed only when older than a quarter of the
+ * timeout, in batches written every second, so a fleet polling every few seconds costs a few writes a minute per
+ * device rather than one a poll, and stays online (the sweep marks offline only what has been silent for the whole
+ * timeout). A heartbeat is never a request's failure: a failed write is logged and tried again.
  *
  * It also remembers each device's last state report, so that one repeated word for word (an agent reports on a
  * timer) is a heartbeat only. {@link forgetAll} drops what it knows when another write may have changed a device
@@ -100,8 +102,8 @@ export class Heartbeats {
   }
 
   /**
-   * Another server instance wrote these devices' rows (a report, a link closing): what this one wrote or was told
-   * last may no longer be what the rows hold, so their next heartbeat and report are written.
+   * Another server instance wrote these devices' rows (a link opening or closing, another report): what this one
+   * wrote or was told last may no longer be what the rows hold, so their next heartbeat and report are written.
    */
   forgetWrittenElsewhere(deviceIds: Iterable<number>): void {
     for (const deviceId of deviceIds) {
@@ -151,7 +153,7 @@ export class Heartbeats {
     let batch = this.soon
     if (!batch) {
       const ids: number[] = []
-      const written = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      const written = nextTurn().then(() => {
         this.soon = undefined
         return this.writeInTurns(ids, Date.now())
       })
@@ -177,7 +179,7 @@ export class Heartbeats {
   private async writeInTurns(ids: number[], now: number): Promise<void> {
     const sorted = [...ids].sort((a, b) => a - b)
     for (let start = 0; start < sorted.length; start += IDS_PER_STATEMENT) {
-      if (start > 0) await new Promise((resolve) => setImmediate(resolve))
+      if (start > 0) await nextTurn()
       await this.writeOnline(sorted.slice(start, start + IDS_PER_STATEMENT), now)
     }
   }

@@ -78,18 +78,16 @@ export function newInstanceId(): string {
 export function encodeClusterEvent(origin: string, event: ClusterEvent): string[] {
   const header = {v: CLUSTER_PROTOCOL_VERSION, o: origin, t: event.type}
   if (!('ids' in event)) return [JSON.stringify(header)]
+  // Digests pair with ids by position: those ids are sent as they are, others once each.
+  const digests = 'digests' in event ? event.digests : undefined
+  const ids = digests ? event.ids : [...new Set(event.ids)]
+  const perPayload = digests ? DIGESTS_PER_PAYLOAD : IDS_PER_PAYLOAD
   const payloads: string[] = []
-  if ('digests' in event && event.digests) {
-    const {ids, digests} = event
-    for (let start = 0; start < ids.length; start += DIGESTS_PER_PAYLOAD) {
-      payloads.push(JSON.stringify({...header, ids: ids.slice(start, start + DIGESTS_PER_PAYLOAD), d: digests.slice(start, start + DIGESTS_PER_PAYLOAD)}))
-    }
-
-    return payloads
+  for (let start = 0; start < ids.length; start += perPayload) {
+    const slice = {ids: ids.slice(start, start + perPayload), ...(digests && {d: digests.slice(start, start + perPayload)})}
+    payloads.push(JSON.stringify({...header, ...slice}))
   }
 
-  const ids = [...new Set(event.ids)]
-  for (let start = 0; start < ids.length; start += IDS_PER_PAYLOAD) payloads.push(JSON.stringify({...header, ids: ids.slice(start, start + IDS_PER_PAYLOAD)}))
   return payloads
 }
 

@@ -1,6 +1,9 @@
 import {randomBytes} from 'node:crypto'
 
+import type {Insertable} from 'kysely'
+
 import type {Db} from '../db/database.js'
+import type {ReleaseTable} from '../db/schema.js'
 import {dialectOf} from '../db/dialect.js'
 import {now} from '../db/values.js'
 import {INSTANCE_REFRESH_MS, INSTANCE_TIMEOUT_MS} from '../gateway/instance-registry.js'
@@ -269,56 +272,47 @@ export class ReleaseLifecycle {
   }
 }
 
-/** The row of a build our builder makes. */
-async function insertBuild(trx: Db, build: {fleetId: number; userId: number; draft: boolean}): Promise<number> {
+/**
+ * A new release row: what every release starts with (created now, cloud-built, valid, no composition yet), and
+ * what this one is.
+ */
+async function insertRelease(trx: Db, row: Omit<Insertable<ReleaseTable>, 'created_at' | 'composition' | 'source' | 'is_invalidated'>): Promise<number> {
   const release = await trx
     .insertInto('release')
-    .values({
-      created_at: now(),
-      belongs_to__application: build.fleetId,
-      commit: randomBytes(16).toString('hex'),
-      composition: '{}',
-      status: 'running',
-      source: 'cloud',
-      start_timestamp: now(),
-      is_final: build.draft ? 0 : 1,
-      semver: '0.0.0',
-      is_invalidated: 0,
-      is_created_by__user: build.userId,
-    })
+    .values({created_at: now(), composition: '{}', source: 'cloud', is_invalidated: 0, ...row})
     .returning('id')
     .executeTakeFirstOrThrow()
   return release.id
 }
 
+/** The row of a build our builder makes. */
+function insertBuild(trx: Db, build: {fleetId: number; userId: number; draft: boolean}): Promise<number> {
+  return insertRelease(trx, {
+    belongs_to__application: build.fleetId,
+    commit: randomBytes(16).toString('hex'),
+    status: 'running',
+    start_timestamp: now(),
+    is_final: build.draft ? 0 : 1,
+    semver: '0.0.0',
+    is_created_by__user: build.userId,
+  })
+}
+
 /** The row of a release recorded finished. */
-async function insertFinished(trx: Db, release: FinishedRelease): Promise<number> {
+function insertFinished(trx: Db, release: FinishedRelease): Promise<number> {
   const timestamp = now()
-  const row = await trx
-    .insertInto('release')
-    .values({
-      created_at: timestamp,
-      belongs_to__application: release.fleetId,
-      commit: release.commit,
-      composition: '{}',
-      status: 'success',
-      source: 'cloud',
-      build_log: null,
-      start_timestamp: timestamp,
-      end_timestamp: timestamp,
-      is_final: 1,
-      semver: release.semver,
-      revision: release.revision,
-      raw_version: release.rawVersion,
-      variant: '',
-      phase: null,
-      is_invalidated: 0,
-      note: null,
-      is_created_by__user: null,
-    })
-    .returning('id')
-    .executeTakeFirstOrThrow()
-  return row.id
+  return insertRelease(trx, {
+    belongs_to__application: release.fleetId,
+    commit: release.commit,
+    status: 'success',
+    start_timestamp: timestamp,
+    end_timestamp: timestamp,
+    is_final: 1,
+    semver: release.semver,
+    revision: release.revision,
+    raw_version: release.rawVersion,
+    variant: '',
+  })
 }
 
 /**
